@@ -1,0 +1,317 @@
+//! Types shared by the cap-trace eBPF programs and the userspace daemon.
+//!
+//! Every type here crosses the kernel/userspace boundary through a BPF map or the ring buffer,
+//! so each one is `#[repr(C)]`, `Copy`, and laid out without implicit padding (explicit `_pad`
+//! fields instead), with `u32` where a flag would be a `bool`. The `user` feature adds the
+//! `aya::Pod` impls userspace needs to read and write the maps.
+#![no_std]
+
+/// Length of `task_struct.comm`, including the terminating NUL.
+pub const COMM_LEN: usize = 16;
+
+/// Highest capability number the kernel defines today (`CAP_CHECKPOINT_RESTORE`).
+pub const CAP_LAST_CAP: u32 = 40;
+
+/// `CheckKey::syscall` when the check did not happen inside a system call.
+pub const NO_SYSCALL: u32 = u32::MAX;
+
+/// Bits of [`CheckKey::flags`].
+pub mod check_flags {
+    /// `cap_capable` returned an error: the capability was not in effect.
+    pub const DENIED: u32 = 1 << 0;
+    /// The check was made with `CAP_OPT_NOAUDIT`: a probe, not an enforcement point.
+    pub const NOAUDIT: u32 = 1 << 1;
+    /// The check was made with `CAP_OPT_INSETID` (from a set*id or setgroups path).
+    pub const INSETID: u32 = 1 << 2;
+    /// The backend could not tell whether the check was audited (unrecognised call site).
+    pub const AUDIT_UNKNOWN: u32 = 1 << 3;
+}
+
+/// Ring-buffer record kinds (first field of every record).
+pub mod event_kind {
+    /// A [`crate::CheckEvent`], first of its key: later occurrences are counted in `CHECKS`.
+    pub const CHECK: u32 = 1;
+    /// A [`crate::CheckEvent`] that is not counted in `CHECKS` (streaming mode, or the map was
+    /// full): the event itself is one occurrence.
+    pub const CHECK_UNCOUNTED: u32 = 3;
+    /// An [`crate::OutcomeEvent`].
+    pub const OUTCOME: u32 = 2;
+}
+
+/// Which backend the programs were loaded for ([`Config`] is shared by all of them).
+pub mod backend {
+    pub const TRACEPOINT: u32 = 1;
+    pub const RAW_TRACEPOINT: u32 = 2;
+    pub const FEXIT: u32 = 3;
+    pub const KPROBE: u32 = 4;
+}
+
+/// How a cgroup in the `TRACED` map is matched.
+pub mod traced_kind {
+    /// Only tasks whose own cgroup is this one.
+    pub const EXACT: u32 = 1;
+    /// Tasks in this cgroup or any cgroup below it, recorded under this cgroup.
+    pub const SUBTREE: u32 = 2;
+    /// Tasks in any child of this cgroup (or below), recorded under that child: used to catch a
+    /// container whose cgroup does not exist yet without missing its first checks.
+    pub const CHILDREN: u32 = 3;
+}
+
+/// Indices of the per-CPU `STATS` array.
+pub mod stat {
+    /// Checks seen in traced cgroups.
+    pub const CHECKS: u32 = 0;
+    /// Ring-buffer reservations that failed: the event was lost (its count was not).
+    pub const RINGBUF_LOST: u32 = 1;
+    /// Dedupe-map inserts that failed because the map was full: count lost.
+    pub const KEYS_FULL: u32 = 2;
+    /// Checks made under borrowed credentials (`override_creds`), not counted.
+    pub const BORROWED_CREDS: u32 = 3;
+    /// kretprobe returns that had no matching entry (entry probe missed).
+    pub const KPROBE_ENTRY_MISSED: u32 = 4;
+    /// kprobe entries whose return was never seen (kretprobe missed).
+    pub const KRETPROBE_MISSED: u32 = 5;
+    /// Denials whose syscall outcome could not be tracked (pending map full).
+    pub const PENDING_FULL: u32 = 6;
+    /// Syscall outcomes recorded.
+    pub const OUTCOMES: u32 = 7;
+    /// Outcome-map inserts that failed because the map was full.
+    pub const OUTCOME_KEYS_FULL: u32 = 8;
+    /// Kernel stacks that could not be read (tracepoint backends).
+    pub const STACK_ERRORS: u32 = 9;
+    /// Full kernel stack walks (the slow path of the tracepoint backends' call-site reading).
+    pub const STACK_WALKS: u32 = 10;
+    pub const COUNT: u32 = 11;
+}
+
+/// Classes of a call site in the audit-classification table (tracepoint backends).
+pub mod site_class {
+    pub const AUDIT: u32 = 1;
+    pub const NOAUDIT: u32 = 2;
+    pub const AUDIT_INSETID: u32 = 3;
+    /// The function only forwards `opts` from its caller: look one frame further.
+    pub const FORWARD: u32 = 4;
+}
+
+/// Maximum number of call-site ranges the classifier knows.
+pub const MAX_SITES: usize = 32;
+
+/// Number of kernel stack frames the tracepoint backends read.
+pub const STACK_FRAMES: usize = 8;
+
+/// Key of the in-kernel dedupe map: one entry per distinct kind of check per workload.
+#[repr(C)]
+#[derive(Copy, Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct CheckKey {
+    /// cgroup v2 id of the workload the check is recorded under.
+    pub cgroup_id: u64,
+    /// Bit `n` set when capability `n` was denied (audited or unclassified) earlier in the same
+    /// syscall by the same thread: how alternatives such as a denied DAC_READ_SEARCH followed by
+    /// a granted DAC_OVERRIDE show up.
+    pub denied_before: u64,
+    /// Capability number.
+    pub cap: u32,
+    /// System call in flight (x86_64 numbering), or [`NO_SYSCALL`].
+    pub syscall: u32,
+    /// [`check_flags`] bits.
+    pub flags: u32,
+    /// 1-based index of the call-site rule that classified the check (tracepoint backends), 0 if
+    /// none.
+    pub site: u32,
+    /// `level` of the user namespace the capability was checked against (0: initial).
+    pub userns_level: u32,
+    pub _pad: u32,
+    /// `comm` of the checking thread.
+    pub comm: [u8; COMM_LEN],
+}
+
+/// First occurrence of a [`CheckKey`] (or every occurrence in streaming mode).
+#[repr(C)]
+#[derive(Copy, Clone, Debug)]
+pub struct CheckEvent {
+    /// [`event_kind::CHECK`].
+    pub kind: u32,
+    pub tgid: u32,
+    pub tid: u32,
+    pub uid: u32,
+    /// `bpf_ktime_get_boot_ns` at the check.
+    pub boot_ns: u64,
+    /// Caller of `cap_capable` and its caller, when the tracepoint backend could not classify
+    /// the site (so userspace can name it); zero otherwise.
+    pub frames: [u64; 2],
+    pub key: CheckKey,
+}
+
+/// Key of the outcome map: how a syscall that had a denied check ended.
+#[repr(C)]
+#[derive(Copy, Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct OutcomeKey {
+    pub cgroup_id: u64,
+    /// Bit `n` set when capability `n` was denied (audited or unclassified) during the syscall.
+    pub denied: u64,
+    pub syscall: u32,
+    /// 0 when the syscall succeeded, `-errno` when it failed.
+    pub result: i32,
+    pub comm: [u8; COMM_LEN],
+}
+
+/// First occurrence of an [`OutcomeKey`].
+#[repr(C)]
+#[derive(Copy, Clone, Debug)]
+pub struct OutcomeEvent {
+    /// [`event_kind::OUTCOME`].
+    pub kind: u32,
+    pub tgid: u32,
+    pub tid: u32,
+    pub _pad: u32,
+    pub boot_ns: u64,
+    pub key: OutcomeKey,
+}
+
+/// Per-thread state of a syscall that had a denied check, until `sys_exit`.
+#[repr(C)]
+#[derive(Copy, Clone, Debug)]
+pub struct Pending {
+    pub cgroup_id: u64,
+    pub denied: u64,
+    pub syscall: u32,
+    pub _pad: u32,
+    pub comm: [u8; COMM_LEN],
+}
+
+/// Arguments of `cap_capable` kept from kprobe entry to return.
+#[repr(C)]
+#[derive(Copy, Clone, Debug)]
+pub struct KprobeArgs {
+    pub cred: u64,
+    pub target_ns: u64,
+    pub cap: u32,
+    pub opts: u32,
+}
+
+/// Value of the `TRACED` map.
+#[repr(C)]
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+pub struct Traced {
+    /// [`traced_kind`].
+    pub kind: u32,
+    /// cgroup level (depth below the root) of the traced cgroup.
+    pub level: u32,
+}
+
+/// One range of kernel text in the call-site classifier, `[start, end)`.
+#[repr(C)]
+#[derive(Copy, Clone, Debug, Default, PartialEq, Eq)]
+pub struct SiteRange {
+    pub start: u64,
+    pub end: u64,
+    /// [`site_class`].
+    pub class: u32,
+    /// 1-based rule index reported in [`CheckKey::site`].
+    pub rule: u32,
+}
+
+/// Settings fixed at load time (a read-only global).
+#[repr(C)]
+#[derive(Copy, Clone, Debug)]
+pub struct Settings {
+    /// [`backend`] the programs are attached with.
+    pub backend: u32,
+    /// 1: send every check through the ring buffer instead of deduplicating in the kernel.
+    pub stream: u32,
+    /// Byte offset of `task_struct.real_cred`.
+    pub off_task_real_cred: u32,
+    /// Byte offset of `user_namespace.level`.
+    pub off_userns_level: u32,
+    /// Byte offset, in `struct pt_regs`, of the syscall number (`orig_ax` on x86_64).
+    pub off_regs_syscall: u32,
+    /// Byte offset, in `struct pt_regs`, of the stack pointer.
+    pub off_regs_sp: u32,
+    /// Byte offsets in the `capability:cap_capable` tracepoint record.
+    pub tp_off_cred: u32,
+    pub tp_off_target_ns: u32,
+    pub tp_off_cap: u32,
+    pub tp_off_ret: u32,
+    /// Positions of the same fields among the raw tracepoint's arguments.
+    pub raw_arg_cred: u32,
+    pub raw_arg_target_ns: u32,
+    pub raw_arg_cap: u32,
+    pub raw_arg_ret: u32,
+    /// Number of valid entries in `sites`.
+    pub nsites: u32,
+    pub _pad: u32,
+
+    /// `[start, end)` of `cap_capable`, to find its frame in a kernel stack.
+    pub cap_capable_start: u64,
+    pub cap_capable_end: u64,
+    /// Call-site classifier, sorted by `start`.
+    pub sites: [SiteRange; MAX_SITES],
+}
+
+impl Settings {
+    pub const fn zeroed() -> Self {
+        Self {
+            backend: 0,
+            stream: 0,
+            off_task_real_cred: 0,
+            off_userns_level: 0,
+            off_regs_syscall: 0,
+            off_regs_sp: 0,
+            tp_off_cred: 0,
+            tp_off_target_ns: 0,
+            tp_off_cap: 0,
+            tp_off_ret: 0,
+            raw_arg_cred: 0,
+            raw_arg_target_ns: 0,
+            raw_arg_cap: 0,
+            raw_arg_ret: 0,
+            nsites: 0,
+            _pad: 0,
+            cap_capable_start: 0,
+            cap_capable_end: 0,
+            sites: [SiteRange {
+                start: 0,
+                end: 0,
+                class: 0,
+                rule: 0,
+            }; MAX_SITES],
+        }
+    }
+}
+
+/// Settings that change while tracing (element 0 of the `CONFIG` array map).
+#[repr(C)]
+#[derive(Copy, Clone, Debug, Default)]
+pub struct Config {
+    /// Bit `n` set when some `TRACED` entry lives at cgroup level `n`: the levels at which a
+    /// task's ancestors are looked up.
+    pub levels: u64,
+}
+
+#[cfg(feature = "user")]
+mod pod {
+    use super::*;
+    unsafe impl aya::Pod for CheckKey {}
+    unsafe impl aya::Pod for CheckEvent {}
+    unsafe impl aya::Pod for OutcomeKey {}
+    unsafe impl aya::Pod for OutcomeEvent {}
+    unsafe impl aya::Pod for Pending {}
+    unsafe impl aya::Pod for KprobeArgs {}
+    unsafe impl aya::Pod for Traced {}
+    unsafe impl aya::Pod for SiteRange {}
+    unsafe impl aya::Pod for Settings {}
+    unsafe impl aya::Pod for Config {}
+}
+
+// The layouts above must not grow implicit padding: these sizes are what the kernel side writes.
+const _: () = {
+    assert!(core::mem::size_of::<CheckKey>() == 56);
+    assert!(core::mem::size_of::<CheckEvent>() == 96);
+    assert!(core::mem::size_of::<OutcomeKey>() == 40);
+    assert!(core::mem::size_of::<OutcomeEvent>() == 64);
+    assert!(core::mem::size_of::<Pending>() == 40);
+    assert!(core::mem::size_of::<KprobeArgs>() == 24);
+    assert!(core::mem::size_of::<Traced>() == 8);
+    assert!(core::mem::size_of::<SiteRange>() == 24);
+    assert!(core::mem::size_of::<Settings>() == 80 + 24 * MAX_SITES);
+};

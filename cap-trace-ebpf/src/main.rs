@@ -1,0 +1,764 @@
+//! Kernel side of cap-trace.
+//!
+//! One event, several hooks: every backend ends in [`on_check`] with the arguments and result of
+//! one `cap_capable` call. Userspace loads and attaches only the programs of the backend it picked
+//! (`probe.rs`), and passes everything kernel-specific (struct offsets from BTF, tracepoint field
+//! offsets, the call-site table built from `/proc/kallsyms`) in the read-only [`SETTINGS`] global.
+//!
+//! Only cgroups userspace asked for are traced (`TRACED`). Checks are deduplicated per
+//! [`CheckKey`] in `CHECKS`: the first occurrence of a key goes through the ring buffer, later ones
+//! only bump its counter, which userspace reads at the end. A denied check also opens a per-thread
+//! [`Pending`] entry that `sys_exit` turns into an [`OutcomeKey`]: how the syscall that hit the
+//! wall ended.
+#![no_std]
+#![no_main]
+// Atomic read-modify-write on map values and globals (core::sync::atomic has no RMW for BPF).
+#![feature(core_intrinsics)]
+#![allow(internal_features)]
+
+use core::intrinsics::{AtomicOrdering, atomic_xadd, atomic_xsub};
+
+use aya_ebpf::{
+    EbpfContext,
+    bindings::BPF_NOEXIST,
+    helpers::{
+        bpf_get_current_ancestor_cgroup_id, bpf_get_current_cgroup_id, bpf_get_current_comm,
+        bpf_get_current_pid_tgid, bpf_get_current_task, bpf_get_current_task_btf,
+        bpf_get_current_uid_gid, bpf_get_stack, bpf_ktime_get_boot_ns, bpf_probe_read_kernel,
+        bpf_task_pt_regs,
+    },
+    macros::{fexit, kprobe, kretprobe, map, raw_tracepoint, tracepoint},
+    maps::{Array, HashMap, LruHashMap, PerCpuArray, RingBuf},
+    programs::{
+        FExitContext, ProbeContext, RawTracePointContext, RetProbeContext, TracePointContext,
+    },
+};
+use cap_trace_common::{
+    COMM_LEN, CheckEvent, CheckKey, Config, KprobeArgs, MAX_SITES, NO_SYSCALL, OutcomeEvent,
+    OutcomeKey, Pending, STACK_FRAMES, Settings, SiteRange, Traced, backend, check_flags,
+    event_kind, site_class, stat, traced_kind,
+};
+
+/// Everything kernel-specific, filled by userspace with `EbpfLoader::override_global`.
+#[unsafe(no_mangle)]
+static SETTINGS: Settings = Settings::zeroed();
+
+/// Number of live `PENDING` entries: lets `sys_exit` return after one load in the common case.
+#[unsafe(no_mangle)]
+static mut PENDING_NOW: u64 = 0;
+
+#[map]
+static TRACED: HashMap<u64, Traced> = HashMap::with_max_entries(4096, 0);
+
+#[map]
+static CONFIG: Array<Config> = Array::with_max_entries(1, 0);
+
+const BPF_F_NO_PREALLOC: u32 = 1;
+
+#[map]
+static CHECKS: HashMap<CheckKey, u64> = HashMap::with_max_entries(16384, BPF_F_NO_PREALLOC);
+
+#[map]
+static OUTCOMES: HashMap<OutcomeKey, u64> = HashMap::with_max_entries(4096, BPF_F_NO_PREALLOC);
+
+#[map]
+static PENDING: LruHashMap<u32, Pending> = LruHashMap::with_max_entries(8192, 0);
+
+#[map]
+static KPROBE_ARGS: LruHashMap<u32, KprobeArgs> = LruHashMap::with_max_entries(8192, 0);
+
+#[map]
+static STACK: PerCpuArray<[u64; STACK_FRAMES]> = PerCpuArray::with_max_entries(1, 0);
+
+#[map]
+static STATS: PerCpuArray<u64> = PerCpuArray::with_max_entries(stat::COUNT, 0);
+
+#[map]
+static EVENTS: RingBuf = RingBuf::with_byte_size(1 << 20, 0);
+
+/// Reads a field of [`SETTINGS`] so that the compiler cannot fold the default value in.
+macro_rules! setting {
+    ($($field:tt)+) => {
+        {
+            #[allow(unused_unsafe)]
+            let value = unsafe { core::ptr::read_volatile(&raw const SETTINGS.$($field)+) };
+            value
+        }
+    };
+}
+
+const EEXIST: i32 = 17;
+
+/// A `cap_capable` call, whatever the hook that saw it.
+struct Check {
+    cred: u64,
+    target_ns: u64,
+    cap: u32,
+    ret: i32,
+    /// `CAP_OPT_*` bits when the hook sees them (fexit, kprobe); `None` on tracepoints.
+    opts: Option<u32>,
+}
+
+const CAP_OPT_NOAUDIT: u32 = 1 << 1;
+const CAP_OPT_INSETID: u32 = 1 << 2;
+
+// ---------------------------------------------------------------------------------------------
+// Hooks: thin entries calling `try_*`.
+
+#[tracepoint(category = "capability", name = "cap_capable")]
+pub fn cap_capable_tp(ctx: TracePointContext) -> u32 {
+    let _ = try_cap_capable_tp(&ctx);
+    0
+}
+
+fn try_cap_capable_tp(ctx: &TracePointContext) -> Result<(), i32> {
+    let cgroup = traced_cgroup().ok_or(0)?;
+    // Field offsets come from the tracepoint's `format` file, read at start-up.
+    let check = unsafe {
+        Check {
+            cred: ctx.read_at::<u64>(setting!(tp_off_cred) as usize)?,
+            target_ns: ctx.read_at::<u64>(setting!(tp_off_target_ns) as usize)?,
+            cap: ctx.read_at::<i32>(setting!(tp_off_cap) as usize)? as u32,
+            ret: ctx.read_at::<i32>(setting!(tp_off_ret) as usize)?,
+            opts: None,
+        }
+    };
+    on_check(ctx, cgroup, &check)
+}
+
+#[raw_tracepoint(tracepoint = "cap_capable")]
+pub fn cap_capable_raw(ctx: RawTracePointContext) -> i32 {
+    let _ = try_cap_capable_raw(&ctx);
+    0
+}
+
+fn try_cap_capable_raw(ctx: &RawTracePointContext) -> Result<(), i32> {
+    let cgroup = traced_cgroup().ok_or(0)?;
+    let check = Check {
+        cred: raw_arg(ctx, setting!(raw_arg_cred)),
+        target_ns: raw_arg(ctx, setting!(raw_arg_target_ns)),
+        cap: raw_arg(ctx, setting!(raw_arg_cap)) as u32,
+        ret: raw_arg(ctx, setting!(raw_arg_ret)) as i32,
+        opts: None,
+    };
+    on_check(ctx, cgroup, &check)
+}
+
+#[inline(always)]
+fn raw_arg(ctx: &RawTracePointContext, n: u32) -> u64 {
+    // Context reads need a constant offset in the instruction itself: one arm per position (the
+    // verifier knows `n` from the read-only settings and drops the other arms).
+    match n {
+        0 => ctx.arg::<u64>(0),
+        1 => ctx.arg::<u64>(1),
+        2 => ctx.arg::<u64>(2),
+        3 => ctx.arg::<u64>(3),
+        4 => ctx.arg::<u64>(4),
+        5 => ctx.arg::<u64>(5),
+        _ => 0,
+    }
+}
+
+#[fexit(function = "cap_capable")]
+pub fn cap_capable_fexit(ctx: FExitContext) -> i32 {
+    let _ = try_cap_capable_fexit(&ctx);
+    0
+}
+
+fn try_cap_capable_fexit(ctx: &FExitContext) -> Result<(), i32> {
+    let cgroup = traced_cgroup().ok_or(0)?;
+    // cap_capable(cred, target_ns, cap, opts); an fexit program finds the return value right
+    // after the arguments, which works on every kernel with fexit (bpf_get_func_ret needs 5.17).
+    let check = Check {
+        cred: ctx.arg::<u64>(0),
+        target_ns: ctx.arg::<u64>(1),
+        cap: ctx.arg::<u64>(2) as u32,
+        opts: Some(ctx.arg::<u64>(3) as u32),
+        ret: ctx.arg::<u64>(4) as i32,
+    };
+    on_check(ctx, cgroup, &check)
+}
+
+#[kprobe(function = "cap_capable")]
+pub fn cap_capable_entry(ctx: ProbeContext) -> u32 {
+    let _ = try_cap_capable_entry(&ctx);
+    0
+}
+
+fn try_cap_capable_entry(ctx: &ProbeContext) -> Result<(), i32> {
+    traced_cgroup().ok_or(0)?;
+    let tid = bpf_get_current_pid_tgid() as u32;
+    let args = KprobeArgs {
+        cred: ctx.arg::<u64>(0).ok_or(0)?,
+        target_ns: ctx.arg::<u64>(1).ok_or(0)?,
+        cap: ctx.arg::<u64>(2).ok_or(0)? as u32,
+        opts: ctx.arg::<u64>(3).ok_or(0)? as u32,
+    };
+    // cap_capable does not recurse: a leftover entry means its return probe was missed.
+    if KPROBE_ARGS.get_ptr(&tid).is_some() {
+        bump(stat::KRETPROBE_MISSED);
+    }
+    KPROBE_ARGS.insert(&tid, &args, 0)
+}
+
+#[kretprobe(function = "cap_capable")]
+pub fn cap_capable_return(ctx: RetProbeContext) -> u32 {
+    let _ = try_cap_capable_return(&ctx);
+    0
+}
+
+fn try_cap_capable_return(ctx: &RetProbeContext) -> Result<(), i32> {
+    let tid = bpf_get_current_pid_tgid() as u32;
+    let Some(args) = KPROBE_ARGS.get_ptr(&tid) else {
+        if traced_cgroup().is_some() {
+            bump(stat::KPROBE_ENTRY_MISSED);
+        }
+        return Ok(());
+    };
+    let args = unsafe { *args };
+    let _ = KPROBE_ARGS.remove(&tid);
+    let cgroup = traced_cgroup().ok_or(0)?;
+    let check = Check {
+        cred: args.cred,
+        target_ns: args.target_ns,
+        cap: args.cap,
+        opts: Some(args.opts),
+        ret: ctx.ret::<u64>() as i32,
+    };
+    on_check(ctx, cgroup, &check)
+}
+
+/// How a syscall that had a denied check ended.
+#[raw_tracepoint(tracepoint = "sys_exit")]
+pub fn sys_exit(ctx: RawTracePointContext) -> i32 {
+    let _ = try_sys_exit(&ctx);
+    0
+}
+
+fn try_sys_exit(ctx: &RawTracePointContext) -> Result<(), i32> {
+    if pending_now() == 0 {
+        return Ok(());
+    }
+    let pid_tgid = bpf_get_current_pid_tgid();
+    let tid = pid_tgid as u32;
+    let pending = unsafe { *PENDING.get_ptr(&tid).ok_or(0)? };
+    let _ = PENDING.remove(&tid);
+    unsafe { atomic_xsub::<u64, u64, { AtomicOrdering::Relaxed }>(&raw mut PENDING_NOW, 1) };
+    // sys_exit(struct pt_regs *regs, long ret)
+    let ret = ctx.arg::<u64>(1) as i64;
+    let key = OutcomeKey {
+        cgroup_id: pending.cgroup_id,
+        denied: pending.denied,
+        syscall: pending.syscall,
+        result: if ret < 0 { ret as i32 } else { 0 },
+        comm: pending.comm,
+    };
+    bump(stat::OUTCOMES);
+    if let Some(count) = OUTCOMES.get_ptr_mut(&key) {
+        atomic_inc(count);
+        return Ok(());
+    }
+    match OUTCOMES.insert(&key, &1, BPF_NOEXIST as u64) {
+        Ok(()) => {}
+        Err(e) if e == -EEXIST => {
+            if let Some(count) = OUTCOMES.get_ptr_mut(&key) {
+                atomic_inc(count);
+            }
+            return Ok(());
+        }
+        Err(_) => bump(stat::OUTCOME_KEYS_FULL),
+    }
+    match EVENTS.reserve::<OutcomeEvent>(0) {
+        Some(mut entry) => {
+            entry.write(OutcomeEvent {
+                kind: event_kind::OUTCOME,
+                tgid: (pid_tgid >> 32) as u32,
+                tid,
+                _pad: 0,
+                boot_ns: unsafe { bpf_ktime_get_boot_ns() },
+                key,
+            });
+            entry.submit(0);
+        }
+        None => bump(stat::RINGBUF_LOST),
+    }
+    Ok(())
+}
+
+// Empty programs on the same hooks: the floor the benchmark compares against.
+
+#[tracepoint(category = "capability", name = "cap_capable")]
+pub fn floor_tp(_ctx: TracePointContext) -> u32 {
+    0
+}
+
+#[raw_tracepoint(tracepoint = "cap_capable")]
+pub fn floor_raw(_ctx: RawTracePointContext) -> i32 {
+    0
+}
+
+// ---------------------------------------------------------------------------------------------
+// Shared logic.
+
+/// The workload a task's check is recorded under, or `None` when the task is not traced.
+#[inline(always)]
+fn traced_cgroup() -> Option<u64> {
+    let leaf = unsafe { bpf_get_current_cgroup_id() };
+    if let Some(traced) = TRACED.get_ptr(&leaf) {
+        let kind = unsafe { (*traced).kind };
+        if kind == traced_kind::EXACT || kind == traced_kind::SUBTREE {
+            return Some(leaf);
+        }
+    }
+    let levels = unsafe { (*CONFIG.get_ptr(0)?).levels };
+    if levels == 0 {
+        return None;
+    }
+    // Look the task's ancestors up at the levels where SUBTREE/CHILDREN entries live.
+    let mut level = 0u32;
+    while level < 32 {
+        if levels & (1u64 << level) != 0 {
+            let ancestor = unsafe { bpf_get_current_ancestor_cgroup_id(level as i32) };
+            if ancestor == 0 {
+                return None;
+            }
+            if let Some(traced) = TRACED.get_ptr(&ancestor) {
+                match unsafe { (*traced).kind } {
+                    traced_kind::SUBTREE => return Some(ancestor),
+                    traced_kind::CHILDREN => {
+                        let child = unsafe { bpf_get_current_ancestor_cgroup_id(level as i32 + 1) };
+                        if child != 0 {
+                            return Some(child);
+                        }
+                        return None;
+                    }
+                    _ => {}
+                }
+            }
+        }
+        level += 1;
+    }
+    None
+}
+
+#[inline(always)]
+fn on_check<C: EbpfContext>(ctx: &C, cgroup_id: u64, check: &Check) -> Result<(), i32> {
+    bump(stat::CHECKS);
+    let task = unsafe { bpf_get_current_task() } as *const u8;
+
+    // A check under borrowed credentials (override_creds: overlayfs copy-up, ...) is about
+    // someone else's capabilities, not this task's.
+    let real_cred: u64 = unsafe {
+        bpf_probe_read_kernel(
+            task.add(setting!(off_task_real_cred) as usize)
+                .cast::<u64>(),
+        )?
+    };
+    if real_cred != check.cred {
+        bump(stat::BORROWED_CREDS);
+        return Ok(());
+    }
+
+    let mut flags = 0;
+    let mut site = 0;
+    let mut frames = [0u64; 2];
+    match check.opts {
+        Some(opts) => {
+            if opts & CAP_OPT_NOAUDIT != 0 {
+                flags |= check_flags::NOAUDIT;
+            }
+            if opts & CAP_OPT_INSETID != 0 {
+                flags |= check_flags::INSETID;
+            }
+        }
+        None => classify_stack(ctx, &mut flags, &mut site, &mut frames),
+    }
+    let denied = check.ret != 0;
+    if denied {
+        flags |= check_flags::DENIED;
+    }
+
+    let userns_level = unsafe {
+        bpf_probe_read_kernel(
+            (check.target_ns as *const u8)
+                .add(setting!(off_userns_level) as usize)
+                .cast::<u32>(),
+        )
+        .unwrap_or(0)
+    };
+    let syscall = current_syscall();
+    let comm = bpf_get_current_comm().unwrap_or([0; COMM_LEN]);
+    let pid_tgid = bpf_get_current_pid_tgid();
+    let tid = pid_tgid as u32;
+    let cap_bit = if check.cap < 64 { 1u64 << check.cap } else { 0 };
+
+    // Caps denied earlier in this same syscall: the pending entry lives until sys_exit, so it
+    // names this syscall instance exactly.
+    let mut denied_before = 0u64;
+    if pending_now() != 0 {
+        if let Some(pending) = PENDING.get_ptr_mut(&tid) {
+            let pending = unsafe { &mut *pending };
+            if pending.syscall == syscall && pending.cgroup_id == cgroup_id {
+                denied_before = pending.denied & !cap_bit;
+                if denied && flags & check_flags::NOAUDIT == 0 {
+                    pending.denied |= cap_bit;
+                }
+            } else if denied && flags & check_flags::NOAUDIT == 0 {
+                // Left over from a syscall whose exit we did not see (the thread exited).
+                *pending = Pending {
+                    cgroup_id,
+                    denied: cap_bit,
+                    syscall,
+                    _pad: 0,
+                    comm,
+                };
+            }
+        } else if denied && flags & check_flags::NOAUDIT == 0 {
+            open_pending(tid, cgroup_id, cap_bit, syscall, comm);
+        }
+    } else if denied && flags & check_flags::NOAUDIT == 0 {
+        open_pending(tid, cgroup_id, cap_bit, syscall, comm);
+    }
+
+    let key = CheckKey {
+        cgroup_id,
+        denied_before,
+        cap: check.cap,
+        syscall,
+        flags,
+        site,
+        userns_level,
+        _pad: 0,
+        comm,
+    };
+
+    let counted = if setting!(stream) != 0 {
+        false
+    } else if let Some(count) = CHECKS.get_ptr_mut(&key) {
+        atomic_inc(count);
+        return Ok(());
+    } else {
+        match CHECKS.insert(&key, &1, BPF_NOEXIST as u64) {
+            Ok(()) => true,
+            Err(e) if e == -EEXIST => {
+                // Another CPU inserted the same key between our lookup and insert.
+                if let Some(count) = CHECKS.get_ptr_mut(&key) {
+                    atomic_inc(count);
+                }
+                return Ok(());
+            }
+            Err(_) => {
+                // Map full: the event itself carries the count, so nothing is lost.
+                bump(stat::KEYS_FULL);
+                false
+            }
+        }
+    };
+
+    match EVENTS.reserve::<CheckEvent>(0) {
+        Some(mut entry) => {
+            entry.write(CheckEvent {
+                kind: if counted {
+                    event_kind::CHECK
+                } else {
+                    event_kind::CHECK_UNCOUNTED
+                },
+                tgid: (pid_tgid >> 32) as u32,
+                tid,
+                uid: bpf_get_current_uid_gid() as u32,
+                boot_ns: unsafe { bpf_ktime_get_boot_ns() },
+                frames,
+                key,
+            });
+            entry.submit(0);
+        }
+        None => bump(stat::RINGBUF_LOST),
+    }
+    Ok(())
+}
+
+#[inline(always)]
+fn open_pending(tid: u32, cgroup_id: u64, cap_bit: u64, syscall: u32, comm: [u8; COMM_LEN]) {
+    let pending = Pending {
+        cgroup_id,
+        denied: cap_bit,
+        syscall,
+        _pad: 0,
+        comm,
+    };
+    if PENDING.insert(&tid, &pending, 0).is_ok() {
+        unsafe { atomic_xadd::<u64, u64, { AtomicOrdering::Relaxed }>(&raw mut PENDING_NOW, 1) };
+    } else {
+        bump(stat::PENDING_FULL);
+    }
+}
+
+/// The syscall the current task is in, from the user registers saved at kernel entry.
+#[inline(always)]
+fn current_syscall() -> u32 {
+    let nr: i64 = unsafe {
+        let regs = bpf_task_pt_regs(bpf_get_current_task_btf()) as *const u8;
+        bpf_probe_read_kernel(regs.add(setting!(off_regs_syscall) as usize).cast::<i64>())
+            .unwrap_or(-1)
+    };
+    if (0..4096).contains(&nr) {
+        nr as u32
+    } else {
+        NO_SYSCALL
+    }
+}
+
+/// Tracepoints carry no `opts`: tell an audited check from a probe by who called `cap_capable`
+/// (and who called `security_capable`), using the call-site table userspace built from
+/// `/proc/kallsyms`.
+///
+/// Walking the stack with `bpf_get_stack` costs about a microsecond here (ORC unwinding), so it
+/// is only the slow path. The fast path reads the raw stack words above the tracepoint's frame
+/// and finds the return addresses at the distances the slow path measured once: the return
+/// address into `cap_capable` (an exact value, found by scanning), the caller of `cap_capable`
+/// a fixed distance above it (cap_capable's frame size), and, when that caller is
+/// `security_capable`, its caller a fixed distance further. A word that does not match exactly
+/// sends the check down the slow path, so a wrong layout can only cost time, never a wrong
+/// answer.
+#[inline(always)]
+fn classify_stack<C: EbpfContext>(ctx: &C, flags: &mut u32, site: &mut u32, frames: &mut [u64; 2]) {
+    let (f1, f2) = match fast_frames(ctx) {
+        Some(f) => f,
+        None => match slow_frames(ctx) {
+            Some(f) => f,
+            None => {
+                *flags |= check_flags::AUDIT_UNKNOWN;
+                return;
+            }
+        },
+    };
+    frames[0] = f1;
+    frames[1] = f2;
+    let mut class = 0;
+    if let Some(first) = find_site(f1) {
+        class = first.class;
+        *site = first.rule;
+        if class == site_class::FORWARD {
+            class = 0;
+            if let Some(second) = find_site(f2) {
+                class = second.class;
+                *site = second.rule;
+            }
+        }
+    }
+    match class {
+        site_class::AUDIT => {}
+        site_class::NOAUDIT => *flags |= check_flags::NOAUDIT,
+        site_class::AUDIT_INSETID => *flags |= check_flags::INSETID,
+        _ => {
+            // Keep the frames so userspace can name the unknown call site.
+            *flags |= check_flags::AUDIT_UNKNOWN;
+            *site = 0;
+            return;
+        }
+    }
+    // Userspace only needs the addresses of sites it could not classify.
+    *frames = [0; 2];
+}
+
+/// Stack layout learned by the slow path (kernel constants, so concurrent writers agree):
+/// `[return address into cap_capable, return address into security_capable, words from the
+/// first to the caller of cap_capable, words from there to the caller of security_capable]`.
+#[unsafe(no_mangle)]
+static mut STACK_LAYOUT: [u64; 4] = [0; 4];
+
+const RAW_WORDS: usize = 32;
+
+#[map]
+static RAW_STACK: PerCpuArray<[u64; RAW_WORDS]> = PerCpuArray::with_max_entries(1, 0);
+
+/// Where the raw stack words start: the tracepoint's own frame.
+#[inline(always)]
+fn stack_base<C: EbpfContext>(ctx: &C) -> Option<u64> {
+    if setting!(backend) == backend::TRACEPOINT {
+        // perf stores the caller registers (captured in perf_trace_cap_capable) in the first
+        // word of the record; their sp is that function's frame.
+        let regs: u64 = unsafe { bpf_probe_read_kernel(ctx.as_ptr() as *const u64).ok()? };
+        unsafe {
+            bpf_probe_read_kernel(
+                (regs as *const u8)
+                    .add(setting!(off_regs_sp) as usize)
+                    .cast::<u64>(),
+            )
+            .ok()
+        }
+    } else {
+        // A raw tracepoint's arguments live on the stack of bpf_trace_run5.
+        Some(ctx.as_ptr() as u64)
+    }
+}
+
+#[inline(always)]
+fn read_raw_stack<C: EbpfContext>(ctx: &C) -> Option<&'static [u64; RAW_WORDS]> {
+    let base = stack_base(ctx)?;
+    let words = RAW_STACK.get_ptr_mut(0)?;
+    let words = unsafe { &mut *words };
+    let bytes =
+        unsafe { core::slice::from_raw_parts_mut(words.as_mut_ptr().cast::<u8>(), RAW_WORDS * 8) };
+    unsafe { aya_ebpf::helpers::bpf_probe_read_kernel_buf(base as *const u8, bytes).ok()? };
+    Some(words)
+}
+
+#[inline(always)]
+fn layout() -> [u64; 4] {
+    unsafe { core::ptr::read_volatile(&raw const STACK_LAYOUT) }
+}
+
+#[inline(always)]
+fn word(words: &[u64; RAW_WORDS], i: usize) -> u64 {
+    words[i & (RAW_WORDS - 1)]
+}
+
+/// Caller of cap_capable and its caller, from the raw stack words.
+#[inline(always)]
+fn fast_frames<C: EbpfContext>(ctx: &C) -> Option<(u64, u64)> {
+    let [ra_cap, ra_fwd, d1, d2] = layout();
+    if ra_cap == 0 || d1 == 0 {
+        return None;
+    }
+    let words = read_raw_stack(ctx)?;
+    let mut i = 0;
+    while i < RAW_WORDS {
+        if words[i] == ra_cap {
+            break;
+        }
+        i += 1;
+    }
+    let j = i + d1 as usize;
+    if j >= RAW_WORDS {
+        return None;
+    }
+    let f1 = word(words, j);
+    let first = find_site(f1)?;
+    if first.class != site_class::FORWARD {
+        return Some((f1, 0));
+    }
+    let k = j + d2 as usize;
+    if f1 != ra_fwd || d2 == 0 || k >= RAW_WORDS {
+        return None;
+    }
+    Some((f1, word(words, k)))
+}
+
+/// Caller of cap_capable and its caller from a real stack walk; also learns the layout the
+/// fast path uses.
+#[inline(never)]
+fn slow_frames<C: EbpfContext>(ctx: &C) -> Option<(u64, u64)> {
+    bump(stat::STACK_WALKS);
+    let buf = STACK.get_ptr_mut(0)?;
+    let buf = unsafe { &mut *buf };
+    let n = unsafe {
+        bpf_get_stack(
+            ctx.as_ptr(),
+            buf.as_mut_ptr().cast(),
+            (STACK_FRAMES * 8) as u32,
+            0,
+        )
+    };
+    if n <= 0 {
+        bump(stat::STACK_ERRORS);
+        return None;
+    }
+    let n = (n as usize / 8).min(STACK_FRAMES);
+    let start = setting!(cap_capable_start);
+    let end = setting!(cap_capable_end);
+    let mut i = 0;
+    while i + 2 < n {
+        let frame = buf[i & (STACK_FRAMES - 1)];
+        if frame >= start && frame < end {
+            break;
+        }
+        i += 1;
+    }
+    if i + 2 >= n {
+        bump(stat::STACK_ERRORS);
+        return None;
+    }
+    let ra_cap = buf[i & (STACK_FRAMES - 1)];
+    let f1 = buf[(i + 1) & (STACK_FRAMES - 1)];
+    let f2 = buf[(i + 2) & (STACK_FRAMES - 1)];
+    learn_layout(ctx, ra_cap, f1, f2);
+    Some((f1, f2))
+}
+
+#[inline(always)]
+fn learn_layout<C: EbpfContext>(ctx: &C, ra_cap: u64, f1: u64, f2: u64) {
+    let Some(words) = read_raw_stack(ctx) else {
+        return;
+    };
+    let find = |value: u64, from: usize| -> Option<usize> {
+        let mut i = from;
+        while i < RAW_WORDS {
+            if words[i & (RAW_WORDS - 1)] == value {
+                return Some(i);
+            }
+            i += 1;
+        }
+        None
+    };
+    let Some(a) = find(ra_cap, 0) else { return };
+    let Some(b) = find(f1, a + 1) else { return };
+    let mut current = layout();
+    current[0] = ra_cap;
+    current[2] = (b - a) as u64;
+    if find_site(f1).is_some_and(|s| s.class == site_class::FORWARD) && current[1] == 0 {
+        if let Some(c) = find(f2, b + 1) {
+            current[1] = f1;
+            current[3] = (c - b) as u64;
+        }
+    }
+    unsafe { core::ptr::write_volatile(&raw mut STACK_LAYOUT, current) };
+}
+
+/// Binary search of the sorted call-site ranges.
+#[inline(always)]
+fn find_site(addr: u64) -> Option<SiteRange> {
+    let mut lo = 0usize;
+    let mut hi = (setting!(nsites) as usize).min(MAX_SITES);
+    let mut steps = 0;
+    while lo < hi && steps < 6 {
+        let mid = ((lo + hi) / 2) & (MAX_SITES - 1);
+        let range = setting!(sites[mid]);
+        if addr < range.start {
+            hi = mid;
+        } else if addr >= range.end {
+            lo = mid + 1;
+        } else {
+            return Some(range);
+        }
+        steps += 1;
+    }
+    None
+}
+
+#[inline(always)]
+fn atomic_inc(count: *mut u64) {
+    unsafe { atomic_xadd::<u64, u64, { AtomicOrdering::Relaxed }>(count, 1) };
+}
+
+#[inline(always)]
+fn pending_now() -> u64 {
+    unsafe { core::ptr::read_volatile(&raw const PENDING_NOW) }
+}
+
+#[inline(always)]
+fn bump(index: u32) {
+    if let Some(counter) = STATS.get_ptr_mut(index) {
+        unsafe { *counter += 1 };
+    }
+}
+
+#[cfg(not(test))]
+#[panic_handler]
+fn panic(_info: &core::panic::PanicInfo) -> ! {
+    loop {}
+}
+
+#[unsafe(link_section = "license")]
+#[unsafe(no_mangle)]
+static LICENSE: [u8; 13] = *b"Dual MIT/GPL\0";

@@ -1,0 +1,260 @@
+//! Command-line interface definition.
+
+use std::ffi::OsString;
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+use crate::probe::{ProbeChoice, TracepointFlavor};
+
+const ABOUT: &str = "Learn which Linux capabilities a workload really needs.";
+
+const LONG_ABOUT: &str = "\
+Learn which Linux capabilities a workload really needs.
+
+cap-trace watches every capability check the kernel makes (cap_capable) for the processes
+you point it at, with eBPF, and prints the smallest set to run them with:
+--cap-drop=ALL --cap-add=... It tells enforcement from probing (the kernel asks for
+SYS_ADMIN without audit on nearly every mmap; that is not a need), matches denied checks
+to how their syscall ended, and prefers narrow capabilities over broad ones
+(DAC_READ_SEARCH over DAC_OVERRIDE, PERFMON over SYS_ADMIN).
+
+Needs root (or CAP_BPF + CAP_PERFMON), kernel BTF and cgroup v2.";
+
+const AFTER_HELP: &str = "\
+Examples:
+  cap-trace run -- chown nobody /srv/data
+  cap-trace run --format json --output app.json -- ./app --selftest
+
+Exit status:
+  0  success
+  1  check: the workload needs a capability the baseline does not have
+  2  usage or input error (bad arguments, unknown capability or probe, bad profile)
+  3  this machine cannot trace (not root, no usable kernel hook, no BTF, no cgroup v2)
+  4  tracing failed while running (engine error, container not found, write error)";
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "cap-trace",
+    version,
+    about = ABOUT,
+    long_about = LONG_ABOUT,
+    after_help = AFTER_HELP,
+    propagate_version = true,
+    max_term_width = 100
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+
+    #[command(flatten)]
+    pub global: GlobalArgs,
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct GlobalArgs {
+    /// Output format of the profile.
+    #[arg(long, value_enum, default_value_t = Format::Text, global = true)]
+    pub format: Format,
+
+    /// Shorthand for --format json.
+    #[arg(long, global = true)]
+    pub json: bool,
+
+    /// Write the result to FILE (atomically) instead of stdout.
+    #[arg(short, long, value_name = "FILE", global = true)]
+    pub output: Option<PathBuf>,
+
+    /// Show progress, the backend chosen, runtime set-up checks and every check record.
+    #[arg(short, long, global = true)]
+    pub verbose: bool,
+
+    /// When to use colours in text output (NO_COLOR is respected).
+    #[arg(long, value_enum, default_value_t = ColorChoice::Auto, global = true, value_name = "WHEN")]
+    pub color: ColorChoice,
+
+    /// Add what each suggested capability allows and the evidence for it to text output.
+    #[arg(long, global = true)]
+    pub explain: bool,
+}
+
+impl GlobalArgs {
+    pub fn format(&self) -> Format {
+        if self.json { Format::Json } else { self.format }
+    }
+}
+
+#[derive(Copy, Clone, Debug, PartialEq, Eq, ValueEnum)]
+pub enum Format {
+    /// A table per workload and the suggestion line.
+    Text,
+    /// The profile, as documented in docs/profile-schema.md.
+    Json,
+}
+
+#[derive(Copy, Clone, Debug, PartialEq, Eq, ValueEnum)]
+pub enum ColorChoice {
+    Auto,
+    Always,
+    Never,
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct ProbeArgs {
+    /// Kernel hook: auto picks the best that works (tracepoint, then fexit, then kprobe).
+    #[arg(long, default_value = "auto", value_name = "PROBE", value_parser = parse_probe)]
+    pub probe: ProbeChoice,
+
+    /// Ring-buffer size in bytes (a power of two, at least 4096; K and M suffixes accepted).
+    #[arg(long, default_value = "1M", value_name = "BYTES", value_parser = parse_size)]
+    pub ring_buffer: u32,
+
+    /// Send every check to userspace instead of counting repeats in the kernel.
+    #[arg(long, hide = true)]
+    pub stream: bool,
+
+    /// Attach an empty program on the same hook instead of cap-trace (benchmark floor).
+    #[arg(long, hide = true)]
+    pub floor: bool,
+
+    /// Tracepoint flavour for the tracepoint backend (benchmarks).
+    #[arg(long, hide = true, value_enum, default_value_t = FlavorArg::Raw)]
+    pub tracepoint_flavor: FlavorArg,
+}
+
+#[derive(Copy, Clone, Debug, PartialEq, Eq, ValueEnum)]
+pub enum FlavorArg {
+    Classic,
+    Raw,
+}
+
+impl From<FlavorArg> for TracepointFlavor {
+    fn from(f: FlavorArg) -> Self {
+        match f {
+            FlavorArg::Classic => TracepointFlavor::Classic,
+            FlavorArg::Raw => TracepointFlavor::Raw,
+        }
+    }
+}
+
+fn parse_probe(s: &str) -> Result<ProbeChoice, String> {
+    s.parse()
+}
+
+fn parse_size(s: &str) -> Result<u32, String> {
+    let (digits, mult) = match s.trim().to_ascii_uppercase() {
+        t if t.ends_with('K') => (t[..t.len() - 1].to_owned(), 1 << 10),
+        t if t.ends_with('M') => (t[..t.len() - 1].to_owned(), 1 << 20),
+        t => (t, 1),
+    };
+    let n: u64 = digits
+        .parse()
+        .map_err(|_| format!("`{s}` is not a size (examples: 4096, 256K, 16M)"))?;
+    let bytes = n * mult;
+    if bytes < 4096 || !bytes.is_power_of_two() || bytes > 1 << 30 {
+        return Err(format!("`{s}` must be a power of two between 4K and 1024M"));
+    }
+    Ok(bytes as u32)
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Run a command in a fresh cgroup and learn the capabilities it needs.
+    ///
+    /// The command runs as a child of cap-trace, inside a new cgroup v2 leaf; tracing ends when
+    /// it and every process it started have exited. Its exit status is shown in the report (and
+    /// in the JSON profile as workload.exit_status); cap-trace itself exits 0 when the trace
+    /// succeeded, whatever the command's status. Ctrl-C is passed on to the command, a second
+    /// Ctrl-C kills it; the report is printed either way.
+    #[command(after_help = "Example:\n  cap-trace run -- chown nobody /srv/data")]
+    Run(RunArgs),
+
+    /// Render a saved JSON profile in any output format, without tracing again.
+    Show(ShowArgs),
+
+    /// Explain what capabilities allow and how dangerous they are.
+    Explain(ExplainArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct RunArgs {
+    #[command(flatten)]
+    pub probe: ProbeArgs,
+
+    /// The command to trace, after `--`.
+    #[arg(
+        required = true,
+        trailing_var_arg = true,
+        allow_hyphen_values = true,
+        value_name = "CMD"
+    )]
+    pub command: Vec<OsString>,
+}
+
+#[derive(Args, Debug)]
+pub struct ShowArgs {
+    /// A profile written by `--format json`.
+    #[arg(value_name = "PROFILE")]
+    pub profile: PathBuf,
+}
+
+#[derive(Args, Debug)]
+pub struct ExplainArgs {
+    /// Capabilities, with or without the CAP_ prefix.
+    #[arg(value_name = "CAP", required_unless_present = "all")]
+    pub caps: Vec<String>,
+
+    /// Explain every capability.
+    #[arg(long)]
+    pub all: bool,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn cli_is_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn sizes() {
+        assert_eq!(parse_size("4096"), Ok(4096));
+        assert_eq!(parse_size("256K"), Ok(256 << 10));
+        assert_eq!(parse_size("16m"), Ok(16 << 20));
+        assert!(parse_size("1000").is_err());
+        assert!(parse_size("1K").is_err());
+        assert!(parse_size("big").is_err());
+    }
+
+    #[test]
+    fn probe_values() {
+        let cli =
+            Cli::try_parse_from(["cap-trace", "run", "--probe", "fexit", "--", "true"]).unwrap();
+        let Command::Run(run) = cli.command else {
+            panic!()
+        };
+        assert_eq!(
+            run.probe.probe,
+            ProbeChoice::Only(crate::probe::Backend::Fexit)
+        );
+        assert_eq!(run.command, ["true"]);
+        let err = Cli::try_parse_from(["cap-trace", "run", "--probe", "magic", "--", "true"])
+            .unwrap_err();
+        assert!(err.to_string().contains("unknown probe `magic`"), "{err}");
+        assert_eq!(err.exit_code(), 2);
+        let err = Cli::try_parse_from(["cap-trace", "run"]).unwrap_err();
+        assert_eq!(err.exit_code(), 2);
+    }
+
+    #[test]
+    fn command_keeps_its_own_flags() {
+        let cli = Cli::try_parse_from(["cap-trace", "run", "--", "ls", "-la", "--color"]).unwrap();
+        let Command::Run(run) = cli.command else {
+            panic!()
+        };
+        assert_eq!(run.command, ["ls", "-la", "--color"]);
+    }
+}

@@ -1,0 +1,629 @@
+//! Loading the kernel side and attaching it with the best hook the running kernel offers.
+//!
+//! Three backends see the same `cap_capable` calls:
+//! 1. `tracepoint`: `capability:cap_capable` (Linux 6.15+). No `opts` argument, so the audit flag
+//!    comes from the call site (see [`crate::audit`]).
+//! 2. `fexit` on `cap_capable` (BTF kernels): arguments, `opts` and the return value.
+//! 3. `kprobe` + `kretprobe` on `cap_capable` (any kernel with kprobes).
+//!
+//! `auto` tries them in that order and keeps the first that loads and attaches.
+
+pub mod tracefs;
+
+use std::fmt;
+use std::fs::File;
+
+use aya::maps::{Array, HashMap, MapData, PerCpuArray, RingBuf};
+use aya::programs::{FExit, KProbe, RawTracePoint, TracePoint};
+use aya::{Btf as AyaBtf, Ebpf, EbpfLoader};
+use cap_trace_common::{CheckKey, Config, MAX_SITES, OutcomeKey, Settings, Traced, backend, stat};
+use serde::{Deserialize, Serialize};
+
+use crate::audit::SiteTable;
+use crate::btf::Btf;
+
+/// The eBPF object built by `build.rs` from `cap-trace-ebpf`.
+static OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/cap-trace"));
+
+/// A way of observing `cap_capable`.
+#[derive(Copy, Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Backend {
+    Tracepoint,
+    Fexit,
+    Kprobe,
+}
+
+impl fmt::Display for Backend {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Backend::Tracepoint => "tracepoint",
+            Backend::Fexit => "fexit",
+            Backend::Kprobe => "kprobe",
+        })
+    }
+}
+
+/// How the tracepoint backend attaches: both see the same event, at different costs.
+#[derive(Copy, Clone, Debug, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum TracepointFlavor {
+    /// `BPF_PROG_TYPE_TRACEPOINT` through perf: the record is built, then the program runs.
+    Classic,
+    /// `BPF_PROG_TYPE_RAW_TRACEPOINT`: the program gets the tracepoint's arguments directly.
+    #[default]
+    Raw,
+}
+
+/// What `--probe` asks for.
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+pub enum ProbeChoice {
+    Auto,
+    Only(Backend),
+}
+
+impl std::str::FromStr for ProbeChoice {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "auto" => Ok(ProbeChoice::Auto),
+            "tracepoint" => Ok(ProbeChoice::Only(Backend::Tracepoint)),
+            "fexit" => Ok(ProbeChoice::Only(Backend::Fexit)),
+            "kprobe" => Ok(ProbeChoice::Only(Backend::Kprobe)),
+            other => Err(format!(
+                "unknown probe `{other}` (expected auto, tracepoint, fexit or kprobe)"
+            )),
+        }
+    }
+}
+
+#[derive(Clone, Debug)]
+pub struct ProbeOptions {
+    pub choice: ProbeChoice,
+    pub flavor: TracepointFlavor,
+    /// Send every check through the ring buffer instead of deduplicating in the kernel.
+    pub stream: bool,
+    pub ring_buffer_bytes: u32,
+    /// Capacity of the in-kernel dedupe map.
+    pub max_keys: u32,
+    /// Attach an empty program instead of cap-trace (the benchmark's floor).
+    pub floor: bool,
+}
+
+impl Default for ProbeOptions {
+    fn default() -> Self {
+        ProbeOptions {
+            choice: ProbeChoice::Auto,
+            flavor: TracepointFlavor::default(),
+            stream: false,
+            ring_buffer_bytes: 1 << 20,
+            max_keys: 16384,
+            floor: false,
+        }
+    }
+}
+
+/// Why a backend could not be used, in words a user can act on.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Attempt {
+    pub backend: Backend,
+    pub error: String,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ProbeError {
+    #[error(
+        "permission denied: loading eBPF programs needs root (or CAP_BPF, CAP_PERFMON and CAP_SYS_RESOURCE); run cap-trace with sudo"
+    )]
+    NoPermission,
+    #[error(
+        "this kernel has no BTF (/sys/kernel/btf/vmlinux): use a kernel built with CONFIG_DEBUG_INFO_BTF=y (most distributions since Linux 5.15)"
+    )]
+    NoBtf,
+    #[error("{0}")]
+    Kernel(String),
+    #[error("no capability hook works on Linux {release}: {}", attempts_summary(.attempts))]
+    NoBackend {
+        release: String,
+        attempts: Vec<Attempt>,
+    },
+    #[error("eBPF map {0}: {1}")]
+    Map(&'static str, String),
+}
+
+fn attempts_summary(attempts: &[Attempt]) -> String {
+    attempts
+        .iter()
+        .map(|a| format!("{}: {}", a.backend, a.error))
+        .collect::<Vec<_>>()
+        .join("; ")
+}
+
+/// Counters kept by the kernel side.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Stats {
+    pub checks: u64,
+    pub ringbuf_lost: u64,
+    pub keys_full: u64,
+    pub borrowed_creds: u64,
+    pub kprobe_entry_missed: u64,
+    pub kretprobe_missed: u64,
+    pub pending_full: u64,
+    pub outcomes: u64,
+    pub outcome_keys_full: u64,
+    pub stack_errors: u64,
+    pub stack_walks: u64,
+}
+
+impl Stats {
+    /// Losses that make a profile incomplete.
+    pub fn losses(&self) -> u64 {
+        self.ringbuf_lost
+            + self.kprobe_entry_missed
+            + self.kretprobe_missed
+            + self.pending_full
+            + self.outcome_keys_full
+    }
+}
+
+/// The kernel side, loaded and attached.
+pub struct Probe {
+    ebpf: Ebpf,
+    pub backend: Backend,
+    pub flavor: Option<TracepointFlavor>,
+    /// Backends tried and rejected before this one.
+    pub rejected: Vec<Attempt>,
+    pub sites: Option<SiteTable>,
+    levels: u64,
+}
+
+/// The running kernel's release (`uname -r`).
+pub fn kernel_release() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/osrelease")
+        .map(|s| s.trim().to_owned())
+        .unwrap_or_else(|_| "unknown".into())
+}
+
+/// Whether this process holds what loading eBPF programs needs.
+fn has_bpf_privileges() -> bool {
+    // SAFETY: geteuid cannot fail.
+    if unsafe { libc::geteuid() } == 0 {
+        return true;
+    }
+    let Ok(status) = std::fs::read_to_string("/proc/self/status") else {
+        return false;
+    };
+    let eff = status
+        .lines()
+        .find_map(|l| l.strip_prefix("CapEff:"))
+        .and_then(|v| u64::from_str_radix(v.trim(), 16).ok())
+        .unwrap_or(0);
+    let sys_admin = eff & (1 << 21) != 0;
+    let bpf_perfmon = eff & (1 << 39) != 0 && eff & (1 << 38) != 0;
+    sys_admin || bpf_perfmon
+}
+
+/// Struct offsets from the running kernel's BTF.
+struct KernelLayout {
+    off_task_real_cred: u32,
+    off_userns_level: u32,
+    off_regs_syscall: u32,
+    off_regs_sp: u32,
+}
+
+fn kernel_layout(btf: &Btf) -> Result<KernelLayout, ProbeError> {
+    let err = |e: crate::btf::BtfError| ProbeError::Kernel(format!("reading kernel BTF: {e}"));
+    #[cfg(target_arch = "x86_64")]
+    let syscall_reg = "orig_ax";
+    #[cfg(target_arch = "aarch64")]
+    let syscall_reg = "syscallno";
+    Ok(KernelLayout {
+        off_task_real_cred: btf.member_offset("task_struct", "real_cred").map_err(err)?,
+        off_userns_level: btf.member_offset("user_namespace", "level").map_err(err)?,
+        off_regs_syscall: btf.member_offset("pt_regs", syscall_reg).map_err(err)?,
+        off_regs_sp: btf.member_offset("pt_regs", "sp").map_err(err)?,
+    })
+}
+
+impl Probe {
+    /// Loads and attaches the kernel side with the requested (or best working) backend.
+    pub fn load(options: &ProbeOptions) -> Result<Probe, ProbeError> {
+        if !has_bpf_privileges() {
+            return Err(ProbeError::NoPermission);
+        }
+        bump_memlock_rlimit();
+        let btf = match Btf::from_sys_fs() {
+            Ok(btf) => btf,
+            Err(crate::btf::BtfError::Read { source, .. })
+                if source.kind() == std::io::ErrorKind::NotFound =>
+            {
+                return Err(ProbeError::NoBtf);
+            }
+            Err(e) => return Err(ProbeError::Kernel(format!("reading kernel BTF: {e}"))),
+        };
+        let layout = kernel_layout(&btf)?;
+        let order: &[Backend] = match options.choice {
+            ProbeChoice::Auto => &[Backend::Tracepoint, Backend::Fexit, Backend::Kprobe],
+            ProbeChoice::Only(ref b) => std::slice::from_ref(b),
+        };
+        let mut rejected = Vec::new();
+        for &backend in order {
+            match Self::try_backend(backend, options, &btf, &layout) {
+                Ok(mut probe) => {
+                    probe.rejected = rejected;
+                    return Ok(probe);
+                }
+                Err(AttemptError::Fatal(e)) => return Err(e),
+                Err(AttemptError::Unavailable(error)) => {
+                    log::debug!("{backend} backend unavailable: {error}");
+                    rejected.push(Attempt { backend, error });
+                }
+            }
+        }
+        Err(ProbeError::NoBackend {
+            release: kernel_release(),
+            attempts: rejected,
+        })
+    }
+
+    fn try_backend(
+        backend: Backend,
+        options: &ProbeOptions,
+        btf: &Btf,
+        layout: &KernelLayout,
+    ) -> Result<Probe, AttemptError> {
+        let mut settings = Settings::zeroed();
+        settings.stream = options.stream as u32;
+        settings.off_task_real_cred = layout.off_task_real_cred;
+        settings.off_userns_level = layout.off_userns_level;
+        settings.off_regs_syscall = layout.off_regs_syscall;
+        settings.off_regs_sp = layout.off_regs_sp;
+        let mut sites = None;
+        let mut flavor = None;
+
+        match backend {
+            Backend::Tracepoint => {
+                let root = tracefs::tracefs_root().ok_or_else(|| {
+                    AttemptError::Unavailable("tracefs is not mounted and cannot be mounted".into())
+                })?;
+                let format_path = root.join("events/capability/cap_capable/format");
+                let format = std::fs::read_to_string(&format_path).map_err(|_| {
+                    AttemptError::Unavailable(format!(
+                        "no capability:cap_capable tracepoint (added in Linux 6.15; this is {})",
+                        kernel_release()
+                    ))
+                })?;
+                let fields = tracefs::parse_format(&format)
+                    .map_err(|e| AttemptError::Unavailable(e.to_string()))?;
+                let off = |name, size| {
+                    tracefs::field_offset(&fields, name, size)
+                        .map_err(|e| AttemptError::Unavailable(e.to_string()))
+                };
+                settings.tp_off_cred = off("cred", 8)?;
+                settings.tp_off_target_ns = off("target_ns", 8)?;
+                settings.tp_off_cap = off("cap", 4)?;
+                settings.tp_off_ret = off("ret", 4)?;
+                let params = btf.raw_tracepoint_params("cap_capable").ok();
+                let positions = tracefs::raw_positions(&fields, params.as_deref());
+                let pos = |name: &str| {
+                    positions
+                        .iter()
+                        .find(|(n, _)| n == name)
+                        .map(|(_, p)| *p)
+                        .ok_or_else(|| {
+                            AttemptError::Unavailable(format!(
+                                "raw tracepoint cap_capable has no argument for `{name}`"
+                            ))
+                        })
+                };
+                settings.raw_arg_cred = pos("cred")?;
+                settings.raw_arg_target_ns = pos("target_ns")?;
+                settings.raw_arg_cap = pos("cap")?;
+                settings.raw_arg_ret = pos("ret")?;
+                let kallsyms = File::open("/proc/kallsyms").map_err(|e| {
+                    AttemptError::Unavailable(format!("cannot read /proc/kallsyms: {e}"))
+                })?;
+                let table = SiteTable::from_kallsyms(kallsyms)
+                    .map_err(|e| AttemptError::Unavailable(e.to_string()))?;
+                settings.cap_capable_start = table.cap_capable.0;
+                settings.cap_capable_end = table.cap_capable.1;
+                settings.nsites = table.ranges.len() as u32;
+                for (slot, range) in settings.sites.iter_mut().zip(&table.ranges) {
+                    *slot = *range;
+                }
+                debug_assert!(table.ranges.len() <= MAX_SITES);
+                settings.backend = match options.flavor {
+                    TracepointFlavor::Classic => backend::TRACEPOINT,
+                    TracepointFlavor::Raw => backend::RAW_TRACEPOINT,
+                };
+                sites = Some(table);
+                flavor = Some(options.flavor);
+            }
+            Backend::Fexit => settings.backend = backend::FEXIT,
+            Backend::Kprobe => settings.backend = backend::KPROBE,
+        }
+
+        let mut ebpf = EbpfLoader::new()
+            .override_global("SETTINGS", &settings, true)
+            .map_max_entries("EVENTS", options.ring_buffer_bytes)
+            .map_max_entries("CHECKS", options.max_keys)
+            .load(OBJECT)
+            .map_err(|e| classify_load_error(&e.to_string()))?;
+
+        attach_backend(&mut ebpf, backend, options).map_err(AttemptError::Unavailable)?;
+        if !options.floor {
+            let prog: &mut RawTracePoint = program(&mut ebpf, "sys_exit")?;
+            prog.load()
+                .map_err(|e| fatal_or_unavailable("sys_exit", &e))?;
+            prog.attach("sys_exit")
+                .map_err(|e| fatal_or_unavailable("raw_syscalls:sys_exit", &e))?;
+        }
+        Ok(Probe {
+            ebpf,
+            backend,
+            flavor,
+            rejected: Vec::new(),
+            sites,
+            levels: 0,
+        })
+    }
+
+    /// A human name for the hook in use, e.g. `tracepoint (raw)`.
+    pub fn hook_name(&self) -> String {
+        match self.flavor {
+            Some(TracepointFlavor::Raw) => {
+                "tracepoint (raw_tracepoint capability:cap_capable)".into()
+            }
+            Some(TracepointFlavor::Classic) => "tracepoint (capability:cap_capable)".into(),
+            None => match self.backend {
+                Backend::Fexit => "fexit (cap_capable)".into(),
+                Backend::Kprobe => "kprobe (cap_capable + kretprobe)".into(),
+                Backend::Tracepoint => unreachable!(),
+            },
+        }
+    }
+
+    /// Starts tracing a cgroup (by its cgroup v2 id).
+    pub fn trace_cgroup(&mut self, id: u64, traced: Traced) -> Result<(), ProbeError> {
+        let map_err = |e: aya::maps::MapError| ProbeError::Map("TRACED", e.to_string());
+        let mut map: HashMap<_, u64, Traced> =
+            HashMap::try_from(self.ebpf.map_mut("TRACED").expect("TRACED map")).map_err(map_err)?;
+        map.insert(id, traced, 0).map_err(map_err)?;
+        if traced.kind != cap_trace_common::traced_kind::EXACT && traced.level < 31 {
+            self.levels |= 1 << traced.level;
+            self.write_config()?;
+        }
+        Ok(())
+    }
+
+    /// Stops tracing a cgroup.
+    pub fn untrace_cgroup(&mut self, id: u64) -> Result<(), ProbeError> {
+        let map_err = |e: aya::maps::MapError| ProbeError::Map("TRACED", e.to_string());
+        let mut map: HashMap<_, u64, Traced> =
+            HashMap::try_from(self.ebpf.map_mut("TRACED").expect("TRACED map")).map_err(map_err)?;
+        let _ = map.remove(&id);
+        let levels = map
+            .iter()
+            .filter_map(Result::ok)
+            .filter(|(_, t)| t.kind != cap_trace_common::traced_kind::EXACT && t.level < 31)
+            .fold(0u64, |acc, (_, t)| acc | 1 << t.level);
+        self.levels = levels;
+        self.write_config()
+    }
+
+    fn write_config(&mut self) -> Result<(), ProbeError> {
+        let map_err = |e: aya::maps::MapError| ProbeError::Map("CONFIG", e.to_string());
+        let mut config: Array<_, Config> =
+            Array::try_from(self.ebpf.map_mut("CONFIG").expect("CONFIG map")).map_err(map_err)?;
+        config
+            .set(
+                0,
+                Config {
+                    levels: self.levels,
+                },
+                0,
+            )
+            .map_err(map_err)
+    }
+
+    /// The ring buffer, to be read by the event loop (can be taken once).
+    pub fn take_events(&mut self) -> Option<RingBuf<MapData>> {
+        self.ebpf
+            .take_map("EVENTS")
+            .and_then(|m| RingBuf::try_from(m).ok())
+    }
+
+    /// Every dedupe key and its count.
+    pub fn checks(&self) -> Result<Vec<(CheckKey, u64)>, ProbeError> {
+        let map_err = |e: aya::maps::MapError| ProbeError::Map("CHECKS", e.to_string());
+        let map: HashMap<_, CheckKey, u64> =
+            HashMap::try_from(self.ebpf.map("CHECKS").expect("CHECKS map")).map_err(map_err)?;
+        map.iter().map(|r| r.map_err(map_err)).collect()
+    }
+
+    /// Every syscall-outcome key and its count.
+    pub fn outcomes(&self) -> Result<Vec<(OutcomeKey, u64)>, ProbeError> {
+        let map_err = |e: aya::maps::MapError| ProbeError::Map("OUTCOMES", e.to_string());
+        let map: HashMap<_, OutcomeKey, u64> =
+            HashMap::try_from(self.ebpf.map("OUTCOMES").expect("OUTCOMES map")).map_err(map_err)?;
+        map.iter().map(|r| r.map_err(map_err)).collect()
+    }
+
+    /// Forgets the keys of cgroups that are no longer traced (the daemon's churn).
+    pub fn forget(&mut self, cgroup_ids: &[u64]) -> Result<(), ProbeError> {
+        let map_err = |e: aya::maps::MapError| ProbeError::Map("CHECKS", e.to_string());
+        let mut checks: HashMap<_, CheckKey, u64> =
+            HashMap::try_from(self.ebpf.map_mut("CHECKS").expect("CHECKS map")).map_err(map_err)?;
+        let keys: Vec<CheckKey> = checks
+            .keys()
+            .filter_map(Result::ok)
+            .filter(|k| cgroup_ids.contains(&k.cgroup_id))
+            .collect();
+        for key in keys {
+            let _ = checks.remove(&key);
+        }
+        let mut outcomes: HashMap<_, OutcomeKey, u64> =
+            HashMap::try_from(self.ebpf.map_mut("OUTCOMES").expect("OUTCOMES map"))
+                .map_err(map_err)?;
+        let keys: Vec<OutcomeKey> = outcomes
+            .keys()
+            .filter_map(Result::ok)
+            .filter(|k| cgroup_ids.contains(&k.cgroup_id))
+            .collect();
+        for key in keys {
+            let _ = outcomes.remove(&key);
+        }
+        Ok(())
+    }
+
+    /// Kernel-side counters, summed over CPUs.
+    pub fn stats(&self) -> Result<Stats, ProbeError> {
+        let map_err = |e: aya::maps::MapError| ProbeError::Map("STATS", e.to_string());
+        let map: PerCpuArray<_, u64> =
+            PerCpuArray::try_from(self.ebpf.map("STATS").expect("STATS map")).map_err(map_err)?;
+        let mut values = [0u64; stat::COUNT as usize];
+        for (i, value) in values.iter_mut().enumerate() {
+            *value = map.get(&(i as u32), 0).map_err(map_err)?.iter().sum();
+        }
+        Ok(Stats {
+            checks: values[stat::CHECKS as usize],
+            ringbuf_lost: values[stat::RINGBUF_LOST as usize],
+            keys_full: values[stat::KEYS_FULL as usize],
+            borrowed_creds: values[stat::BORROWED_CREDS as usize],
+            kprobe_entry_missed: values[stat::KPROBE_ENTRY_MISSED as usize],
+            kretprobe_missed: values[stat::KRETPROBE_MISSED as usize],
+            pending_full: values[stat::PENDING_FULL as usize],
+            outcomes: values[stat::OUTCOMES as usize],
+            outcome_keys_full: values[stat::OUTCOME_KEYS_FULL as usize],
+            stack_errors: values[stat::STACK_ERRORS as usize],
+            stack_walks: values[stat::STACK_WALKS as usize],
+        })
+    }
+}
+
+enum AttemptError {
+    /// This backend cannot work here; try the next one.
+    Unavailable(String),
+    /// Nothing else will work either (e.g. no permission).
+    Fatal(ProbeError),
+}
+
+fn classify_load_error(message: &str) -> AttemptError {
+    if message.contains("Operation not permitted") || message.contains("EPERM") {
+        // Map creation failing with EPERM as root means a locked-down kernel or missing
+        // capabilities: no backend will do better.
+        if !has_bpf_privileges() {
+            return AttemptError::Fatal(ProbeError::NoPermission);
+        }
+    }
+    AttemptError::Unavailable(format!("loading the eBPF object failed: {message}"))
+}
+
+fn fatal_or_unavailable(what: &str, e: &aya::programs::ProgramError) -> AttemptError {
+    AttemptError::Unavailable(describe_program_error(what, e))
+}
+
+fn program<'a, T>(ebpf: &'a mut Ebpf, name: &str) -> Result<&'a mut T, AttemptError>
+where
+    &'a mut T: TryFrom<&'a mut aya::programs::Program, Error = aya::programs::ProgramError>,
+{
+    let prog = ebpf.program_mut(name).ok_or_else(|| {
+        AttemptError::Unavailable(format!("program {name} missing from the object"))
+    })?;
+    prog.try_into()
+        .map_err(|e: aya::programs::ProgramError| AttemptError::Unavailable(e.to_string()))
+}
+
+/// Turns aya's errors into a short reason.
+fn describe_program_error(what: &str, e: &aya::programs::ProgramError) -> String {
+    let text = e.to_string();
+    log::trace!("{what}: {text}");
+    let io = |needle: &str| text.contains(needle);
+    if io("Operation not permitted") || io("os error 1)") {
+        format!(
+            "{what}: the kernel refused the program (permission denied; lockdown or a restricted sysctl)"
+        )
+    } else if io("os error 2)") || io("No such file or directory") {
+        format!("{what}: not present in this kernel")
+    } else if io("os error 524") || io("os error 95") || io("not supported") {
+        format!("{what}: not supported by this kernel")
+    } else {
+        // Verifier logs are long: keep the first lines.
+        let short: String = text.lines().take(3).collect::<Vec<_>>().join(" ");
+        format!("{what}: {short}")
+    }
+}
+
+fn attach_backend(ebpf: &mut Ebpf, backend: Backend, options: &ProbeOptions) -> Result<(), String> {
+    let unavailable = |e: AttemptError| match e {
+        AttemptError::Unavailable(s) => s,
+        AttemptError::Fatal(e) => e.to_string(),
+    };
+    match backend {
+        Backend::Tracepoint => match options.flavor {
+            TracepointFlavor::Classic => {
+                let name = if options.floor {
+                    "floor_tp"
+                } else {
+                    "cap_capable_tp"
+                };
+                let prog: &mut TracePoint = program(ebpf, name).map_err(unavailable)?;
+                prog.load()
+                    .map_err(|e| describe_program_error("tracepoint program", &e))?;
+                prog.attach("capability", "cap_capable")
+                    .map_err(|e| describe_program_error("capability:cap_capable", &e))?;
+            }
+            TracepointFlavor::Raw => {
+                let name = if options.floor {
+                    "floor_raw"
+                } else {
+                    "cap_capable_raw"
+                };
+                let prog: &mut RawTracePoint = program(ebpf, name).map_err(unavailable)?;
+                prog.load()
+                    .map_err(|e| describe_program_error("raw tracepoint program", &e))?;
+                prog.attach("cap_capable")
+                    .map_err(|e| describe_program_error("raw tracepoint cap_capable", &e))?;
+            }
+        },
+        Backend::Fexit => {
+            let btf = AyaBtf::from_sys_fs().map_err(|e| format!("kernel BTF: {e}"))?;
+            let prog: &mut FExit = program(ebpf, "cap_capable_fexit").map_err(unavailable)?;
+            prog.load("cap_capable", &btf)
+                .map_err(|e| describe_program_error("fexit program", &e))?;
+            prog.attach()
+                .map_err(|e| describe_program_error("fexit on cap_capable", &e))?;
+        }
+        Backend::Kprobe => {
+            if !std::path::Path::new("/sys/bus/event_source/devices/kprobe").exists() {
+                return Err("kprobes are not enabled in this kernel (CONFIG_KPROBES)".into());
+            }
+            let entry: &mut KProbe = program(ebpf, "cap_capable_entry").map_err(unavailable)?;
+            entry
+                .load()
+                .map_err(|e| describe_program_error("kprobe program", &e))?;
+            entry
+                .attach("cap_capable", 0)
+                .map_err(|e| describe_program_error("kprobe on cap_capable", &e))?;
+            let ret: &mut KProbe = program(ebpf, "cap_capable_return").map_err(unavailable)?;
+            ret.load()
+                .map_err(|e| describe_program_error("kretprobe program", &e))?;
+            ret.attach("cap_capable", 0)
+                .map_err(|e| describe_program_error("kretprobe on cap_capable", &e))?;
+        }
+    }
+    Ok(())
+}
+
+/// Kernels before 5.11 charge BPF memory to RLIMIT_MEMLOCK.
+fn bump_memlock_rlimit() {
+    let rlim = libc::rlimit {
+        rlim_cur: libc::RLIM_INFINITY,
+        rlim_max: libc::RLIM_INFINITY,
+    };
+    // SAFETY: setrlimit with a valid struct; failure only matters on old kernels.
+    let rc = unsafe { libc::setrlimit(libc::RLIMIT_MEMLOCK, &rlim) };
+    if rc != 0 {
+        log::debug!("could not raise RLIMIT_MEMLOCK (fine on Linux 5.11+)");
+    }
+}

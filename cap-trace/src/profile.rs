@@ -1,0 +1,580 @@
+//! The profile: everything one trace learned about one workload. Its JSON form (schema
+//! `cap-trace/profile`, version [`VERSION`], documented in `docs/profile-schema.md`) is the
+//! source of truth: every output format is rendered from it, and the suggestion is derived from
+//! its `checks` and `outcomes` again whenever a profile is read.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use serde::{Deserialize, Serialize};
+
+use crate::caps::Cap;
+use crate::probe::{Backend, Stats};
+use crate::suggest::{self, Suggestion};
+
+pub const SCHEMA: &str = "cap-trace/profile";
+pub const VERSION: u32 = 1;
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Profile {
+    /// Always [`SCHEMA`].
+    pub schema: String,
+    /// Bumped on incompatible changes; readers refuse versions they do not know.
+    pub version: u32,
+    /// The cap-trace that wrote the file, e.g. `cap-trace 0.1.0`.
+    pub generator: String,
+    pub workload: Workload,
+    pub trace: TraceInfo,
+    /// Derived from `checks` and `outcomes` (kept in the file for readers).
+    pub suggestion: Suggestion,
+    /// Every distinct kind of capability check, with how often it happened.
+    pub checks: Vec<Check>,
+    /// How syscalls that had a denied check ended.
+    #[serde(default)]
+    pub outcomes: Vec<Outcome>,
+    /// Things the reader should know about this profile (incomplete trace, seccomp, ...).
+    #[serde(default)]
+    pub warnings: Vec<String>,
+}
+
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[serde(rename_all = "snake_case")]
+pub enum WorkloadKind {
+    Command,
+    Container,
+    Merged,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Default)]
+pub struct Workload {
+    pub kind: Option<WorkloadKind>,
+    /// Command line, container name, or merged name.
+    pub name: String,
+    /// Container id, when a container.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub id: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub engine: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub image: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub command: Option<Vec<String>>,
+    /// Exit status of the command or container's main process.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub exit_status: Option<i32>,
+    /// Signal that ended it, if one did.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub exit_signal: Option<i32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub compose: Option<ComposeInfo>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kubernetes: Option<KubernetesInfo>,
+    /// Effective capabilities the workload ran with, when known.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub capabilities: Option<Vec<Cap>>,
+    /// Whether a seccomp filter was active (blocked syscalls never reach a capability check).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub seccomp: Option<bool>,
+    /// Depth of the workload's own user namespace (0: the initial one). Checks against deeper
+    /// (child) namespaces do not count for the workload's capability set.
+    #[serde(default)]
+    pub userns_level: u32,
+    /// Profiles this one was merged from.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub sources: Vec<String>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct ComposeInfo {
+    pub project: Option<String>,
+    pub service: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct KubernetesInfo {
+    pub namespace: Option<String>,
+    pub pod: Option<String>,
+    pub container: Option<String>,
+    pub pod_uid: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct TraceInfo {
+    pub backend: Backend,
+    /// The exact hook, e.g. `tracepoint (raw_tracepoint capability:cap_capable)`.
+    pub hook: String,
+    /// `uname -r` of the traced machine.
+    pub kernel: String,
+    /// RFC 3339 time the trace started.
+    pub started: String,
+    pub duration_ms: u64,
+    /// False when any event, count or outcome was lost: the profile may miss capabilities.
+    pub complete: bool,
+    pub losses: Losses,
+    /// Checks of the workload, including runtime set-up.
+    pub total_checks: u64,
+}
+
+#[derive(Debug, Clone, Copy, Default, Serialize, Deserialize, PartialEq, Eq)]
+pub struct Losses {
+    /// Ring-buffer records dropped (the counts in kernel maps were kept).
+    pub ring_buffer: u64,
+    /// kretprobe/kprobe firings missed by the kernel.
+    pub probes_missed: u64,
+    /// Denials whose syscall outcome could not be followed.
+    pub outcomes: u64,
+}
+
+impl Losses {
+    pub fn from_stats(stats: &Stats) -> Self {
+        Losses {
+            ring_buffer: stats.ringbuf_lost,
+            probes_missed: stats.kprobe_entry_missed + stats.kretprobe_missed,
+            outcomes: stats.pending_full + stats.outcome_keys_full,
+        }
+    }
+
+    pub fn total(&self) -> u64 {
+        self.ring_buffer + self.probes_missed + self.outcomes
+    }
+}
+
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[serde(rename_all = "snake_case")]
+pub enum Verdict {
+    Granted,
+    Denied,
+}
+
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[serde(rename_all = "snake_case")]
+pub enum Audit {
+    /// An enforcement point: the kernel acts on the answer.
+    Audited,
+    /// A probe (`CAP_OPT_NOAUDIT`): the kernel works either way.
+    Noaudit,
+    /// The backend could not tell; counted as audited.
+    Unknown,
+}
+
+/// Who made the check.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[serde(rename_all = "snake_case")]
+pub enum Phase {
+    /// The workload itself.
+    Workload,
+    /// The container runtime (or cap-trace's launcher) setting the workload up before its exec.
+    Runtime,
+}
+
+/// One distinct kind of capability check, aggregated.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Check {
+    pub cap: Cap,
+    pub verdict: Verdict,
+    pub audit: Audit,
+    /// Made from a set*id/setgroups path (`CAP_OPT_INSETID`).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub insetid: bool,
+    /// Depth of the user namespace checked against (0: initial).
+    #[serde(default)]
+    pub userns_level: u32,
+    /// System call in flight, by name (`None` outside a syscall).
+    pub syscall: Option<String>,
+    /// Thread name (`comm`) that made the check.
+    pub comm: String,
+    pub phase: Phase,
+    /// Capabilities denied earlier in the same syscall by the same thread.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub denied_before: Vec<Cap>,
+    /// Kernel function that made the check, when the backend knows it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub site: Option<String>,
+    pub count: u64,
+    /// RFC 3339 time of the first occurrence (absent if its event was lost).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub first_seen: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pid: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub uid: Option<u32>,
+}
+
+impl Check {
+    /// Identity used when merging: everything but counts and first-occurrence details.
+    pub fn identity(&self) -> impl Ord + Clone + use<> {
+        (
+            self.cap,
+            self.verdict,
+            self.audit,
+            self.insetid,
+            self.userns_level,
+            self.syscall.clone(),
+            self.comm.clone(),
+            self.phase,
+            self.denied_before.clone(),
+            self.site.clone(),
+        )
+    }
+}
+
+/// How syscalls that had denied checks ended.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Outcome {
+    pub syscall: Option<String>,
+    pub comm: String,
+    pub phase: Phase,
+    /// Capabilities denied during the syscall.
+    pub denied: Vec<Cap>,
+    /// `ok`, or the errno name the syscall failed with (`EPERM`, `EACCES`, ...).
+    pub result: String,
+    pub count: u64,
+}
+
+impl Outcome {
+    pub fn identity(&self) -> impl Ord + Clone + use<> {
+        (
+            self.syscall.clone(),
+            self.comm.clone(),
+            self.phase,
+            self.denied.clone(),
+            self.result.clone(),
+        )
+    }
+
+    /// The syscall failed with a permission error.
+    pub fn permission_error(&self) -> bool {
+        self.result == "EPERM" || self.result == "EACCES"
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ProfileError {
+    #[error("cannot read profile {path}: {source}")]
+    Read {
+        path: String,
+        source: std::io::Error,
+    },
+    #[error("{path} is not a cap-trace profile: {message}")]
+    Malformed { path: String, message: String },
+    #[error(
+        "{path} is a version {found} profile; this cap-trace reads version {VERSION} (upgrade cap-trace or re-trace the workload)"
+    )]
+    WrongVersion { path: String, found: u64 },
+}
+
+impl Profile {
+    /// Assembles a profile and derives its suggestion.
+    pub fn new(
+        workload: Workload,
+        trace: TraceInfo,
+        mut checks: Vec<Check>,
+        mut outcomes: Vec<Outcome>,
+        mut warnings: Vec<String>,
+    ) -> Profile {
+        checks.sort_by_key(Check::identity);
+        outcomes.sort_by_key(Outcome::identity);
+        if !trace.complete {
+            warnings.insert(
+                0,
+                format!(
+                    "the trace is incomplete ({} lost): the profile may miss capabilities; re-run with a larger --ring-buffer",
+                    describe_losses(&trace.losses)
+                ),
+            );
+        }
+        let suggestion = suggest::suggest(&checks, &outcomes, workload.userns_level);
+        Profile {
+            schema: SCHEMA.into(),
+            version: VERSION,
+            generator: format!("cap-trace {}", env!("CARGO_PKG_VERSION")),
+            workload,
+            trace,
+            suggestion,
+            checks,
+            outcomes,
+            warnings,
+        }
+    }
+
+    /// Reads and validates a profile file; the suggestion is derived again from its checks.
+    pub fn read(path: &Path) -> Result<Profile, ProfileError> {
+        let display = path.display().to_string();
+        let text = std::fs::read_to_string(path).map_err(|source| ProfileError::Read {
+            path: display.clone(),
+            source,
+        })?;
+        Self::parse(&text, &display)
+    }
+
+    pub fn parse(text: &str, name: &str) -> Result<Profile, ProfileError> {
+        let malformed = |message: String| ProfileError::Malformed {
+            path: name.to_owned(),
+            message,
+        };
+        let value: serde_json::Value =
+            serde_json::from_str(text).map_err(|e| malformed(format!("invalid JSON: {e}")))?;
+        match value.get("schema").and_then(|s| s.as_str()) {
+            Some(SCHEMA) => {}
+            Some(other) => {
+                return Err(malformed(format!(
+                    "schema is `{other}`, expected `{SCHEMA}`"
+                )));
+            }
+            None => return Err(malformed(format!("no \"schema\": \"{SCHEMA}\" field"))),
+        }
+        match value.get("version").and_then(|v| v.as_u64()) {
+            Some(v) if v == VERSION as u64 => {}
+            Some(found) => {
+                return Err(ProfileError::WrongVersion {
+                    path: name.to_owned(),
+                    found,
+                });
+            }
+            None => return Err(malformed("no numeric \"version\" field".into())),
+        }
+        let mut profile: Profile =
+            serde_json::from_value(value).map_err(|e| malformed(e.to_string()))?;
+        profile.suggestion = suggest::suggest(
+            &profile.checks,
+            &profile.outcomes,
+            profile.workload.userns_level,
+        );
+        Ok(profile)
+    }
+
+    pub fn to_json(&self) -> String {
+        let mut s = serde_json::to_string_pretty(self).expect("profile serializes");
+        s.push('\n');
+        s
+    }
+
+    /// Total checks per capability (workload phase only).
+    pub fn counts_by_cap(&self) -> BTreeMap<Cap, u64> {
+        let mut out = BTreeMap::new();
+        for check in self.checks.iter().filter(|c| c.phase == Phase::Workload) {
+            *out.entry(check.cap).or_default() += check.count;
+        }
+        out
+    }
+}
+
+pub fn describe_losses(losses: &Losses) -> String {
+    let mut parts = Vec::new();
+    if losses.ring_buffer > 0 {
+        parts.push(format!("{} ring-buffer events", losses.ring_buffer));
+    }
+    if losses.probes_missed > 0 {
+        parts.push(format!("{} missed probe firings", losses.probes_missed));
+    }
+    if losses.outcomes > 0 {
+        parts.push(format!("{} syscall outcomes", losses.outcomes));
+    }
+    if parts.is_empty() {
+        "nothing".into()
+    } else {
+        parts.join(", ")
+    }
+}
+
+/// Name of an errno value, for outcomes.
+pub fn errno_name(errno: i32) -> String {
+    let name = match errno {
+        1 => "EPERM",
+        2 => "ENOENT",
+        3 => "ESRCH",
+        4 => "EINTR",
+        5 => "EIO",
+        9 => "EBADF",
+        11 => "EAGAIN",
+        12 => "ENOMEM",
+        13 => "EACCES",
+        14 => "EFAULT",
+        16 => "EBUSY",
+        17 => "EEXIST",
+        18 => "EXDEV",
+        19 => "ENODEV",
+        20 => "ENOTDIR",
+        21 => "EISDIR",
+        22 => "EINVAL",
+        24 => "EMFILE",
+        25 => "ENOTTY",
+        26 => "ETXTBSY",
+        28 => "ENOSPC",
+        30 => "EROFS",
+        38 => "ENOSYS",
+        39 => "ENOTEMPTY",
+        61 => "ENODATA",
+        95 => "EOPNOTSUPP",
+        97 => "EAFNOSUPPORT",
+        98 => "EADDRINUSE",
+        99 => "EADDRNOTAVAIL",
+        _ => return format!("E{errno}"),
+    };
+    name.into()
+}
+
+/// RFC 3339 (UTC, millisecond precision) for a time since the Unix epoch.
+pub fn rfc3339(since_epoch: std::time::Duration) -> String {
+    let secs = since_epoch.as_secs() as i64;
+    let millis = since_epoch.subsec_millis();
+    let days = secs.div_euclid(86_400);
+    let rem = secs.rem_euclid(86_400);
+    // Civil date from days since 1970-01-01 (Howard Hinnant's algorithm).
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + if month <= 2 { 1 } else { 0 };
+    format!(
+        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}.{millis:03}Z",
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60
+    )
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+
+    pub(crate) fn check(
+        cap: u32,
+        verdict: Verdict,
+        audit: Audit,
+        syscall: &str,
+        comm: &str,
+    ) -> Check {
+        Check {
+            cap: Cap(cap),
+            verdict,
+            audit,
+            insetid: false,
+            userns_level: 0,
+            syscall: Some(syscall.into()),
+            comm: comm.into(),
+            phase: Phase::Workload,
+            denied_before: vec![],
+            site: None,
+            count: 1,
+            first_seen: None,
+            pid: None,
+            uid: None,
+        }
+    }
+
+    pub(crate) fn trace_info() -> TraceInfo {
+        TraceInfo {
+            backend: Backend::Tracepoint,
+            hook: "tracepoint".into(),
+            kernel: "6.18.0".into(),
+            started: "2026-11-22T10:00:00.000Z".into(),
+            duration_ms: 5,
+            complete: true,
+            losses: Losses::default(),
+            total_checks: 1,
+        }
+    }
+
+    pub(crate) fn sample() -> Profile {
+        Profile::new(
+            Workload {
+                kind: Some(WorkloadKind::Command),
+                name: "chown nobody /tmp/x".into(),
+                command: Some(vec!["chown".into(), "nobody".into(), "/tmp/x".into()]),
+                exit_status: Some(0),
+                ..Default::default()
+            },
+            trace_info(),
+            vec![
+                check(0, Verdict::Granted, Audit::Audited, "fchownat", "chown"),
+                check(21, Verdict::Granted, Audit::Noaudit, "mmap", "chown"),
+            ],
+            vec![],
+            vec![],
+        )
+    }
+
+    #[test]
+    fn json_round_trip() {
+        let profile = sample();
+        let json = profile.to_json();
+        let back = Profile::parse(&json, "x.json").unwrap();
+        assert_eq!(back, profile);
+        assert_eq!(back.suggestion.add, vec![Cap(0)]);
+    }
+
+    #[test]
+    fn json_shape_is_stable() {
+        let v: serde_json::Value = serde_json::from_str(&sample().to_json()).unwrap();
+        assert_eq!(v["schema"], "cap-trace/profile");
+        assert_eq!(v["version"], 1);
+        assert_eq!(v["workload"]["kind"], "command");
+        assert_eq!(v["trace"]["backend"], "tracepoint");
+        assert_eq!(v["suggestion"]["add"], serde_json::json!(["CHOWN"]));
+        assert_eq!(v["checks"][0]["cap"], "CHOWN");
+        assert_eq!(v["checks"][0]["verdict"], "granted");
+        assert_eq!(v["checks"][0]["audit"], "audited");
+        assert_eq!(v["checks"][1]["audit"], "noaudit");
+    }
+
+    #[test]
+    fn rejects_bad_files() {
+        assert!(matches!(
+            Profile::parse("{", "a.json"),
+            Err(ProfileError::Malformed { .. })
+        ));
+        assert!(matches!(
+            Profile::parse(r#"{"schema":"other"}"#, "a.json"),
+            Err(ProfileError::Malformed { .. })
+        ));
+        let future = sample()
+            .to_json()
+            .replace("\"version\": 1", "\"version\": 99");
+        let err = Profile::parse(&future, "a.json").unwrap_err();
+        assert!(matches!(err, ProfileError::WrongVersion { found: 99, .. }));
+        assert!(err.to_string().contains("version 99"));
+        let bad_cap = sample().to_json().replace("\"CHOWN\"", "\"FLY\"");
+        let err = Profile::parse(&bad_cap, "a.json").unwrap_err();
+        assert!(
+            err.to_string().contains("unknown capability `FLY`"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn incomplete_trace_warns() {
+        let mut info = trace_info();
+        info.complete = false;
+        info.losses.ring_buffer = 3;
+        let p = Profile::new(Workload::default(), info, vec![], vec![], vec![]);
+        assert!(
+            p.warnings[0].contains("incomplete (3 ring-buffer events lost)"),
+            "{:?}",
+            p.warnings
+        );
+    }
+
+    #[test]
+    fn formats_times_and_errnos() {
+        assert_eq!(
+            rfc3339(std::time::Duration::from_millis(0)),
+            "1970-01-01T00:00:00.000Z"
+        );
+        assert_eq!(
+            rfc3339(std::time::Duration::from_millis(1_795_348_800_123)),
+            "2026-11-22T12:00:00.123Z"
+        );
+        assert_eq!(
+            rfc3339(std::time::Duration::from_secs(951_782_400)),
+            "2000-02-29T00:00:00.000Z"
+        );
+        assert_eq!(errno_name(1), "EPERM");
+        assert_eq!(errno_name(13), "EACCES");
+        assert_eq!(errno_name(200), "E200");
+    }
+}

@@ -1,0 +1,332 @@
+//! The human-readable report: one table per workload, then the suggestion.
+
+use std::fmt::Write as _;
+
+use crate::caps::Cap;
+use crate::profile::{Audit, Phase, Profile, Verdict, WorkloadKind};
+use crate::suggest::Status;
+
+/// Terminal styling, only when writing to a TTY and `NO_COLOR` is unset.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Style {
+    pub color: bool,
+}
+
+impl Style {
+    pub fn detect(stream_is_tty: bool) -> Style {
+        let no_color = std::env::var_os("NO_COLOR").is_some_and(|v| !v.is_empty());
+        Style {
+            color: stream_is_tty && !no_color,
+        }
+    }
+
+    pub fn plain() -> Style {
+        Style { color: false }
+    }
+
+    fn paint(&self, code: &str, text: &str) -> String {
+        if self.color {
+            format!("\x1b[{code}m{text}\x1b[0m")
+        } else {
+            text.to_owned()
+        }
+    }
+
+    pub fn bold(&self, t: &str) -> String {
+        self.paint("1", t)
+    }
+    pub fn red(&self, t: &str) -> String {
+        self.paint("1;31", t)
+    }
+    pub fn green(&self, t: &str) -> String {
+        self.paint("32", t)
+    }
+    pub fn yellow(&self, t: &str) -> String {
+        self.paint("33", t)
+    }
+    pub fn dim(&self, t: &str) -> String {
+        self.paint("2", t)
+    }
+}
+
+#[derive(Clone, Copy, Debug, Default)]
+pub struct TextOptions {
+    /// Show runtime set-up checks and every check record.
+    pub verbose: bool,
+    /// Add the explanation section.
+    pub explain: bool,
+}
+
+/// Pads `text` (which may contain escape codes) to `width` visible characters.
+fn pad(text: &str, visible: usize, width: usize) -> String {
+    format!("{text}{}", " ".repeat(width.saturating_sub(visible)))
+}
+
+/// The text report of one profile.
+pub fn text(profile: &Profile, style: Style, opts: TextOptions) -> String {
+    let mut out = String::new();
+    let w = &profile.workload;
+    let title = match w.kind {
+        Some(WorkloadKind::Container) => format!("container {}", w.name),
+        Some(WorkloadKind::Merged) => format!("merged profile {}", w.name),
+        _ => format!("`{}`", w.name),
+    };
+    let _ = writeln!(out, "{}", style.bold(&title));
+    let mut facts = Vec::new();
+    if let Some(status) = w.exit_status {
+        facts.push(format!("exited with status {status}"));
+    } else if let Some(signal) = w.exit_signal {
+        facts.push(format!("killed by signal {signal}"));
+    }
+    facts.push(format!(
+        "traced for {:.2} s with {} on Linux {}",
+        profile.trace.duration_ms as f64 / 1000.0,
+        profile.trace.hook,
+        profile.trace.kernel
+    ));
+    let _ = writeln!(out, "  {}", facts.join(", "));
+    if let Some(caps) = &w.capabilities {
+        let _ = writeln!(out, "  ran with: {}", cap_list(caps));
+    }
+
+    let verdicts = &profile.suggestion.capabilities;
+    if verdicts.is_empty() {
+        let _ = writeln!(out, "\n  no capability checks by the workload");
+    } else {
+        let name_w = verdicts
+            .iter()
+            .map(|v| v.cap.name().len())
+            .max()
+            .unwrap_or(10)
+            .max(10);
+        let status_w = verdicts
+            .iter()
+            .map(|v| v.status.label().len())
+            .max()
+            .unwrap_or(6)
+            .max(6);
+        let _ = writeln!(
+            out,
+            "\n  {}  {}  {:>7}  {}",
+            pad(&style.bold("CAPABILITY"), 10, name_w),
+            pad(&style.bold("STATUS"), 6, status_w),
+            style.bold("CHECKS"),
+            style.bold("WHY")
+        );
+        for v in verdicts {
+            let label = v.status.label();
+            let painted = match v.status {
+                Status::Required => style.green(label),
+                Status::Missing => style.red(label),
+                Status::Probed | Status::ChildUserns | Status::NotRequired | Status::Replaced => {
+                    style.dim(label)
+                }
+            };
+            let _ = writeln!(
+                out,
+                "  {}  {}  {:>7}  {}",
+                pad(&v.cap.name(), v.cap.name().len(), name_w),
+                pad(&painted, label.len(), status_w),
+                v.count,
+                v.reason
+            );
+            let shown = if opts.verbose { v.evidence.len() } else { 3 };
+            for e in v.evidence.iter().take(shown) {
+                let _ = writeln!(
+                    out,
+                    "  {}  {}  {:>7}  {}",
+                    " ".repeat(name_w),
+                    " ".repeat(status_w),
+                    "",
+                    style.dim(e)
+                );
+            }
+            if v.evidence.len() > shown {
+                let more = format!("... {} more (--verbose)", v.evidence.len() - shown);
+                let _ = writeln!(
+                    out,
+                    "  {}  {}  {:>7}  {}",
+                    " ".repeat(name_w),
+                    " ".repeat(status_w),
+                    "",
+                    style.dim(&more)
+                );
+            }
+        }
+    }
+
+    let missing: Vec<Cap> = profile.suggestion.missing().map(|v| v.cap).collect();
+    if !missing.is_empty() {
+        let _ = writeln!(
+            out,
+            "\n  {} the workload hit a wall: {} was denied and the syscall failed; it is included below",
+            style.red("needed but missing:"),
+            cap_list(&missing)
+        );
+    }
+
+    if opts.verbose {
+        let runtime: Vec<_> = profile
+            .checks
+            .iter()
+            .filter(|c| c.phase == Phase::Runtime)
+            .collect();
+        if !runtime.is_empty() {
+            let _ = writeln!(
+                out,
+                "\n  {}",
+                style.bold("runtime set-up (not part of the workload):")
+            );
+            for c in runtime {
+                let _ = writeln!(out, "    {}", describe_check(c));
+            }
+        }
+        let _ = writeln!(out, "\n  {}", style.bold("all workload checks:"));
+        for c in profile.checks.iter().filter(|c| c.phase == Phase::Workload) {
+            let _ = writeln!(out, "    {}", describe_check(c));
+        }
+    }
+
+    if opts.explain {
+        out.push_str(&explain_section(profile, style));
+    }
+
+    for warning in &profile.warnings {
+        let _ = writeln!(out, "\n  {} {warning}", style.yellow("warning:"));
+    }
+    let _ = writeln!(
+        out,
+        "\n{} {}",
+        style.bold("Suggestion:"),
+        style.bold(&profile.suggestion.docker_flags())
+    );
+    if let Some(current) = &w.capabilities {
+        let dropped: Vec<Cap> = current
+            .iter()
+            .copied()
+            .filter(|c| !profile.suggestion.add.contains(c))
+            .collect();
+        if !dropped.is_empty() {
+            let _ = writeln!(
+                out,
+                "  drops {} it runs with now: {}",
+                dropped.len(),
+                cap_list(&dropped)
+            );
+        }
+    }
+    out
+}
+
+fn describe_check(c: &crate::profile::Check) -> String {
+    format!(
+        "{:<18} {:<7} {:<8} {:<16} {:<16} x{}{}",
+        c.cap.name(),
+        match c.verdict {
+            Verdict::Granted => "granted",
+            Verdict::Denied => "denied",
+        },
+        match c.audit {
+            Audit::Audited => "audited",
+            Audit::Noaudit => "noaudit",
+            Audit::Unknown => "unknown",
+        },
+        c.comm,
+        c.syscall.as_deref().unwrap_or("-"),
+        c.count,
+        c.site
+            .as_deref()
+            .map(|s| format!("  [{s}]"))
+            .unwrap_or_default()
+    )
+}
+
+pub fn cap_list(caps: &[Cap]) -> String {
+    if caps.is_empty() {
+        return "none".into();
+    }
+    caps.iter().map(|c| c.name()).collect::<Vec<_>>().join(", ")
+}
+
+/// What each suggested capability allows, how dangerous it is, and the evidence for it.
+pub fn explain_section(profile: &Profile, style: Style) -> String {
+    let mut out = String::new();
+    if profile.suggestion.add.is_empty() {
+        return out;
+    }
+    let _ = writeln!(out, "\n  {}", style.bold("why each capability is kept:"));
+    for cap in &profile.suggestion.add {
+        let Some(info) = cap.info() else { continue };
+        let verdict = profile.suggestion.verdict(*cap);
+        let _ = writeln!(
+            out,
+            "    {} ({} risk): {}",
+            style.bold(info.name),
+            info.danger,
+            info.allows
+        );
+        let _ = writeln!(out, "      {}", info.advice);
+        if let Some(v) = verdict {
+            let _ = writeln!(out, "      evidence: {}", v.evidence.join("; "));
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::profile::tests::sample;
+
+    #[test]
+    fn plain_report_has_table_and_suggestion() {
+        let text = text(&sample(), Style::plain(), TextOptions::default());
+        assert!(text.contains("`chown nobody /tmp/x`"));
+        assert!(text.contains("exited with status 0"));
+        assert!(text.contains("CHOWN"));
+        assert!(text.contains("required"));
+        assert!(text.contains("probed, not required"));
+        assert!(
+            text.ends_with("Suggestion: --cap-drop=ALL --cap-add=CHOWN\n"),
+            "{text}"
+        );
+        assert!(!text.contains('\x1b'));
+    }
+
+    #[test]
+    fn colours_only_when_asked() {
+        let text = text(&sample(), Style { color: true }, TextOptions::default());
+        assert!(text.contains("\x1b[32mrequired\x1b[0m"));
+    }
+
+    #[test]
+    fn explain_names_danger_and_evidence() {
+        let text = text(
+            &sample(),
+            Style::plain(),
+            TextOptions {
+                verbose: false,
+                explain: true,
+            },
+        );
+        assert!(text.contains("CHOWN (medium risk)"), "{text}");
+        assert!(text.contains("evidence: chown: fchownat"), "{text}");
+    }
+
+    #[test]
+    fn verbose_lists_every_check() {
+        let text = text(
+            &sample(),
+            Style::plain(),
+            TextOptions {
+                verbose: true,
+                explain: false,
+            },
+        );
+        assert!(text.contains("all workload checks:"));
+        assert!(
+            text.contains("SYS_ADMIN          granted noaudit  chown            mmap"),
+            "{text}"
+        );
+    }
+}
