@@ -1,1 +1,177 @@
+//! Helpers for the end-to-end tests: the real `cap-trace` binary against the real kernel.
+//!
+//! Tests that need root (loading eBPF) call [`privileged`] first. Without root they skip with a
+//! message, unless `CAP_TRACE_REQUIRE_ROOT_TESTS=1` (set by `cargo xtask test` when run as
+//! root, and so in CI), which turns a skip into a failure.
 
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::sync::OnceLock;
+
+pub fn workspace_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("tests/ has a parent")
+        .to_path_buf()
+}
+
+/// The release `cap-trace` binary, built once per test process.
+pub fn bin() -> &'static Path {
+    static BIN: OnceLock<PathBuf> = OnceLock::new();
+    BIN.get_or_init(|| {
+        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+        let status = Command::new(cargo)
+            .current_dir(workspace_root())
+            .args(["build", "--release", "--quiet", "--package", "cap-trace"])
+            .status()
+            .expect("run cargo build");
+        assert!(status.success(), "building cap-trace failed");
+        let target = std::env::var_os("CARGO_TARGET_DIR")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| workspace_root().join("target"));
+        target.join("release/cap-trace")
+    })
+}
+
+fn is_root() -> bool {
+    // SAFETY: geteuid cannot fail.
+    unsafe { libc::geteuid() == 0 }
+}
+
+/// True when the test can load eBPF programs; otherwise reports the skip (or fails, when
+/// skipping is not allowed).
+pub fn privileged(test: &str) -> bool {
+    if is_root() {
+        return true;
+    }
+    if std::env::var_os("CAP_TRACE_REQUIRE_ROOT_TESTS").is_some_and(|v| v == "1") {
+        panic!("{test}: needs root, and CAP_TRACE_REQUIRE_ROOT_TESTS=1 forbids skipping");
+    }
+    eprintln!("SKIPPED {test}: needs root (run `sudo cargo xtask test`)");
+    false
+}
+
+/// Runs cap-trace with `args`.
+pub fn cap_trace<I, S>(args: I) -> Output
+where
+    I: IntoIterator<Item = S>,
+    S: AsRef<std::ffi::OsStr>,
+{
+    cap_trace_under(&[], args)
+}
+
+/// Runs cap-trace with `args` under a wrapper command (e.g. `setpriv` dropping a capability
+/// from the bounding set, which the traced command then lacks).
+pub fn cap_trace_under<I, S>(wrapper: &[&str], args: I) -> Output
+where
+    I: IntoIterator<Item = S>,
+    S: AsRef<std::ffi::OsStr>,
+{
+    let mut cmd = match wrapper.split_first() {
+        Some((program, rest)) => {
+            let mut cmd = Command::new(program);
+            cmd.args(rest).arg(bin());
+            cmd
+        }
+        None => Command::new(bin()),
+    };
+    cmd.args(args)
+        .env("NO_COLOR", "1")
+        .output()
+        .expect("run cap-trace")
+}
+
+pub fn stdout(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+pub fn stderr(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+/// Asserts success and returns stdout.
+#[track_caller]
+pub fn ok(out: &Output) -> String {
+    assert!(
+        out.status.success(),
+        "cap-trace failed ({}):\nstdout:\n{}\nstderr:\n{}",
+        out.status,
+        stdout(out),
+        stderr(out)
+    );
+    stdout(out)
+}
+
+/// A scratch directory removed on drop.
+pub struct TempDir(pub PathBuf);
+
+impl TempDir {
+    pub fn new(name: &str) -> TempDir {
+        let path = std::env::temp_dir().join(format!(
+            "cap-trace-test-{name}-{}-{}",
+            std::process::id(),
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap()
+                .as_nanos()
+        ));
+        std::fs::create_dir_all(&path).unwrap();
+        TempDir(path)
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.0
+    }
+
+    pub fn join(&self, p: &str) -> PathBuf {
+        self.0.join(p)
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// Traces `command` with `cap-trace run --format json` (plus `extra` options) and returns the
+/// profile.
+#[track_caller]
+pub fn run_profile(extra: &[&str], command: &[&str]) -> serde_json::Value {
+    run_profile_under(&[], extra, command)
+}
+
+/// [`run_profile`] with cap-trace started under `wrapper`.
+#[track_caller]
+pub fn run_profile_under(wrapper: &[&str], extra: &[&str], command: &[&str]) -> serde_json::Value {
+    let dir = TempDir::new("profile");
+    let out_path = dir.join("profile.json");
+    let mut args: Vec<String> = vec!["run".into(), "--format".into(), "json".into()];
+    args.push("--output".into());
+    args.push(out_path.display().to_string());
+    args.extend(extra.iter().map(|s| s.to_string()));
+    args.push("--".into());
+    args.extend(command.iter().map(|s| s.to_string()));
+    let out = cap_trace_under(wrapper, &args);
+    ok(&out);
+    let text = std::fs::read_to_string(&out_path).expect("profile written");
+    serde_json::from_str(&text).expect("profile is JSON")
+}
+
+/// Names of the suggested capabilities of a profile.
+pub fn suggested(profile: &serde_json::Value) -> Vec<String> {
+    profile["suggestion"]["add"]
+        .as_array()
+        .expect("suggestion.add")
+        .iter()
+        .map(|v| v.as_str().unwrap().to_owned())
+        .collect()
+}
+
+/// The verdict entry for one capability.
+pub fn verdict<'a>(profile: &'a serde_json::Value, cap: &str) -> Option<&'a serde_json::Value> {
+    profile["suggestion"]["capabilities"]
+        .as_array()?
+        .iter()
+        .find(|v| v["cap"] == cap)
+}

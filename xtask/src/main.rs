@@ -1,1 +1,52 @@
-fn main() {}
+//! Developer tasks: `cargo xtask setup | demo | test | bench | vm-test`.
+//!
+//! xtask builds with the stable toolchain alone (it does not depend on cap-trace), so it can
+//! install what building cap-trace needs.
+
+mod setup;
+mod tasks;
+
+use anyhow::Result;
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(name = "cargo xtask", about = "cap-trace developer tasks")]
+struct Cli {
+    #[command(subcommand)]
+    task: Task,
+}
+
+#[derive(Subcommand)]
+enum Task {
+    /// Install every missing prerequisite (idempotent) and say what was done.
+    Setup {
+        /// Only what building cap-trace needs (no container, benchmark or VM tools).
+        #[arg(long)]
+        build_only: bool,
+    },
+    /// Set up, build, and trace a real workload.
+    Demo,
+    /// Set up, then run the unit and integration tests (root tests are required when root).
+    Test {
+        /// Extra arguments for `cargo test` (after `--`).
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<String>,
+    },
+}
+
+fn main() {
+    let cli = Cli::parse();
+    let result: Result<()> = match cli.task {
+        Task::Setup { build_only } => setup::install(if build_only {
+            setup::Scope::Build
+        } else {
+            setup::Scope::All
+        }),
+        Task::Demo => tasks::demo(),
+        Task::Test { args } => tasks::test(&args),
+    };
+    if let Err(e) = result {
+        eprintln!("xtask: error: {e:#}");
+        std::process::exit(1);
+    }
+}

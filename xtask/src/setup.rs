@@ -1,0 +1,159 @@
+//! `cargo xtask setup`: install what is missing, leave what is there, say which is which.
+
+use std::process::Command;
+
+use anyhow::{Context, Result, bail};
+
+use crate::tasks::{is_root, run};
+
+#[derive(Copy, Clone, PartialEq, Eq)]
+pub enum Scope {
+    /// Building cap-trace: nightly rust-src, LLVM, bpf-linker.
+    Build,
+    /// Everything the tests, the demo and the benchmark use as well.
+    All,
+}
+
+/// Debian packages bpf-linker links against.
+const BUILD_PACKAGES: &[&str] = &[
+    "llvm-22-dev",
+    "libpolly-22-dev",
+    "libzstd-dev",
+    "zlib1g-dev",
+];
+
+/// Debian packages the container tests, the benchmark and the VM tests use.
+const TEST_PACKAGES: &[&str] = &[
+    "podman",
+    "runc",
+    "busybox-static",
+    "bpftrace",
+    "qemu-system-x86",
+    "cpio",
+];
+
+const BPF_LINKER_VERSION: &str = "0.13.0";
+
+fn say(what: &str, outcome: &str) {
+    println!("setup: {what:<40} {outcome}");
+}
+
+fn output(cmd: &mut Command) -> Option<String> {
+    let out = cmd.output().ok()?;
+    out.status
+        .success()
+        .then(|| String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+pub fn install(scope: Scope) -> Result<()> {
+    nightly_rust_src()?;
+    let mut packages: Vec<&str> = BUILD_PACKAGES.to_vec();
+    if scope == Scope::All {
+        packages.extend(TEST_PACKAGES);
+    }
+    debian_packages(&packages)?;
+    bpf_linker()?;
+    Ok(())
+}
+
+fn nightly_rust_src() -> Result<()> {
+    let toolchains = output(Command::new("rustup").args(["toolchain", "list"]))
+        .context("rustup is needed to build the eBPF programs (https://rustup.rs)")?;
+    if !toolchains.lines().any(|l| l.starts_with("nightly")) {
+        run(Command::new("rustup").args([
+            "toolchain",
+            "install",
+            "nightly",
+            "--profile",
+            "minimal",
+        ]))?;
+        say("nightly toolchain", "installed");
+    } else {
+        say("nightly toolchain", "already installed");
+    }
+    let installed = output(Command::new("rustup").args([
+        "component",
+        "list",
+        "--installed",
+        "--toolchain",
+        "nightly",
+    ]))
+    .unwrap_or_default();
+    if installed.lines().any(|l| l.starts_with("rust-src")) {
+        say("rust-src (nightly)", "already installed");
+    } else {
+        run(Command::new("rustup").args([
+            "component",
+            "add",
+            "rust-src",
+            "--toolchain",
+            "nightly",
+        ]))?;
+        say("rust-src (nightly)", "installed");
+    }
+    Ok(())
+}
+
+fn package_installed(name: &str) -> bool {
+    output(Command::new("dpkg-query").args(["-W", "-f=${Status}", name]))
+        .is_some_and(|s| s.contains("install ok installed"))
+}
+
+fn debian_packages(packages: &[&str]) -> Result<()> {
+    let missing: Vec<&str> = packages
+        .iter()
+        .copied()
+        .filter(|p| !package_installed(p))
+        .collect();
+    for p in packages.iter().filter(|p| !missing.contains(p)) {
+        say(&format!("package {p}"), "already installed");
+    }
+    if missing.is_empty() {
+        return Ok(());
+    }
+    if !is_root() {
+        bail!(
+            "missing Debian packages {}: run `cargo xtask setup` as root, or `sudo apt-get install -y {}`",
+            missing.join(" "),
+            missing.join(" ")
+        );
+    }
+    run(Command::new("apt-get").arg("update").arg("-q"))?;
+    run(Command::new("apt-get")
+        .args(["install", "-y", "-q", "--no-install-recommends"])
+        .args(&missing)
+        .env("DEBIAN_FRONTEND", "noninteractive"))?;
+    for p in &missing {
+        say(&format!("package {p}"), "installed");
+    }
+    Ok(())
+}
+
+fn bpf_linker() -> Result<()> {
+    if let Some(version) = output(Command::new("bpf-linker").arg("--version")) {
+        say(
+            "bpf-linker",
+            &format!("already installed ({})", version.trim()),
+        );
+        return Ok(());
+    }
+    println!("setup: building bpf-linker {BPF_LINKER_VERSION} against LLVM 22 (a few minutes)");
+    let path = format!(
+        "/usr/lib/llvm-22/bin:{}",
+        std::env::var("PATH").unwrap_or_default()
+    );
+    run(Command::new("cargo")
+        .args([
+            "install",
+            "bpf-linker",
+            "--version",
+            BPF_LINKER_VERSION,
+            "--locked",
+            "--no-default-features",
+            "--features",
+            "llvm-22",
+        ])
+        .env("PATH", path))?;
+    say("bpf-linker", "installed");
+    Ok(())
+}

@@ -1,0 +1,104 @@
+//! `demo` and `test`.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use anyhow::{Context, Result, bail};
+
+use crate::setup;
+
+/// The workspace root (xtask lives one level below it).
+pub fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("xtask has a parent directory")
+        .to_path_buf()
+}
+
+pub fn cargo() -> Command {
+    let mut cmd = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
+    cmd.current_dir(root());
+    cmd
+}
+
+pub fn run(cmd: &mut Command) -> Result<()> {
+    let status = cmd
+        .status()
+        .with_context(|| format!("cannot start {cmd:?}"))?;
+    if !status.success() {
+        bail!("{cmd:?} failed with {status}");
+    }
+    Ok(())
+}
+
+pub fn is_root() -> bool {
+    Command::new("id")
+        .arg("-u")
+        .output()
+        .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).trim() == "0")
+}
+
+/// Builds the release binary and returns its path.
+pub fn build_release() -> Result<PathBuf> {
+    run(cargo().args(["build", "--release", "--package", "cap-trace"]))?;
+    Ok(root().join("target/release/cap-trace"))
+}
+
+pub fn demo() -> Result<()> {
+    setup::install(setup::Scope::Build)?;
+    let bin = build_release()?;
+    if !is_root() {
+        bail!("the demo loads eBPF programs: run `sudo cargo xtask demo`");
+    }
+    let dir = std::env::temp_dir().join(format!("cap-trace-demo-{}", std::process::id()));
+    std::fs::create_dir_all(&dir)?;
+    let file = dir.join("owned-by-root");
+    std::fs::write(&file, "demo\n")?;
+
+    println!("\n== 1. A program that changes a file's owner: it needs CHOWN and nothing else");
+    run(Command::new(&bin)
+        .args(["run", "--explain", "--", "chown", "nobody"])
+        .arg(&file))?;
+
+    println!("\n== 2. A program that only allocates memory and execs: it needs nothing");
+    println!(
+        "   (the kernel asks for SYS_ADMIN without audit on every mmap: probed, not required)"
+    );
+    run(Command::new(&bin).args(["run", "--", "sh", "-c", "ls / > /dev/null; true"]))?;
+
+    println!("\n== 3. The same as JSON, for machines");
+    let json = dir.join("chown.json");
+    run(Command::new(&bin)
+        .args(["run", "--format", "json", "--output"])
+        .arg(&json)
+        .args(["--", "chown", "root"])
+        .arg(&file))?;
+    let text = std::fs::read_to_string(&json)?;
+    println!("{}", text.lines().take(25).collect::<Vec<_>>().join("\n"));
+    println!(
+        "   ... ({} lines in {})",
+        text.lines().count(),
+        json.display()
+    );
+    std::fs::remove_dir_all(&dir)?;
+    Ok(())
+}
+
+pub fn test(extra: &[String]) -> Result<()> {
+    setup::install(setup::Scope::All)?;
+    // The integration tests run the release binary; build it (and the eBPF object) first so that
+    // build output does not interleave with test output.
+    run(cargo().args(["build", "--release", "--package", "cap-trace"]))?;
+    let mut cmd = cargo();
+    cmd.arg("test");
+    if !extra.is_empty() {
+        cmd.args(extra);
+    }
+    if is_root() {
+        // On a machine that can run them, the kernel and container tests must not skip.
+        cmd.env("CAP_TRACE_REQUIRE_ROOT_TESTS", "1");
+    } else {
+        println!("xtask: not root: the kernel and container tests will be skipped");
+    }
+    run(&mut cmd)
+}
