@@ -52,9 +52,9 @@ pub mod traced_kind {
     pub const EXACT: u32 = 1;
     /// Tasks in this cgroup or any cgroup below it, recorded under this cgroup.
     pub const SUBTREE: u32 = 2;
-    /// Tasks in any child of this cgroup (or below), recorded under that child: used to catch a
-    /// container whose cgroup does not exist yet without missing its first checks.
-    pub const CHILDREN: u32 = 3;
+    /// Tasks anywhere below this cgroup (not in it), each recorded under its own cgroup: how a
+    /// container whose cgroup does not exist yet is caught without missing its first checks.
+    pub const DESCENDANTS: u32 = 3;
 }
 
 /// Indices of the per-CPU `STATS` array.
@@ -283,7 +283,7 @@ impl Settings {
 #[repr(C)]
 #[derive(Copy, Clone, Debug, Default)]
 pub struct Config {
-    /// Bit `n` set when some `TRACED` entry lives at cgroup level `n`: the levels at which a
+    /// Bit `n` set when a SUBTREE or DESCENDANTS entry of `TRACED` lives at cgroup level `n`: the levels at which a
     /// task's ancestors are looked up.
     pub levels: u64,
 }

@@ -68,9 +68,6 @@ static PENDING: LruHashMap<u32, Pending> = LruHashMap::with_max_entries(8192, 0)
 static KPROBE_ARGS: LruHashMap<u32, KprobeArgs> = LruHashMap::with_max_entries(8192, 0);
 
 #[map]
-static STACK: PerCpuArray<[u64; STACK_FRAMES]> = PerCpuArray::with_max_entries(1, 0);
-
-#[map]
 static STATS: PerCpuArray<u64> = PerCpuArray::with_max_entries(stat::COUNT, 0);
 
 #[map]
@@ -314,7 +311,7 @@ fn traced_cgroup() -> Option<u64> {
     if levels == 0 {
         return None;
     }
-    // Look the task's ancestors up at the levels where SUBTREE/CHILDREN entries live.
+    // Look the task's ancestors up at the levels where SUBTREE/DESCENDANTS entries live.
     let mut level = 0u32;
     while level < 32 {
         if levels & (1u64 << level) != 0 {
@@ -325,12 +322,8 @@ fn traced_cgroup() -> Option<u64> {
             if let Some(traced) = TRACED.get_ptr(&ancestor) {
                 match unsafe { (*traced).kind } {
                     traced_kind::SUBTREE => return Some(ancestor),
-                    traced_kind::CHILDREN => {
-                        let child = unsafe { bpf_get_current_ancestor_cgroup_id(level as i32 + 1) };
-                        if child != 0 {
-                            return Some(child);
-                        }
-                        return None;
+                    traced_kind::DESCENDANTS => {
+                        return (leaf != ancestor).then_some(leaf);
                     }
                     _ => {}
                 }
@@ -371,7 +364,15 @@ fn on_check<C: EbpfContext>(ctx: &C, cgroup_id: u64, check: &Check) -> Result<()
                 flags |= check_flags::INSETID;
             }
         }
-        None => classify_stack(ctx, &mut flags, &mut site, &mut frames),
+        None => {
+            let scratch = unsafe { &mut *SCRATCH.get_ptr_mut(0).ok_or(0)? };
+            let (f, rule) = classify_stack(ctx, scratch);
+            flags |= f;
+            site = rule;
+            if f & check_flags::AUDIT_UNKNOWN != 0 {
+                frames = [opaque(&scratch.f1), opaque(&scratch.f2)];
+            }
+        }
     }
     let denied = check.ret != 0;
     if denied {
@@ -510,67 +511,87 @@ fn current_syscall() -> u32 {
 
 /// Tracepoints carry no `opts`: tell an audited check from a probe by who called `cap_capable`
 /// (and who called `security_capable`), using the call-site table userspace built from
-/// `/proc/kallsyms`.
+/// `/proc/kallsyms`. Returns the `check_flags` bits and the 1-based rule index, and leaves the
+/// two caller addresses in the scratch area when the site is unknown (for userspace to name).
 ///
 /// Walking the stack with `bpf_get_stack` costs about a microsecond here (ORC unwinding), so it
 /// is only the slow path. The fast path reads the raw stack words above the tracepoint's frame
-/// and finds the return addresses at the distances the slow path measured once: the return
-/// address into `cap_capable` (an exact value, found by scanning), the caller of `cap_capable`
-/// a fixed distance above it (cap_capable's frame size), and, when that caller is
-/// `security_capable`, its caller a fixed distance further. A word that does not match exactly
-/// sends the check down the slow path, so a wrong layout can only cost time, never a wrong
-/// answer.
+/// and takes the return addresses where the slow path found them: the return address into
+/// `cap_capable` must be there exactly, else the check goes down the slow path (which learns
+/// the layout again), so a wrong layout can only cost time, never a wrong answer.
+///
+/// Intermediate results go through the per-CPU scratch area rather than registers: values
+/// read back from map memory are opaque to the verifier, which keeps it from verifying the
+/// rest of the program once per call site of the table.
 #[inline(always)]
-fn classify_stack<C: EbpfContext>(ctx: &C, flags: &mut u32, site: &mut u32, frames: &mut [u64; 2]) {
-    let (f1, f2) = match fast_frames(ctx) {
-        Some(f) => f,
-        None => match slow_frames(ctx) {
-            Some(f) => f,
-            None => {
-                *flags |= check_flags::AUDIT_UNKNOWN;
-                return;
-            }
-        },
-    };
-    frames[0] = f1;
-    frames[1] = f2;
-    let mut class = 0;
-    if let Some(first) = find_site(f1) {
-        class = first.class;
-        *site = first.rule;
-        if class == site_class::FORWARD {
-            class = 0;
-            if let Some(second) = find_site(f2) {
-                class = second.class;
-                *site = second.rule;
-            }
-        }
+fn classify_stack<C: EbpfContext>(ctx: &C, scratch: &mut Scratch) -> (u32, u32) {
+    scratch.f1 = 0;
+    scratch.f2 = 0;
+    if !fast_frames(ctx, scratch) && !slow_frames(ctx, scratch) {
+        return (check_flags::AUDIT_UNKNOWN, 0);
     }
-    match class {
-        site_class::AUDIT => {}
-        site_class::NOAUDIT => *flags |= check_flags::NOAUDIT,
-        site_class::AUDIT_INSETID => *flags |= check_flags::INSETID,
-        _ => {
-            // Keep the frames so userspace can name the unknown call site.
-            *flags |= check_flags::AUDIT_UNKNOWN;
-            *site = 0;
-            return;
-        }
+    let f1 = opaque(&scratch.f1);
+    let f2 = opaque(&scratch.f2);
+    find_site(f1, scratch);
+    let mut class = opaque(&scratch.class);
+    if class == site_class::FORWARD as u64 {
+        find_site(f2, scratch);
+        class = opaque(&scratch.class);
     }
-    // Userspace only needs the addresses of sites it could not classify.
-    *frames = [0; 2];
+    let rule = opaque(&scratch.rule) as u32;
+    if class == site_class::AUDIT as u64 {
+        (0, rule)
+    } else if class == site_class::NOAUDIT as u64 {
+        (check_flags::NOAUDIT, rule)
+    } else if class == site_class::AUDIT_INSETID as u64 {
+        (check_flags::INSETID, rule)
+    } else {
+        // Unknown (or FORWARD twice): keep the frames so userspace can name the call site.
+        (check_flags::AUDIT_UNKNOWN, 0)
+    }
 }
-
-/// Stack layout learned by the slow path (kernel constants, so concurrent writers agree):
-/// `[return address into cap_capable, return address into security_capable, words from the
-/// first to the caller of cap_capable, words from there to the caller of security_capable]`.
-#[unsafe(no_mangle)]
-static mut STACK_LAYOUT: [u64; 4] = [0; 4];
 
 const RAW_WORDS: usize = 32;
 
+/// Per-CPU working memory of the call-site classifier.
+#[repr(C)]
+pub struct Scratch {
+    /// Raw stack words above the tracepoint's frame.
+    words: [u64; RAW_WORDS],
+    /// Frames from a stack walk.
+    frames: [u64; STACK_FRAMES],
+    /// Caller of cap_capable, and its caller.
+    f1: u64,
+    f2: u64,
+    /// Binary-search state and result of `find_site`.
+    lo: u64,
+    hi: u64,
+    class: u64,
+    rule: u64,
+    /// Positions found by `learn_layout`.
+    at: [u64; 3],
+}
+
 #[map]
-static RAW_STACK: PerCpuArray<[u64; RAW_WORDS]> = PerCpuArray::with_max_entries(1, 0);
+static SCRATCH: PerCpuArray<Scratch> = PerCpuArray::with_max_entries(1, 0);
+
+/// Reads a value back from map memory: the verifier no longer knows it.
+#[inline(always)]
+fn opaque(v: &u64) -> u64 {
+    unsafe { core::ptr::read_volatile(v) }
+}
+
+/// Stack layout learned by the slow path: `[return address into cap_capable, return address
+/// into security_capable, index of the first in the raw words, index of the caller of
+/// cap_capable, index of the caller of security_capable]`. The addresses are kernel constants
+/// and the indices depend only on which tracepoint machinery runs, so concurrent writers agree.
+#[unsafe(no_mangle)]
+static mut STACK_LAYOUT: [u64; 5] = [0; 5];
+
+#[inline(always)]
+fn layout() -> [u64; 5] {
+    unsafe { core::ptr::read_volatile(&raw const STACK_LAYOUT) }
+}
 
 /// Where the raw stack words start: the tracepoint's own frame.
 #[inline(always)]
@@ -594,146 +615,153 @@ fn stack_base<C: EbpfContext>(ctx: &C) -> Option<u64> {
 }
 
 #[inline(always)]
-fn read_raw_stack<C: EbpfContext>(ctx: &C) -> Option<&'static [u64; RAW_WORDS]> {
-    let base = stack_base(ctx)?;
-    let words = RAW_STACK.get_ptr_mut(0)?;
-    let words = unsafe { &mut *words };
-    let bytes =
-        unsafe { core::slice::from_raw_parts_mut(words.as_mut_ptr().cast::<u8>(), RAW_WORDS * 8) };
-    unsafe { aya_ebpf::helpers::bpf_probe_read_kernel_buf(base as *const u8, bytes).ok()? };
-    Some(words)
+fn read_raw_stack<C: EbpfContext>(ctx: &C, scratch: &mut Scratch) -> bool {
+    let Some(base) = stack_base(ctx) else {
+        return false;
+    };
+    let bytes = unsafe {
+        core::slice::from_raw_parts_mut(scratch.words.as_mut_ptr().cast::<u8>(), RAW_WORDS * 8)
+    };
+    unsafe { aya_ebpf::helpers::bpf_probe_read_kernel_buf(base as *const u8, bytes).is_ok() }
 }
 
 #[inline(always)]
-fn layout() -> [u64; 4] {
-    unsafe { core::ptr::read_volatile(&raw const STACK_LAYOUT) }
+fn word(words: &[u64; RAW_WORDS], i: u64) -> u64 {
+    words[i as usize & (RAW_WORDS - 1)]
 }
 
+/// Caller of cap_capable and its caller, from the raw stack words, into `scratch.f1/f2`.
 #[inline(always)]
-fn word(words: &[u64; RAW_WORDS], i: usize) -> u64 {
-    words[i & (RAW_WORDS - 1)]
-}
-
-/// Caller of cap_capable and its caller, from the raw stack words.
-#[inline(always)]
-fn fast_frames<C: EbpfContext>(ctx: &C) -> Option<(u64, u64)> {
-    let [ra_cap, ra_fwd, d1, d2] = layout();
-    if ra_cap == 0 || d1 == 0 {
-        return None;
+fn fast_frames<C: EbpfContext>(ctx: &C, scratch: &mut Scratch) -> bool {
+    let [ra_cap, ra_fwd, at_cap, at_f1, at_f2] = layout();
+    if ra_cap == 0 || !read_raw_stack(ctx, scratch) || word(&scratch.words, at_cap) != ra_cap {
+        return false;
     }
-    let words = read_raw_stack(ctx)?;
-    let mut i = 0;
-    while i < RAW_WORDS {
-        if words[i] == ra_cap {
-            break;
-        }
-        i += 1;
+    let f1 = word(&scratch.words, at_f1);
+    scratch.f1 = f1;
+    if f1 == ra_fwd && at_f2 != 0 {
+        scratch.f2 = word(&scratch.words, at_f2);
+        return true;
     }
-    let j = i + d1 as usize;
-    if j >= RAW_WORDS {
-        return None;
-    }
-    let f1 = word(words, j);
-    let first = find_site(f1)?;
-    if first.class != site_class::FORWARD {
-        return Some((f1, 0));
-    }
-    let k = j + d2 as usize;
-    if f1 != ra_fwd || d2 == 0 || k >= RAW_WORDS {
-        return None;
-    }
-    Some((f1, word(words, k)))
+    // A caller other than security_capable decides on its own; if it is security_capable
+    // reached through another call site, only a walk can find its caller.
+    find_site(f1, scratch);
+    opaque(&scratch.class) != site_class::FORWARD as u64
 }
 
 /// Caller of cap_capable and its caller from a real stack walk; also learns the layout the
 /// fast path uses.
-#[inline(never)]
-fn slow_frames<C: EbpfContext>(ctx: &C) -> Option<(u64, u64)> {
+#[inline(always)]
+fn slow_frames<C: EbpfContext>(ctx: &C, scratch: &mut Scratch) -> bool {
     bump(stat::STACK_WALKS);
-    let buf = STACK.get_ptr_mut(0)?;
-    let buf = unsafe { &mut *buf };
     let n = unsafe {
         bpf_get_stack(
             ctx.as_ptr(),
-            buf.as_mut_ptr().cast(),
+            scratch.frames.as_mut_ptr().cast(),
             (STACK_FRAMES * 8) as u32,
             0,
         )
     };
     if n <= 0 {
         bump(stat::STACK_ERRORS);
-        return None;
+        return false;
     }
     let n = (n as usize / 8).min(STACK_FRAMES);
     let start = setting!(cap_capable_start);
     let end = setting!(cap_capable_end);
+    // Index of the cap_capable frame, written to memory so the loop's states merge.
+    scratch.at[0] = u64::MAX;
     let mut i = 0;
-    while i + 2 < n {
-        let frame = buf[i & (STACK_FRAMES - 1)];
-        if frame >= start && frame < end {
-            break;
+    while i < STACK_FRAMES {
+        let frame = scratch.frames[i];
+        if i + 2 < n && frame >= start && frame < end && opaque(&scratch.at[0]) == u64::MAX {
+            scratch.at[0] = i as u64;
         }
         i += 1;
     }
-    if i + 2 >= n {
+    let at = opaque(&scratch.at[0]);
+    if at == u64::MAX {
         bump(stat::STACK_ERRORS);
-        return None;
+        return false;
     }
-    let ra_cap = buf[i & (STACK_FRAMES - 1)];
-    let f1 = buf[(i + 1) & (STACK_FRAMES - 1)];
-    let f2 = buf[(i + 2) & (STACK_FRAMES - 1)];
-    learn_layout(ctx, ra_cap, f1, f2);
-    Some((f1, f2))
+    let ra_cap = scratch.frames[at as usize & (STACK_FRAMES - 1)];
+    scratch.f1 = scratch.frames[(at as usize + 1) & (STACK_FRAMES - 1)];
+    scratch.f2 = scratch.frames[(at as usize + 2) & (STACK_FRAMES - 1)];
+    learn_layout(ctx, scratch, ra_cap);
+    true
 }
 
 #[inline(always)]
-fn learn_layout<C: EbpfContext>(ctx: &C, ra_cap: u64, f1: u64, f2: u64) {
-    let Some(words) = read_raw_stack(ctx) else {
+fn learn_layout<C: EbpfContext>(ctx: &C, scratch: &mut Scratch, ra_cap: u64) {
+    let f1 = opaque(&scratch.f1);
+    let f2 = opaque(&scratch.f2);
+    if !read_raw_stack(ctx, scratch) {
         return;
-    };
-    let find = |value: u64, from: usize| -> Option<usize> {
-        let mut i = from;
-        while i < RAW_WORDS {
-            if words[i & (RAW_WORDS - 1)] == value {
-                return Some(i);
+    }
+    // Positions of the three return addresses, in order, in one pass.
+    scratch.at = [u64::MAX; 3];
+    let mut i = 0;
+    while i < RAW_WORDS {
+        let w = scratch.words[i];
+        if opaque(&scratch.at[0]) == u64::MAX {
+            if w == ra_cap {
+                scratch.at[0] = i as u64;
             }
-            i += 1;
+        } else if opaque(&scratch.at[1]) == u64::MAX {
+            if w == f1 {
+                scratch.at[1] = i as u64;
+            }
+        } else if opaque(&scratch.at[2]) == u64::MAX && w == f2 {
+            scratch.at[2] = i as u64;
         }
-        None
-    };
-    let Some(a) = find(ra_cap, 0) else { return };
-    let Some(b) = find(f1, a + 1) else { return };
+        i += 1;
+    }
+    let at = [
+        opaque(&scratch.at[0]),
+        opaque(&scratch.at[1]),
+        opaque(&scratch.at[2]),
+    ];
+    if at[0] == u64::MAX || at[1] == u64::MAX {
+        return;
+    }
     let mut current = layout();
     current[0] = ra_cap;
-    current[2] = (b - a) as u64;
-    if find_site(f1).is_some_and(|s| s.class == site_class::FORWARD) && current[1] == 0 {
-        if let Some(c) = find(f2, b + 1) {
-            current[1] = f1;
-            current[3] = (c - b) as u64;
-        }
+    current[2] = at[0];
+    current[3] = at[1];
+    find_site(f1, scratch);
+    if at[2] != u64::MAX && opaque(&scratch.class) == site_class::FORWARD as u64 {
+        current[1] = f1;
+        current[4] = at[2];
     }
     unsafe { core::ptr::write_volatile(&raw mut STACK_LAYOUT, current) };
 }
 
-/// Binary search of the sorted call-site ranges.
+/// Binary search of the sorted call-site ranges: class and rule into `scratch` (0 if none).
 #[inline(always)]
-fn find_site(addr: u64) -> Option<SiteRange> {
-    let mut lo = 0usize;
-    let mut hi = (setting!(nsites) as usize).min(MAX_SITES);
-    let mut steps = 0;
-    while lo < hi && steps < 6 {
-        let mid = ((lo + hi) / 2) & (MAX_SITES - 1);
-        let range = setting!(sites[mid]);
-        if addr < range.start {
-            hi = mid;
-        } else if addr >= range.end {
-            lo = mid + 1;
-        } else {
-            return Some(range);
+fn find_site(addr: u64, scratch: &mut Scratch) {
+    scratch.lo = 0;
+    scratch.hi = (setting!(nsites) as u64).min(MAX_SITES as u64);
+    scratch.class = 0;
+    scratch.rule = 0;
+    let mut step = 0;
+    while step < 6 {
+        let lo = opaque(&scratch.lo);
+        let hi = opaque(&scratch.hi);
+        if lo < hi {
+            let mid = ((lo + hi) / 2) as usize & (MAX_SITES - 1);
+            let range = setting!(sites[mid]);
+            if addr < range.start {
+                scratch.hi = mid as u64;
+            } else if addr >= range.end {
+                scratch.lo = mid as u64 + 1;
+            } else {
+                scratch.class = range.class as u64;
+                scratch.rule = range.rule as u64;
+                scratch.hi = 0;
+            }
         }
-        steps += 1;
+        step += 1;
     }
-    None
 }
 
 #[inline(always)]

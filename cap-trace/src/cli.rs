@@ -23,6 +23,9 @@ Needs root (or CAP_BPF + CAP_PERFMON), kernel BTF and cgroup v2.";
 
 const AFTER_HELP: &str = "\
 Examples:
+  cap-trace --container web                       # until the container exits
+  cap-trace --container web --container db --duration 10m
+  cap-trace --all-containers --duration 1h --format json --output fleet.json
   cap-trace run -- chown nobody /srv/data
   cap-trace run --format json --output app.json -- ./app --selftest
 
@@ -41,14 +44,81 @@ Exit status:
     long_about = LONG_ABOUT,
     after_help = AFTER_HELP,
     propagate_version = true,
+    args_conflicts_with_subcommands = true,
+    subcommand_negates_reqs = true,
     max_term_width = 100
 )]
 pub struct Cli {
     #[command(subcommand)]
-    pub command: Command,
+    pub command: Option<Command>,
+
+    #[command(flatten)]
+    pub containers: ContainerArgs,
 
     #[command(flatten)]
     pub global: GlobalArgs,
+}
+
+/// Tracing containers (the default command).
+#[derive(Args, Debug, Clone)]
+#[group(id = "targets", required = true, multiple = true)]
+pub struct ContainerArgs {
+    /// Trace a container, by name or id (repeatable). If it is not running yet, cap-trace
+    /// waits for it and catches it from its first check; it ends when every container asked
+    /// for has exited.
+    #[arg(
+        short = 'c',
+        long = "container",
+        value_name = "NAME|ID",
+        group = "targets"
+    )]
+    pub containers: Vec<String>,
+
+    /// Trace every container, those running and those started later, until --duration or
+    /// Ctrl-C; one profile per container (restarts keep theirs).
+    #[arg(long, group = "targets", conflicts_with = "containers")]
+    pub all_containers: bool,
+
+    /// Stop after this long (e.g. 90s, 10m, 2h); containers that restart meanwhile keep one
+    /// profile.
+    #[arg(long, value_name = "TIME", value_parser = parse_duration)]
+    pub duration: Option<std::time::Duration>,
+
+    /// How long to wait for a container that is not running yet.
+    #[arg(long, value_name = "TIME", default_value = "60s", value_parser = parse_duration)]
+    pub wait: std::time::Duration,
+
+    /// Docker-compatible engine API socket to ask about containers (default: $CONTAINER_HOST,
+    /// $DOCKER_HOST, /run/podman/podman.sock, /var/run/docker.sock, then the podman and docker
+    /// commands).
+    #[arg(long, value_name = "PATH")]
+    pub engine_socket: Option<PathBuf>,
+
+    #[command(flatten)]
+    pub probe: ProbeArgs,
+}
+
+/// `90`, `90s`, `10m`, `2h`, `500ms`.
+pub fn parse_duration(s: &str) -> Result<std::time::Duration, String> {
+    let s = s.trim();
+    let split = s
+        .find(|c: char| !c.is_ascii_digit() && c != '.')
+        .unwrap_or(s.len());
+    let (number, unit) = s.split_at(split);
+    let n: f64 = number
+        .parse()
+        .map_err(|_| format!("`{s}` is not a duration (examples: 90s, 10m, 2h)"))?;
+    let secs = match unit {
+        "" | "s" => n,
+        "ms" => n / 1000.0,
+        "m" => n * 60.0,
+        "h" => n * 3600.0,
+        _ => return Err(format!("`{s}`: unknown unit `{unit}` (use ms, s, m or h)")),
+    };
+    if !secs.is_finite() || secs < 0.0 {
+        return Err(format!("`{s}` is not a duration"));
+    }
+    Ok(std::time::Duration::from_secs_f64(secs))
 }
 
 #[derive(Args, Debug, Clone)]
@@ -220,6 +290,50 @@ mod tests {
     }
 
     #[test]
+    fn durations() {
+        use std::time::Duration;
+        assert_eq!(parse_duration("90"), Ok(Duration::from_secs(90)));
+        assert_eq!(parse_duration("90s"), Ok(Duration::from_secs(90)));
+        assert_eq!(parse_duration("10m"), Ok(Duration::from_secs(600)));
+        assert_eq!(parse_duration("2h"), Ok(Duration::from_secs(7200)));
+        assert_eq!(parse_duration("500ms"), Ok(Duration::from_millis(500)));
+        assert_eq!(parse_duration("1.5s"), Ok(Duration::from_millis(1500)));
+        assert!(parse_duration("soon").is_err());
+        assert!(parse_duration("5 days").is_err());
+        assert!(parse_duration("10y").is_err());
+    }
+
+    #[test]
+    fn container_flags() {
+        let cli = Cli::try_parse_from([
+            "cap-trace",
+            "--container",
+            "web",
+            "-c",
+            "db",
+            "--duration",
+            "5m",
+        ])
+        .unwrap();
+        assert!(cli.command.is_none());
+        assert_eq!(cli.containers.containers, ["web", "db"]);
+        assert_eq!(
+            cli.containers.duration,
+            Some(std::time::Duration::from_secs(300))
+        );
+        assert_eq!(cli.containers.wait, std::time::Duration::from_secs(60));
+        let cli = Cli::try_parse_from(["cap-trace", "--all-containers", "--json"]).unwrap();
+        assert!(cli.containers.all_containers);
+        // Nothing to do is a usage error, and so is mixing the two.
+        assert_eq!(
+            Cli::try_parse_from(["cap-trace"]).unwrap_err().exit_code(),
+            2
+        );
+        assert!(Cli::try_parse_from(["cap-trace", "--all-containers", "-c", "x"]).is_err());
+        assert!(Cli::try_parse_from(["cap-trace", "-c", "x", "run", "--", "true"]).is_err());
+    }
+
+    #[test]
     fn sizes() {
         assert_eq!(parse_size("4096"), Ok(4096));
         assert_eq!(parse_size("256K"), Ok(256 << 10));
@@ -233,7 +347,7 @@ mod tests {
     fn probe_values() {
         let cli =
             Cli::try_parse_from(["cap-trace", "run", "--probe", "fexit", "--", "true"]).unwrap();
-        let Command::Run(run) = cli.command else {
+        let Some(Command::Run(run)) = cli.command else {
             panic!()
         };
         assert_eq!(
@@ -252,7 +366,7 @@ mod tests {
     #[test]
     fn command_keeps_its_own_flags() {
         let cli = Cli::try_parse_from(["cap-trace", "run", "--", "ls", "-la", "--color"]).unwrap();
-        let Command::Run(run) = cli.command else {
+        let Some(Command::Run(run)) = cli.command else {
             panic!()
         };
         assert_eq!(run.command, ["ls", "-la", "--color"]);

@@ -4,12 +4,12 @@ use std::process::ExitCode;
 use clap::Parser;
 
 use cap_trace::caps::{self, Cap};
-use cap_trace::cli::{Cli, ColorChoice, Command, Format, GlobalArgs};
+use cap_trace::cli::{Cli, ColorChoice, Command, Format, GlobalArgs, ProbeArgs};
 use cap_trace::error::{Failure, exit};
 use cap_trace::probe::ProbeOptions;
 use cap_trace::profile::Profile;
 use cap_trace::report::{self, Style, TextOptions};
-use cap_trace::{output, run};
+use cap_trace::{follow, output, run};
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
@@ -35,19 +35,27 @@ fn main() -> ExitCode {
 
 async fn dispatch(cli: Cli) -> Result<u8, Failure> {
     let global = cli.global;
-    match cli.command {
+    let Some(command) = cli.command else {
+        let c = cli.containers;
+        let profiles = follow::follow(follow::FollowOptions {
+            targets: c.containers,
+            all: c.all_containers,
+            duration: c.duration,
+            wait: c.wait,
+            probe: probe_options(&c.probe),
+            engine_socket: c.engine_socket,
+            verbose: global.verbose,
+        })
+        .await?;
+        render_all(&profiles, &global)?;
+        return Ok(exit::OK);
+    };
+    match command {
         Command::Run(args) => {
             let format = global.format();
             let options = run::RunOptions {
                 command: args.command,
-                probe: ProbeOptions {
-                    choice: args.probe.probe,
-                    flavor: args.probe.tracepoint_flavor.into(),
-                    stream: args.probe.stream,
-                    ring_buffer_bytes: args.probe.ring_buffer,
-                    floor: args.probe.floor,
-                    ..ProbeOptions::default()
-                },
+                probe: probe_options(&args.probe),
                 command_stdout_to_stderr: format != Format::Text && global.output.is_none(),
                 verbose: global.verbose,
             };
@@ -109,6 +117,17 @@ async fn dispatch(cli: Cli) -> Result<u8, Failure> {
     }
 }
 
+fn probe_options(args: &ProbeArgs) -> ProbeOptions {
+    ProbeOptions {
+        choice: args.probe,
+        flavor: args.tracepoint_flavor.into(),
+        stream: args.stream,
+        ring_buffer_bytes: args.ring_buffer,
+        floor: args.floor,
+        ..ProbeOptions::default()
+    }
+}
+
 fn style(global: &GlobalArgs) -> Style {
     match global.color {
         ColorChoice::Always => Style { color: true },
@@ -120,16 +139,34 @@ fn style(global: &GlobalArgs) -> Style {
 }
 
 fn render(profile: &Profile, global: &GlobalArgs) -> Result<(), Failure> {
+    render_all(std::slice::from_ref(profile), global)
+}
+
+/// One profile renders as itself; several as a JSON array, or text reports one after another.
+fn render_all(profiles: &[Profile], global: &GlobalArgs) -> Result<(), Failure> {
     let text = match global.format() {
-        Format::Text => report::text(
-            profile,
-            style(global),
-            TextOptions {
-                verbose: global.verbose,
-                explain: global.explain,
-            },
-        ),
-        Format::Json => profile.to_json(),
+        Format::Text => {
+            if profiles.is_empty() {
+                "no container was traced\n".to_owned()
+            } else {
+                let opts = TextOptions {
+                    verbose: global.verbose,
+                    explain: global.explain,
+                };
+                profiles
+                    .iter()
+                    .map(|p| report::text(p, style(global), opts))
+                    .collect::<Vec<_>>()
+                    .join("\n")
+            }
+        }
+        Format::Json => match profiles {
+            [one] => one.to_json(),
+            many => format!(
+                "{}\n",
+                serde_json::to_string_pretty(many).expect("profiles serialize")
+            ),
+        },
     };
     output::emit(global.output.as_deref(), &text)
 }

@@ -232,6 +232,7 @@ impl Probe {
             return Err(ProbeError::NoPermission);
         }
         bump_memlock_rlimit();
+        let started = std::time::Instant::now();
         let btf = match Btf::from_sys_fs() {
             Ok(btf) => btf,
             Err(crate::btf::BtfError::Read { source, .. })
@@ -242,6 +243,7 @@ impl Probe {
             Err(e) => return Err(ProbeError::Kernel(format!("reading kernel BTF: {e}"))),
         };
         let layout = kernel_layout(&btf)?;
+        log::debug!("kernel BTF read in {} ms", started.elapsed().as_millis());
         let order: &[Backend] = match options.choice {
             ProbeChoice::Auto => &[Backend::Tracepoint, Backend::Fexit, Backend::Kprobe],
             ProbeChoice::Only(ref b) => std::slice::from_ref(b),
@@ -343,6 +345,7 @@ impl Probe {
             Backend::Kprobe => settings.backend = backend::KPROBE,
         }
 
+        let t = std::time::Instant::now();
         let mut ebpf = EbpfLoader::new()
             .override_global("SETTINGS", &settings, true)
             .map_max_entries("EVENTS", options.ring_buffer_bytes)
@@ -350,7 +353,13 @@ impl Probe {
             .load(OBJECT)
             .map_err(|e| classify_load_error(&e.to_string()))?;
 
+        log::debug!("{backend}: object loaded in {} ms", t.elapsed().as_millis());
+        let t = std::time::Instant::now();
         attach_backend(&mut ebpf, backend, options).map_err(AttemptError::Unavailable)?;
+        log::debug!(
+            "{backend}: programs verified and attached in {} ms",
+            t.elapsed().as_millis()
+        );
         if !options.floor {
             let prog: &mut RawTracePoint = program(&mut ebpf, "sys_exit")?;
             prog.load()

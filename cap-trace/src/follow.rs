@@ -1,0 +1,516 @@
+//! `cap-trace --container NAME` and `--all-containers`: follow containers, from before they
+//! start until they exit (or `--duration`, Ctrl-C, SIGTERM), and profile each one.
+//!
+//! A container that is not running yet is caught without missing a check: while waiting, the
+//! kernel side records every task below the cgroups container engines create containers in
+//! (`DESCENDANTS`), under the task's own cgroup. Userspace maps each new cgroup to a container
+//! (path naming scheme + engine lookup) and keeps what belongs to the containers asked for.
+
+use std::collections::{BTreeSet, HashMap};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use cap_trace_common::{Traced, traced_kind};
+use tokio::signal::unix::{SignalKind, signal};
+
+use crate::caps::Cap;
+use crate::cgroup;
+use crate::container::path::{self as cpath, CgroupContainer, Runtime};
+use crate::container::{self, ContainerInfo, Engines};
+use crate::error::Failure;
+use crate::probe::{Probe, ProbeOptions};
+use crate::profile::{Losses, Profile, TraceInfo, rfc3339};
+use crate::trace::Tracer;
+
+pub struct FollowOptions {
+    /// Names or ids asked for (empty with `all`).
+    pub targets: Vec<String>,
+    pub all: bool,
+    pub duration: Option<Duration>,
+    pub wait: Duration,
+    pub probe: ProbeOptions,
+    pub engine_socket: Option<PathBuf>,
+    pub verbose: bool,
+}
+
+/// Where container engines create container cgroups (relative to the cgroup v2 root).
+const CONTAINER_PARENTS: &[&str] = &[
+    "libpod_parent",
+    "machine.slice",
+    "system.slice",
+    "docker",
+    "kubepods",
+    "kubepods.slice",
+    "default",
+    "user.slice",
+];
+
+/// One container being profiled (all its incarnations: restarts keep one profile).
+struct Tracked {
+    /// What the user asked for (name or id), or the identity with `--all-containers`.
+    target: String,
+    info: Option<ContainerInfo>,
+    runtime: Option<Runtime>,
+    pod_uid: Option<String>,
+    /// Every cgroup id its checks were recorded under.
+    cgroups: BTreeSet<u64>,
+    /// The container cgroup while it runs: (id, path).
+    live: Option<(u64, PathBuf)>,
+    /// Container cgroups seen (one per start).
+    incarnations: BTreeSet<u64>,
+    caps: Option<Vec<Cap>>,
+    seccomp: Option<bool>,
+    starts: u32,
+}
+
+impl Tracked {
+    fn new(target: String) -> Tracked {
+        Tracked {
+            target,
+            info: None,
+            runtime: None,
+            pod_uid: None,
+            cgroups: BTreeSet::new(),
+            live: None,
+            incarnations: BTreeSet::new(),
+            caps: None,
+            seccomp: None,
+            starts: 0,
+        }
+    }
+
+    fn matches(&self, info: &ContainerInfo) -> bool {
+        if let Some(known) = &self.info {
+            return known.id == info.id;
+        }
+        info.name == self.target || (self.target.len() >= 6 && info.id.starts_with(&self.target))
+    }
+}
+
+struct Session {
+    root: PathBuf,
+    engines: Engines,
+    tracer: Tracer,
+    tracked: Vec<Tracked>,
+    all: bool,
+    /// Keep watching for restarts after a container exits (`--all-containers`, `--duration`).
+    follow_restarts: bool,
+    verbose: bool,
+    /// cgroup id → what it is, for cgroups seen in events.
+    known: HashMap<u64, Option<usize>>,
+    /// cgroup id → path, for cgroups below the watched parents.
+    paths: HashMap<u64, PathBuf>,
+    watching: bool,
+    watched_parents: Vec<u64>,
+    /// Unix time the trace started, minus a margin: where event histories are read from.
+    since: u64,
+}
+
+impl Session {
+    fn say(&self, message: &str) {
+        eprintln!("cap-trace: {message}");
+    }
+
+    /// Starts recording every task below the container parents.
+    fn watch(&mut self) -> Result<(), Failure> {
+        if self.watching {
+            return Ok(());
+        }
+        for parent in CONTAINER_PARENTS {
+            let path = self.root.join(parent);
+            if !path.is_dir() {
+                continue;
+            }
+            let id = cgroup::cgroup_id(&path)?;
+            self.tracer.probe.trace_cgroup(
+                id,
+                Traced {
+                    kind: traced_kind::DESCENDANTS,
+                    level: cgroup::level(&self.root, &path),
+                },
+            )?;
+            self.watched_parents.push(id);
+        }
+        self.watching = true;
+        Ok(())
+    }
+
+    fn unwatch(&mut self) -> Result<(), Failure> {
+        for id in std::mem::take(&mut self.watched_parents) {
+            self.tracer.probe.untrace_cgroup(id)?;
+        }
+        self.watching = false;
+        Ok(())
+    }
+
+    /// The tracked entry a container belongs to (a new one with `--all-containers`).
+    fn index_for(&mut self, info: &ContainerInfo, pod_uid: Option<&str>) -> Option<usize> {
+        if let Some(i) = self.tracked.iter().position(|t| t.matches(info)) {
+            return Some(i);
+        }
+        if !self.all {
+            return None;
+        }
+        let identity = container::identity(info, pod_uid);
+        Some(
+            match self.tracked.iter().position(|t| t.target == identity) {
+                Some(i) => i,
+                None => {
+                    self.tracked.push(Tracked::new(identity));
+                    self.tracked.len() - 1
+                }
+            },
+        )
+    }
+
+    /// A container (running, or already gone) whose checks may be recorded under `leaf`: keep
+    /// them if it is one we follow, and trace its cgroup while it runs.
+    fn adopt(
+        &mut self,
+        leaf: Option<u64>,
+        found: &CgroupContainer,
+        info: ContainerInfo,
+    ) -> Result<Option<usize>, Failure> {
+        let Some(index) = self.index_for(&info, found.pod_uid.as_deref()) else {
+            return Ok(None);
+        };
+        let path = self.root.join(found.cgroup.trim_start_matches('/'));
+        let cgroup_id = cgroup::cgroup_id(&path).ok();
+        let running = info.running && cgroup::populated(&path).unwrap_or(false);
+        let t = &mut self.tracked[index];
+        if let Some(leaf) = leaf {
+            t.cgroups.insert(leaf);
+            self.known.insert(leaf, Some(index));
+        }
+        t.runtime = Some(found.runtime);
+        t.pod_uid = found.pod_uid.clone();
+        // One incarnation per container cgroup (a restart creates a new one).
+        let incarnation = cgroup_id.or(leaf).unwrap_or_default();
+        let new_start = t.incarnations.insert(incarnation);
+        if new_start {
+            t.starts += 1;
+            if let Some(pid) = info.pid.filter(|_| info.running) {
+                let (caps, seccomp) = container::process_security(pid);
+                if caps.is_some() {
+                    t.caps = caps;
+                    t.seccomp = seccomp;
+                }
+            }
+        }
+        let restart = new_start && t.starts > 1;
+        let name = info.name.clone();
+        t.info = Some(info);
+        if let (true, Some(id)) = (running, cgroup_id)
+            && t.live.as_ref().is_none_or(|(live, _)| *live != id)
+        {
+            t.cgroups.insert(id);
+            t.live = Some((id, path.clone()));
+            self.known.insert(id, Some(index));
+            self.tracer.probe.trace_cgroup(
+                id,
+                Traced {
+                    kind: traced_kind::SUBTREE,
+                    level: cgroup::level(&self.root, &path),
+                },
+            )?;
+        }
+        if new_start && (self.verbose || restart) {
+            self.say(&format!(
+                "{} container {name} ({})",
+                if restart {
+                    "following restarted"
+                } else {
+                    "tracing"
+                },
+                path.display()
+            ));
+        }
+        Ok(Some(index))
+    }
+
+    /// Looks up containers that are already running.
+    fn attach_running(&mut self) -> Result<(), Failure> {
+        let candidates: Vec<String> = if self.all {
+            self.engines.running()
+        } else {
+            self.tracked
+                .iter()
+                .filter(|t| t.live.is_none())
+                .map(|t| t.target.clone())
+                .collect()
+        };
+        for name in candidates {
+            let Some(info) = self.engines.inspect(&name).filter(|i| i.running) else {
+                continue;
+            };
+            let Some(found) = info
+                .pid
+                .and_then(cgroup::process_cgroup)
+                .as_deref()
+                .and_then(cpath::parse)
+            else {
+                continue;
+            };
+            self.adopt(None, &found, info)?;
+        }
+        Ok(())
+    }
+
+    /// Path of a cgroup id below the watched parents.
+    fn path_of(&mut self, id: u64) -> Option<PathBuf> {
+        if let Some(p) = self.paths.get(&id) {
+            return Some(p.clone());
+        }
+        for parent in CONTAINER_PARENTS {
+            scan(&self.root.join(parent), 6, &mut self.paths);
+        }
+        self.paths.get(&id).cloned()
+    }
+
+    /// Classifies cgroups that produced checks since the last look.
+    fn classify_new_cgroups(&mut self) -> Result<(), Failure> {
+        let new: BTreeSet<u64> = self
+            .tracer
+            .collector
+            .cgroups()
+            .filter(|id| !self.known.contains_key(id))
+            .collect();
+        let mut unrelated = Vec::new();
+        for id in new {
+            let found = self.path_of(id).and_then(|p| {
+                let rel = format!("/{}", p.strip_prefix(&self.root).ok()?.display());
+                cpath::parse(&rel)
+            });
+            let index = match found {
+                Some(found) => {
+                    // A container that already exited (and was removed, with --rm) is named
+                    // from the engine's event history.
+                    let info = self
+                        .engines
+                        .inspect(&found.id)
+                        .or_else(|| self.engines.from_history(&found.id, self.since));
+                    match info {
+                        Some(info) => self.adopt(Some(id), &found, info)?,
+                        None => None,
+                    }
+                }
+                None => None,
+            };
+            if index.is_none() {
+                unrelated.push(id);
+            }
+            self.known.insert(id, index);
+        }
+        if !unrelated.is_empty() {
+            // Services and other people's containers: drop what they produced.
+            self.tracer.probe.forget(&unrelated)?;
+            self.tracer.collector.forget(&unrelated);
+        }
+        Ok(())
+    }
+
+    /// Notices containers whose cgroup emptied or disappeared.
+    fn check_exits(&mut self) -> Result<(), Failure> {
+        for i in 0..self.tracked.len() {
+            let Some((id, path)) = self.tracked[i].live.clone() else {
+                continue;
+            };
+            if cgroup::populated(&path).unwrap_or(false) {
+                continue;
+            }
+            self.tracked[i].live = None;
+            let _ = self.tracer.probe.untrace_cgroup(id);
+            // Its exit code, if the engine still knows the container.
+            let id_str = self.tracked[i].info.as_ref().map(|info| info.id.clone());
+            if let Some(info) = id_str.and_then(|id| self.engines.inspect(&id)) {
+                self.tracked[i].info = Some(info);
+            }
+            if self.verbose {
+                self.say(&format!("container {} exited", self.tracked[i].target));
+            }
+            if self.follow_restarts {
+                self.watch()?;
+            }
+        }
+        Ok(())
+    }
+
+    fn profiles(&mut self, started: (Duration, Instant)) -> Result<Vec<Profile>, Failure> {
+        let stats = self.tracer.stats()?;
+        let losses = Losses::from_stats(&stats);
+        let backend = self.tracer.probe.backend;
+        let hook = self.tracer.probe.hook_name();
+        let mut profiles = Vec::new();
+        for t in &self.tracked {
+            let Some(info) = &t.info else { continue };
+            let ids: Vec<u64> = t.cgroups.iter().copied().collect();
+            let (checks, outcomes) = self.tracer.records(&ids)?;
+            let mut workload = container::workload(info, t.runtime, t.pod_uid.as_deref());
+            workload.capabilities = t.caps.clone();
+            workload.seccomp = t.seccomp;
+            let mut warnings = Vec::new();
+            if let Some(w) = container::learning_mode_warning(t.caps.as_deref(), t.seccomp) {
+                warnings.push(w);
+            }
+            if t.starts > 1 {
+                warnings.push(format!(
+                    "the container started {} times; this profile covers every run",
+                    t.starts
+                ));
+            }
+            let total_checks = checks.iter().map(|c| c.count).sum();
+            let trace = TraceInfo {
+                backend,
+                hook: hook.clone(),
+                kernel: crate::probe::kernel_release(),
+                started: rfc3339(started.0),
+                duration_ms: started.1.elapsed().as_millis() as u64,
+                complete: losses.total() == 0,
+                losses,
+                total_checks,
+            };
+            profiles.push(Profile::new(workload, trace, checks, outcomes, warnings));
+        }
+        profiles.sort_by(|a, b| a.workload.name.cmp(&b.workload.name));
+        Ok(profiles)
+    }
+}
+
+/// Records the id → path of every cgroup below `dir`, `depth` levels down.
+fn scan(dir: &Path, depth: u32, into: &mut HashMap<u64, PathBuf>) {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let Ok(kind) = entry.file_type() else {
+            continue;
+        };
+        if !kind.is_dir() {
+            continue;
+        }
+        let path = entry.path();
+        if let Ok(id) = cgroup::cgroup_id(&path) {
+            into.insert(id, path.clone());
+        }
+        if depth > 1 {
+            scan(&path, depth - 1, into);
+        }
+    }
+}
+
+pub async fn follow(opts: FollowOptions) -> Result<Vec<Profile>, Failure> {
+    let started_wall = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or_default();
+    let started = Instant::now();
+    let engines = Engines::discover(opts.engine_socket.as_deref());
+    if engines.is_empty() {
+        return Err(Failure::environment(match &opts.engine_socket {
+            Some(s) => format!(
+                "no container engine answers on {}: check the path, or start the API service (`podman system service` or the Docker daemon)",
+                s.display()
+            ),
+            None => "no container engine found: install podman or Docker, start its API socket, or pass --engine-socket PATH".into(),
+        }));
+    }
+    let probe = Probe::load(&opts.probe)?;
+    if opts.verbose {
+        eprintln!(
+            "cap-trace: attached to {} in {} ms",
+            probe.hook_name(),
+            started.elapsed().as_millis()
+        );
+        for rejected in &probe.rejected {
+            eprintln!(
+                "cap-trace: {} backend not used: {}",
+                rejected.backend, rejected.error
+            );
+        }
+    }
+    let mut s = Session {
+        root: cgroup::cgroup2_root()?,
+        engines,
+        tracer: Tracer::new(probe)?,
+        tracked: opts.targets.iter().cloned().map(Tracked::new).collect(),
+        all: opts.all,
+        follow_restarts: opts.all || opts.duration.is_some(),
+        verbose: opts.verbose,
+        known: HashMap::new(),
+        paths: HashMap::new(),
+        watching: false,
+        watched_parents: Vec::new(),
+        since: started_wall.as_secs().saturating_sub(60),
+    };
+    // Watch first, then look: a container starting in between is caught by the watch.
+    s.watch()?;
+    s.attach_running()?;
+    let waiting: Vec<String> = s
+        .tracked
+        .iter()
+        .filter(|t| t.live.is_none())
+        .map(|t| t.target.clone())
+        .collect();
+    if !waiting.is_empty() {
+        s.say(&format!(
+            "waiting for container{} {} to start (up to {} s)",
+            if waiting.len() > 1 { "s" } else { "" },
+            waiting.join(", "),
+            opts.wait.as_secs()
+        ));
+    } else if opts.all {
+        s.say(&format!(
+            "tracing {} running container{} and any started later; Ctrl-C to stop",
+            s.tracked.len(),
+            if s.tracked.len() == 1 { "" } else { "s" }
+        ));
+    }
+
+    let mut sigint = signal(SignalKind::interrupt()).map_err(Failure::runtime)?;
+    let mut sigterm = signal(SignalKind::terminate()).map_err(Failure::runtime)?;
+    let mut tick = tokio::time::interval(Duration::from_millis(100));
+    let deadline = opts.duration.map(|d| started + d);
+    loop {
+        tokio::select! {
+            result = s.tracer.pump() => result.map_err(Failure::runtime)?,
+            _ = sigint.recv() => break,
+            _ = sigterm.recv() => break,
+            _ = tick.tick() => {
+                s.classify_new_cgroups()?;
+                s.check_exits()?;
+                if deadline.is_some_and(|d| Instant::now() >= d) {
+                    break;
+                }
+                let never_seen: Vec<&Tracked> =
+                    s.tracked.iter().filter(|t| t.starts == 0).collect();
+                if !opts.all && started.elapsed() >= opts.wait && !never_seen.is_empty() {
+                    let t = never_seen[0];
+                    let known = s.engines.inspect(&t.target);
+                    return Err(Failure::runtime(match known {
+                        Some(_) => format!(
+                            "container `{}` exists but did not start within {} s: start it, or raise --wait",
+                            t.target,
+                            opts.wait.as_secs()
+                        ),
+                        None => format!(
+                            "container `{}` not found: no container of that name or id started within {} s (check `podman ps -a` or `docker ps -a`, or raise --wait)",
+                            t.target,
+                            opts.wait.as_secs()
+                        ),
+                    }));
+                }
+                let all_started = never_seen.is_empty();
+                let none_live = s.tracked.iter().all(|t| t.live.is_none());
+                if !opts.all && deadline.is_none() && all_started && none_live {
+                    break;
+                }
+                // Everything asked for is found and running: stop recording other cgroups.
+                if !opts.all && all_started && !none_live && s.watching && deadline.is_none() {
+                    s.unwatch()?;
+                }
+            }
+        }
+    }
+    s.tracer.drain();
+    s.classify_new_cgroups()?;
+    s.profiles((started_wall, started))
+}
