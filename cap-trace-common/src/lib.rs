@@ -34,6 +34,8 @@ pub mod event_kind {
     /// A [`crate::CheckEvent`] that is not counted in `CHECKS` (streaming mode, or the map was
     /// full): the event itself is one occurrence.
     pub const CHECK_UNCOUNTED: u32 = 3;
+    /// A [`crate::CgroupEvent`].
+    pub const CGROUP: u32 = 4;
     /// An [`crate::OutcomeEvent`].
     pub const OUTCOME: u32 = 2;
 }
@@ -120,7 +122,9 @@ pub struct CheckKey {
     pub site: u32,
     /// `level` of the user namespace the capability was checked against (0: initial).
     pub userns_level: u32,
-    pub _pad: u32,
+    /// Inode number of the task's mount namespace when tracing containers (a task in the
+    /// host's mount namespace is the runtime, never the container), else 0.
+    pub mntns: u32,
     /// `comm` of the checking thread.
     pub comm: [u8; COMM_LEN],
 }
@@ -140,6 +144,25 @@ pub struct CheckEvent {
     /// the site (so userspace can name it); zero otherwise.
     pub frames: [u64; 2],
     pub key: CheckKey,
+}
+
+/// Levels of cgroup names a [`CgroupEvent`] carries (the cgroup and its ancestors).
+pub const CGROUP_LEVELS: usize = 4;
+/// Bytes kept of each cgroup name.
+pub const CGROUP_NAME_LEN: usize = 96;
+
+/// The names of a task's cgroup and its ancestors, sent (when tracing containers) with the
+/// first check of a cgroup seen through a DESCENDANTS entry: how a container that lives a few
+/// milliseconds is still recognised after its cgroup is gone.
+#[repr(C)]
+#[derive(Copy, Clone, Debug)]
+pub struct CgroupEvent {
+    /// [`event_kind::CGROUP`].
+    pub kind: u32,
+    pub _pad: u32,
+    pub cgroup_id: u64,
+    /// NUL-terminated names, the cgroup's own first; empty past the root.
+    pub names: [[u8; CGROUP_NAME_LEN]; CGROUP_LEVELS],
 }
 
 /// Key of the outcome map: how a syscall that had a denied check ended.
@@ -239,6 +262,20 @@ pub struct Settings {
     pub raw_arg_ret: u32,
     /// Number of valid entries in `sites`.
     pub nsites: u32,
+    /// 1: tracing containers: record the mount namespace of each check, and name new cgroups.
+    pub containers: u32,
+    /// Byte offsets of `task_struct.nsproxy`, `nsproxy.mnt_ns` and the `inum` of
+    /// `mnt_namespace.ns`.
+    pub off_task_nsproxy: u32,
+    pub off_nsproxy_mnt_ns: u32,
+    pub off_mntns_inum: u32,
+    /// Byte offsets to reach a task's cgroup v2 name: `task_struct.cgroups`,
+    /// `css_set.dfl_cgrp`, `cgroup.kn`, `kernfs_node.name` and its parent pointer.
+    pub off_task_cgroups: u32,
+    pub off_css_set_dfl_cgrp: u32,
+    pub off_cgroup_kn: u32,
+    pub off_kn_name: u32,
+    pub off_kn_parent: u32,
     pub _pad: u32,
 
     /// `[start, end)` of `cap_capable`, to find its frame in a kernel stack.
@@ -266,6 +303,15 @@ impl Settings {
             raw_arg_cap: 0,
             raw_arg_ret: 0,
             nsites: 0,
+            containers: 0,
+            off_task_nsproxy: 0,
+            off_nsproxy_mnt_ns: 0,
+            off_mntns_inum: 0,
+            off_task_cgroups: 0,
+            off_css_set_dfl_cgrp: 0,
+            off_cgroup_kn: 0,
+            off_kn_name: 0,
+            off_kn_parent: 0,
             _pad: 0,
             cap_capable_start: 0,
             cap_capable_end: 0,
@@ -295,6 +341,7 @@ mod pod {
     unsafe impl aya::Pod for CheckEvent {}
     unsafe impl aya::Pod for OutcomeKey {}
     unsafe impl aya::Pod for OutcomeEvent {}
+    unsafe impl aya::Pod for CgroupEvent {}
     unsafe impl aya::Pod for Pending {}
     unsafe impl aya::Pod for KprobeArgs {}
     unsafe impl aya::Pod for Traced {}
@@ -309,9 +356,10 @@ const _: () = {
     assert!(core::mem::size_of::<CheckEvent>() == 96);
     assert!(core::mem::size_of::<OutcomeKey>() == 40);
     assert!(core::mem::size_of::<OutcomeEvent>() == 64);
+    assert!(core::mem::size_of::<CgroupEvent>() == 16 + CGROUP_NAME_LEN * CGROUP_LEVELS);
     assert!(core::mem::size_of::<Pending>() == 40);
     assert!(core::mem::size_of::<KprobeArgs>() == 24);
     assert!(core::mem::size_of::<Traced>() == 8);
     assert!(core::mem::size_of::<SiteRange>() == 24);
-    assert!(core::mem::size_of::<Settings>() == 80 + 24 * MAX_SITES);
+    assert!(core::mem::size_of::<Settings>() == 120 + 24 * MAX_SITES);
 };

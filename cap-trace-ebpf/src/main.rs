@@ -34,9 +34,9 @@ use aya_ebpf::{
     },
 };
 use cap_trace_common::{
-    COMM_LEN, CheckEvent, CheckKey, Config, KprobeArgs, MAX_SITES, NO_SYSCALL, OutcomeEvent,
-    OutcomeKey, Pending, STACK_FRAMES, Settings, SiteRange, Traced, backend, check_flags,
-    event_kind, site_class, stat, traced_kind,
+    CGROUP_LEVELS, COMM_LEN, CgroupEvent, CheckEvent, CheckKey, Config, KprobeArgs, MAX_SITES,
+    NO_SYSCALL, OutcomeEvent, OutcomeKey, Pending, STACK_FRAMES, Settings, SiteRange, Traced,
+    backend, check_flags, event_kind, site_class, stat, traced_kind,
 };
 
 /// Everything kernel-specific, filled by userspace with `EbpfLoader::override_global`.
@@ -429,7 +429,11 @@ fn on_check<C: EbpfContext>(ctx: &C, cgroup_id: u64, check: &Check) -> Result<()
         flags,
         site,
         userns_level,
-        _pad: 0,
+        mntns: if setting!(containers) != 0 {
+            mount_namespace(task)
+        } else {
+            0
+        },
         comm,
     };
 
@@ -456,6 +460,10 @@ fn on_check<C: EbpfContext>(ctx: &C, cgroup_id: u64, check: &Check) -> Result<()
         }
     };
 
+    // A cgroup first seen through a DESCENDANTS entry: say what it is called.
+    if setting!(containers) != 0 && cgroup_id == unsafe { bpf_get_current_cgroup_id() } {
+        send_cgroup_names(task, cgroup_id);
+    }
     match EVENTS.reserve::<CheckEvent>(0) {
         Some(mut entry) => {
             entry.write(CheckEvent {
@@ -491,6 +499,70 @@ fn open_pending(tid: u32, cgroup_id: u64, cap_bit: u64, syscall: u32, comm: [u8;
         unsafe { atomic_xadd::<u64, u64, { AtomicOrdering::Relaxed }>(&raw mut PENDING_NOW, 1) };
     } else {
         bump(stat::PENDING_FULL);
+    }
+}
+
+/// Sends the names of the task's cgroup and its ancestors.
+#[inline(never)]
+fn send_cgroup_names(task: *const u8, cgroup_id: u64) {
+    let Some(mut entry) = EVENTS.reserve::<CgroupEvent>(0) else {
+        bump(stat::RINGBUF_LOST);
+        return;
+    };
+    let ev = entry.as_mut_ptr();
+    unsafe {
+        (*ev).kind = event_kind::CGROUP;
+        (*ev)._pad = 0;
+        (*ev).cgroup_id = cgroup_id;
+        let read = |ptr: u64, off: u32| -> u64 {
+            if ptr == 0 {
+                return 0;
+            }
+            bpf_probe_read_kernel((ptr as *const u8).add(off as usize).cast::<u64>()).unwrap_or(0)
+        };
+        let css_set = read(task as u64, setting!(off_task_cgroups));
+        let cgrp = read(css_set, setting!(off_css_set_dfl_cgrp));
+        let mut kn = read(cgrp, setting!(off_cgroup_kn));
+        let mut level = 0;
+        while level < CGROUP_LEVELS {
+            let name = &mut (*ev).names[level];
+            name[0] = 0;
+            if kn != 0 {
+                let ptr = read(kn, setting!(off_kn_name));
+                if ptr != 0 {
+                    let _ =
+                        aya_ebpf::helpers::bpf_probe_read_kernel_str_bytes(ptr as *const u8, name);
+                }
+                kn = read(kn, setting!(off_kn_parent));
+            }
+            level += 1;
+        }
+    }
+    entry.submit(0);
+}
+
+/// Inode number of a task's mount namespace (0 if it cannot be read).
+#[inline(always)]
+fn mount_namespace(task: *const u8) -> u32 {
+    unsafe {
+        let Ok(nsproxy) =
+            bpf_probe_read_kernel(task.add(setting!(off_task_nsproxy) as usize).cast::<u64>())
+        else {
+            return 0;
+        };
+        let Ok(mnt_ns) = bpf_probe_read_kernel(
+            (nsproxy as *const u8)
+                .add(setting!(off_nsproxy_mnt_ns) as usize)
+                .cast::<u64>(),
+        ) else {
+            return 0;
+        };
+        bpf_probe_read_kernel(
+            (mnt_ns as *const u8)
+                .add(setting!(off_mntns_inum) as usize)
+                .cast::<u32>(),
+        )
+        .unwrap_or(0)
     }
 }
 

@@ -184,6 +184,100 @@ impl Drop for Leaf {
     }
 }
 
+/// Learns the id → path of cgroups as they are created below some directories (inotify), so
+/// that a container that lives only a few milliseconds can still be named after its cgroup is
+/// gone.
+pub struct Watcher {
+    fd: std::os::fd::OwnedFd,
+    /// Watch descriptor → (directory, how many levels below it are still watched).
+    dirs: std::collections::HashMap<i32, (PathBuf, u32)>,
+}
+
+impl Watcher {
+    pub fn new() -> io::Result<Watcher> {
+        // SAFETY: plain inotify_init1; the descriptor is owned below.
+        let fd = unsafe { libc::inotify_init1(libc::IN_NONBLOCK | libc::IN_CLOEXEC) };
+        if fd < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        // SAFETY: fd is a fresh descriptor we own.
+        let fd = unsafe { <std::os::fd::OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(fd) };
+        Ok(Watcher {
+            fd,
+            dirs: std::collections::HashMap::new(),
+        })
+    }
+
+    /// Watches `dir` and, as they appear, its subdirectories `depth` levels down.
+    pub fn watch(&mut self, dir: &Path, depth: u32) -> io::Result<()> {
+        let c = std::ffi::CString::new(dir.as_os_str().as_encoded_bytes())
+            .map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))?;
+        // SAFETY: valid descriptor and NUL-terminated path.
+        let wd = unsafe {
+            libc::inotify_add_watch(
+                std::os::fd::AsRawFd::as_raw_fd(&self.fd),
+                c.as_ptr(),
+                libc::IN_CREATE | libc::IN_ONLYDIR,
+            )
+        };
+        if wd < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        self.dirs.insert(wd, (dir.to_owned(), depth));
+        Ok(())
+    }
+
+    pub fn raw_fd(&self) -> std::os::fd::RawFd {
+        std::os::fd::AsRawFd::as_raw_fd(&self.fd)
+    }
+
+    /// Reads pending notifications; new cgroups go into `paths` (id → path) and are returned.
+    pub fn read(&mut self, paths: &mut std::collections::HashMap<u64, PathBuf>) -> Vec<PathBuf> {
+        let mut created = Vec::new();
+        let mut buf = [0u8; 8192];
+        loop {
+            // SAFETY: reading into a local buffer from our descriptor.
+            let n = unsafe { libc::read(self.raw_fd(), buf.as_mut_ptr().cast(), buf.len()) };
+            if n <= 0 {
+                return created;
+            }
+            let mut off = 0usize;
+            let n = n as usize;
+            while off + 16 <= n {
+                let field =
+                    |at: usize| u32::from_ne_bytes(buf[off + at..off + at + 4].try_into().unwrap());
+                let wd = field(0) as i32;
+                let mask = field(4);
+                let len = field(12) as usize;
+                let name = &buf[off + 16..(off + 16 + len).min(n)];
+                let name = &name[..name.iter().position(|&b| b == 0).unwrap_or(name.len())];
+                off += 16 + len;
+                if mask & libc::IN_ISDIR == 0 || mask & libc::IN_CREATE == 0 {
+                    continue;
+                }
+                let Some((dir, depth)) = self.dirs.get(&wd).cloned() else {
+                    continue;
+                };
+                let path =
+                    dir.join(<std::ffi::OsStr as std::os::unix::ffi::OsStrExt>::from_bytes(name));
+                if let Ok(id) = cgroup_id(&path) {
+                    paths.insert(id, path.clone());
+                }
+                created.push(path.clone());
+                if depth > 0 {
+                    let _ = self.watch(&path, depth - 1);
+                }
+            }
+        }
+    }
+}
+
+impl std::os::fd::AsRawFd for Watcher {
+    fn as_raw_fd(&self) -> std::os::fd::RawFd {
+        self.raw_fd()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

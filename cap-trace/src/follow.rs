@@ -104,6 +104,12 @@ struct Session {
     watched_parents: Vec<u64>,
     /// Unix time the trace started, minus a margin: where event histories are read from.
     since: u64,
+    /// cgroups with checks that could not be named yet, and since when.
+    pending: HashMap<u64, Instant>,
+    /// What the engine said about containers when their cgroup appeared (before a `--rm`
+    /// container can vanish), by container id.
+    created: HashMap<String, ContainerInfo>,
+    last_scan: Instant,
 }
 
 impl Session {
@@ -189,13 +195,14 @@ impl Session {
         let new_start = t.incarnations.insert(incarnation);
         if new_start {
             t.starts += 1;
-            if let Some(pid) = info.pid.filter(|_| info.running) {
-                let (caps, seccomp) = container::process_security(pid);
-                if caps.is_some() {
-                    t.caps = caps;
-                    t.seccomp = seccomp;
-                }
-            }
+            // What it runs with: from the kernel while it runs, else from the engine.
+            let (caps, seccomp) = info
+                .pid
+                .filter(|_| info.running)
+                .map(container::process_security)
+                .unwrap_or((None, None));
+            t.caps = caps.or_else(|| info.configured_caps());
+            t.seccomp = seccomp.or(Some(info.configured_seccomp()));
         }
         let restart = new_start && t.starts > 1;
         let name = info.name.clone();
@@ -214,16 +221,17 @@ impl Session {
                 },
             )?;
         }
-        if new_start && (self.verbose || restart) {
-            self.say(&format!(
-                "{} container {name} ({})",
-                if restart {
-                    "following restarted"
-                } else {
-                    "tracing"
-                },
-                path.display()
-            ));
+        if new_start {
+            let what = if restart {
+                "following restarted"
+            } else {
+                "tracing"
+            };
+            if self.verbose {
+                self.say(&format!("{what} container {name} ({})", path.display()));
+            } else {
+                self.say(&format!("{what} container {name}"));
+            }
         }
         Ok(Some(index))
     }
@@ -256,19 +264,47 @@ impl Session {
         Ok(())
     }
 
-    /// Path of a cgroup id below the watched parents.
+    /// New cgroups below the engines' parents: ask the engine about containers at once, while
+    /// they certainly exist.
+    fn on_created(&mut self, paths: &[PathBuf]) {
+        for path in paths {
+            let Some(rel) = path
+                .strip_prefix(&self.root)
+                .ok()
+                .map(|r| format!("/{}", r.display()))
+            else {
+                continue;
+            };
+            let Some(found) = cpath::parse(&rel) else {
+                continue;
+            };
+            if self.created.contains_key(&found.id) {
+                continue;
+            }
+            if let Some(info) = self.engines.inspect(&found.id) {
+                self.created.insert(found.id.clone(), info);
+            }
+        }
+    }
+
+    /// Path of a cgroup id below the watched parents (from inotify, else a fresh scan).
     fn path_of(&mut self, id: u64) -> Option<PathBuf> {
         if let Some(p) = self.paths.get(&id) {
             return Some(p.clone());
         }
-        for parent in CONTAINER_PARENTS {
-            scan(&self.root.join(parent), 6, &mut self.paths);
+        if self.last_scan.elapsed() > Duration::from_millis(200) {
+            self.last_scan = Instant::now();
+            for parent in CONTAINER_PARENTS {
+                scan(&self.root.join(parent), 6, &mut self.paths);
+            }
         }
         self.paths.get(&id).cloned()
     }
 
-    /// Classifies cgroups that produced checks since the last look.
+    /// Classifies cgroups that produced checks since the last look. A cgroup that looks like a
+    /// container the engine cannot name yet is retried for a while before it is dropped.
     fn classify_new_cgroups(&mut self) -> Result<(), Failure> {
+        const GIVE_UP: Duration = Duration::from_secs(10);
         let new: BTreeSet<u64> = self
             .tracer
             .collector
@@ -277,29 +313,46 @@ impl Session {
             .collect();
         let mut unrelated = Vec::new();
         for id in new {
-            let found = self.path_of(id).and_then(|p| {
-                let rel = format!("/{}", p.strip_prefix(&self.root).ok()?.display());
-                cpath::parse(&rel)
-            });
-            let index = match found {
-                Some(found) => {
+            let first_seen = *self.pending.entry(id).or_insert_with(Instant::now);
+            // The kernel side names new cgroups itself; a scan of the tree is the fallback.
+            let path: Option<String> = match self.tracer.collector.cgroup_paths.get(&id) {
+                Some(p) => Some(p.clone()),
+                None => self
+                    .path_of(id)
+                    .and_then(|p| Some(format!("/{}", p.strip_prefix(&self.root).ok()?.display()))),
+            };
+            let found = path.as_deref().and_then(cpath::parse);
+            let decided = match (&path, found) {
+                // A cgroup that is not a container's (a service, a conmon).
+                (Some(_), None) => Some(None),
+                (None, _) => None,
+                (Some(_), Some(found)) => {
                     // A container that already exited (and was removed, with --rm) is named
                     // from the engine's event history.
                     let info = self
                         .engines
                         .inspect(&found.id)
+                        .or_else(|| self.created.get(&found.id).cloned())
                         .or_else(|| self.engines.from_history(&found.id, self.since));
                     match info {
-                        Some(info) => self.adopt(Some(id), &found, info)?,
+                        Some(info) => Some(self.adopt(Some(id), &found, info)?),
                         None => None,
                     }
                 }
-                None => None,
             };
-            if index.is_none() {
+            let decided = match decided {
+                Some(d) => d,
+                None if first_seen.elapsed() > GIVE_UP => {
+                    log::debug!("cgroup {id}: no container could be named for it; dropped");
+                    None
+                }
+                None => continue,
+            };
+            self.pending.remove(&id);
+            if decided.is_none() {
                 unrelated.push(id);
             }
-            self.known.insert(id, index);
+            self.known.insert(id, decided);
         }
         if !unrelated.is_empty() {
             // Services and other people's containers: drop what they produced.
@@ -322,8 +375,16 @@ impl Session {
             let _ = self.tracer.probe.untrace_cgroup(id);
             // Its exit code, if the engine still knows the container.
             let id_str = self.tracked[i].info.as_ref().map(|info| info.id.clone());
-            if let Some(info) = id_str.and_then(|id| self.engines.inspect(&id)) {
-                self.tracked[i].info = Some(info);
+            if let Some(id) = id_str {
+                let since = self.since;
+                let latest = self
+                    .engines
+                    .inspect(&id)
+                    .or_else(|| self.engines.from_history(&id, since));
+                if let (Some(latest), Some(info)) = (latest, self.tracked[i].info.as_mut()) {
+                    info.exit_code = latest.exit_code.or(info.exit_code);
+                    info.running = latest.running;
+                }
             }
             if self.verbose {
                 self.say(&format!("container {} exited", self.tracked[i].target));
@@ -340,6 +401,39 @@ impl Session {
         let losses = Losses::from_stats(&stats);
         let backend = self.tracer.probe.backend;
         let hook = self.tracer.probe.hook_name();
+        // The engine records a container's exit a moment after its cgroup empties.
+        let deadline = Instant::now() + Duration::from_millis(1500);
+        loop {
+            let mut missing = false;
+            for i in 0..self.tracked.len() {
+                let t = &self.tracked[i];
+                let Some(info) = t.info.as_ref().filter(|i| i.exit_code.is_none()) else {
+                    continue;
+                };
+                if t.live.is_some() {
+                    continue;
+                }
+                let id = info.id.clone();
+                let latest = self
+                    .engines
+                    .inspect(&id)
+                    .filter(|l| !l.running)
+                    .or_else(|| self.engines.from_history(&id, self.since));
+                match latest.and_then(|l| l.exit_code) {
+                    Some(code) => {
+                        if let Some(info) = self.tracked[i].info.as_mut() {
+                            info.exit_code = Some(code);
+                        }
+                    }
+                    None => missing = true,
+                }
+            }
+            if !missing || Instant::now() >= deadline {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        let host = container::host_capabilities();
         let mut profiles = Vec::new();
         for t in &self.tracked {
             let Some(info) = &t.info else { continue };
@@ -349,7 +443,9 @@ impl Session {
             workload.capabilities = t.caps.clone();
             workload.seccomp = t.seccomp;
             let mut warnings = Vec::new();
-            if let Some(w) = container::learning_mode_warning(t.caps.as_deref(), t.seccomp) {
+            if let Some(w) =
+                container::learning_mode_warning(t.caps.as_deref(), t.seccomp, host.as_deref())
+            {
                 warnings.push(w);
             }
             if t.starts > 1 {
@@ -413,7 +509,10 @@ pub async fn follow(opts: FollowOptions) -> Result<Vec<Profile>, Failure> {
             None => "no container engine found: install podman or Docker, start its API socket, or pass --engine-socket PATH".into(),
         }));
     }
-    let probe = Probe::load(&opts.probe)?;
+    let probe = Probe::load(&ProbeOptions {
+        containers: true,
+        ..opts.probe.clone()
+    })?;
     if opts.verbose {
         eprintln!(
             "cap-trace: attached to {} in {} ms",
@@ -427,10 +526,12 @@ pub async fn follow(opts: FollowOptions) -> Result<Vec<Profile>, Failure> {
             );
         }
     }
+    let mut tracer = Tracer::new(probe)?;
+    tracer.runtime_mntns = crate::trace::host_mount_namespace();
     let mut s = Session {
         root: cgroup::cgroup2_root()?,
         engines,
-        tracer: Tracer::new(probe)?,
+        tracer,
         tracked: opts.targets.iter().cloned().map(Tracked::new).collect(),
         all: opts.all,
         follow_restarts: opts.all || opts.duration.is_some(),
@@ -440,7 +541,22 @@ pub async fn follow(opts: FollowOptions) -> Result<Vec<Profile>, Failure> {
         watching: false,
         watched_parents: Vec::new(),
         since: started_wall.as_secs().saturating_sub(60),
+        pending: HashMap::new(),
+        created: HashMap::new(),
+        last_scan: Instant::now(),
     };
+    // New container cgroups are named the moment they appear, before they can vanish.
+    let mut watcher = cgroup::Watcher::new().map_err(Failure::runtime)?;
+    for parent in CONTAINER_PARENTS {
+        let path = s.root.join(parent);
+        if path.is_dir() {
+            watcher.watch(&path, 4).map_err(Failure::runtime)?;
+            scan(&path, 6, &mut s.paths);
+        }
+    }
+    // SAFETY: the watcher owns its descriptor for as long as the AsyncFd lives.
+    let mut watcher = unsafe { tokio::io::unix::AsyncFd::register(watcher) }
+        .map_err(|e| Failure::runtime(e.to_string()))?;
     // Watch first, then look: a container starting in between is caught by the watch.
     s.watch()?;
     s.attach_running()?;
@@ -472,6 +588,12 @@ pub async fn follow(opts: FollowOptions) -> Result<Vec<Profile>, Failure> {
     loop {
         tokio::select! {
             result = s.tracer.pump() => result.map_err(Failure::runtime)?,
+            guard = watcher.readable_mut() => {
+                let mut guard = guard.map_err(Failure::runtime)?;
+                let created = guard.get_inner_mut().read(&mut s.paths);
+                guard.clear_ready();
+                s.on_created(&created);
+            }
             _ = sigint.recv() => break,
             _ = sigterm.recv() => break,
             _ = tick.tick() => {

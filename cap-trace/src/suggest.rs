@@ -107,6 +107,10 @@ impl Suggestion {
     }
 }
 
+/// Syscalls whose result says nothing about a denial inside them: a netlink request sent with
+/// sendmsg "succeeds" and carries its EPERM back in the reply.
+const RESULT_BLIND_SYSCALLS: &[&str] = &["sendto", "sendmsg", "sendmmsg"];
+
 fn evidence(check: &Check) -> String {
     let syscall = check.syscall.as_deref().unwrap_or("(no syscall)");
     if check.count > 1 {
@@ -245,6 +249,15 @@ pub fn suggest(checks: &[Check], outcomes: &[Outcome], base_level: u32) -> Sugge
                             format!("denied, and {syscall} then failed with {}", outcome.result),
                         );
                     }
+                } else if check
+                    .syscall
+                    .as_deref()
+                    .is_some_and(|s| RESULT_BLIND_SYSCALLS.contains(&s))
+                {
+                    entry.set(
+                        Status::Missing,
+                        format!("denied in {syscall}; a netlink request reports its error in the reply, not in the syscall's result, so it is kept"),
+                    );
                 } else if related.iter().any(|o| o.result == "ok") {
                     entry.set(
                         Status::NotRequired,
@@ -435,6 +448,21 @@ mod tests {
         );
         assert!(s.add.is_empty());
         assert_eq!(status(&s, DAC_OVERRIDE), Some(Status::NotRequired));
+    }
+
+    #[test]
+    fn netlink_denials_are_kept_although_sendmsg_succeeded() {
+        let s = suggest(
+            &[check(12, Verdict::Denied, Audit::Audited, "sendmsg", "ip")],
+            &[outcome("sendmsg", "ip", &[12], "ok")],
+            0,
+        );
+        assert_eq!(s.add, vec![Cap(12)]);
+        assert!(
+            s.capabilities[0].reason.contains("netlink"),
+            "{}",
+            s.capabilities[0].reason
+        );
     }
 
     #[test]

@@ -6,7 +6,8 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use aya::maps::{MapData, RingBuf};
 use cap_trace_common::{
-    CheckEvent, CheckKey, NO_SYSCALL, OutcomeEvent, OutcomeKey, check_flags, event_kind,
+    CgroupEvent, CheckEvent, CheckKey, NO_SYSCALL, OutcomeEvent, OutcomeKey, check_flags,
+    event_kind,
 };
 use tokio::io::unix::AsyncFd;
 
@@ -18,6 +19,16 @@ use crate::{audit, kallsyms, syscalls};
 /// `comm` cap-trace's launcher takes between fork and the command's exec, so that its own
 /// checks are told apart from the command's.
 pub const LAUNCHER_COMM: &str = "cap-trace-exec";
+
+/// Inode number of the host's mount namespace (where container runtimes run): pid 1's, or
+/// this process's when pid 1's cannot be read.
+pub fn host_mount_namespace() -> Option<u32> {
+    use std::os::unix::fs::MetadataExt;
+    ["/proc/1/ns/mnt", "/proc/self/ns/mnt"]
+        .iter()
+        .find_map(|p| std::fs::metadata(p).ok())
+        .map(|m| m.ino() as u32)
+}
 
 /// Whether a thread name belongs to a container runtime's set-up (or cap-trace's launcher)
 /// rather than to the workload. The runtime's init process keeps its name until it execs the
@@ -60,6 +71,9 @@ struct Seen {
 pub struct Collector {
     checks: HashMap<CheckKey, Seen>,
     outcomes: HashMap<OutcomeKey, Seen>,
+    /// cgroup v2 path (relative to the root, as far up as the kernel side reports) of cgroups
+    /// named by the kernel side.
+    pub cgroup_paths: HashMap<u64, String>,
     /// Events received (for status and benchmarks).
     pub events: u64,
 }
@@ -105,6 +119,13 @@ impl Collector {
                     });
                 }
             }
+            event_kind::CGROUP if data.len() >= size_of::<CgroupEvent>() => {
+                // SAFETY: as above.
+                let ev: CgroupEvent = unsafe { std::ptr::read_unaligned(data.as_ptr().cast()) };
+                self.cgroup_paths
+                    .entry(ev.cgroup_id)
+                    .or_insert_with(|| cgroup_path(&ev.names));
+            }
             _ => log::debug!("unknown ring-buffer record kind {kind}"),
         }
     }
@@ -118,6 +139,7 @@ impl Collector {
     pub fn forget(&mut self, cgroups: &[u64]) {
         self.checks.retain(|k, _| !cgroups.contains(&k.cgroup_id));
         self.outcomes.retain(|k, _| !cgroups.contains(&k.cgroup_id));
+        self.cgroup_paths.retain(|id, _| !cgroups.contains(id));
     }
 }
 
@@ -157,6 +179,9 @@ pub struct Tracer {
     ring: AsyncFd<RingBuf<MapData>>,
     pub collector: Collector,
     pub clock: Clock,
+    /// Mount namespace of the host (container tracing): checks from tasks in it are the
+    /// container runtime's, never the container's.
+    pub runtime_mntns: Option<u32>,
 }
 
 impl Tracer {
@@ -173,6 +198,7 @@ impl Tracer {
             ring,
             collector: Collector::default(),
             clock: Clock::now(),
+            runtime_mntns: None,
         })
     }
 
@@ -295,7 +321,11 @@ impl Tracer {
             insetid: key.flags & check_flags::INSETID != 0,
             userns_level: key.userns_level,
             syscall: syscall_name(key.syscall),
-            phase: phase_of(&comm),
+            phase: if key.mntns != 0 && Some(key.mntns) == self.runtime_mntns {
+                Phase::Runtime
+            } else {
+                phase_of(&comm)
+            },
             comm,
             denied_before: crate::caps::from_mask(key.denied_before),
             site,
@@ -357,6 +387,21 @@ fn merge_outcomes(outcomes: Vec<Outcome>) -> Vec<Outcome> {
             .or_insert(outcome);
     }
     by_id.into_values().collect()
+}
+
+/// `/grandparent/parent/leaf` from the names a [`CgroupEvent`] carries (leaf first).
+pub fn cgroup_path<const N: usize>(names: &[[u8; N]]) -> String {
+    let parts: Vec<String> = names
+        .iter()
+        .map(|n| comm_str(n))
+        .take_while(|n| !n.is_empty() && n != "/")
+        .collect();
+    let mut path = String::new();
+    for part in parts.iter().rev() {
+        path.push('/');
+        path.push_str(part);
+    }
+    if path.is_empty() { "/".into() } else { path }
 }
 
 pub fn comm_str(comm: &[u8]) -> String {
@@ -425,7 +470,7 @@ mod tests {
                 flags: 0,
                 site: 0,
                 userns_level: 0,
-                _pad: 0,
+                mntns: 0,
                 comm,
             },
         };
@@ -475,6 +520,19 @@ mod tests {
         assert!(o.permission_error());
         assert_eq!(o.denied, [Cap(1), Cap(2)]);
         assert_eq!(o.phase, Phase::Workload);
+    }
+
+    #[test]
+    fn cgroup_paths_from_names() {
+        let mut names = [[0u8; 16]; 4];
+        names[0][..6].copy_from_slice(b"libpod");
+        names[1][..6].copy_from_slice(b"parent");
+        assert_eq!(cgroup_path(&names), "/parent/libpod");
+        assert_eq!(cgroup_path(&[[0u8; 8]; 2]), "/");
+        let mut deep = [[0u8; 8]; 2];
+        deep[0][..1].copy_from_slice(b"c");
+        deep[1][..1].copy_from_slice(b"b");
+        assert_eq!(cgroup_path(&deep), "/b/c");
     }
 
     #[test]

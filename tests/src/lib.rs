@@ -4,6 +4,8 @@
 //! message, unless `CAP_TRACE_REQUIRE_ROOT_TESTS=1` (set by `cargo xtask test` when run as
 //! root, and so in CI), which turns a skip into a failure.
 
+pub mod podman;
+
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::sync::OnceLock;

@@ -26,6 +26,59 @@ pub struct ContainerInfo {
     pub cap_drop: Vec<String>,
     pub privileged: bool,
     pub security_opt: Vec<String>,
+    /// The capability set the engine gave it, when the engine says (podman's EffectiveCaps).
+    pub effective_caps: Option<Vec<String>>,
+}
+
+impl ContainerInfo {
+    /// The capabilities it runs with, from the engine's configuration: podman's EffectiveCaps,
+    /// else Docker's default set adjusted by CapAdd/CapDrop (everything when privileged).
+    pub fn configured_caps(&self) -> Option<Vec<crate::caps::Cap>> {
+        use crate::caps::{ALL, Cap, defaults};
+        let parse = |names: &[String]| -> Vec<Cap> {
+            names.iter().filter_map(|n| n.parse::<Cap>().ok()).collect()
+        };
+        if self.privileged {
+            return Some(ALL.iter().map(|i| Cap(i.number)).collect());
+        }
+        if let Some(eff) = &self.effective_caps {
+            let mut caps = parse(eff);
+            caps.sort();
+            return Some(caps);
+        }
+        if self.engine != "docker" {
+            return None;
+        }
+        let all = |v: &[String]| v.iter().any(|c| c.eq_ignore_ascii_case("ALL"));
+        let mut caps: Vec<Cap> = if all(&self.cap_drop) {
+            Vec::new()
+        } else {
+            let dropped = parse(&self.cap_drop);
+            defaults::DOCKER
+                .iter()
+                .copied()
+                .filter(|c| !dropped.contains(c))
+                .collect()
+        };
+        if all(&self.cap_add) {
+            caps = ALL.iter().map(|i| Cap(i.number)).collect();
+        } else {
+            caps.extend(parse(&self.cap_add));
+        }
+        caps.sort();
+        caps.dedup();
+        Some(caps)
+    }
+
+    /// Whether it runs under a seccomp filter: engines apply their default profile unless told
+    /// `seccomp=unconfined` or running privileged.
+    pub fn configured_seccomp(&self) -> bool {
+        !self.privileged
+            && !self.security_opt.iter().any(|o| {
+                o.replace(':', "=")
+                    .eq_ignore_ascii_case("seccomp=unconfined")
+            })
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -87,6 +140,9 @@ pub fn parse_inspect(v: &Value, engine: &str) -> Result<ContainerInfo, EngineErr
         cap_drop: strings(&v["HostConfig"]["CapDrop"]),
         privileged: v["HostConfig"]["Privileged"].as_bool().unwrap_or(false),
         security_opt: strings(&v["HostConfig"]["SecurityOpt"]),
+        effective_caps: v["EffectiveCaps"]
+            .as_array()
+            .map(|_| strings(&v["EffectiveCaps"])),
     })
 }
 
@@ -243,7 +299,8 @@ pub fn info_from_events(stream: &[u8], id: &str, engine: &str) -> Option<Contain
             .or(event["Status"].as_str())
             .unwrap_or("");
         if action == "died" || action == "die" {
-            entry.exit_code = code;
+            // podman leaves ContainerExitCode out when it is 0.
+            entry.exit_code = code.or(Some(0));
         }
     }
     info.filter(|i| !i.name.is_empty())
@@ -526,6 +583,46 @@ mod tests {
     }
 
     #[test]
+    fn configured_capabilities() {
+        let docker = ContainerInfo {
+            engine: "docker".into(),
+            cap_add: vec!["NET_ADMIN".into()],
+            cap_drop: vec!["CHOWN".into(), "MKNOD".into()],
+            ..Default::default()
+        };
+        let caps = docker.configured_caps().unwrap();
+        assert_eq!(caps.len(), 14 - 2 + 1);
+        assert!(caps.contains(&crate::caps::Cap(12)));
+        assert!(!caps.contains(&crate::caps::Cap(0)));
+        let minimal = ContainerInfo {
+            engine: "docker".into(),
+            cap_drop: vec!["ALL".into()],
+            cap_add: vec!["CAP_CHOWN".into()],
+            ..Default::default()
+        };
+        assert_eq!(minimal.configured_caps().unwrap(), [crate::caps::Cap(0)]);
+        let podman = ContainerInfo {
+            engine: "podman".into(),
+            effective_caps: Some(vec!["CAP_CHOWN".into(), "CAP_KILL".into()]),
+            ..Default::default()
+        };
+        assert_eq!(podman.configured_caps().unwrap().len(), 2);
+        assert!(podman.configured_seccomp());
+        let privileged = ContainerInfo {
+            privileged: true,
+            ..Default::default()
+        };
+        assert_eq!(privileged.configured_caps().unwrap().len(), 41);
+        assert!(!privileged.configured_seccomp());
+        let unconfined = ContainerInfo {
+            security_opt: vec!["seccomp=unconfined".into()],
+            ..Default::default()
+        };
+        assert!(!unconfined.configured_seccomp());
+        assert_eq!(ContainerInfo::default().configured_caps(), None);
+    }
+
+    #[test]
     fn reads_http_responses() {
         let plain =
             b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 2\r\n\r\n{}";
@@ -560,6 +657,11 @@ mod tests {
         assert_eq!(info.exit_code, Some(0));
         assert_eq!(info.labels["com.docker.compose.service"], "web");
         assert_eq!(info_from_events(docker, "zzz", "docker"), None);
+        let zero = br#"{"ID":"ddd","Name":"ok","Status":"died","Type":"container"}"#;
+        assert_eq!(
+            info_from_events(zero, "ddd", "podman").unwrap().exit_code,
+            Some(0)
+        );
         assert_eq!(info_from_events(b"not json", "ccc", "docker"), None);
     }
 

@@ -121,27 +121,53 @@ pub fn workload(
     }
 }
 
-/// Advice when the container did not run in learning mode.
-pub fn learning_mode_warning(caps: Option<&[Cap]>, seccomp: Option<bool>) -> Option<String> {
-    let all = caps::ALL.len();
-    let reduced = caps.is_some_and(|c| c.len() < all);
+/// Capabilities this machine can grant at all: the bounding set of pid 1 (or of cap-trace).
+pub fn host_capabilities() -> Option<Vec<Cap>> {
+    ["/proc/1/status", "/proc/self/status"]
+        .iter()
+        .find_map(|p| {
+            let status = std::fs::read_to_string(p).ok()?;
+            let bnd = status.lines().find_map(|l| l.strip_prefix("CapBnd:"))?;
+            u64::from_str_radix(bnd.trim(), 16)
+                .ok()
+                .map(caps::from_mask)
+        })
+}
+
+/// Advice when the container did not run in learning mode (every capability the host can grant,
+/// no seccomp filter).
+pub fn learning_mode_warning(
+    caps: Option<&[Cap]>,
+    seccomp: Option<bool>,
+    host: Option<&[Cap]>,
+) -> Option<String> {
+    let host_count = host.map_or(caps::ALL.len(), |h| h.len());
+    let lacking: Vec<Cap> = match (caps, host) {
+        (Some(c), Some(h)) => h.iter().copied().filter(|x| !c.contains(x)).collect(),
+        (Some(c), None) => caps::ALL
+            .iter()
+            .map(|i| Cap(i.number))
+            .filter(|x| !c.contains(x))
+            .collect(),
+        (None, _) => Vec::new(),
+    };
     let filtered = seccomp == Some(true);
-    if !reduced && !filtered {
+    if lacking.is_empty() && !filtered {
         return None;
     }
     let mut why = Vec::new();
     if filtered {
         why.push("a seccomp filter: syscalls it blocks never reach a capability check".to_owned());
     }
-    if let Some(c) = caps.filter(|_| reduced) {
+    if !lacking.is_empty() {
         why.push(format!(
-            "{} of {all} capabilities: what it lacked shows up only where a denial made a syscall fail",
-            c.len()
+            "{} of the {host_count} capabilities this host grants: what it lacked shows up only where a denial made a syscall fail",
+            host_count.saturating_sub(lacking.len())
         ));
     }
     Some(format!(
         "the container ran with {}; for a complete profile, trace a staging run with --cap-add=ALL --security-opt seccomp=unconfined",
-        why.join(", and ")
+        why.join(", and with ")
     ))
 }
 
@@ -221,10 +247,20 @@ mod tests {
     #[test]
     fn learning_mode_advice() {
         let full: Vec<Cap> = (0..41).map(Cap).collect();
-        assert_eq!(learning_mode_warning(Some(&full), Some(false)), None);
-        let w = learning_mode_warning(Some(&full[..11]), Some(true)).unwrap();
+        assert_eq!(learning_mode_warning(Some(&full), Some(false), None), None);
+        let w = learning_mode_warning(Some(&full[..11]), Some(true), None).unwrap();
         assert!(w.contains("seccomp filter"), "{w}");
-        assert!(w.contains("11 of 41 capabilities"), "{w}");
+        assert!(w.contains("11 of the 41 capabilities"), "{w}");
         assert!(w.contains("--cap-add=ALL --security-opt seccomp=unconfined"));
+        // A host that cannot grant SYS_RESOURCE: a container with the other 40 has them all.
+        let host: Vec<Cap> = full.iter().copied().filter(|c| c.0 != 24).collect();
+        assert_eq!(
+            learning_mode_warning(Some(&host), Some(false), Some(&host)),
+            None
+        );
+        let w = learning_mode_warning(Some(&host[..11]), Some(false), Some(&host)).unwrap();
+        assert!(w.contains("11 of the 40 capabilities"), "{w}");
+        // Unknown capabilities (the container exited before it was looked at): no claim.
+        assert_eq!(learning_mode_warning(None, None, None), None);
     }
 }

@@ -88,6 +88,9 @@ pub struct ProbeOptions {
     pub max_keys: u32,
     /// Attach an empty program instead of cap-trace (the benchmark's floor).
     pub floor: bool,
+    /// Tracing containers: record each check's mount namespace (tells the runtime from the
+    /// container) and the names of new cgroups.
+    pub containers: bool,
 }
 
 impl Default for ProbeOptions {
@@ -99,6 +102,7 @@ impl Default for ProbeOptions {
             ring_buffer_bytes: 1 << 20,
             max_keys: 16384,
             floor: false,
+            containers: false,
         }
     }
 }
@@ -209,6 +213,14 @@ struct KernelLayout {
     off_userns_level: u32,
     off_regs_syscall: u32,
     off_regs_sp: u32,
+    off_task_nsproxy: u32,
+    off_nsproxy_mnt_ns: u32,
+    off_mntns_inum: u32,
+    off_task_cgroups: u32,
+    off_css_set_dfl_cgrp: u32,
+    off_cgroup_kn: u32,
+    off_kn_name: u32,
+    off_kn_parent: u32,
 }
 
 fn kernel_layout(btf: &Btf) -> Result<KernelLayout, ProbeError> {
@@ -222,6 +234,19 @@ fn kernel_layout(btf: &Btf) -> Result<KernelLayout, ProbeError> {
         off_userns_level: btf.member_offset("user_namespace", "level").map_err(err)?,
         off_regs_syscall: btf.member_offset("pt_regs", syscall_reg).map_err(err)?,
         off_regs_sp: btf.member_offset("pt_regs", "sp").map_err(err)?,
+        off_task_nsproxy: btf.member_offset("task_struct", "nsproxy").map_err(err)?,
+        off_nsproxy_mnt_ns: btf.member_offset("nsproxy", "mnt_ns").map_err(err)?,
+        off_mntns_inum: btf.member_offset("mnt_namespace", "ns").map_err(err)?
+            + btf.member_offset("ns_common", "inum").map_err(err)?,
+        off_task_cgroups: btf.member_offset("task_struct", "cgroups").map_err(err)?,
+        off_css_set_dfl_cgrp: btf.member_offset("css_set", "dfl_cgrp").map_err(err)?,
+        off_cgroup_kn: btf.member_offset("cgroup", "kn").map_err(err)?,
+        off_kn_name: btf.member_offset("kernfs_node", "name").map_err(err)?,
+        // Renamed __parent in Linux 6.15.
+        off_kn_parent: btf
+            .member_offset("kernfs_node", "__parent")
+            .or_else(|_| btf.member_offset("kernfs_node", "parent"))
+            .map_err(err)?,
     })
 }
 
@@ -280,6 +305,15 @@ impl Probe {
         settings.off_userns_level = layout.off_userns_level;
         settings.off_regs_syscall = layout.off_regs_syscall;
         settings.off_regs_sp = layout.off_regs_sp;
+        settings.containers = options.containers as u32;
+        settings.off_task_nsproxy = layout.off_task_nsproxy;
+        settings.off_nsproxy_mnt_ns = layout.off_nsproxy_mnt_ns;
+        settings.off_mntns_inum = layout.off_mntns_inum;
+        settings.off_task_cgroups = layout.off_task_cgroups;
+        settings.off_css_set_dfl_cgrp = layout.off_css_set_dfl_cgrp;
+        settings.off_cgroup_kn = layout.off_cgroup_kn;
+        settings.off_kn_name = layout.off_kn_name;
+        settings.off_kn_parent = layout.off_kn_parent;
         let mut sites = None;
         let mut flavor = None;
 

@@ -1,0 +1,257 @@
+//! Real containers for the tests: podman with runc, and a busybox image built locally (no
+//! registry is reachable from CI).
+
+use std::io::Read;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::{Duration, Instant};
+
+use crate::{TempDir, bin};
+
+/// The image every container test uses.
+pub const IMAGE: &str = "localhost/cap-trace-test:busybox-2";
+
+/// Options every `podman run` needs on these machines: runc (crun refuses hybrid cgroups),
+/// limits this sandbox allows, and no network set-up.
+pub const RUN_OPTS: &[&str] = &[
+    "--ulimit",
+    "nofile=20000:20000",
+    "--ulimit",
+    "nproc=1000:1000",
+    "--network",
+    "none",
+];
+
+/// Learning mode: every capability the host grants, no seccomp filter.
+pub const LEARNING: &[&str] = &["--cap-add=ALL", "--security-opt", "seccomp=unconfined"];
+
+pub fn podman() -> Command {
+    let mut cmd = Command::new("podman");
+    cmd.args(["--runtime", "runc"]);
+    cmd
+}
+
+/// True when podman can be used; otherwise skips (or fails when skipping is not allowed).
+pub fn available(test: &str) -> bool {
+    let ok = Command::new("podman")
+        .arg("--version")
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if ok {
+        return true;
+    }
+    if std::env::var_os("CAP_TRACE_REQUIRE_ROOT_TESTS").is_some_and(|v| v == "1") {
+        panic!("{test}: podman is not installed (run `cargo xtask setup`)");
+    }
+    eprintln!("SKIPPED {test}: podman is not installed");
+    false
+}
+
+fn busybox() -> PathBuf {
+    for p in ["/bin/busybox", "/usr/bin/busybox"] {
+        if Path::new(p).exists() {
+            return PathBuf::from(p);
+        }
+    }
+    panic!("busybox-static is not installed (run `cargo xtask setup`)");
+}
+
+/// Builds the test image once (a busybox root with a user, a group, and a file only `nobody`
+/// may read), importing it with `podman import`.
+pub fn image() -> &'static str {
+    static DONE: OnceLock<()> = OnceLock::new();
+    DONE.get_or_init(|| {
+        // Test binaries run in parallel: serialise the build with a lock file.
+        let lock = std::fs::File::create("/tmp/cap-trace-test-image.lock").unwrap();
+        // SAFETY: flock on an open file descriptor.
+        unsafe { libc::flock(std::os::fd::AsRawFd::as_raw_fd(&lock), libc::LOCK_EX) };
+        let exists = podman()
+            .args(["image", "exists", IMAGE])
+            .status()
+            .is_ok_and(|s| s.success());
+        if !exists {
+            build_image();
+        }
+    });
+    IMAGE
+}
+
+fn build_image() {
+    let dir = TempDir::new("image");
+    let root = dir.join("root");
+    for d in ["bin", "etc", "tmp", "proc", "sys", "dev", "root"] {
+        std::fs::create_dir_all(root.join(d)).unwrap();
+    }
+    std::fs::copy(busybox(), root.join("bin/busybox")).unwrap();
+    let list = Command::new(root.join("bin/busybox"))
+        .arg("--list")
+        .output()
+        .unwrap();
+    for applet in String::from_utf8_lossy(&list.stdout).lines() {
+        if applet != "busybox" {
+            std::os::unix::fs::symlink("busybox", root.join("bin").join(applet)).unwrap();
+        }
+    }
+    std::fs::write(
+        root.join("etc/passwd"),
+        "root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534:nobody:/nonexistent:/bin/false\n",
+    )
+    .unwrap();
+    std::fs::write(root.join("etc/group"), "root:x:0:\nnogroup:x:65534:\n").unwrap();
+    let secret = root.join("secret");
+    std::fs::write(&secret, "top secret\n").unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&secret, std::fs::Permissions::from_mode(0o600)).unwrap();
+    std::os::unix::fs::chown(&secret, Some(65534), Some(65534)).unwrap();
+    std::fs::set_permissions(root.join("tmp"), std::fs::Permissions::from_mode(0o1777)).unwrap();
+    let tar = dir.join("root.tar");
+    let status = Command::new("tar")
+        .arg("-C")
+        .arg(&root)
+        .arg("-cf")
+        .arg(&tar)
+        .arg(".")
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let out = podman()
+        .arg("import")
+        .arg("--change")
+        .arg("ENV=PATH=/bin")
+        .arg(&tar)
+        .arg(IMAGE)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "podman import: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// `podman run --rm --name NAME [opts] IMAGE sh -c SCRIPT`.
+pub fn run(name: &str, opts: &[&str], script: &str) -> Output {
+    podman()
+        .args(["run", "--rm", "--name", name])
+        .args(RUN_OPTS)
+        .args(opts)
+        .arg(image())
+        .args(["/bin/sh", "-c", script])
+        .output()
+        .expect("run podman")
+}
+
+/// Removes a container if it exists (a previous failed run).
+pub fn remove(name: &str) {
+    let _ = podman().args(["rm", "-f", "-t", "0", name]).output();
+}
+
+/// A unique container name for a test.
+pub fn name(test: &str) -> String {
+    format!(
+        "ct-{test}-{}-{}",
+        std::process::id(),
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .subsec_nanos()
+            % 100_000
+    )
+}
+
+/// `cap-trace` running in the background.
+pub struct Background {
+    child: Child,
+    stderr: Arc<Mutex<String>>,
+    pub output: PathBuf,
+    _dir: TempDir,
+}
+
+impl Background {
+    /// Starts `cap-trace ARGS --format json --output FILE` and waits until it says it is
+    /// waiting for (or tracing) its containers.
+    pub fn start(args: &[&str]) -> Background {
+        let dir = TempDir::new("background");
+        let output = dir.join("profiles.json");
+        let mut child = Command::new(bin())
+            .args(args)
+            .args(["--format", "json", "--output"])
+            .arg(&output)
+            .stderr(Stdio::piped())
+            .stdout(Stdio::null())
+            .spawn()
+            .expect("start cap-trace");
+        let stderr = Arc::new(Mutex::new(String::new()));
+        let mut pipe = child.stderr.take().unwrap();
+        let sink = stderr.clone();
+        std::thread::spawn(move || {
+            let mut buf = [0u8; 4096];
+            while let Ok(n) = pipe.read(&mut buf) {
+                if n == 0 {
+                    break;
+                }
+                sink.lock()
+                    .unwrap()
+                    .push_str(&String::from_utf8_lossy(&buf[..n]));
+            }
+        });
+        let bg = Background {
+            child,
+            stderr,
+            output,
+            _dir: dir,
+        };
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let text = bg.stderr();
+            if text.contains("waiting for") || text.contains("tracing") {
+                return bg;
+            }
+            if text.contains("error:") || Instant::now() > deadline {
+                panic!("cap-trace did not start: {text}");
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    pub fn stderr(&self) -> String {
+        self.stderr.lock().unwrap().clone()
+    }
+
+    /// Waits for cap-trace to finish and returns its exit code.
+    pub fn wait(mut self, timeout: Duration) -> (Option<i32>, String, Option<serde_json::Value>) {
+        let deadline = Instant::now() + timeout;
+        let status = loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                break status;
+            }
+            if Instant::now() > deadline {
+                let _ = self.child.kill();
+                panic!("cap-trace did not finish in {timeout:?}: {}", self.stderr());
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        };
+        // Let the reader thread catch the last lines.
+        std::thread::sleep(Duration::from_millis(50));
+        let json = std::fs::read_to_string(&self.output)
+            .ok()
+            .map(|t| serde_json::from_str(&t).expect("cap-trace wrote JSON"));
+        (status.code(), self.stderr(), json)
+    }
+
+    /// Sends SIGTERM (as a service manager would) and returns what `wait` returns.
+    pub fn stop(self, timeout: Duration) -> (Option<i32>, String, Option<serde_json::Value>) {
+        // SAFETY: plain kill(2) on our child.
+        unsafe { libc::kill(self.child.id() as i32, libc::SIGTERM) };
+        self.wait(timeout)
+    }
+}
+
+/// The profiles of a cap-trace JSON output: one object, or an array of them.
+pub fn profiles(json: &serde_json::Value) -> Vec<serde_json::Value> {
+    match json.as_array() {
+        Some(a) => a.clone(),
+        None => vec![json.clone()],
+    }
+}
