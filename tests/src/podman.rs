@@ -2,7 +2,7 @@
 //! registry is reachable from CI).
 
 use std::io::Read;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Child, Command, Output, Stdio};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
@@ -48,15 +48,6 @@ pub fn available(test: &str) -> bool {
     false
 }
 
-fn busybox() -> PathBuf {
-    for p in ["/bin/busybox", "/usr/bin/busybox"] {
-        if Path::new(p).exists() {
-            return PathBuf::from(p);
-        }
-    }
-    panic!("busybox-static is not installed (run `cargo xtask setup`)");
-}
-
 /// Builds the test image once (a busybox root with a user, a group, and a file only `nobody`
 /// may read), importing it with `podman import`.
 pub fn image() -> &'static str {
@@ -78,54 +69,11 @@ pub fn image() -> &'static str {
 }
 
 fn build_image() {
-    let dir = TempDir::new("image");
-    let root = dir.join("root");
-    for d in ["bin", "etc", "tmp", "proc", "sys", "dev", "root"] {
-        std::fs::create_dir_all(root.join(d)).unwrap();
-    }
-    std::fs::copy(busybox(), root.join("bin/busybox")).unwrap();
-    let list = Command::new(root.join("bin/busybox"))
-        .arg("--list")
-        .output()
-        .unwrap();
-    for applet in String::from_utf8_lossy(&list.stdout).lines() {
-        if applet != "busybox" {
-            std::os::unix::fs::symlink("busybox", root.join("bin").join(applet)).unwrap();
-        }
-    }
-    std::fs::write(
-        root.join("etc/passwd"),
-        "root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534:nobody:/nonexistent:/bin/false\n",
-    )
-    .unwrap();
-    std::fs::write(root.join("etc/group"), "root:x:0:\nnogroup:x:65534:\n").unwrap();
-    let secret = root.join("secret");
-    std::fs::write(&secret, "top secret\n").unwrap();
-    use std::os::unix::fs::PermissionsExt;
-    std::fs::set_permissions(&secret, std::fs::Permissions::from_mode(0o600)).unwrap();
-    std::os::unix::fs::chown(&secret, Some(65534), Some(65534)).unwrap();
-    std::fs::set_permissions(root.join("tmp"), std::fs::Permissions::from_mode(0o1777)).unwrap();
-    let tar = dir.join("root.tar");
-    let status = Command::new("tar")
-        .arg("-C")
-        .arg(&root)
-        .arg("-cf")
-        .arg(&tar)
-        .arg(".")
-        .status()
-        .unwrap();
-    assert!(status.success());
-    let out = podman()
-        .arg("import")
-        .arg("--change")
-        .arg("ENV=PATH=/bin")
-        .arg(&tar)
-        .arg(IMAGE)
-        .output()
-        .unwrap();
+    let script = crate::workspace_root().join("tests/image/build.sh");
+    let out = Command::new("sh").arg(script).arg(IMAGE).output().unwrap();
     assert!(
         out.status.success(),
-        "podman import: {}",
+        "building the test image: {}",
         String::from_utf8_lossy(&out.stderr)
     );
 }

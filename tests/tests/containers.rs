@@ -434,3 +434,41 @@ fn runtime_set_up_is_shown_separately_in_verbose_output() {
         "{text}"
     );
 }
+
+#[test]
+fn podman_exec_set_up_is_not_the_workloads() {
+    if !ready("podman_exec_set_up_is_not_the_workloads") {
+        return;
+    }
+    let name = podman::name("exec");
+    let started = podman::podman()
+        .args(["run", "-d", "--rm", "--name", &name])
+        .args(podman::RUN_OPTS)
+        .args(LEARNING)
+        .arg(podman::image())
+        .args(["sh", "-c", "sleep 3"])
+        .output()
+        .unwrap();
+    assert!(started.status.success());
+    let bg = Background::start(&["--container", &name]);
+    // runc exec sets the exec'd process up (namespaces, capabilities) inside the cgroup.
+    let exec = podman::podman()
+        .args([
+            "exec",
+            &name,
+            "sh",
+            "-c",
+            "touch /tmp/f; chown nobody /tmp/f",
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        exec.status.success(),
+        "{}",
+        String::from_utf8_lossy(&exec.stderr)
+    );
+    let (code, stderr, json) = bg.wait(Duration::from_secs(60));
+    assert_eq!(code, Some(0), "{stderr}");
+    let p = podman::profiles(&json.unwrap()).remove(0);
+    assert_eq!(suggested(&p), ["CHOWN"], "{p:#}");
+}

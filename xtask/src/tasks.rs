@@ -45,7 +45,7 @@ pub fn build_release() -> Result<PathBuf> {
 }
 
 pub fn demo() -> Result<()> {
-    setup::install(setup::Scope::Build)?;
+    setup::install(setup::Scope::All)?;
     let bin = build_release()?;
     if !is_root() {
         bail!("the demo loads eBPF programs: run `sudo cargo xtask demo`");
@@ -81,6 +81,49 @@ pub fn demo() -> Result<()> {
         json.display()
     );
     std::fs::remove_dir_all(&dir)?;
+
+    println!("\n== 4. A container: a web server that binds port 80 and drops to nobody");
+    println!("   (cap-trace starts first and waits; runc's own set-up is not counted)");
+    container_demo(&bin)
+}
+
+const DEMO_IMAGE: &str = "localhost/cap-trace-demo:busybox";
+
+fn container_demo(bin: &Path) -> Result<()> {
+    let podman = || {
+        let mut cmd = Command::new("podman");
+        cmd.args(["--runtime", "runc"]);
+        cmd
+    };
+    let exists = podman()
+        .args(["image", "exists", DEMO_IMAGE])
+        .status()
+        .is_ok_and(|s| s.success());
+    if !exists {
+        run(Command::new("sh")
+            .arg(root().join("tests/image/build.sh"))
+            .arg(DEMO_IMAGE))?;
+    }
+    let name = format!("cap-trace-demo-{}", std::process::id());
+    let mut tracer = Command::new(bin)
+        .args(["--container", &name, "--wait", "60"])
+        .spawn()
+        .context("start cap-trace")?;
+    std::thread::sleep(std::time::Duration::from_millis(1500));
+    run(podman()
+        .args(["run", "--rm", "--name", &name])
+        .args([
+            "--ulimit",
+            "nofile=20000:20000",
+            "--ulimit",
+            "nproc=1000:1000",
+        ])
+        .args(["--network", "none", DEMO_IMAGE])
+        .args(["sh", "-c", "httpd -f -p 80 -u nobody:nogroup & sleep 2"]))?;
+    let status = tracer.wait()?;
+    if !status.success() {
+        bail!("cap-trace failed with {status}");
+    }
     Ok(())
 }
 

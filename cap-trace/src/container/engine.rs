@@ -370,7 +370,47 @@ pub fn read_response(reader: &mut impl BufRead) -> std::io::Result<(u16, Vec<u8>
     Ok((status, body))
 }
 
-/// An engine's command-line tool (`podman`, `docker`).
+/// Parses `crictl inspect` output (Kubernetes CRI runtimes: containerd, CRI-O).
+pub fn parse_crictl(v: &Value) -> Result<ContainerInfo, EngineError> {
+    let status = &v["status"];
+    let id = status["id"]
+        .as_str()
+        .ok_or_else(|| EngineError::Parse("no status.id".into()))?
+        .to_owned();
+    let labels: BTreeMap<String, String> = status["labels"]
+        .as_object()
+        .map(|m| {
+            m.iter()
+                .filter_map(|(k, v)| Some((k.clone(), v.as_str()?.to_owned())))
+                .collect()
+        })
+        .unwrap_or_default();
+    let running = status["state"].as_str() == Some("CONTAINER_RUNNING");
+    Ok(ContainerInfo {
+        id,
+        name: status["metadata"]["name"]
+            .as_str()
+            .or(labels
+                .get("io.kubernetes.container.name")
+                .map(String::as_str))
+            .unwrap_or_default()
+            .to_owned(),
+        engine: "cri".into(),
+        image: status["image"]["image"].as_str().map(str::to_owned),
+        running,
+        pid: v["info"]["pid"]
+            .as_u64()
+            .filter(|&p| p > 0 && running)
+            .map(|p| p as u32),
+        exit_code: (!running)
+            .then(|| status["exitCode"].as_i64().map(|c| c as i32))
+            .flatten(),
+        labels,
+        ..Default::default()
+    })
+}
+
+/// An engine's command-line tool (`podman`, `docker`, or `crictl` for CRI runtimes).
 #[derive(Clone, Debug)]
 pub struct Cli {
     pub program: String,
@@ -385,6 +425,18 @@ impl Cli {
     }
 
     pub fn inspect(&self, name_or_id: &str) -> Result<Option<ContainerInfo>, EngineError> {
+        if self.program == "crictl" {
+            let out = Command::new(&self.program)
+                .args(["inspect", "--output", "json", name_or_id])
+                .output()
+                .map_err(|e| EngineError::Io(format!("crictl: {e}")))?;
+            if !out.status.success() {
+                return Ok(None);
+            }
+            let v: Value = serde_json::from_slice(&out.stdout)
+                .map_err(|e| EngineError::Parse(e.to_string()))?;
+            return parse_crictl(&v).map(Some);
+        }
         let out = Command::new(&self.program)
             .args(["inspect", "--type", "container", name_or_id])
             .output()
@@ -402,6 +454,10 @@ impl Cli {
     }
 
     pub fn from_history(&self, id: &str, since: u64) -> Result<Option<ContainerInfo>, EngineError> {
+        if self.program == "crictl" {
+            // CRI runtimes keep exited containers until the kubelet removes them.
+            return Ok(None);
+        }
         let mut cmd = Command::new(&self.program);
         cmd.args([
             "events",
@@ -422,6 +478,17 @@ impl Cli {
     }
 
     pub fn running(&self) -> Result<Vec<String>, EngineError> {
+        if self.program == "crictl" {
+            let out = Command::new(&self.program)
+                .args(["ps", "--quiet", "--no-trunc"])
+                .output()
+                .map_err(|e| EngineError::Io(format!("crictl: {e}")))?;
+            return Ok(String::from_utf8_lossy(&out.stdout)
+                .lines()
+                .map(|l| l.trim().to_owned())
+                .filter(|l| !l.is_empty())
+                .collect());
+        }
         let out = Command::new(&self.program)
             .args(["ps", "--no-trunc", "--format", "{{.ID}}"])
             .output()
@@ -474,7 +541,7 @@ impl Engines {
         let clis = if socket.is_some() {
             Vec::new()
         } else {
-            ["podman", "docker"]
+            ["podman", "docker", "crictl"]
                 .into_iter()
                 .map(|p| Cli { program: p.into() })
                 .filter(Cli::available)
@@ -620,6 +687,26 @@ mod tests {
         };
         assert!(!unconfined.configured_seccomp());
         assert_eq!(ContainerInfo::default().configured_caps(), None);
+    }
+
+    #[test]
+    fn parses_crictl_inspect() {
+        let v: Value = serde_json::from_str(
+            r#"{"status":{"id":"abc123","metadata":{"name":"nginx"},"state":"CONTAINER_RUNNING",
+                "image":{"image":"docker.io/library/nginx:1.27"},
+                "labels":{"io.kubernetes.container.name":"nginx","io.kubernetes.pod.name":"web-7d4b9c8f5-x2k9q",
+                          "io.kubernetes.pod.namespace":"prod","io.kubernetes.pod.uid":"0f9a4e2c-1b7d-4c6e-9a51-3d2f8e7b6a10"}},
+                "info":{"pid":4242}}"#,
+        )
+        .unwrap();
+        let info = parse_crictl(&v).unwrap();
+        assert_eq!(info.name, "nginx");
+        assert_eq!(info.pid, Some(4242));
+        assert!(info.running);
+        assert_eq!(crate::container::identity(&info, None), "prod/web/nginx");
+        let k8s = crate::container::kubernetes(&info, None).unwrap();
+        assert_eq!(k8s.pod.as_deref(), Some("web-7d4b9c8f5-x2k9q"));
+        assert!(parse_crictl(&serde_json::json!({"status":{}})).is_err());
     }
 
     #[test]
