@@ -79,6 +79,16 @@ pub struct ContainerArgs {
     #[arg(long, group = "targets", conflicts_with = "containers")]
     pub all_containers: bool,
 
+    #[command(flatten)]
+    pub follow: FollowArgs,
+
+    #[command(flatten)]
+    pub probe: ProbeArgs,
+}
+
+/// How containers are followed (shared by tracing and `check --container`).
+#[derive(Args, Debug, Clone)]
+pub struct FollowArgs {
     /// Stop after this long (e.g. 90s, 10m, 2h); containers that restart meanwhile keep one
     /// profile.
     #[arg(long, value_name = "TIME", value_parser = parse_duration)]
@@ -89,13 +99,10 @@ pub struct ContainerArgs {
     pub wait: std::time::Duration,
 
     /// Docker-compatible engine API socket to ask about containers (default: $CONTAINER_HOST,
-    /// $DOCKER_HOST, /run/podman/podman.sock, /var/run/docker.sock, then the podman and docker
-    /// commands).
+    /// $DOCKER_HOST, /run/podman/podman.sock, /var/run/docker.sock, then the podman, docker and
+    /// crictl commands).
     #[arg(long, value_name = "PATH")]
     pub engine_socket: Option<PathBuf>,
-
-    #[command(flatten)]
-    pub probe: ProbeArgs,
 }
 
 /// `90`, `90s`, `10m`, `2h`, `500ms`.
@@ -123,9 +130,9 @@ pub fn parse_duration(s: &str) -> Result<std::time::Duration, String> {
 
 #[derive(Args, Debug, Clone)]
 pub struct GlobalArgs {
-    /// Output format of the profile.
-    #[arg(long, value_enum, default_value_t = Format::Text, global = true)]
-    pub format: Format,
+    /// Output format (text by default; json by default for `merge`).
+    #[arg(long, value_enum, global = true, value_name = "FORMAT")]
+    pub format: Option<Format>,
 
     /// Shorthand for --format json.
     #[arg(long, global = true)]
@@ -149,8 +156,17 @@ pub struct GlobalArgs {
 }
 
 impl GlobalArgs {
+    /// The format asked for, or `default`.
+    pub fn format_or(&self, default: Format) -> Format {
+        if self.json {
+            Format::Json
+        } else {
+            self.format.unwrap_or(default)
+        }
+    }
+
     pub fn format(&self) -> Format {
-        if self.json { Format::Json } else { self.format }
+        self.format_or(Format::Text)
     }
 }
 
@@ -158,8 +174,20 @@ impl GlobalArgs {
 pub enum Format {
     /// A table per workload and the suggestion line.
     Text,
-    /// The profile, as documented in docs/profile-schema.md.
+    /// The profile, as documented in docs/profile-schema.md (the source of every other format).
     Json,
+    /// `--cap-drop=ALL --cap-add=...` for `docker run`.
+    Docker,
+    /// `--cap-drop=ALL --cap-add=...` for `podman run`.
+    Podman,
+    /// A compose file with cap_drop/cap_add per service, to pass as an extra `-f`.
+    Compose,
+    /// A container securityContext for a Kubernetes pod spec.
+    K8s,
+    /// The process.capabilities object of an OCI runtime spec (config.json).
+    Oci,
+    /// CapabilityBoundingSet= and AmbientCapabilities= lines for a systemd unit.
+    Systemd,
 }
 
 #[derive(Copy, Clone, Debug, PartialEq, Eq, ValueEnum)]
@@ -240,7 +268,30 @@ pub enum Command {
     Run(RunArgs),
 
     /// Render a saved JSON profile in any output format, without tracing again.
+    #[command(
+        after_help = "Examples:\n  cap-trace show web.json --format compose --output compose.caps.yaml\n  cap-trace show web.json --format k8s"
+    )]
     Show(ShowArgs),
+
+    /// Merge several profiles (runs, replicas, nodes) into one: counts add up, each check keeps
+    /// which profiles it came from, and the suggestion covers them all. Writes JSON unless
+    /// --format says otherwise.
+    #[command(
+        after_help = "Example:\n  cap-trace merge node1/web.json node2/web.json --output web.json"
+    )]
+    Merge(MergeArgs),
+
+    /// Regression gate: compare a workload with a baseline profile. Exits 0 when nothing new is
+    /// required, 1 when it now needs a capability the baseline does not grant or a denied check
+    /// made a syscall fail, 2 on usage or input errors.
+    ///
+    /// The workload is a saved profile (--profile), containers traced now (--container), or a
+    /// command run now (`check --baseline B run -- CMD`). Capabilities no longer needed are
+    /// reported as an opportunity; --fail-on-unused makes them fail the gate too.
+    #[command(
+        after_help = "Examples:\n  cap-trace check --baseline web.json --container web\n  cap-trace check --baseline tool.json run -- ./tool --selftest\n  cap-trace check --baseline web.json --profile web-new.json"
+    )]
+    Check(CheckArgs),
 
     /// Explain what capabilities allow and how dangerous they are.
     Explain(ExplainArgs),
@@ -250,6 +301,11 @@ pub enum Command {
 pub struct RunArgs {
     #[command(flatten)]
     pub probe: ProbeArgs,
+
+    /// Run CMD as this user (name or uid, optionally :group), as a service with User= would;
+    /// the switch itself is not counted as the command's.
+    #[arg(long, value_name = "USER[:GROUP]")]
+    pub user: Option<String>,
 
     /// The command to trace, after `--`.
     #[arg(
@@ -263,9 +319,54 @@ pub struct RunArgs {
 
 #[derive(Args, Debug)]
 pub struct ShowArgs {
-    /// A profile written by `--format json`.
+    /// A profile written by `--format json` (one profile, or a list of them).
     #[arg(value_name = "PROFILE")]
     pub profile: PathBuf,
+}
+
+#[derive(Args, Debug)]
+pub struct MergeArgs {
+    /// Profiles to merge.
+    #[arg(value_name = "PROFILE", required = true, num_args = 1..)]
+    pub profiles: Vec<PathBuf>,
+}
+
+#[derive(Args, Debug)]
+#[command(
+    args_conflicts_with_subcommands = false,
+    subcommand_negates_reqs = false
+)]
+pub struct CheckArgs {
+    /// The baseline profile: what the workload is allowed (its suggestion is the granted set).
+    #[arg(long, value_name = "FILE", required = true)]
+    pub baseline: PathBuf,
+
+    /// Check a saved profile instead of tracing.
+    #[arg(long, value_name = "FILE", conflicts_with = "containers")]
+    pub profile: Option<PathBuf>,
+
+    /// Trace these containers now (as `cap-trace --container`) and check them.
+    #[arg(short = 'c', long = "container", value_name = "NAME|ID")]
+    pub containers: Vec<String>,
+
+    #[command(flatten)]
+    pub follow: FollowArgs,
+
+    /// Capabilities the baseline grants but the workload no longer needs fail the gate too.
+    #[arg(long)]
+    pub fail_on_unused: bool,
+
+    #[command(flatten)]
+    pub probe: ProbeArgs,
+
+    #[command(subcommand)]
+    pub run: Option<CheckRun>,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum CheckRun {
+    /// Run a command now (as `cap-trace run`) and check it.
+    Run(RunArgs),
 }
 
 #[derive(Args, Debug)]
@@ -318,10 +419,13 @@ mod tests {
         assert!(cli.command.is_none());
         assert_eq!(cli.containers.containers, ["web", "db"]);
         assert_eq!(
-            cli.containers.duration,
+            cli.containers.follow.duration,
             Some(std::time::Duration::from_secs(300))
         );
-        assert_eq!(cli.containers.wait, std::time::Duration::from_secs(60));
+        assert_eq!(
+            cli.containers.follow.wait,
+            std::time::Duration::from_secs(60)
+        );
         let cli = Cli::try_parse_from(["cap-trace", "--all-containers", "--json"]).unwrap();
         assert!(cli.containers.all_containers);
         // Nothing to do is a usage error, and so is mixing the two.

@@ -4,15 +4,20 @@ use std::process::ExitCode;
 use clap::Parser;
 
 use cap_trace::caps::{self, Cap};
-use cap_trace::cli::{Cli, ColorChoice, Command, Format, GlobalArgs, ProbeArgs};
+use cap_trace::cli::{
+    CheckArgs, CheckRun, Cli, ColorChoice, Command, FollowArgs, Format, GlobalArgs, ProbeArgs,
+};
 use cap_trace::error::{Failure, exit};
 use cap_trace::probe::ProbeOptions;
 use cap_trace::profile::Profile;
 use cap_trace::report::{self, Style, TextOptions};
-use cap_trace::{follow, output, run};
+use cap_trace::{follow, gate, merge, output, render, run};
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => return usage_error(e),
+    };
     init_logging(cli.global.verbose);
     let runtime = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -33,41 +38,77 @@ fn main() -> ExitCode {
     }
 }
 
+/// Help and version as clap prints them; usage errors as one line, exit 2.
+fn usage_error(e: clap::Error) -> ExitCode {
+    use clap::error::ErrorKind;
+    if matches!(e.kind(), ErrorKind::DisplayHelp | ErrorKind::DisplayVersion)
+        || e.kind() == ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand
+    {
+        let _ = e.print();
+        return ExitCode::from(if e.use_stderr() {
+            exit::USAGE
+        } else {
+            exit::OK
+        });
+    }
+    if std::env::args_os().len() == 1 {
+        // Nothing asked for: say what can be asked.
+        let _ = <Cli as clap::CommandFactory>::command().print_help();
+        eprintln!(
+            "\ncap-trace: error: nothing to trace: give --container NAME, --all-containers, or a command such as `run -- CMD`"
+        );
+        return ExitCode::from(exit::USAGE);
+    }
+    let rendered = e.render().to_string();
+    let first = rendered.split("\n\n").next().unwrap_or_default();
+    let message = first
+        .lines()
+        .map(str::trim)
+        .collect::<Vec<_>>()
+        .join(" ")
+        .trim_start_matches("error: ")
+        .replace("  ", " ");
+    let tip = rendered
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("tip: "))
+        .map(|t| format!("; {t}"))
+        .unwrap_or_default();
+    eprintln!("cap-trace: error: {message}{tip} (see --help)");
+    ExitCode::from(exit::USAGE)
+}
+
 async fn dispatch(cli: Cli) -> Result<u8, Failure> {
     let global = cli.global;
     let Some(command) = cli.command else {
         let c = cli.containers;
-        let profiles = follow::follow(follow::FollowOptions {
-            targets: c.containers,
-            all: c.all_containers,
-            duration: c.duration,
-            wait: c.wait,
-            probe: probe_options(&c.probe),
-            engine_socket: c.engine_socket,
-            verbose: global.verbose,
-        })
-        .await?;
-        render_all(&profiles, &global)?;
+        let profiles =
+            follow_containers(c.containers, c.all_containers, c.follow, &c.probe, &global).await?;
+        render_all(&profiles, &global, Format::Text)?;
         return Ok(exit::OK);
     };
     match command {
         Command::Run(args) => {
-            let format = global.format();
-            let options = run::RunOptions {
-                command: args.command,
-                probe: probe_options(&args.probe),
-                command_stdout_to_stderr: format != Format::Text && global.output.is_none(),
-                verbose: global.verbose,
-            };
-            let result = run::run(options).await?;
-            render(&result.profile, &global)?;
+            let profile = run_command(args, &global).await?;
+            render_all(std::slice::from_ref(&profile), &global, Format::Text)?;
             Ok(exit::OK)
         }
         Command::Show(args) => {
-            let profile = Profile::read(&args.profile)?;
-            render(&profile, &global)?;
+            let profiles = Profile::read_all(&args.profile)?;
+            render_all(&profiles, &global, Format::Text)?;
             Ok(exit::OK)
         }
+        Command::Merge(args) => {
+            let mut inputs = Vec::new();
+            for path in &args.profiles {
+                for profile in Profile::read_all(path)? {
+                    inputs.push((path.display().to_string(), profile));
+                }
+            }
+            let merged = merge::merge(inputs);
+            render_all(std::slice::from_ref(&merged), &global, Format::Json)?;
+            Ok(exit::OK)
+        }
+        Command::Check(args) => check(args, &global).await,
         Command::Explain(args) => {
             let caps: Vec<Cap> = if args.all {
                 caps::ALL.iter().map(|c| Cap(c.number)).collect()
@@ -94,7 +135,7 @@ async fn dispatch(cli: Cli) -> Result<u8, Failure> {
                         .collect();
                     format!("{}\n", serde_json::to_string_pretty(&items).expect("json"))
                 }
-                _ => {
+                Format::Text => {
                     let style = style(&global);
                     let mut out = String::new();
                     for info in caps.iter().filter_map(|c| c.info()) {
@@ -110,10 +151,126 @@ async fn dispatch(cli: Cli) -> Result<u8, Failure> {
                     }
                     out
                 }
+                other => {
+                    return Err(Failure::usage(format!(
+                        "explain writes text or json, not {}",
+                        format_name(other)
+                    )));
+                }
             };
             output::emit(global.output.as_deref(), &text)?;
             Ok(exit::OK)
         }
+    }
+}
+
+async fn run_command(
+    args: cap_trace::cli::RunArgs,
+    global: &GlobalArgs,
+) -> Result<Profile, Failure> {
+    let format = global.format();
+    let user = match &args.user {
+        Some(spec) => Some(run::resolve_user(spec)?),
+        None => None,
+    };
+    let options = run::RunOptions {
+        command: args.command,
+        user,
+        probe: probe_options(&args.probe),
+        command_stdout_to_stderr: format != Format::Text && global.output.is_none(),
+        verbose: global.verbose,
+    };
+    Ok(run::run(options).await?.profile)
+}
+
+/// `cap-trace check`: trace (or read) the workload, compare with the baseline.
+async fn check(args: CheckArgs, global: &GlobalArgs) -> Result<u8, Failure> {
+    let baselines = Profile::read_all(&args.baseline)?;
+    let baseline_name = args.baseline.display().to_string();
+    let sources =
+        args.profile.is_some() as u8 + !args.containers.is_empty() as u8 + args.run.is_some() as u8;
+    if sources != 1 {
+        return Err(Failure::usage(
+            "check needs exactly one workload: --profile FILE, --container NAME, or `run -- CMD`",
+        ));
+    }
+    let current: Vec<Profile> = if let Some(path) = &args.profile {
+        Profile::read_all(path)?
+    } else if !args.containers.is_empty() {
+        follow_containers(args.containers, false, args.follow, &args.probe, global).await?
+    } else {
+        let Some(CheckRun::Run(run_args)) = args.run else {
+            unreachable!("counted above")
+        };
+        vec![run_command(run_args, global).await?]
+    };
+    let mut verdicts = Vec::new();
+    for profile in &current {
+        let Some(baseline) = gate::baseline_for(&baselines, profile) else {
+            return Err(Failure::usage(format!(
+                "{baseline_name} has no profile for `{}` (it holds {})",
+                profile.workload.name,
+                baselines
+                    .iter()
+                    .map(|b| format!("`{}`", b.workload.name))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            )));
+        };
+        verdicts.push(gate::compare(
+            baseline,
+            &baseline_name,
+            profile,
+            args.fail_on_unused,
+        ));
+    }
+    let text = match global.format() {
+        Format::Json => gate::json(&verdicts),
+        Format::Text => gate::text(&verdicts, style(global)),
+        other => {
+            return Err(Failure::usage(format!(
+                "check writes text or json, not {}",
+                format_name(other)
+            )));
+        }
+    };
+    output::emit(global.output.as_deref(), &text)?;
+    Ok(if verdicts.iter().all(|v| v.passed) {
+        exit::OK
+    } else {
+        exit::CHECK_FAILED
+    })
+}
+
+async fn follow_containers(
+    targets: Vec<String>,
+    all: bool,
+    follow: FollowArgs,
+    probe: &ProbeArgs,
+    global: &GlobalArgs,
+) -> Result<Vec<Profile>, Failure> {
+    follow::follow(follow::FollowOptions {
+        targets,
+        all,
+        duration: follow.duration,
+        wait: follow.wait,
+        probe: probe_options(probe),
+        engine_socket: follow.engine_socket,
+        verbose: global.verbose,
+    })
+    .await
+}
+
+fn format_name(f: Format) -> &'static str {
+    match f {
+        Format::Text => "text",
+        Format::Json => "json",
+        Format::Docker => "docker",
+        Format::Podman => "podman",
+        Format::Compose => "compose",
+        Format::K8s => "k8s",
+        Format::Oci => "oci",
+        Format::Systemd => "systemd",
     }
 }
 
@@ -138,16 +295,14 @@ fn style(global: &GlobalArgs) -> Style {
     }
 }
 
-fn render(profile: &Profile, global: &GlobalArgs) -> Result<(), Failure> {
-    render_all(std::slice::from_ref(profile), global)
-}
-
-/// One profile renders as itself; several as a JSON array, or text reports one after another.
-fn render_all(profiles: &[Profile], global: &GlobalArgs) -> Result<(), Failure> {
-    let text = match global.format() {
+/// Renders profiles in the format asked for (or `default`). One profile renders as itself;
+/// several as a JSON array, or text reports one after another.
+fn render_all(profiles: &[Profile], global: &GlobalArgs, default: Format) -> Result<(), Failure> {
+    let format = global.format_or(default);
+    let text = match format {
         Format::Text => {
             if profiles.is_empty() {
-                "no container was traced\n".to_owned()
+                "no workload was traced\n".to_owned()
             } else {
                 let opts = TextOptions {
                     verbose: global.verbose,
@@ -167,6 +322,11 @@ fn render_all(profiles: &[Profile], global: &GlobalArgs) -> Result<(), Failure> 
                 serde_json::to_string_pretty(many).expect("profiles serialize")
             ),
         },
+        Format::Docker | Format::Podman => render::engine_flags(profiles),
+        Format::Compose => render::compose(profiles),
+        Format::K8s => render::kubernetes(profiles),
+        Format::Oci => render::oci(profiles),
+        Format::Systemd => render::systemd(profiles),
     };
     output::emit(global.output.as_deref(), &text)
 }
@@ -191,13 +351,11 @@ fn init_logging(verbose: bool) {
     }
     static LOGGER: Stderr = Stderr;
     let _ = log::set_logger(&LOGGER);
-    log::set_max_level(if verbose {
-        if std::env::var_os("CAP_TRACE_TRACE").is_some() {
-            log::LevelFilter::Trace
-        } else {
-            log::LevelFilter::Debug
-        }
-    } else {
+    log::set_max_level(if !verbose {
         log::LevelFilter::Warn
+    } else if std::env::var_os("CAP_TRACE_TRACE").is_some() {
+        log::LevelFilter::Trace
+    } else {
+        log::LevelFilter::Debug
     });
 }

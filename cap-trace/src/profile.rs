@@ -198,6 +198,9 @@ pub struct Check {
     pub pid: Option<u32>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub uid: Option<u32>,
+    /// In a merged profile: the profiles this check was seen in.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub sources: Vec<String>,
 }
 
 impl Check {
@@ -299,21 +302,60 @@ impl Profile {
 
     /// Reads and validates a profile file; the suggestion is derived again from its checks.
     pub fn read(path: &Path) -> Result<Profile, ProfileError> {
+        let mut all = Self::read_all(path)?;
+        if all.len() != 1 {
+            return Err(ProfileError::Malformed {
+                path: path.display().to_string(),
+                message: format!("holds {} profiles where one was expected", all.len()),
+            });
+        }
+        Ok(all.remove(0))
+    }
+
+    /// Reads a file holding one profile or a JSON array of them.
+    pub fn read_all(path: &Path) -> Result<Vec<Profile>, ProfileError> {
         let display = path.display().to_string();
         let text = std::fs::read_to_string(path).map_err(|source| ProfileError::Read {
             path: display.clone(),
             source,
         })?;
-        Self::parse(&text, &display)
+        let value: serde_json::Value =
+            serde_json::from_str(&text).map_err(|e| ProfileError::Malformed {
+                path: display.clone(),
+                message: format!("invalid JSON: {e}"),
+            })?;
+        match value {
+            serde_json::Value::Array(items) => {
+                if items.is_empty() {
+                    return Err(ProfileError::Malformed {
+                        path: display,
+                        message: "an empty list of profiles".into(),
+                    });
+                }
+                items
+                    .into_iter()
+                    .enumerate()
+                    .map(|(i, v)| Self::from_value(v, &format!("{display} (profile {})", i + 1)))
+                    .collect()
+            }
+            v => Ok(vec![Self::from_value(v, &display)?]),
+        }
     }
 
     pub fn parse(text: &str, name: &str) -> Result<Profile, ProfileError> {
+        let value: serde_json::Value =
+            serde_json::from_str(text).map_err(|e| ProfileError::Malformed {
+                path: name.to_owned(),
+                message: format!("invalid JSON: {e}"),
+            })?;
+        Self::from_value(value, name)
+    }
+
+    fn from_value(value: serde_json::Value, name: &str) -> Result<Profile, ProfileError> {
         let malformed = |message: String| ProfileError::Malformed {
             path: name.to_owned(),
             message,
         };
-        let value: serde_json::Value =
-            serde_json::from_str(text).map_err(|e| malformed(format!("invalid JSON: {e}")))?;
         match value.get("schema").and_then(|s| s.as_str()) {
             Some(SCHEMA) => {}
             Some(other) => {
@@ -464,6 +506,7 @@ pub(crate) mod tests {
             first_seen: None,
             pid: None,
             uid: None,
+            sources: vec![],
         }
     }
 

@@ -2,7 +2,7 @@
 
 use std::fmt::Write as _;
 
-use crate::caps::Cap;
+use crate::caps::{Cap, Danger};
 use crate::profile::{Audit, Phase, Profile, Verdict, WorkloadKind};
 use crate::suggest::Status;
 
@@ -187,9 +187,7 @@ pub fn text(profile: &Profile, style: Style, opts: TextOptions) -> String {
         }
     }
 
-    if opts.explain {
-        out.push_str(&explain_section(profile, style));
-    }
+    out.push_str(&explain_section(profile, style, opts.explain));
 
     for warning in &profile.warnings {
         let _ = writeln!(out, "\n  {} {warning}", style.yellow("warning:"));
@@ -248,26 +246,36 @@ pub fn cap_list(caps: &[Cap]) -> String {
     caps.iter().map(|c| c.name()).collect::<Vec<_>>().join(", ")
 }
 
-/// What each suggested capability allows, how dangerous it is, and the evidence for it.
-pub fn explain_section(profile: &Profile, style: Style) -> String {
+/// What each suggested capability allows and how dangerous it is; `detailed` adds advice and
+/// the evidence that made it required.
+pub fn explain_section(profile: &Profile, style: Style, detailed: bool) -> String {
     let mut out = String::new();
     if profile.suggestion.add.is_empty() {
         return out;
     }
-    let _ = writeln!(out, "\n  {}", style.bold("why each capability is kept:"));
+    let _ = writeln!(
+        out,
+        "\n  {}",
+        style.bold("what the suggested capabilities allow:")
+    );
     for cap in &profile.suggestion.add {
         let Some(info) = cap.info() else { continue };
-        let verdict = profile.suggestion.verdict(*cap);
+        let danger = format!("{} risk", info.danger);
+        let danger = match info.danger {
+            Danger::Critical | Danger::High => style.red(&danger),
+            _ => danger,
+        };
         let _ = writeln!(
             out,
-            "    {} ({} risk): {}",
+            "    {} ({danger}): {}",
             style.bold(info.name),
-            info.danger,
             info.allows
         );
-        let _ = writeln!(out, "      {}", info.advice);
-        if let Some(v) = verdict {
-            let _ = writeln!(out, "      evidence: {}", v.evidence.join("; "));
+        if detailed {
+            let _ = writeln!(out, "      {}", info.advice);
+            if let Some(v) = profile.suggestion.verdict(*cap) {
+                let _ = writeln!(out, "      evidence: {}", v.evidence.join("; "));
+            }
         }
     }
     out
@@ -300,8 +308,14 @@ mod tests {
     }
 
     #[test]
-    fn explain_names_danger_and_evidence() {
-        let text = text(
+    fn explains_what_kept_capabilities_allow() {
+        let short = text(&sample(), Style::plain(), TextOptions::default());
+        assert!(
+            short.contains("    CHOWN (medium risk): change the owner and group of any file\n"),
+            "{short}"
+        );
+        assert!(!short.contains("evidence:"));
+        let long = text(
             &sample(),
             Style::plain(),
             TextOptions {
@@ -309,8 +323,8 @@ mod tests {
                 explain: true,
             },
         );
-        assert!(text.contains("CHOWN (medium risk)"), "{text}");
-        assert!(text.contains("evidence: chown: fchownat"), "{text}");
+        assert!(long.contains("evidence: chown: fchownat"), "{long}");
+        assert!(long.contains("chown volumes at start-up"), "{long}");
     }
 
     #[test]

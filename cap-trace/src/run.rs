@@ -15,8 +15,63 @@ use crate::probe::{Probe, ProbeOptions};
 use crate::profile::{Losses, Profile, TraceInfo, Workload, WorkloadKind, rfc3339};
 use crate::trace::{LAUNCHER_COMM, Tracer};
 
+/// Who the command runs as.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct User {
+    pub uid: u32,
+    pub gid: u32,
+}
+
+/// Resolves `name`, `uid`, `name:group` or `uid:gid` against the password and group files.
+pub fn resolve_user(spec: &str) -> Result<User, Failure> {
+    let (user, group) = match spec.split_once(':') {
+        Some((u, g)) => (u, Some(g)),
+        None => (spec, None),
+    };
+    let passwd = std::fs::read_to_string("/etc/passwd").unwrap_or_default();
+    let groups = std::fs::read_to_string("/etc/group").unwrap_or_default();
+    let (uid, primary) = match user.parse::<u32>() {
+        Ok(uid) => (
+            uid,
+            lookup(&passwd, |f| f[2] == user).and_then(|f| f[3].parse().ok()),
+        ),
+        Err(_) => {
+            let fields = lookup(&passwd, |f| f[0] == user).ok_or_else(|| {
+                Failure::usage(format!(
+                    "no user `{user}` in /etc/passwd (give a name or a uid)"
+                ))
+            })?;
+            (
+                fields[2]
+                    .parse()
+                    .map_err(|_| Failure::usage(format!("bad uid for `{user}` in /etc/passwd")))?,
+                fields[3].parse().ok(),
+            )
+        }
+    };
+    let gid = match group {
+        Some(g) => match g.parse::<u32>() {
+            Ok(gid) => gid,
+            Err(_) => lookup(&groups, |f| f[0] == g)
+                .and_then(|f| f[2].parse().ok())
+                .ok_or_else(|| Failure::usage(format!("no group `{g}` in /etc/group")))?,
+        },
+        None => primary.unwrap_or(uid),
+    };
+    Ok(User { uid, gid })
+}
+
+/// The fields of the first `:`-separated line (at least four fields) matching `pred`.
+fn lookup(file: &str, pred: impl Fn(&[&str]) -> bool) -> Option<Vec<&str>> {
+    file.lines()
+        .map(|l| l.split(':').collect::<Vec<_>>())
+        .find(|f| f.len() >= 4 && pred(f))
+}
+
 pub struct RunOptions {
     pub command: Vec<OsString>,
+    /// Run the command as this user instead of cap-trace's.
+    pub user: Option<User>,
     pub probe: ProbeOptions,
     /// Send the command's stdout to stderr (the profile goes to stdout).
     pub command_stdout_to_stderr: bool,
@@ -91,6 +146,7 @@ pub async fn run(opts: RunOptions) -> Result<RunResult, Failure> {
     let procs = CString::new(leaf.procs_file().as_os_str().as_bytes())
         .map_err(|_| Failure::runtime("cgroup path contains a NUL byte"))?;
     let marker = CString::new(LAUNCHER_COMM).expect("no NUL");
+    let user = opts.user;
     // SAFETY: only async-signal-safe calls (prctl, open, write, close) between fork and exec.
     unsafe {
         command.pre_exec(move || {
@@ -105,6 +161,16 @@ pub async fn run(opts: RunOptions) -> Result<RunResult, Failure> {
             libc::close(fd);
             if !ok {
                 return Err(err);
+            }
+            // Still the launcher (its name marks these checks): drop to the user.
+            if let Some(user) = user {
+                let gid = user.gid;
+                if libc::setgroups(1, &gid) != 0
+                    || libc::setgid(user.gid) != 0
+                    || libc::setuid(user.uid) != 0
+                {
+                    return Err(std::io::Error::last_os_error());
+                }
             }
             Ok(())
         });
@@ -201,4 +267,34 @@ fn forward(cgroup: &std::path::Path, interrupts: u32, signal: i32) -> u32 {
         cgroup::kill_all(cgroup);
     }
     1
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn resolves_users_and_groups() {
+        assert_eq!(resolve_user("root").unwrap(), User { uid: 0, gid: 0 });
+        assert_eq!(resolve_user("0:0").unwrap(), User { uid: 0, gid: 0 });
+        assert_eq!(
+            resolve_user("1234:5678").unwrap(),
+            User {
+                uid: 1234,
+                gid: 5678
+            }
+        );
+        // A uid not in /etc/passwd gets its own number as group.
+        assert_eq!(
+            resolve_user("424242").unwrap(),
+            User {
+                uid: 424242,
+                gid: 424242
+            }
+        );
+        let err = resolve_user("no-such-user-here").unwrap_err();
+        assert_eq!(err.code, crate::error::exit::USAGE);
+        assert!(err.message.contains("no user `no-such-user-here`"));
+        assert!(resolve_user("root:no-such-group-here").is_err());
+    }
 }

@@ -333,6 +333,7 @@ impl Tracer {
             first_seen: seen.first.map(|f| self.clock.wall(f.boot_ns)),
             pid: seen.first.map(|f| f.tgid),
             uid: seen.first.map(|f| f.uid),
+            sources: Vec::new(),
         }
     }
 }

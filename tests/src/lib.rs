@@ -77,8 +77,11 @@ where
         }
         None => Command::new(bin()),
     };
+    // cargo test points LD_LIBRARY_PATH into root's toolchain directories; a traced command
+    // running as another user would probe them and be denied.
     cmd.args(args)
         .env("NO_COLOR", "1")
+        .env_remove("LD_LIBRARY_PATH")
         .output()
         .expect("run cap-trace")
 }

@@ -128,6 +128,7 @@ impl Background {
             .arg(&output)
             .stderr(Stdio::piped())
             .stdout(Stdio::null())
+            .env_remove("LD_LIBRARY_PATH")
             .spawn()
             .expect("start cap-trace");
         let stderr = Arc::new(Mutex::new(String::new()));

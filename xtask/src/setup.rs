@@ -34,6 +34,18 @@ const TEST_PACKAGES: &[&str] = &[
 
 const BPF_LINKER_VERSION: &str = "0.13.0";
 
+/// Python tools the tests use, from PyPI, in a virtual environment under target/.
+const PYTHON_TOOLS: &[&str] = &[
+    "podman-compose==1.6.0",
+    "kubernetes==37.0.2",
+    "PyYAML==6.0.3",
+];
+
+/// Where the Python tools live.
+pub fn python_tools() -> std::path::PathBuf {
+    crate::tasks::root().join("target/pytools")
+}
+
 fn say(what: &str, outcome: &str) {
     println!("setup: {what:<40} {outcome}");
 }
@@ -53,6 +65,41 @@ pub fn install(scope: Scope) -> Result<()> {
     }
     debian_packages(&packages)?;
     bpf_linker()?;
+    if scope == Scope::All {
+        python_tools_venv()?;
+    }
+    Ok(())
+}
+
+fn python_tools_venv() -> Result<()> {
+    let venv = python_tools();
+    let python = venv.join("bin/python");
+    let installed = output(Command::new(&python).args(["-m", "pip", "freeze"])).unwrap_or_default();
+    let missing: Vec<&str> = PYTHON_TOOLS
+        .iter()
+        .copied()
+        .filter(|spec| !installed.lines().any(|l| l.eq_ignore_ascii_case(spec)))
+        .collect();
+    if missing.is_empty() {
+        say(
+            "python tools (podman-compose, kubernetes)",
+            "already installed",
+        );
+        return Ok(());
+    }
+    if !python.exists() {
+        run(Command::new("python3").arg("-m").arg("venv").arg(&venv))?;
+    }
+    run(Command::new(&python)
+        .args([
+            "-m",
+            "pip",
+            "install",
+            "--quiet",
+            "--disable-pip-version-check",
+        ])
+        .args(&missing))?;
+    say("python tools (podman-compose, kubernetes)", "installed");
     Ok(())
 }
 

@@ -1,0 +1,198 @@
+//! `cap-trace merge`: one profile from several runs, replicas or nodes. Counts add up, and each
+//! check remembers which profiles it was seen in.
+
+use std::collections::BTreeMap;
+
+use crate::profile::{Check, Losses, Outcome, Profile, TraceInfo, Workload, WorkloadKind};
+
+/// Merges `(source name, profile)` pairs; the suggestion is derived again from the union.
+pub fn merge(inputs: Vec<(String, Profile)>) -> Profile {
+    assert!(!inputs.is_empty(), "merge needs at least one profile");
+    let mut checks: BTreeMap<_, Check> = BTreeMap::new();
+    let mut outcomes: BTreeMap<_, Outcome> = BTreeMap::new();
+    let mut warnings: Vec<String> = Vec::new();
+    let mut names: Vec<String> = Vec::new();
+    let mut sources: Vec<String> = Vec::new();
+    let mut kernels: Vec<String> = Vec::new();
+    let mut hooks: Vec<String> = Vec::new();
+    let mut losses = Losses::default();
+    let mut complete = true;
+    let mut duration_ms = 0;
+    let mut total_checks = 0;
+    let mut started: Option<String> = None;
+    let first = inputs[0].1.clone();
+
+    for (source, p) in &inputs {
+        // A merged input contributes its own sources.
+        let from: Vec<String> = if p.workload.sources.is_empty() {
+            vec![source.clone()]
+        } else {
+            p.workload.sources.clone()
+        };
+        sources.extend(from.iter().cloned());
+        if !names.contains(&p.workload.name) {
+            names.push(p.workload.name.clone());
+        }
+        if !kernels.contains(&p.trace.kernel) {
+            kernels.push(p.trace.kernel.clone());
+        }
+        if !hooks.contains(&p.trace.hook) {
+            hooks.push(p.trace.hook.clone());
+        }
+        if p.workload.userns_level != first.workload.userns_level {
+            warnings.push(format!(
+                "{source} ran in a user namespace of another depth ({} instead of {}); its child-namespace checks are judged by the first profile's",
+                p.workload.userns_level, first.workload.userns_level
+            ));
+        }
+        losses.ring_buffer += p.trace.losses.ring_buffer;
+        losses.probes_missed += p.trace.losses.probes_missed;
+        losses.outcomes += p.trace.losses.outcomes;
+        complete &= p.trace.complete;
+        duration_ms += p.trace.duration_ms;
+        total_checks += p.trace.total_checks;
+        if started.as_ref().is_none_or(|s| p.trace.started < *s) {
+            started = Some(p.trace.started.clone());
+        }
+        for w in &p.warnings {
+            if !w.starts_with("the trace is incomplete") && !warnings.contains(w) {
+                warnings.push(w.clone());
+            }
+        }
+        for check in &p.checks {
+            let mut check = check.clone();
+            if check.sources.is_empty() {
+                check.sources = from.clone();
+            }
+            match checks.get_mut(&check.identity()) {
+                None => {
+                    checks.insert(check.identity(), check);
+                }
+                Some(existing) => {
+                    existing.count += check.count;
+                    if check.first_seen.is_some()
+                        && (existing.first_seen.is_none() || check.first_seen < existing.first_seen)
+                    {
+                        existing.first_seen = check.first_seen;
+                        existing.pid = check.pid;
+                        existing.uid = check.uid;
+                    }
+                    for s in check.sources {
+                        if !existing.sources.contains(&s) {
+                            existing.sources.push(s);
+                        }
+                    }
+                }
+            }
+        }
+        for outcome in &p.outcomes {
+            outcomes
+                .entry(outcome.identity())
+                .and_modify(|o| o.count += outcome.count)
+                .or_insert_with(|| outcome.clone());
+        }
+    }
+
+    let same_workload = names.len() == 1;
+    let workload = Workload {
+        kind: if same_workload {
+            first.workload.kind
+        } else {
+            Some(WorkloadKind::Merged)
+        },
+        name: names.join(" + "),
+        sources,
+        // Facts of one run (its id, exit status, capability set) do not describe the merge.
+        id: None,
+        exit_status: None,
+        exit_signal: None,
+        capabilities: None,
+        seccomp: None,
+        command: if same_workload {
+            first.workload.command.clone()
+        } else {
+            None
+        },
+        ..first.workload.clone()
+    };
+    let trace = TraceInfo {
+        backend: first.trace.backend,
+        hook: hooks.join(", "),
+        kernel: kernels.join(", "),
+        started: started.unwrap_or_default(),
+        duration_ms,
+        complete,
+        losses,
+        total_checks,
+    };
+    Profile::new(
+        workload,
+        trace,
+        checks.into_values().collect(),
+        outcomes.into_values().collect(),
+        warnings,
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::caps::Cap;
+    use crate::profile::tests::{check, sample};
+    use crate::profile::{Audit, Verdict};
+
+    #[test]
+    fn union_of_replicas_with_counts_and_sources() {
+        let a = sample();
+        let mut b = sample();
+        b.checks.push(check(
+            27,
+            Verdict::Granted,
+            Audit::Audited,
+            "mknodat",
+            "mknod",
+        ));
+        b.trace.duration_ms = 10;
+        let merged = merge(vec![("a.json".into(), a.clone()), ("b.json".into(), b)]);
+        assert_eq!(merged.suggestion.add, vec![Cap(0), Cap(27)]);
+        assert_eq!(merged.workload.sources, ["a.json", "b.json"]);
+        assert_eq!(merged.workload.kind, a.workload.kind);
+        let chown = merged.checks.iter().find(|c| c.cap == Cap(0)).unwrap();
+        assert_eq!(chown.count, 2);
+        assert_eq!(chown.sources, ["a.json", "b.json"]);
+        let mknod = merged.checks.iter().find(|c| c.cap == Cap(27)).unwrap();
+        assert_eq!(mknod.sources, ["b.json"]);
+        assert_eq!(merged.trace.duration_ms, 15);
+        assert!(merged.trace.complete);
+        assert_eq!(merged.workload.exit_status, None);
+    }
+
+    #[test]
+    fn merging_merged_profiles_keeps_original_sources() {
+        let ab = merge(vec![
+            ("a.json".into(), sample()),
+            ("b.json".into(), sample()),
+        ]);
+        let abc = merge(vec![("ab.json".into(), ab), ("c.json".into(), sample())]);
+        assert_eq!(abc.workload.sources, ["a.json", "b.json", "c.json"]);
+        assert_eq!(
+            abc.checks.iter().find(|c| c.cap == Cap(0)).unwrap().count,
+            3
+        );
+    }
+
+    #[test]
+    fn different_workloads_and_losses() {
+        let a = sample();
+        let mut b = sample();
+        b.workload.name = "other".into();
+        b.trace.complete = false;
+        b.trace.losses.ring_buffer = 4;
+        let merged = merge(vec![("a".into(), a), ("b".into(), b)]);
+        assert_eq!(merged.workload.kind, Some(WorkloadKind::Merged));
+        assert_eq!(merged.workload.name, "chown nobody /tmp/x + other");
+        assert!(!merged.trace.complete);
+        assert_eq!(merged.trace.losses.ring_buffer, 4);
+        assert!(merged.warnings[0].contains("incomplete"));
+    }
+}

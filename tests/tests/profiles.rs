@@ -1,0 +1,609 @@
+//! Shipping profiles: every format rendered from a saved profile, accepted by the tools that
+//! consume it (podman-compose, runc, the Kubernetes API types), merge, and the check gate.
+
+use std::path::Path;
+use std::process::Command;
+use std::time::Duration;
+
+use cap_trace_tests::podman::{self, Background, LEARNING};
+use cap_trace_tests::*;
+
+fn python_tool(name: &str) -> std::path::PathBuf {
+    let path = workspace_root().join("target/pytools/bin").join(name);
+    assert!(
+        path.exists(),
+        "{} missing: run `cargo xtask setup`",
+        path.display()
+    );
+    path
+}
+
+fn write_profile(dir: &TempDir, name: &str, command: &[&str]) -> std::path::PathBuf {
+    write_profile_with(dir, name, &[], command)
+}
+
+fn write_profile_with(
+    dir: &TempDir,
+    name: &str,
+    options: &[&str],
+    command: &[&str],
+) -> std::path::PathBuf {
+    let path = dir.join(name);
+    let mut args = vec!["run", "--json", "--output", path.to_str().unwrap()];
+    args.extend(options);
+    args.push("--");
+    args.extend(command);
+    ok(&cap_trace(&args));
+    path
+}
+
+#[test]
+fn compose_file_runs_with_exactly_those_capabilities_under_podman_compose() {
+    if !(privileged("compose_file_runs_with_exactly_those_capabilities_under_podman_compose")
+        && podman::available(
+            "compose_file_runs_with_exactly_those_capabilities_under_podman_compose",
+        ))
+    {
+        return;
+    }
+    let compose_bin = python_tool("podman-compose");
+    let dir = TempDir::new("compose");
+    std::fs::write(
+        dir.join("containers.conf"),
+        "[engine]\nruntime = \"runc\"\n",
+    )
+    .unwrap();
+    // The service as it would be deployed, and a staging override for learning mode.
+    let script = "grep CapEff /proc/self/status; httpd -f -p 80 -u nobody:nogroup & pid=$$!; sleep 1; \
+                  case \"$$(grep State /proc/$$pid/status)\" in *S*|*R*) echo WORKS; exit 0;; *) echo BROKEN; exit 1;; esac";
+    let compose_yml = format!(
+        "services:\n  web:\n    image: {}\n    command: [\"sh\", \"-c\", {}]\n    network_mode: none\n    ulimits:\n      nofile: {{soft: 20000, hard: 20000}}\n      nproc: {{soft: 1000, hard: 1000}}\n",
+        podman::image(),
+        serde_json::to_string(script).unwrap()
+    );
+    std::fs::write(dir.join("compose.yml"), compose_yml).unwrap();
+    std::fs::write(
+        dir.join("learning.yml"),
+        "services:\n  web:\n    cap_add: [ALL]\n    security_opt: [seccomp=unconfined]\n",
+    )
+    .unwrap();
+    let project = format!("ctcompose{}", std::process::id());
+    let compose = |files: &[&str], args: &[&str]| {
+        let mut cmd = Command::new(&compose_bin);
+        cmd.current_dir(dir.path())
+            .env("CONTAINERS_CONF", dir.join("containers.conf"))
+            .args(["-p", &project]);
+        for f in files {
+            cmd.args(["-f", f]);
+        }
+        cmd.args(args).output().unwrap()
+    };
+
+    // Profile the staging run (podman-compose names the container <project>_web_1).
+    let container = format!("{project}_web_1");
+    let bg = Background::start(&["--container", &container, "--wait", "60"]);
+    let up = compose(&["compose.yml", "learning.yml"], &["up"]);
+    assert!(
+        String::from_utf8_lossy(&up.stdout).contains("WORKS"),
+        "{up:?}"
+    );
+    let (code, stderr, json) = bg.wait(Duration::from_secs(60));
+    assert_eq!(code, Some(0), "{stderr}");
+    compose(&["compose.yml", "learning.yml"], &["down"]);
+    let profile = podman::profiles(&json.unwrap()).remove(0);
+    // Named after the compose service, not the container: re-created containers keep it.
+    assert_eq!(profile["workload"]["name"], format!("{project}/web"));
+    assert_eq!(profile["workload"]["compose"]["service"], "web");
+    let saved = dir.join("web.json");
+    std::fs::write(&saved, profile.to_string()).unwrap();
+
+    // Render the compose override from the saved profile, without tracing again.
+    let caps_yml = dir.join("caps.yml");
+    ok(&cap_trace([
+        "show",
+        saved.to_str().unwrap(),
+        "--format",
+        "compose",
+        "--output",
+        caps_yml.to_str().unwrap(),
+    ]));
+    let text = std::fs::read_to_string(&caps_yml).unwrap();
+    assert!(
+        text.contains("services:\n  web:\n    cap_drop:\n      - ALL\n"),
+        "{text}"
+    );
+
+    // Deploy with it: the container gets exactly SETGID, SETUID, NET_BIND_SERVICE and works.
+    let up = compose(&["compose.yml", "caps.yml"], &["up"]);
+    compose(&["compose.yml", "caps.yml"], &["down"]);
+    let out = String::from_utf8_lossy(&up.stdout);
+    assert!(out.contains("CapEff:\t00000000000004c0"), "{out}");
+    assert!(out.contains("WORKS"), "{out}");
+}
+
+#[test]
+fn kubernetes_snippet_is_a_valid_security_context() {
+    if !privileged("kubernetes_snippet_is_a_valid_security_context") {
+        return;
+    }
+    let dir = TempDir::new("k8s");
+    let file = dir.join("f");
+    std::fs::write(&file, "x").unwrap();
+    let chown = write_profile(
+        &dir,
+        "chown.json",
+        &["chown", "nobody", file.to_str().unwrap()],
+    );
+    let nothing = write_profile_with(&dir, "true.json", &["--user", "nobody"], &["true"]);
+    for (profile, expect_add) in [(chown, vec!["CHOWN"]), (nothing, vec![])] {
+        let out = ok(&cap_trace([
+            "show",
+            profile.to_str().unwrap(),
+            "--format",
+            "k8s",
+        ]));
+        // The Kubernetes API's own model types: every field must be known, of the right type,
+        // and survive a round trip unchanged.
+        let check = r#"
+import sys, json, yaml
+from kubernetes.client import ApiClient
+doc = yaml.safe_load(sys.stdin.read())
+api = ApiClient()
+out = []
+for c in doc["containers"]:
+    c = dict(c, image="x")
+    model = api._ApiClient__deserialize(c, "V1Container")
+    back = api.sanitize_for_serialization(model)
+    assert back["securityContext"] == c["securityContext"], (back, c)
+    sc = model.security_context
+    assert isinstance(sc.allow_privilege_escalation, bool)
+    assert all(isinstance(x, str) for x in sc.capabilities.drop + sc.capabilities.add)
+    out.append({"add": sc.capabilities.add, "drop": sc.capabilities.drop,
+                "runAsNonRoot": sc.run_as_non_root})
+print(json.dumps(out))
+"#;
+        let mut child = Command::new(python_tool("python"))
+            .args(["-c", check])
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        use std::io::Write;
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(out.as_bytes())
+            .unwrap();
+        let result = child.wait_with_output().unwrap();
+        assert!(
+            result.status.success(),
+            "{out}\n{}",
+            String::from_utf8_lossy(&result.stderr)
+        );
+        let parsed: serde_json::Value = serde_json::from_slice(&result.stdout).unwrap();
+        assert_eq!(parsed[0]["drop"], serde_json::json!(["ALL"]));
+        assert_eq!(
+            parsed[0]["add"],
+            serde_json::json!(expect_add),
+            "{}",
+            std::fs::read_to_string(&profile).unwrap()
+        );
+        // runAsNonRoot only where the profile shows it is safe.
+        let non_root = expect_add.is_empty();
+        assert_eq!(
+            parsed[0]["runAsNonRoot"],
+            if non_root {
+                serde_json::json!(true)
+            } else {
+                serde_json::Value::Null
+            },
+            "{out}"
+        );
+    }
+}
+
+/// A runc bundle with the test image's root filesystem.
+fn bundle(dir: &Path, capabilities: serde_json::Value, script: &str) {
+    let rootfs = dir.join("rootfs");
+    std::fs::create_dir_all(&rootfs).unwrap();
+    let name = podman::name("export");
+    let created = podman::podman()
+        .args(["create", "--name", &name, podman::image(), "true"])
+        .output()
+        .unwrap();
+    assert!(created.status.success());
+    let export = podman::podman().args(["export", &name]).output().unwrap();
+    podman::remove(&name);
+    let mut tar = Command::new("tar")
+        .arg("-C")
+        .arg(&rootfs)
+        .arg("-x")
+        .stdin(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    use std::io::Write;
+    tar.stdin.take().unwrap().write_all(&export.stdout).unwrap();
+    assert!(tar.wait().unwrap().success());
+    let spec = Command::new("runc")
+        .args(["spec", "--bundle"])
+        .arg(dir)
+        .output()
+        .unwrap();
+    assert!(spec.status.success());
+    let path = dir.join("config.json");
+    let mut config: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+    config["process"]["terminal"] = false.into();
+    config["process"]["args"] = serde_json::json!(["/bin/sh", "-c", script]);
+    config["process"]["capabilities"] = capabilities;
+    config["root"]["readonly"] = false.into();
+    std::fs::write(&path, serde_json::to_string_pretty(&config).unwrap()).unwrap();
+}
+
+#[test]
+fn oci_capabilities_are_accepted_by_runc() {
+    if !(privileged("oci_capabilities_are_accepted_by_runc")
+        && podman::available("oci_capabilities_are_accepted_by_runc"))
+    {
+        return;
+    }
+    let dir = TempDir::new("oci");
+    let file = dir.join("f");
+    std::fs::write(&file, "x").unwrap();
+    let profile = write_profile(
+        &dir,
+        "chown.json",
+        &["chown", "nobody", file.to_str().unwrap()],
+    );
+    let out = ok(&cap_trace([
+        "show",
+        profile.to_str().unwrap(),
+        "--format",
+        "oci",
+    ]));
+    let caps: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(caps["bounding"], serde_json::json!(["CAP_CHOWN"]));
+    let script = "touch /tmp/f && chown nobody /tmp/f && grep CapEff /proc/self/status";
+    let run = |caps: serde_json::Value, id: &str| {
+        let b = TempDir::new(id);
+        bundle(b.path(), caps, script);
+        let container = format!("{id}-{}", std::process::id());
+        let out = Command::new("runc")
+            .args(["run", "--bundle"])
+            .arg(b.path())
+            .arg(&container)
+            .output()
+            .unwrap();
+        let _ = Command::new("runc")
+            .args(["delete", "--force", &container])
+            .output();
+        out
+    };
+    let with = run(caps, "oci-with");
+    assert!(
+        with.status.success(),
+        "{}",
+        String::from_utf8_lossy(&with.stderr)
+    );
+    assert!(String::from_utf8_lossy(&with.stdout).contains("CapEff:\t0000000000000001"));
+    let empty = serde_json::json!({"bounding": [], "effective": [], "permitted": [], "inheritable": [], "ambient": []});
+    let without = run(empty, "oci-without");
+    assert!(!without.status.success(), "chown worked without CAP_CHOWN");
+}
+
+#[test]
+fn every_format_renders_from_a_saved_profile() {
+    if !privileged("every_format_renders_from_a_saved_profile") {
+        return;
+    }
+    let dir = TempDir::new("formats");
+    let file = dir.join("f");
+    std::fs::write(&file, "x").unwrap();
+    let profile = write_profile(&dir, "p.json", &["chown", "nobody", file.to_str().unwrap()]);
+    let p = profile.to_str().unwrap();
+    let show = |format: &str| ok(&cap_trace(["show", p, "--format", format]));
+    assert_eq!(show("docker"), "--cap-drop=ALL --cap-add=CHOWN\n");
+    assert_eq!(show("podman"), "--cap-drop=ALL --cap-add=CHOWN\n");
+    let systemd = show("systemd");
+    assert!(
+        systemd.contains(
+            "[Service]\nCapabilityBoundingSet=CAP_CHOWN\nAmbientCapabilities=CAP_CHOWN\n"
+        ),
+        "{systemd}"
+    );
+    let text = show("text");
+    assert!(text.contains("Suggestion: --cap-drop=ALL --cap-add=CHOWN"));
+    let json: serde_json::Value = serde_json::from_str(&show("json")).unwrap();
+    let original: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&profile).unwrap()).unwrap();
+    assert_eq!(json, original, "show --format json reproduces the profile");
+}
+
+#[test]
+fn merge_unions_runs_and_keeps_sources() {
+    if !privileged("merge_unions_runs_and_keeps_sources") {
+        return;
+    }
+    let dir = TempDir::new("merge");
+    let file = dir.join("f");
+    std::fs::write(&file, "x").unwrap();
+    let a = write_profile(&dir, "a.json", &["chown", "nobody", file.to_str().unwrap()]);
+    let node = dir.join("n");
+    let b = write_profile(
+        &dir,
+        "b.json",
+        &["mknod", node.to_str().unwrap(), "c", "1", "3"],
+    );
+    let merged = dir.join("merged.json");
+    ok(&cap_trace([
+        "merge",
+        a.to_str().unwrap(),
+        b.to_str().unwrap(),
+        "--output",
+        merged.to_str().unwrap(),
+    ]));
+    let m: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&merged).unwrap()).unwrap();
+    assert_eq!(m["schema"], "cap-trace/profile");
+    assert_eq!(suggested(&m), ["CHOWN", "MKNOD"]);
+    assert_eq!(m["workload"]["kind"], "merged");
+    assert_eq!(m["workload"]["sources"].as_array().unwrap().len(), 2);
+    let chown = m["checks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["cap"] == "CHOWN")
+        .unwrap();
+    assert_eq!(chown["sources"], serde_json::json!([a.to_str().unwrap()]));
+    // Merging a profile with itself doubles the counts.
+    let twice = ok(&cap_trace([
+        "merge",
+        a.to_str().unwrap(),
+        a.to_str().unwrap(),
+    ]));
+    let t: serde_json::Value = serde_json::from_str(&twice).unwrap();
+    let count = |v: &serde_json::Value| {
+        v["checks"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|c| c["cap"] == "CHOWN")
+            .unwrap()["count"]
+            .as_u64()
+            .unwrap()
+    };
+    let single: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&a).unwrap()).unwrap();
+    assert_eq!(count(&t), 2 * count(&single));
+}
+
+#[test]
+fn check_gate_exit_codes_with_real_workloads() {
+    if !privileged("check_gate_exit_codes_with_real_workloads") {
+        return;
+    }
+    let dir = TempDir::new("gate");
+    let file = dir.join("f");
+    std::fs::write(&file, "x").unwrap();
+    let f = file.to_str().unwrap();
+    let base = write_profile(&dir, "base.json", &["chown", "nobody", f]);
+    let b = base.to_str().unwrap();
+
+    // Same needs: 0.
+    let out = cap_trace(["check", "--baseline", b, "run", "--", "chown", "nobody", f]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert!(stdout(&out).contains("check passed"));
+
+    // The workload starts needing MKNOD: 1, with the comm, syscall and count.
+    let node = dir.join("node");
+    let script = format!("chown nobody {f}; mknod {} c 1 3", node.display());
+    let out = cap_trace(["check", "--baseline", b, "run", "--", "sh", "-c", &script]);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    let text = stdout(&out);
+    assert!(text.contains("check FAILED"), "{text}");
+    assert!(text.contains("+ MKNOD"), "{text}");
+    assert!(text.contains("mknod: mknodat (x1)"), "{text}");
+
+    // The same against a saved profile, as JSON.
+    std::fs::remove_file(&node).unwrap();
+    let new = dir.join("new.json");
+    ok(&cap_trace([
+        "run",
+        "--json",
+        "--output",
+        new.to_str().unwrap(),
+        "--",
+        "sh",
+        "-c",
+        &script,
+    ]));
+    let out = cap_trace([
+        "check",
+        "--baseline",
+        b,
+        "--profile",
+        new.to_str().unwrap(),
+        "--json",
+    ]);
+    assert_eq!(out.status.code(), Some(1));
+    let j: serde_json::Value = serde_json::from_str(&stdout(&out)).unwrap();
+    assert_eq!(j["passed"], false);
+    assert_eq!(j["workloads"][0]["new"][0]["cap"], "MKNOD");
+
+    // A capability the baseline grants but the workload no longer uses: an opportunity...
+    let merged = dir.join("both.json");
+    ok(&cap_trace([
+        "merge",
+        b,
+        new.to_str().unwrap(),
+        "--output",
+        merged.to_str().unwrap(),
+    ]));
+    let m = merged.to_str().unwrap();
+    let out = cap_trace(["check", "--baseline", m, "run", "--", "chown", "nobody", f]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert!(stdout(&out).contains("- MKNOD"), "{}", stdout(&out));
+    // ... or a failure, when asked.
+    let out = cap_trace([
+        "check",
+        "--baseline",
+        m,
+        "--fail-on-unused",
+        "run",
+        "--",
+        "chown",
+        "nobody",
+        f,
+    ]);
+    assert_eq!(out.status.code(), Some(1));
+
+    // Verifying a deployed, reduced set: run without CHOWN, the chown hits a wall: 1.
+    let out = cap_trace_under(
+        &["setpriv", "--bounding-set=-chown", "--inh-caps=-chown"],
+        ["check", "--baseline", b, "run", "--", "chown", "nobody", f],
+    );
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert!(stdout(&out).contains("! CHOWN"), "{}", stdout(&out));
+
+    // Usage and input errors: 2.
+    let bad = dir.join("bad.json");
+    std::fs::write(&bad, "{\"schema\": \"cap-trace/profile\", \"version\": 1").unwrap();
+    for args in [
+        vec!["check", "--baseline", bad.to_str().unwrap(), "--profile", b],
+        vec!["check", "--baseline", "/nonexistent.json", "--profile", b],
+        vec!["check", "--baseline", b],
+        vec!["check", "--profile", b],
+    ] {
+        let out = cap_trace(&args);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {}", stderr(&out));
+        assert_eq!(stderr(&out).trim().lines().count(), 1, "{}", stderr(&out));
+    }
+}
+
+#[test]
+fn check_gate_on_a_container() {
+    if !(privileged("check_gate_on_a_container") && podman::available("check_gate_on_a_container"))
+    {
+        return;
+    }
+    let dir = TempDir::new("gate-container");
+    let base = write_profile(
+        &dir,
+        "base.json",
+        &[
+            "sh",
+            "-c",
+            "touch /tmp/cap-trace-gate; chown nobody /tmp/cap-trace-gate",
+        ],
+    );
+    let name = podman::name("gate");
+    podman::image();
+    let child = std::process::Command::new(bin())
+        .args([
+            "check",
+            "--baseline",
+            base.to_str().unwrap(),
+            "--container",
+            &name,
+            "--wait",
+            "60",
+        ])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(1500));
+    assert!(
+        podman::run(
+            &name,
+            LEARNING,
+            "touch /tmp/f; chown nobody /tmp/f; mknod /tmp/n c 1 3"
+        )
+        .status
+        .success()
+    );
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).contains("+ MKNOD"));
+}
+
+#[test]
+fn bad_input_is_exit_2_and_nothing_is_half_written() {
+    let dir = TempDir::new("bad-input");
+    let malformed = dir.join("malformed.json");
+    std::fs::write(&malformed, "{ not json").unwrap();
+    let future = dir.join("future.json");
+    std::fs::write(&future, r#"{"schema": "cap-trace/profile", "version": 99}"#).unwrap();
+    let other = dir.join("other.json");
+    std::fs::write(&other, r#"{"hello": "world"}"#).unwrap();
+    let unreadable = dir.join("missing.json");
+    let cases: Vec<(Vec<&str>, &str)> = vec![
+        (
+            vec!["show", malformed.to_str().unwrap()],
+            "is not a cap-trace profile: invalid JSON",
+        ),
+        (
+            vec!["show", future.to_str().unwrap()],
+            "is a version 99 profile; this cap-trace reads version 1",
+        ),
+        (
+            vec!["show", other.to_str().unwrap()],
+            "is not a cap-trace profile",
+        ),
+        (
+            vec!["show", unreadable.to_str().unwrap()],
+            "cannot read profile",
+        ),
+        (vec!["explain", "CAP_FLY"], "unknown capability `CAP_FLY`"),
+        (
+            vec!["explain", "chown", "wizardry"],
+            "unknown capability `wizardry`",
+        ),
+    ];
+    for (args, message) in cases {
+        let out = cap_trace(&args);
+        assert_eq!(out.status.code(), Some(2), "{args:?}");
+        let err = stderr(&out);
+        assert_eq!(err.lines().count(), 1, "{err}");
+        assert!(err.starts_with("cap-trace: error: "), "{err}");
+        assert!(err.contains(message), "{args:?}: {err}");
+    }
+    let out = cap_trace(["explain", "net_bind_service", "CAP_SYS_ADMIN"]);
+    let text = ok(&out);
+    assert!(
+        text.contains("NET_BIND_SERVICE") && text.contains("critical risk"),
+        "{text}"
+    );
+
+    // A merge that fails leaves an existing output file as it was, and no temporary file.
+    let target = dir.join("merged.json");
+    std::fs::write(&target, "previous").unwrap();
+    let out = cap_trace([
+        "merge",
+        malformed.to_str().unwrap(),
+        "--output",
+        target.to_str().unwrap(),
+    ]);
+    assert_eq!(out.status.code(), Some(2));
+    assert_eq!(std::fs::read_to_string(&target).unwrap(), "previous");
+    let names: Vec<_> = std::fs::read_dir(dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    assert!(
+        !names.iter().any(|n| n.to_string_lossy().contains(".tmp")),
+        "{names:?}"
+    );
+
+    // Writing into a directory that does not exist: a runtime error, one line.
+    let out = cap_trace(["explain", "chown", "--output", "/nonexistent-dir/x.txt"]);
+    assert_eq!(out.status.code(), Some(4));
+    assert!(stderr(&out).contains("cannot write /nonexistent-dir/x.txt"));
+}
