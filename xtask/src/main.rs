@@ -5,6 +5,7 @@
 
 mod setup;
 mod tasks;
+mod vm;
 
 use anyhow::Result;
 use clap::{Parser, Subcommand};
@@ -26,6 +27,8 @@ enum Task {
     },
     /// Set up, build, and trace a real workload.
     Demo,
+    /// Run the backend tests on Debian's 6.1 kernel in a qemu VM (fexit, kprobe, auto).
+    VmTest,
     /// Set up, then run the unit and integration tests (root tests are required when root).
     Test {
         /// Extra arguments for `cargo test` (after `--`).
@@ -43,6 +46,7 @@ fn main() {
             setup::Scope::All
         }),
         Task::Demo => tasks::demo(),
+        Task::VmTest => vm::vm_test(),
         Task::Test { args } => tasks::test(&args),
     };
     if let Err(e) = result {

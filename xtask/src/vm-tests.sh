@@ -1,0 +1,74 @@
+# Runs inside the test VM (busybox sh, as root). Each verdict is one line:
+#   VMTEST PASS <name>   or   VMTEST FAIL <name>: <what went wrong>
+# so that `cargo xtask vm-test` can report and fail on any of them.
+
+pass() { echo "VMTEST PASS $1"; }
+fail() { echo "VMTEST FAIL $1: $2"; }
+
+# check NAME CONDITION...: a verdict from a shell condition.
+check() {
+    name=$1
+    shift
+    if "$@"; then pass "$name"; else fail "$name" "$*"; fi
+}
+
+# Lines of the verbose text report are `CAP  verdict audit comm syscall xN [site]`.
+has_check() { grep -Eq "^    $2 +$3 +$4 " "$1"; }
+
+touch /tmp/f
+touch /tmp/rootfile
+chmod 644 /tmp/rootfile
+
+for probe in fexit kprobe auto; do
+    p=/tmp/$probe
+
+    # chown needs exactly CHOWN; the check is granted and audited.
+    if cap-trace run --probe "$probe" --json --output "$p-chown.json" -- chown nobody /tmp/f 2> "$p.err"; then
+        check "$probe: chown suggests CHOWN" \
+            test "$(cap-trace show "$p-chown.json" --format docker)" = "--cap-drop=ALL --cap-add=CHOWN"
+        cap-trace show "$p-chown.json" --verbose > "$p-chown.txt"
+        check "$probe: chown's check is granted and audited" has_check "$p-chown.txt" CHOWN granted audited
+        check "$probe: the audit flag is known for every check" \
+            sh -c "! grep -q '\"audit\": \"unknown\"' $p-chown.json"
+    else
+        fail "$probe: chown suggests CHOWN" "cap-trace failed: $(cat "$p.err")"
+    fi
+
+    # A program that only reads needs nothing, although the kernel asks for capabilities on
+    # the way without audit (sysctl permissions: NET_ADMIN; /proc/PID/stat: SYS_PTRACE);
+    # fexit and kprobe read that from the opts argument.
+    if cap-trace run --probe "$probe" --json --output "$p-read.json" -- \
+        sh -c 'cat /proc/sys/net/ipv4/ip_forward /proc/1/stat > /dev/null; x=$(seq 1 100)' 2> "$p.err"; then
+        check "$probe: noaudit-only checks are not required" \
+            test "$(cap-trace show "$p-read.json" --format docker)" = "--cap-drop=ALL"
+        cap-trace show "$p-read.json" --verbose > "$p-read.txt"
+        check "$probe: granted noaudit checks are seen" has_check "$p-read.txt" '[A-Z_]+' granted noaudit
+        check "$probe: they are probed, not required" grep -Eq "^  [A-Z_]+ +probed, not required" "$p-read.txt"
+        check "$probe: and nothing else is listed" \
+            sh -c "! grep -E '^  [A-Z_]+ +(required|needed but missing)' $p-read.txt"
+    else
+        fail "$probe: noaudit-only checks are not required" "cap-trace failed: $(cat "$p.err")"
+    fi
+
+    # A denied check: nobody may not give root's file away; chown fails with EPERM.
+    if cap-trace run --probe "$probe" --json --output "$p-denied.json" --user nobody -- chown nobody /tmp/rootfile 2> "$p.err"; then
+        cap-trace show "$p-denied.json" --verbose > "$p-denied.txt"
+        check "$probe: a denied check is reported denied and audited" has_check "$p-denied.txt" CHOWN denied audited
+        check "$probe: the denial that failed chown is needed but missing" grep -q "CHOWN .*needed but missing" "$p-denied.txt"
+    else
+        fail "$probe: a denied check is reported" "cap-trace failed: $(cat "$p.err")"
+    fi
+
+    # The backend used is reported.
+    expected=$probe
+    [ "$probe" = auto ] && expected=fexit
+    check "$probe: the backend used is $expected" grep -q "\"backend\": \"$expected\"" "$p-chown.json"
+    check "$probe: nothing was lost" grep -q '"complete": true' "$p-chown.json"
+done
+
+# The tracepoint backend is not there before Linux 6.15: a clear one-line error, exit 3.
+cap-trace run --probe tracepoint -- true 2> /tmp/tp.err
+code=$?
+check "tracepoint: exits 3 on this kernel" test "$code" -eq 3
+check "tracepoint: says why" grep -q "no capability:cap_capable tracepoint (added in Linux 6.15" /tmp/tp.err
+check "tracepoint: one line" test "$(wc -l < /tmp/tp.err)" -eq 1
