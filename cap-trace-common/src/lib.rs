@@ -332,6 +332,78 @@ pub struct Config {
     /// Bit `n` set when a SUBTREE or DESCENDANTS entry of `TRACED` lives at cgroup level `n`: the levels at which a
     /// task's ancestors are looked up.
     pub levels: u64,
+    /// Bumped by userspace after every change to `TRACED`: per-CPU caches of "is this cgroup
+    /// traced" answers are valid only for the generation they were made in.
+    pub generation: u64,
+}
+
+/// Per-CPU memory of the last counted check (element 0 of the `LAST` per-CPU array).
+///
+/// A workload repeats the same check over and over from the same task; the kernel side counts
+/// a repeat here, without hashing the dedupe key, and adds the count to `CHECKS` when a
+/// different check comes along on that CPU. Readers add `count` to `key`'s entry; `seq` is odd
+/// while such a flush is under way, so a reader that sees it change reads again.
+#[repr(C)]
+#[derive(Copy, Clone, Debug)]
+pub struct LastCheck {
+    pub seq: u64,
+    /// Repeats of `key` not yet added to `CHECKS`.
+    pub count: u64,
+    /// What makes a repeat: same task, credentials, namespace, capability, options and call
+    /// site (the two return addresses above `cap_capable` on tracepoint backends).
+    pub task: u64,
+    pub cred: u64,
+    pub target_ns: u64,
+    pub leaf: u64,
+    pub generation: u64,
+    pub nsproxy: u64,
+    pub f1: u64,
+    pub f2: u64,
+    pub cap: u32,
+    pub opts: u32,
+    /// 1 when the fields above describe a counted check.
+    pub valid: u32,
+    /// 1 when `cg_leaf`'s answer is cached: `cg_traced` (0: not traced).
+    pub cg_valid: u32,
+    pub cg_leaf: u64,
+    pub cg_generation: u64,
+    pub cg_traced: u64,
+    pub key: CheckKey,
+}
+
+impl LastCheck {
+    pub const fn zeroed() -> Self {
+        Self {
+            seq: 0,
+            count: 0,
+            task: 0,
+            cred: 0,
+            target_ns: 0,
+            leaf: 0,
+            generation: 0,
+            nsproxy: 0,
+            f1: 0,
+            f2: 0,
+            cap: 0,
+            opts: 0,
+            valid: 0,
+            cg_valid: 0,
+            cg_leaf: 0,
+            cg_generation: 0,
+            cg_traced: 0,
+            key: CheckKey {
+                cgroup_id: 0,
+                denied_before: 0,
+                cap: 0,
+                syscall: 0,
+                flags: 0,
+                site: 0,
+                userns_level: 0,
+                mntns: 0,
+                comm: [0; COMM_LEN],
+            },
+        }
+    }
 }
 
 #[cfg(feature = "user")]
@@ -348,6 +420,7 @@ mod pod {
     unsafe impl aya::Pod for SiteRange {}
     unsafe impl aya::Pod for Settings {}
     unsafe impl aya::Pod for Config {}
+    unsafe impl aya::Pod for LastCheck {}
 }
 
 // The layouts above must not grow implicit padding: these sizes are what the kernel side writes.
@@ -362,4 +435,6 @@ const _: () = {
     assert!(core::mem::size_of::<Traced>() == 8);
     assert!(core::mem::size_of::<SiteRange>() == 24);
     assert!(core::mem::size_of::<Settings>() == 120 + 24 * MAX_SITES);
+    assert!(core::mem::size_of::<Config>() == 16);
+    assert!(core::mem::size_of::<LastCheck>() == 80 + 16 + 24 + 56);
 };

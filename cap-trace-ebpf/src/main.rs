@@ -34,8 +34,8 @@ use aya_ebpf::{
     },
 };
 use cap_trace_common::{
-    CGROUP_LEVELS, COMM_LEN, CgroupEvent, CheckEvent, CheckKey, Config, KprobeArgs, MAX_SITES,
-    NO_SYSCALL, OutcomeEvent, OutcomeKey, Pending, STACK_FRAMES, Settings, SiteRange, Traced,
+    CGROUP_LEVELS, COMM_LEN, CgroupEvent, CheckEvent, CheckKey, Config, KprobeArgs, LastCheck,
+    MAX_SITES, NO_SYSCALL, OutcomeEvent, OutcomeKey, Pending, STACK_FRAMES, Settings, Traced,
     backend, check_flags, event_kind, site_class, stat, traced_kind,
 };
 
@@ -69,6 +69,10 @@ static KPROBE_ARGS: LruHashMap<u32, KprobeArgs> = LruHashMap::with_max_entries(8
 
 #[map]
 static STATS: PerCpuArray<u64> = PerCpuArray::with_max_entries(stat::COUNT, 0);
+
+/// The last counted check on each CPU and how often it repeated since ([`LastCheck`]).
+#[map]
+static LAST: PerCpuArray<LastCheck> = PerCpuArray::with_max_entries(1, 0);
 
 #[map]
 static EVENTS: RingBuf = RingBuf::with_byte_size(1 << 20, 0);
@@ -294,13 +298,36 @@ pub fn floor_raw(_ctx: RawTracePointContext) -> i32 {
     0
 }
 
+#[raw_tracepoint(tracepoint = "sys_exit")]
+pub fn floor_sys_exit(_ctx: RawTracePointContext) -> i32 {
+    0
+}
+
 // ---------------------------------------------------------------------------------------------
 // Shared logic.
 
 /// The workload a task's check is recorded under, or `None` when the task is not traced.
+///
+/// The answer for the CPU's last cgroup is cached until userspace changes `TRACED` (a cgroup's
+/// ancestors never change), so a busy CPU skips the hash lookups.
 #[inline(always)]
 fn traced_cgroup() -> Option<u64> {
     let leaf = unsafe { bpf_get_current_cgroup_id() };
+    let generation = unsafe { (*CONFIG.get_ptr(0)?).generation };
+    let last = unsafe { &mut *LAST.get_ptr_mut(0)? };
+    if last.cg_valid != 0 && last.cg_leaf == leaf && last.cg_generation == generation {
+        return (last.cg_traced != 0).then_some(last.cg_traced);
+    }
+    let traced = lookup_traced(leaf);
+    last.cg_leaf = leaf;
+    last.cg_generation = generation;
+    last.cg_traced = traced.unwrap_or(0);
+    last.cg_valid = 1;
+    traced
+}
+
+#[inline(always)]
+fn lookup_traced(leaf: u64) -> Option<u64> {
     if let Some(traced) = TRACED.get_ptr(&leaf) {
         let kind = unsafe { (*traced).kind };
         if kind == traced_kind::EXACT || kind == traced_kind::SUBTREE {
@@ -338,6 +365,13 @@ fn traced_cgroup() -> Option<u64> {
 fn on_check<C: EbpfContext>(ctx: &C, cgroup_id: u64, check: &Check) -> Result<(), i32> {
     bump(stat::CHECKS);
     let task = unsafe { bpf_get_current_task() } as *const u8;
+    let last = unsafe { &mut *LAST.get_ptr_mut(0).ok_or(0)? };
+    if is_repeat(ctx, task, check, last) {
+        last.count += 1;
+        return Ok(());
+    }
+    flush(last);
+    last.valid = 0;
 
     // A check under borrowed credentials (override_creds: overlayfs copy-up, ...) is about
     // someone else's capabilities, not this task's.
@@ -441,10 +475,14 @@ fn on_check<C: EbpfContext>(ctx: &C, cgroup_id: u64, check: &Check) -> Result<()
         false
     } else if let Some(count) = CHECKS.get_ptr_mut(&key) {
         atomic_inc(count);
+        remember(task, check, &key, last);
         return Ok(());
     } else {
         match CHECKS.insert(&key, &1, BPF_NOEXIST as u64) {
-            Ok(()) => true,
+            Ok(()) => {
+                remember(task, check, &key, last);
+                true
+            }
             Err(e) if e == -EEXIST => {
                 // Another CPU inserted the same key between our lookup and insert.
                 if let Some(count) = CHECKS.get_ptr_mut(&key) {
@@ -484,6 +522,154 @@ fn on_check<C: EbpfContext>(ctx: &C, cgroup_id: u64, check: &Check) -> Result<()
         None => bump(stat::RINGBUF_LOST),
     }
     Ok(())
+}
+
+/// Whether this check repeats the CPU's last counted one exactly: same task, namespace,
+/// capability, options, cgroup, syscall, comm, mount namespace and call site, the task's own
+/// credentials, and nothing denied in flight. Every field of its [`CheckKey`] then has the same
+/// value. (Not the same `cred` pointer: setgroups and friends install new credentials on every
+/// call.)
+#[inline(always)]
+fn is_repeat<C: EbpfContext>(ctx: &C, task: *const u8, check: &Check, last: &LastCheck) -> bool {
+    if last.valid == 0
+        || check.ret != 0
+        || pending_now() != 0
+        // traced_cgroup() has just validated cg_leaf/cg_generation for this task.
+        || last.leaf != last.cg_leaf
+        || last.generation != last.cg_generation
+        || last.task != task as u64
+        || last.target_ns != check.target_ns
+        || last.cap != check.cap
+        || last.opts != check.opts.unwrap_or(u32::MAX)
+    {
+        return false;
+    }
+    let real_cred: u64 = unsafe {
+        bpf_probe_read_kernel(
+            task.add(setting!(off_task_real_cred) as usize)
+                .cast::<u64>(),
+        )
+        .unwrap_or(0)
+    };
+    if real_cred != check.cred || current_syscall() != last.key.syscall {
+        return false;
+    }
+    let comm = bpf_get_current_comm().unwrap_or([0; COMM_LEN]);
+    if comm_word(&comm, 0) != comm_word(&last.key.comm, 0)
+        || comm_word(&comm, 1) != comm_word(&last.key.comm, 1)
+    {
+        return false;
+    }
+    if setting!(containers) != 0 && nsproxy(task) != last.nsproxy {
+        return false;
+    }
+    if check.opts.is_some() {
+        return true;
+    }
+    match quick_frames(ctx) {
+        Some((f1, f2)) => f1 == last.f1 && f2 == last.f2,
+        None => false,
+    }
+}
+
+#[inline(always)]
+fn comm_word(comm: &[u8; COMM_LEN], i: usize) -> u64 {
+    unsafe { core::ptr::read_unaligned(comm.as_ptr().add(i * 8).cast::<u64>()) }
+}
+
+#[inline(always)]
+fn nsproxy(task: *const u8) -> u64 {
+    unsafe {
+        bpf_probe_read_kernel(task.add(setting!(off_task_nsproxy) as usize).cast::<u64>())
+            .unwrap_or(0)
+    }
+}
+
+/// Makes this counted check the CPU's last one (granted checks with nothing denied before
+/// them only: those are the ones `is_repeat` can vouch for).
+#[inline(always)]
+fn remember(task: *const u8, check: &Check, key: &CheckKey, last: &mut LastCheck) {
+    if check.ret != 0 || key.denied_before != 0 {
+        return;
+    }
+    let (mut f1, mut f2) = (0, 0);
+    if check.opts.is_none() {
+        let Some(scratch) = SCRATCH.get_ptr(0) else {
+            return;
+        };
+        let scratch = unsafe { &*scratch };
+        f1 = opaque(&scratch.f1);
+        if f1 == layout()[1] {
+            f2 = opaque(&scratch.f2);
+        } else if opaque(&scratch.used_f2) != 0 {
+            // Classified through another forwarding site: quick_frames cannot see its caller.
+            return;
+        }
+    }
+    last.task = task as u64;
+    last.target_ns = check.target_ns;
+    last.cap = check.cap;
+    last.opts = check.opts.unwrap_or(u32::MAX);
+    last.leaf = last.cg_leaf;
+    last.generation = last.cg_generation;
+    last.nsproxy = if setting!(containers) != 0 {
+        nsproxy(task)
+    } else {
+        0
+    };
+    last.f1 = f1;
+    last.f2 = f2;
+    last.key = *key;
+    last.count = 0;
+    last.valid = 1;
+}
+
+/// Adds the CPU's uncounted repeats to `CHECKS`; `seq` tells readers a flush is under way.
+#[inline(always)]
+fn flush(last: &mut LastCheck) {
+    let count = last.count;
+    if count == 0 {
+        return;
+    }
+    unsafe { core::ptr::write_volatile(&mut last.seq, last.seq + 1) };
+    let key = last.key;
+    if let Some(total) = CHECKS.get_ptr_mut(&key) {
+        unsafe { atomic_xadd::<u64, u64, { AtomicOrdering::Relaxed }>(total, count) };
+    } else if CHECKS.insert(&key, &count, BPF_NOEXIST as u64).is_err() {
+        match CHECKS.get_ptr_mut(&key) {
+            Some(total) => unsafe {
+                atomic_xadd::<u64, u64, { AtomicOrdering::Relaxed }>(total, count);
+            },
+            None => bump(stat::KEYS_FULL),
+        }
+    }
+    unsafe { core::ptr::write_volatile(&mut last.count, 0) };
+    unsafe { core::ptr::write_volatile(&mut last.seq, last.seq + 1) };
+}
+
+/// The two return addresses above `cap_capable` as the learned stack layout finds them, read
+/// word by word (what `is_repeat` compares; `None` until the layout is known or if it does not
+/// hold for this stack).
+#[inline(always)]
+fn quick_frames<C: EbpfContext>(ctx: &C) -> Option<(u64, u64)> {
+    let [ra_cap, ra_fwd, at_cap, at_f1, at_f2] = layout();
+    if ra_cap == 0 {
+        return None;
+    }
+    let base = stack_base(ctx)? as *const u64;
+    let read = |i: u64| unsafe {
+        bpf_probe_read_kernel(base.add(i as usize & (RAW_WORDS - 1))).unwrap_or(0)
+    };
+    if read(at_cap) != ra_cap {
+        return None;
+    }
+    let f1 = read(at_f1);
+    let f2 = if f1 == ra_fwd && at_f2 != 0 {
+        read(at_f2)
+    } else {
+        0
+    };
+    Some((f1, f2))
 }
 
 #[inline(always)]
@@ -599,6 +785,7 @@ fn current_syscall() -> u32 {
 fn classify_stack<C: EbpfContext>(ctx: &C, scratch: &mut Scratch) -> (u32, u32) {
     scratch.f1 = 0;
     scratch.f2 = 0;
+    scratch.used_f2 = 0;
     if !fast_frames(ctx, scratch) && !slow_frames(ctx, scratch) {
         return (check_flags::AUDIT_UNKNOWN, 0);
     }
@@ -607,6 +794,7 @@ fn classify_stack<C: EbpfContext>(ctx: &C, scratch: &mut Scratch) -> (u32, u32) 
     find_site(f1, scratch);
     let mut class = opaque(&scratch.class);
     if class == site_class::FORWARD as u64 {
+        scratch.used_f2 = 1;
         find_site(f2, scratch);
         class = opaque(&scratch.class);
     }
@@ -642,6 +830,8 @@ pub struct Scratch {
     rule: u64,
     /// Positions found by `learn_layout`.
     at: [u64; 3],
+    /// 1 when the classification needed the caller of a forwarding site.
+    used_f2: u64,
 }
 
 #[map]

@@ -215,6 +215,10 @@ pub struct ProbeArgs {
     #[arg(long, hide = true)]
     pub floor: bool,
 
+    /// With --floor: an empty program on raw_syscalls:sys_exit as well.
+    #[arg(long, hide = true)]
+    pub floor_sys_exit: bool,
+
     /// Tracepoint flavour for the tracepoint backend (benchmarks).
     #[arg(long, hide = true, value_enum, default_value_t = FlavorArg::Raw)]
     pub tracepoint_flavor: FlavorArg,

@@ -281,6 +281,7 @@ fn probe_options(args: &ProbeArgs) -> ProbeOptions {
         stream: args.stream,
         ring_buffer_bytes: args.ring_buffer,
         floor: args.floor,
+        floor_sys_exit: args.floor_sys_exit,
         ..ProbeOptions::default()
     }
 }

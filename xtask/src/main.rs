@@ -3,6 +3,7 @@
 //! xtask builds with the stable toolchain alone (it does not depend on cap-trace), so it can
 //! install what building cap-trace needs.
 
+mod bench;
 mod setup;
 mod tasks;
 mod vm;
@@ -29,6 +30,15 @@ enum Task {
     Demo,
     /// Run the backend tests on Debian's 6.1 kernel in a qemu VM (fexit, kprobe, auto).
     VmTest,
+    /// Measure tracing overhead against the floor and bpftrace; writes BENCHMARKS.md.
+    Bench {
+        /// Rounds over all configurations (medians are reported).
+        #[arg(long, default_value_t = 5)]
+        rounds: usize,
+        /// setgroups calls per microbenchmark run.
+        #[arg(long, default_value_t = 2_000_000)]
+        calls: u64,
+    },
     /// Set up, then run the unit and integration tests (root tests are required when root).
     Test {
         /// Extra arguments for `cargo test` (after `--`).
@@ -47,6 +57,7 @@ fn main() {
         }),
         Task::Demo => tasks::demo(),
         Task::VmTest => vm::vm_test(),
+        Task::Bench { rounds, calls } => bench::bench(bench::Options { rounds, calls }),
         Task::Test { args } => tasks::test(&args),
     };
     if let Err(e) = result {

@@ -146,7 +146,7 @@ fn package_installed(name: &str) -> bool {
         .is_some_and(|s| s.contains("install ok installed"))
 }
 
-fn debian_packages(packages: &[&str]) -> Result<()> {
+pub fn debian_packages(packages: &[&str]) -> Result<()> {
     let missing: Vec<&str> = packages
         .iter()
         .copied()

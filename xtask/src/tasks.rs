@@ -87,14 +87,17 @@ pub fn demo() -> Result<()> {
     container_demo(&bin)
 }
 
-const DEMO_IMAGE: &str = "localhost/cap-trace-demo:busybox";
+/// The busybox image the demo and the benchmark run containers from.
+pub const DEMO_IMAGE: &str = "localhost/cap-trace-demo:busybox";
 
-fn container_demo(bin: &Path) -> Result<()> {
-    let podman = || {
-        let mut cmd = Command::new("podman");
-        cmd.args(["--runtime", "runc"]);
-        cmd
-    };
+fn podman() -> Command {
+    let mut cmd = Command::new("podman");
+    cmd.args(["--runtime", "runc"]);
+    cmd
+}
+
+/// Builds the demo image (with `tests/image/build.sh`) unless it exists.
+pub fn ensure_demo_image() -> Result<()> {
     let exists = podman()
         .args(["image", "exists", DEMO_IMAGE])
         .status()
@@ -104,6 +107,11 @@ fn container_demo(bin: &Path) -> Result<()> {
             .arg(root().join("tests/image/build.sh"))
             .arg(DEMO_IMAGE))?;
     }
+    Ok(())
+}
+
+fn container_demo(bin: &Path) -> Result<()> {
+    ensure_demo_image()?;
     let name = format!("cap-trace-demo-{}", std::process::id());
     let mut tracer = Command::new(bin)
         .args(["--container", &name, "--wait", "60"])

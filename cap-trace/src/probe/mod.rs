@@ -16,7 +16,9 @@ use std::fs::File;
 use aya::maps::{Array, HashMap, MapData, PerCpuArray, RingBuf};
 use aya::programs::{FExit, KProbe, RawTracePoint, TracePoint};
 use aya::{Btf as AyaBtf, Ebpf, EbpfLoader};
-use cap_trace_common::{CheckKey, Config, MAX_SITES, OutcomeKey, Settings, Traced, backend, stat};
+use cap_trace_common::{
+    CheckKey, Config, LastCheck, MAX_SITES, OutcomeKey, Settings, Traced, backend, stat,
+};
 use serde::{Deserialize, Serialize};
 
 use crate::audit::SiteTable;
@@ -88,6 +90,8 @@ pub struct ProbeOptions {
     pub max_keys: u32,
     /// Attach an empty program instead of cap-trace (the benchmark's floor).
     pub floor: bool,
+    /// With `floor`: an empty program on raw_syscalls:sys_exit too (cap-trace's full hook set).
+    pub floor_sys_exit: bool,
     /// Tracing containers: record each check's mount namespace (tells the runtime from the
     /// container) and the names of new cgroups.
     pub containers: bool,
@@ -102,6 +106,7 @@ impl Default for ProbeOptions {
             ring_buffer_bytes: 1 << 20,
             max_keys: 16384,
             floor: false,
+            floor_sys_exit: false,
             containers: false,
         }
     }
@@ -179,6 +184,8 @@ pub struct Probe {
     pub rejected: Vec<Attempt>,
     pub sites: Option<SiteTable>,
     levels: u64,
+    /// Bumped on every change to `TRACED` (see `Config::generation`).
+    generation: u64,
 }
 
 /// The running kernel's release (`uname -r`).
@@ -394,6 +401,13 @@ impl Probe {
             "{backend}: programs verified and attached in {} ms",
             t.elapsed().as_millis()
         );
+        if options.floor && options.floor_sys_exit {
+            let prog: &mut RawTracePoint = program(&mut ebpf, "floor_sys_exit")?;
+            prog.load()
+                .map_err(|e| fatal_or_unavailable("sys_exit", &e))?;
+            prog.attach("sys_exit")
+                .map_err(|e| fatal_or_unavailable("raw_syscalls:sys_exit", &e))?;
+        }
         if !options.floor {
             let prog: &mut RawTracePoint = program(&mut ebpf, "sys_exit")?;
             prog.load()
@@ -408,6 +422,7 @@ impl Probe {
             rejected: Vec::new(),
             sites,
             levels: 0,
+            generation: 0,
         })
     }
 
@@ -434,9 +449,10 @@ impl Probe {
         map.insert(id, traced, 0).map_err(map_err)?;
         if traced.kind != cap_trace_common::traced_kind::EXACT && traced.level < 31 {
             self.levels |= 1 << traced.level;
-            self.write_config()?;
         }
-        Ok(())
+        // Invalidates the kernel side's cached "not traced" answers.
+        self.generation += 1;
+        self.write_config()
     }
 
     /// Stops tracing a cgroup.
@@ -451,6 +467,7 @@ impl Probe {
             .filter(|(_, t)| t.kind != cap_trace_common::traced_kind::EXACT && t.level < 31)
             .fold(0u64, |acc, (_, t)| acc | 1 << t.level);
         self.levels = levels;
+        self.generation += 1;
         self.write_config()
     }
 
@@ -463,6 +480,7 @@ impl Probe {
                 0,
                 Config {
                     levels: self.levels,
+                    generation: self.generation,
                 },
                 0,
             )
@@ -476,12 +494,35 @@ impl Probe {
             .and_then(|m| RingBuf::try_from(m).ok())
     }
 
-    /// Every dedupe key and its count.
+    /// Every dedupe key and its count, including the repeats each CPU has not yet added to
+    /// `CHECKS` (its `LAST` entry). A CPU that flushes while we read makes us read again, so no
+    /// repeat is counted twice or missed.
     pub fn checks(&self) -> Result<Vec<(CheckKey, u64)>, ProbeError> {
         let map_err = |e: aya::maps::MapError| ProbeError::Map("CHECKS", e.to_string());
         let map: HashMap<_, CheckKey, u64> =
             HashMap::try_from(self.ebpf.map("CHECKS").expect("CHECKS map")).map_err(map_err)?;
-        map.iter().map(|r| r.map_err(map_err)).collect()
+        let last_err = |e: aya::maps::MapError| ProbeError::Map("LAST", e.to_string());
+        let last: PerCpuArray<_, LastCheck> =
+            PerCpuArray::try_from(self.ebpf.map("LAST").expect("LAST map")).map_err(last_err)?;
+        for _ in 0..1000 {
+            let before = last.get(&0, 0).map_err(last_err)?;
+            let checks: Vec<(CheckKey, u64)> = map
+                .iter()
+                .map(|r| r.map_err(map_err))
+                .collect::<Result<_, _>>()?;
+            let after = last.get(&0, 0).map_err(last_err)?;
+            let stable = before
+                .iter()
+                .zip(after.iter())
+                .all(|(b, a)| b.seq == a.seq && b.seq % 2 == 0);
+            if stable {
+                return Ok(merge_unflushed(checks, after.iter()));
+            }
+        }
+        Err(ProbeError::Map(
+            "LAST",
+            "counts kept changing while being read".into(),
+        ))
     }
 
     /// Every syscall-outcome key and its count.
@@ -542,6 +583,20 @@ impl Probe {
             stack_walks: values[stat::STACK_WALKS as usize],
         })
     }
+}
+
+/// Adds each CPU's unflushed repeats to their key's count.
+fn merge_unflushed<'a>(
+    mut checks: Vec<(CheckKey, u64)>,
+    last: impl Iterator<Item = &'a LastCheck>,
+) -> Vec<(CheckKey, u64)> {
+    for entry in last.filter(|l| l.count != 0) {
+        match checks.iter_mut().find(|(k, _)| *k == entry.key) {
+            Some((_, count)) => *count += entry.count,
+            None => checks.push((entry.key, entry.count)),
+        }
+    }
+    checks
 }
 
 enum AttemptError {
@@ -668,5 +723,49 @@ fn bump_memlock_rlimit() {
     let rc = unsafe { libc::setrlimit(libc::RLIMIT_MEMLOCK, &rlim) };
     if rc != 0 {
         log::debug!("could not raise RLIMIT_MEMLOCK (fine on Linux 5.11+)");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn key(cap: u32) -> CheckKey {
+        CheckKey {
+            cgroup_id: 7,
+            denied_before: 0,
+            cap,
+            syscall: 116,
+            flags: 0,
+            site: 1,
+            userns_level: 0,
+            mntns: 0,
+            comm: *b"capbench\0\0\0\0\0\0\0\0",
+        }
+    }
+
+    fn last(cap: u32, count: u64) -> LastCheck {
+        LastCheck {
+            count,
+            key: key(cap),
+            valid: 1,
+            ..LastCheck::zeroed()
+        }
+    }
+
+    #[test]
+    fn unflushed_repeats_are_added_to_their_key() {
+        let checks = vec![(key(6), 10), (key(0), 1)];
+        let cpus = [last(6, 5), last(6, 0), last(0, 2)];
+        let mut merged = merge_unflushed(checks, cpus.iter());
+        merged.sort_by_key(|(k, _)| k.cap);
+        assert_eq!(merged, vec![(key(0), 3), (key(6), 15)]);
+    }
+
+    #[test]
+    fn unflushed_repeats_of_a_key_not_in_the_map_are_kept() {
+        // The key was forgotten (or the map was full) after the CPU remembered it.
+        let merged = merge_unflushed(Vec::new(), [last(21, 4)].iter());
+        assert_eq!(merged, vec![(key(21), 4)]);
     }
 }
