@@ -375,13 +375,7 @@ fn on_check<C: EbpfContext>(ctx: &C, cgroup_id: u64, check: &Check) -> Result<()
 
     // A check under borrowed credentials (override_creds: overlayfs copy-up, ...) is about
     // someone else's capabilities, not this task's.
-    let real_cred: u64 = unsafe {
-        bpf_probe_read_kernel(
-            task.add(setting!(off_task_real_cred) as usize)
-                .cast::<u64>(),
-        )?
-    };
-    if real_cred != check.cred {
+    if real_cred(task)? != check.cred {
         bump(stat::BORROWED_CREDS);
         return Ok(());
     }
@@ -544,14 +538,7 @@ fn is_repeat<C: EbpfContext>(ctx: &C, task: *const u8, check: &Check, last: &Las
     {
         return false;
     }
-    let real_cred: u64 = unsafe {
-        bpf_probe_read_kernel(
-            task.add(setting!(off_task_real_cred) as usize)
-                .cast::<u64>(),
-        )
-        .unwrap_or(0)
-    };
-    if real_cred != check.cred || current_syscall() != last.key.syscall {
+    if real_cred(task).unwrap_or(0) != check.cred || current_syscall() != last.key.syscall {
         return false;
     }
     let comm = bpf_get_current_comm().unwrap_or([0; COMM_LEN]);
@@ -577,6 +564,18 @@ fn comm_word(comm: &[u8; COMM_LEN], i: usize) -> u64 {
     unsafe { core::ptr::read_unaligned(comm.as_ptr().add(i * 8).cast::<u64>()) }
 }
 
+/// The task's own credentials (`task_struct.real_cred`).
+#[inline(always)]
+fn real_cred(task: *const u8) -> Result<u64, i32> {
+    unsafe {
+        bpf_probe_read_kernel(
+            task.add(setting!(off_task_real_cred) as usize)
+                .cast::<u64>(),
+        )
+    }
+}
+
+/// The task's `nsproxy` pointer (0 if it cannot be read): it changes with setns/unshare.
 #[inline(always)]
 fn nsproxy(task: *const u8) -> u64 {
     unsafe {
@@ -730,12 +729,11 @@ fn send_cgroup_names(task: *const u8, cgroup_id: u64) {
 /// Inode number of a task's mount namespace (0 if it cannot be read).
 #[inline(always)]
 fn mount_namespace(task: *const u8) -> u32 {
+    let nsproxy = nsproxy(task);
+    if nsproxy == 0 {
+        return 0;
+    }
     unsafe {
-        let Ok(nsproxy) =
-            bpf_probe_read_kernel(task.add(setting!(off_task_nsproxy) as usize).cast::<u64>())
-        else {
-            return 0;
-        };
         let Ok(mnt_ns) = bpf_probe_read_kernel(
             (nsproxy as *const u8)
                 .add(setting!(off_nsproxy_mnt_ns) as usize)
