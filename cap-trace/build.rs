@@ -30,19 +30,5 @@ fn main() -> anyhow::Result<()> {
     // lets that same compiler accept them, and is a no-op on a real nightly.
     // SAFETY: the build script is single-threaded at this point.
     unsafe { std::env::set_var("RUSTC_BOOTSTRAP", "1") };
-    detach_stdin()?;
     aya_build::build_ebpf([ebpf_package], Toolchain::default())
-}
-
-/// The nested cargo inherits our stdin, and some cargo versions probe the target with
-/// `rustc -`, which reads it: under a CI runner whose stdin is its own log, that feeds rustc
-/// garbage. The nested build needs no input, so give it `/dev/null`.
-fn detach_stdin() -> anyhow::Result<()> {
-    use std::os::fd::AsRawFd as _;
-    let null = std::fs::File::open("/dev/null").context("open /dev/null")?;
-    // SAFETY: dup2 on two valid descriptors; fd 0 is ours to replace.
-    if unsafe { libc::dup2(null.as_raw_fd(), 0) } < 0 {
-        return Err(std::io::Error::last_os_error()).context("redirect stdin to /dev/null");
-    }
-    Ok(())
 }
