@@ -299,6 +299,93 @@ pub enum Command {
 
     /// Explain what capabilities allow and how dangerous they are.
     Explain(ExplainArgs),
+
+    /// Run as a staging daemon: follow every container (or those named or labelled), keep one
+    /// profile per container identity in DIR, and answer `status`, `profile` and `export`.
+    ///
+    /// A container keeps its profile across restarts and re-creations: it is keyed by its
+    /// compose `project/service`, its Kubernetes `namespace/workload/container`, else its name.
+    /// Profiles are written atomically every --interval and when the daemon stops; a restarted
+    /// daemon continues them, so a crash loses at most one interval. Once its programs are
+    /// attached the daemon keeps only CAP_BPF. The control socket is root-only; the protocol is
+    /// documented in docs/control-api.md.
+    #[command(
+        after_help = "Examples:\n  cap-trace daemon --state-dir /var/lib/cap-trace\n  cap-trace daemon --state-dir /var/lib/cap-trace --label app=shop --interval 10s\n  cap-trace status\n  cap-trace profile shop/web --format compose\n  cap-trace export ./profiles"
+    )]
+    Daemon(DaemonArgs),
+
+    /// Ask a running daemon how it is doing: backend, containers, events, losses, uptime.
+    Status(SocketArgs),
+
+    /// Print one container's profile from a running daemon (any --format).
+    Profile(ProfileArgs),
+
+    /// Write every profile a running daemon holds to DIR (one JSON file each, atomically).
+    Export(ExportArgs),
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct SocketArgs {
+    /// The daemon's control socket.
+    #[arg(long, value_name = "PATH", default_value = crate::daemon::DEFAULT_SOCKET)]
+    pub socket: PathBuf,
+}
+
+#[derive(Args, Debug)]
+pub struct DaemonArgs {
+    /// Where profiles live (created if missing); one JSON file per container identity.
+    #[arg(long, value_name = "DIR", required = true)]
+    pub state_dir: PathBuf,
+
+    /// How often profiles are written.
+    #[arg(long, value_name = "TIME", default_value = "30s", value_parser = parse_duration)]
+    pub interval: std::time::Duration,
+
+    /// Follow only containers with this name or id (repeatable).
+    #[arg(long = "container", value_name = "NAME|ID")]
+    pub containers: Vec<String>,
+
+    /// Follow only containers carrying this label (repeatable; all must match).
+    #[arg(long = "label", value_name = "KEY=VALUE", value_parser = parse_label)]
+    pub labels: Vec<(String, String)>,
+
+    /// Docker-compatible engine API socket (see `cap-trace --help`).
+    #[arg(long, value_name = "PATH")]
+    pub engine_socket: Option<PathBuf>,
+
+    #[command(flatten)]
+    pub socket: SocketArgs,
+
+    #[command(flatten)]
+    pub probe: ProbeArgs,
+}
+
+#[derive(Args, Debug)]
+pub struct ProfileArgs {
+    /// Container identity or name (as `cap-trace status` lists them).
+    #[arg(value_name = "NAME")]
+    pub name: String,
+
+    #[command(flatten)]
+    pub socket: SocketArgs,
+}
+
+#[derive(Args, Debug)]
+pub struct ExportArgs {
+    /// Directory to write the profiles to (created if missing).
+    #[arg(value_name = "DIR")]
+    pub dir: PathBuf,
+
+    #[command(flatten)]
+    pub socket: SocketArgs,
+}
+
+/// `KEY=VALUE`.
+pub fn parse_label(s: &str) -> Result<(String, String), String> {
+    match s.split_once('=') {
+        Some((k, v)) if !k.is_empty() => Ok((k.to_owned(), v.to_owned())),
+        _ => Err(format!("`{s}` is not a label (expected KEY=VALUE)")),
+    }
 }
 
 #[derive(Args, Debug)]

@@ -31,6 +31,8 @@ pub struct FollowOptions {
     pub probe: ProbeOptions,
     pub engine_socket: Option<PathBuf>,
     pub verbose: bool,
+    /// With `all`: only containers carrying every one of these labels.
+    pub labels: Vec<(String, String)>,
 }
 
 /// Where container engines create container cgroups (relative to the cgroup v2 root).
@@ -46,16 +48,16 @@ const CONTAINER_PARENTS: &[&str] = &[
 ];
 
 /// One container being profiled (all its incarnations: restarts keep one profile).
-struct Tracked {
+pub(crate) struct Tracked {
     /// What the user asked for (name or id), or the identity with `--all-containers`.
-    target: String,
-    info: Option<ContainerInfo>,
+    pub(crate) target: String,
+    pub(crate) info: Option<ContainerInfo>,
     runtime: Option<Runtime>,
     pod_uid: Option<String>,
     /// Every cgroup id its checks were recorded under.
-    cgroups: BTreeSet<u64>,
+    pub(crate) cgroups: BTreeSet<u64>,
     /// The container cgroup while it runs: (id, path).
-    live: Option<(u64, PathBuf)>,
+    pub(crate) live: Option<(u64, PathBuf)>,
     /// Container cgroups seen (one per start).
     incarnations: BTreeSet<u64>,
     caps: Option<Vec<Cap>>,
@@ -87,12 +89,13 @@ impl Tracked {
     }
 }
 
-struct Session {
+pub(crate) struct Session {
     root: PathBuf,
-    engines: Engines,
-    tracer: Tracer,
-    tracked: Vec<Tracked>,
+    pub(crate) engines: Engines,
+    pub(crate) tracer: Tracer,
+    pub(crate) tracked: Vec<Tracked>,
     all: bool,
+    labels: Vec<(String, String)>,
     /// Keep watching for restarts after a container exits (`--all-containers`, `--duration`).
     follow_restarts: bool,
     verbose: bool,
@@ -113,7 +116,7 @@ struct Session {
 }
 
 impl Session {
-    fn say(&self, message: &str) {
+    pub(crate) fn say(&self, message: &str) {
         eprintln!("cap-trace: {message}");
     }
 
@@ -155,6 +158,13 @@ impl Session {
             return Some(i);
         }
         if !self.all {
+            return None;
+        }
+        if !self
+            .labels
+            .iter()
+            .all(|(k, v)| info.labels.get(k).is_some_and(|l| l == v))
+        {
             return None;
         }
         let identity = container::identity(info, pod_uid);
@@ -266,7 +276,7 @@ impl Session {
 
     /// New cgroups below the engines' parents: ask the engine about containers at once, while
     /// they certainly exist.
-    fn on_created(&mut self, paths: &[PathBuf]) {
+    pub(crate) fn on_created(&mut self, paths: &[PathBuf]) {
         for path in paths {
             let Some(rel) = path
                 .strip_prefix(&self.root)
@@ -303,7 +313,7 @@ impl Session {
 
     /// Classifies cgroups that produced checks since the last look. A cgroup that looks like a
     /// container the engine cannot name yet is retried for a while before it is dropped.
-    fn classify_new_cgroups(&mut self) -> Result<(), Failure> {
+    pub(crate) fn classify_new_cgroups(&mut self) -> Result<(), Failure> {
         const GIVE_UP: Duration = Duration::from_secs(10);
         let new: BTreeSet<u64> = self
             .tracer
@@ -333,9 +343,16 @@ impl Session {
                         .engines
                         .inspect(&found.id)
                         .or_else(|| self.created.get(&found.id).cloned())
-                        .or_else(|| self.engines.from_history(&found.id, self.since));
+                        .or_else(|| self.engines.named_by_events(&found.id, self.since));
                     match info {
-                        Some(info) => Some(self.adopt(Some(id), &found, info)?),
+                        Some(info) => {
+                            let adopted = self.adopt(Some(id), &found, info)?;
+                            if adopted.is_none() {
+                                // Not followed (filtered out): nothing to keep for it.
+                                self.created.remove(&found.id);
+                            }
+                            Some(adopted)
+                        }
                         None => None,
                     }
                 }
@@ -363,7 +380,7 @@ impl Session {
     }
 
     /// Notices containers whose cgroup emptied or disappeared.
-    fn check_exits(&mut self) -> Result<(), Failure> {
+    pub(crate) fn check_exits(&mut self) -> Result<(), Failure> {
         for i in 0..self.tracked.len() {
             let Some((id, path)) = self.tracked[i].live.clone() else {
                 continue;
@@ -380,7 +397,7 @@ impl Session {
                 let latest = self
                     .engines
                     .inspect(&id)
-                    .or_else(|| self.engines.from_history(&id, since));
+                    .or_else(|| self.engines.named_by_events(&id, since));
                 if let (Some(latest), Some(info)) = (latest, self.tracked[i].info.as_mut()) {
                     info.exit_code = latest.exit_code.or(info.exit_code);
                     info.running = latest.running;
@@ -397,12 +414,34 @@ impl Session {
     }
 
     fn profiles(&mut self, started: (Duration, Instant)) -> Result<Vec<Profile>, Failure> {
+        let mut profiles: Vec<Profile> = self
+            .profiles_by_target(started, true)?
+            .into_iter()
+            .map(|(_, p)| p)
+            .collect();
+        profiles.sort_by(|a, b| a.workload.name.cmp(&b.workload.name));
+        Ok(profiles)
+    }
+
+    /// Each followed container's profile, by what it was followed as (the name asked for, or
+    /// its identity with `--all-containers`). `settle` waits a moment for the exit codes of
+    /// containers that just exited.
+    pub(crate) fn profiles_by_target(
+        &mut self,
+        started: (Duration, Instant),
+        settle: bool,
+    ) -> Result<Vec<(String, Profile)>, Failure> {
         let stats = self.tracer.stats()?;
         let losses = Losses::from_stats(&stats);
         let backend = self.tracer.probe.backend;
         let hook = self.tracer.probe.hook_name();
         // The engine records a container's exit a moment after its cgroup empties.
-        let deadline = Instant::now() + Duration::from_millis(1500);
+        let deadline = Instant::now()
+            + if settle {
+                Duration::from_millis(1500)
+            } else {
+                Duration::ZERO
+            };
         loop {
             let mut missing = false;
             for i in 0..self.tracked.len() {
@@ -418,7 +457,7 @@ impl Session {
                     .engines
                     .inspect(&id)
                     .filter(|l| !l.running)
-                    .or_else(|| self.engines.from_history(&id, self.since));
+                    .or_else(|| self.engines.named_by_events(&id, self.since));
                 match latest.and_then(|l| l.exit_code) {
                     Some(code) => {
                         if let Some(info) = self.tracked[i].info.as_mut() {
@@ -434,11 +473,12 @@ impl Session {
             std::thread::sleep(Duration::from_millis(100));
         }
         let host = container::host_capabilities();
+        let snapshot = self.tracer.snapshot()?;
         let mut profiles = Vec::new();
         for t in &self.tracked {
             let Some(info) = &t.info else { continue };
             let ids: Vec<u64> = t.cgroups.iter().copied().collect();
-            let (checks, outcomes) = self.tracer.records(&ids)?;
+            let (checks, outcomes) = self.tracer.records_in(&snapshot, &ids);
             let mut workload = container::workload(info, t.runtime, t.pod_uid.as_deref());
             workload.capabilities = t.caps.clone();
             workload.seccomp = t.seccomp;
@@ -465,10 +505,49 @@ impl Session {
                 losses,
                 total_checks,
             };
-            profiles.push(Profile::new(workload, trace, checks, outcomes, warnings));
+            profiles.push((
+                t.target.clone(),
+                Profile::new(workload, trace, checks, outcomes, warnings),
+            ));
         }
-        profiles.sort_by(|a, b| a.workload.name.cmp(&b.workload.name));
         Ok(profiles)
+    }
+
+    /// The cgroup id → path table the watcher fills.
+    pub(crate) fn paths_mut(&mut self) -> &mut HashMap<u64, PathBuf> {
+        &mut self.paths
+    }
+
+    /// Stops following a container that has exited: forgets what the kernel and the event
+    /// stream hold for it (the caller has saved its profile). Keeps memory flat under churn.
+    /// Returns the cgroup ids forgotten.
+    pub(crate) fn retire(&mut self, index: usize) -> Result<Vec<u64>, Failure> {
+        let ids: Vec<u64> = self.tracked[index].cgroups.iter().copied().collect();
+        self.tracer.probe.forget(&ids)?;
+        self.tracer.collector.forget(&ids);
+        for id in &ids {
+            self.known.remove(id);
+            self.paths.remove(id);
+        }
+        if let Some(info) = &self.tracked[index].info {
+            self.created.remove(&info.id);
+        }
+        if self.all {
+            // A later container of the same identity starts a new entry.
+            self.tracked.remove(index);
+            self.known.retain(|_, i| *i != Some(index));
+            for i in self.known.values_mut().flatten() {
+                if *i > index {
+                    *i -= 1;
+                }
+            }
+        } else {
+            // Still asked for: a container of that name started again is followed afresh.
+            let target = self.tracked[index].target.clone();
+            self.tracked[index] = Tracked::new(target);
+            self.known.retain(|_, i| *i != Some(index));
+        }
+        Ok(ids)
     }
 }
 
@@ -494,7 +573,16 @@ fn scan(dir: &Path, depth: u32, into: &mut HashMap<u64, PathBuf>) {
     }
 }
 
-pub async fn follow(opts: FollowOptions) -> Result<Vec<Profile>, Failure> {
+/// Everything a follow session runs on.
+pub(crate) struct Opened {
+    pub(crate) session: Session,
+    pub(crate) watcher: tokio::io::unix::AsyncFd<cgroup::Watcher>,
+    pub(crate) started_wall: Duration,
+    pub(crate) started: Instant,
+}
+
+/// Loads the probe, finds the engines and starts watching for containers.
+pub(crate) fn open(opts: &FollowOptions) -> Result<Opened, Failure> {
     let started_wall = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .unwrap_or_default();
@@ -534,6 +622,7 @@ pub async fn follow(opts: FollowOptions) -> Result<Vec<Profile>, Failure> {
         tracer,
         tracked: opts.targets.iter().cloned().map(Tracked::new).collect(),
         all: opts.all,
+        labels: opts.labels.clone(),
         follow_restarts: opts.all || opts.duration.is_some(),
         verbose: opts.verbose,
         known: HashMap::new(),
@@ -545,6 +634,7 @@ pub async fn follow(opts: FollowOptions) -> Result<Vec<Profile>, Failure> {
         created: HashMap::new(),
         last_scan: Instant::now(),
     };
+    s.engines.watch(s.since);
     // New container cgroups are named the moment they appear, before they can vanish.
     let mut watcher = cgroup::Watcher::new().map_err(Failure::runtime)?;
     for parent in CONTAINER_PARENTS {
@@ -555,11 +645,26 @@ pub async fn follow(opts: FollowOptions) -> Result<Vec<Profile>, Failure> {
         }
     }
     // SAFETY: the watcher owns its descriptor for as long as the AsyncFd lives.
-    let mut watcher = unsafe { tokio::io::unix::AsyncFd::register(watcher) }
+    let watcher = unsafe { tokio::io::unix::AsyncFd::register(watcher) }
         .map_err(|e| Failure::runtime(e.to_string()))?;
     // Watch first, then look: a container starting in between is caught by the watch.
     s.watch()?;
     s.attach_running()?;
+    Ok(Opened {
+        session: s,
+        watcher,
+        started_wall,
+        started,
+    })
+}
+
+pub async fn follow(opts: FollowOptions) -> Result<Vec<Profile>, Failure> {
+    let Opened {
+        session: mut s,
+        mut watcher,
+        started_wall,
+        started,
+    } = open(&opts)?;
     let waiting: Vec<String> = s
         .tracked
         .iter()

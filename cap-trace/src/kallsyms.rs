@@ -15,7 +15,7 @@ pub enum KallsymsError {
     #[error("cannot read /proc/kallsyms: {0}")]
     Read(#[from] std::io::Error),
     #[error(
-        "/proc/kallsyms hides kernel addresses (kptr_restrict): run as root, or set kernel.kptr_restrict=0"
+        "/proc/kallsyms hides kernel addresses from this process: it needs CAP_SYSLOG (root has it; see deploy/cap-trace.service)"
     )]
     Hidden,
 }

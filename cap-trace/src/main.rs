@@ -11,7 +11,7 @@ use cap_trace::error::{Failure, exit};
 use cap_trace::probe::ProbeOptions;
 use cap_trace::profile::Profile;
 use cap_trace::report::{self, Style, TextOptions};
-use cap_trace::{follow, gate, merge, output, render, run};
+use cap_trace::{daemon, follow, gate, merge, output, render, run};
 
 fn main() -> ExitCode {
     let cli = match Cli::try_parse() {
@@ -109,6 +109,78 @@ async fn dispatch(cli: Cli) -> Result<u8, Failure> {
             Ok(exit::OK)
         }
         Command::Check(args) => check(args, &global).await,
+        Command::Daemon(args) => {
+            daemon::daemon(daemon::DaemonOptions {
+                state_dir: args.state_dir,
+                socket: args.socket.socket,
+                interval: args.interval,
+                follow: follow::FollowOptions {
+                    all: args.containers.is_empty(),
+                    targets: args.containers,
+                    duration: None,
+                    wait: std::time::Duration::MAX,
+                    probe: probe_options(&args.probe),
+                    engine_socket: args.engine_socket,
+                    verbose: global.verbose,
+                    labels: args.labels,
+                },
+            })
+            .await?;
+            Ok(exit::OK)
+        }
+        Command::Status(args) => {
+            let reply = daemon::ask(&args.socket, &daemon::Request::Status {}).await?;
+            let status = reply
+                .status
+                .ok_or_else(|| Failure::runtime("the daemon sent no status"))?;
+            let text = match global.format() {
+                Format::Json => {
+                    format!("{}\n", serde_json::to_string_pretty(&status).expect("json"))
+                }
+                Format::Text => daemon_status_text(&status),
+                other => {
+                    return Err(Failure::usage(format!(
+                        "status writes text or json, not {}",
+                        format_name(other)
+                    )));
+                }
+            };
+            output::emit(global.output.as_deref(), &text)?;
+            Ok(exit::OK)
+        }
+        Command::Profile(args) => {
+            let reply = daemon::ask(
+                &args.socket.socket,
+                &daemon::Request::Profile { name: args.name },
+            )
+            .await?;
+            render_all(&reply.profiles, &global, Format::Text)?;
+            Ok(exit::OK)
+        }
+        Command::Export(args) => {
+            let reply = daemon::ask(&args.socket.socket, &daemon::Request::Profiles {}).await?;
+            std::fs::create_dir_all(&args.dir).map_err(|e| {
+                Failure::runtime(format!("cannot create {}: {e}", args.dir.display()))
+            })?;
+            for profile in &reply.profiles {
+                let identity = profile
+                    .workload
+                    .identity
+                    .as_deref()
+                    .unwrap_or(&profile.workload.name);
+                let path = args.dir.join(daemon::file_name(identity));
+                output::write_atomic(&path, profile.to_json().as_bytes()).map_err(|e| {
+                    Failure::runtime(format!("cannot write {}: {e}", path.display()))
+                })?;
+            }
+            eprintln!(
+                "cap-trace: exported {} profile{} to {}",
+                reply.profiles.len(),
+                if reply.profiles.len() == 1 { "" } else { "s" },
+                args.dir.display()
+            );
+            Ok(exit::OK)
+        }
         Command::Explain(args) => {
             let caps: Vec<Cap> = if args.all {
                 caps::ALL.iter().map(|c| Cap(c.number)).collect()
@@ -257,8 +329,52 @@ async fn follow_containers(
         probe: probe_options(probe),
         engine_socket: follow.engine_socket,
         verbose: global.verbose,
+        labels: Vec::new(),
     })
     .await
+}
+
+fn daemon_status_text(s: &daemon::Status) -> String {
+    let running = s.containers.iter().filter(|c| c.running).count();
+    let mut out = format!(
+        "cap-trace daemon: up {} s, {} ({})\n  engines: {}\n  capabilities kept: {}\n  state dir: {} (every {} s; last written {}{})\n  containers: {} seen, {} running now, {} profiles\n  checks: {}, events: {}, losses: {}\n  memory: {:.1} MiB (peak {:.1} MiB)\n",
+        s.uptime_s,
+        s.hook,
+        s.backend,
+        if s.engines.is_empty() {
+            "none (containers are named from cgroup paths only)".to_string()
+        } else {
+            s.engines.join(", ")
+        },
+        if s.capabilities.is_empty() {
+            "none".to_string()
+        } else {
+            s.capabilities.join(",")
+        },
+        s.state_dir,
+        s.interval_s,
+        s.last_persist.as_deref().unwrap_or("never"),
+        s.persist_error
+            .as_deref()
+            .map(|e| format!("; LAST WRITE FAILED: {e}"))
+            .unwrap_or_default(),
+        s.containers_seen,
+        running,
+        s.profiles,
+        s.checks,
+        s.events,
+        cap_trace::profile::describe_losses(&s.losses),
+        s.rss_kib as f64 / 1024.0,
+        s.peak_rss_kib as f64 / 1024.0,
+    );
+    for c in &s.containers {
+        out.push_str(&format!(
+            "  {} {}\n",
+            if c.running { "running" } else { "exited " },
+            c.name
+        ));
+    }
+    out
 }
 
 fn format_name(f: Format) -> &'static str {

@@ -53,6 +53,10 @@ pub struct Workload {
     /// Container id, when a container.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub id: Option<String>,
+    /// What `cap-trace daemon` keeps the profile under across restarts and re-creations:
+    /// compose `project/service`, Kubernetes `namespace/workload/container`, else the name.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub identity: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub engine: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -173,6 +173,12 @@ impl Clock {
     }
 }
 
+/// The kernel's dedupe counts at one moment.
+pub struct Snapshot {
+    checks: HashMap<CheckKey, u64>,
+    outcomes: HashMap<OutcomeKey, u64>,
+}
+
 /// A loaded probe and its event stream.
 pub struct Tracer {
     pub probe: Probe,
@@ -228,18 +234,32 @@ impl Tracer {
     /// Profile records of the workloads recorded under `cgroups`, with counts read from the
     /// kernel maps.
     pub fn records(&mut self, cgroups: &[u64]) -> Result<(Vec<Check>, Vec<Outcome>), ProbeError> {
+        let snapshot = self.snapshot()?;
+        Ok(self.records_in(&snapshot, cgroups))
+    }
+
+    /// The kernel's counts, read once for several [`Tracer::records_in`] calls.
+    pub fn snapshot(&mut self) -> Result<Snapshot, ProbeError> {
         self.drain();
-        let counts: HashMap<CheckKey, u64> = self
-            .probe
-            .checks()?
-            .into_iter()
+        Ok(Snapshot {
+            checks: self.probe.checks()?.into_iter().collect(),
+            outcomes: self.probe.outcomes()?.into_iter().collect(),
+        })
+    }
+
+    /// Profile records of the workloads recorded under `cgroups`, from a snapshot.
+    pub fn records_in(&self, snapshot: &Snapshot, cgroups: &[u64]) -> (Vec<Check>, Vec<Outcome>) {
+        let counts: HashMap<CheckKey, u64> = snapshot
+            .checks
+            .iter()
             .filter(|(k, _)| cgroups.contains(&k.cgroup_id))
+            .map(|(k, v)| (*k, *v))
             .collect();
-        let outcome_counts: HashMap<OutcomeKey, u64> = self
-            .probe
-            .outcomes()?
-            .into_iter()
+        let outcome_counts: HashMap<OutcomeKey, u64> = snapshot
+            .outcomes
+            .iter()
             .filter(|(k, _)| cgroups.contains(&k.cgroup_id))
+            .map(|(k, v)| (*k, *v))
             .collect();
 
         // Every key the kernel counted, plus keys only events carried.
@@ -280,7 +300,7 @@ impl Tracer {
             let count = outcome_counts.get(&key).copied().unwrap_or(1);
             outcomes.push(outcome_record(&key, count));
         }
-        Ok((merge_checks(checks), merge_outcomes(outcomes)))
+        (merge_checks(checks), merge_outcomes(outcomes))
     }
 
     fn check_record(

@@ -180,3 +180,24 @@ pub fn verdict<'a>(profile: &'a serde_json::Value, cap: &str) -> Option<&'a serd
         .iter()
         .find(|v| v["cap"] == cap)
 }
+
+/// Collects a child's stderr on a thread as it comes, so a test can look at it while the child
+/// runs.
+pub fn capture_stderr(child: &mut std::process::Child) -> std::sync::Arc<std::sync::Mutex<String>> {
+    use std::io::Read as _;
+    let stderr = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
+    let mut pipe = child.stderr.take().expect("stderr is piped");
+    let sink = stderr.clone();
+    std::thread::spawn(move || {
+        let mut buf = [0u8; 4096];
+        while let Ok(n) = pipe.read(&mut buf) {
+            if n == 0 {
+                break;
+            }
+            sink.lock()
+                .unwrap()
+                .push_str(&String::from_utf8_lossy(&buf[..n]));
+        }
+    });
+    stderr
+}

@@ -1,7 +1,6 @@
 //! Real containers for the tests: podman with runc, and a busybox image built locally (no
 //! registry is reachable from CI).
 
-use std::io::Read;
 use std::path::PathBuf;
 use std::process::{Child, Command, Output, Stdio};
 use std::sync::{Arc, Mutex, OnceLock};
@@ -131,20 +130,7 @@ impl Background {
             .env_remove("LD_LIBRARY_PATH")
             .spawn()
             .expect("start cap-trace");
-        let stderr = Arc::new(Mutex::new(String::new()));
-        let mut pipe = child.stderr.take().unwrap();
-        let sink = stderr.clone();
-        std::thread::spawn(move || {
-            let mut buf = [0u8; 4096];
-            while let Ok(n) = pipe.read(&mut buf) {
-                if n == 0 {
-                    break;
-                }
-                sink.lock()
-                    .unwrap()
-                    .push_str(&String::from_utf8_lossy(&buf[..n]));
-            }
-        });
+        let stderr = crate::capture_stderr(&mut child);
         let bg = Background {
             child,
             stderr,
@@ -202,5 +188,47 @@ pub fn profiles(json: &serde_json::Value) -> Vec<serde_json::Value> {
     match json.as_array() {
         Some(a) => a.clone(),
         None => vec![json.clone()],
+    }
+}
+
+/// `podman system service` on a private socket: the engine API (Docker-compatible) that
+/// cap-trace names containers through when it runs without privileges. Stopped on drop.
+pub struct ApiService {
+    child: Child,
+    pub socket: PathBuf,
+    _dir: TempDir,
+}
+
+impl ApiService {
+    pub fn start() -> ApiService {
+        let dir = TempDir::new("engine-api");
+        let socket = dir.join("engine.sock");
+        let child = podman()
+            .args(["system", "service", "--time=0"])
+            .arg(format!("unix://{}", socket.display()))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start podman system service");
+        let deadline = Instant::now() + Duration::from_secs(15);
+        while !socket.exists() {
+            assert!(
+                Instant::now() < deadline,
+                "podman system service did not start"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        ApiService {
+            child,
+            socket,
+            _dir: dir,
+        }
+    }
+}
+
+impl Drop for ApiService {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
     }
 }

@@ -355,17 +355,8 @@ fn docker_compatible_api_socket() {
         return;
     }
     podman::image();
-    let dir = TempDir::new("api");
-    let socket = dir.join("engine.sock");
-    let mut service = podman::podman()
-        .args(["system", "service", "--time=0"])
-        .arg(format!("unix://{}", socket.display()))
-        .spawn()
-        .unwrap();
-    let deadline = std::time::Instant::now() + Duration::from_secs(15);
-    while !socket.exists() && std::time::Instant::now() < deadline {
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    let service = podman::ApiService::start();
+    let socket = &service.socket;
     let name = podman::name("api");
     let bg = Background::start(&[
         "--container",
@@ -382,8 +373,7 @@ fn docker_compatible_api_socket() {
         "touch /tmp/f; chown nobody /tmp/f; sleep 0.5",
     );
     let (code, stderr, json) = bg.wait(Duration::from_secs(60));
-    let _ = service.kill();
-    let _ = service.wait();
+    drop(service);
     assert!(run.status.success());
     assert_eq!(code, Some(0), "{stderr}");
     let p = podman::profiles(&json.unwrap()).remove(0);

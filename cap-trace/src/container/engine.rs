@@ -6,7 +6,7 @@ use std::io::{BufRead, BufReader, Write};
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
@@ -258,52 +258,241 @@ pub fn info_from_events(stream: &[u8], id: &str, engine: &str) -> Option<Contain
     let mut info: Option<ContainerInfo> = None;
     for event in serde_json::Deserializer::from_slice(stream).into_iter::<Value>() {
         let Ok(event) = event else { break };
-        // Docker API: {"Type","Action","Actor":{"ID","Attributes":{"name","image"}}};
-        // podman events: {"ID","Name","Image","Status","ContainerExitCode"}.
-        let event_id = event["Actor"]["ID"]
-            .as_str()
-            .or(event["ID"].as_str())
-            .or(event["id"].as_str());
-        if event_id != Some(id) {
+        if event_id(&event) != Some(id) {
             continue;
         }
-        let attrs = &event["Actor"]["Attributes"];
-        let name = attrs["name"].as_str().or(event["Name"].as_str());
-        let image = attrs["image"].as_str().or(event["Image"].as_str());
         let entry = info.get_or_insert_with(|| ContainerInfo {
             id: id.to_owned(),
             engine: engine.to_owned(),
             ..Default::default()
         });
-        if let Some(name) = name {
-            entry.name = name.trim_start_matches('/').to_owned();
-        }
-        if let Some(image) = image {
-            entry.image = Some(image.to_owned());
-        }
-        if let Some(labels) = attrs.as_object() {
-            for (k, v) in labels {
-                if k.contains('.')
-                    && let Some(v) = v.as_str()
-                {
-                    entry.labels.insert(k.clone(), v.to_owned());
-                }
-            }
-        }
-        let code = attrs["exitCode"]
-            .as_str()
-            .and_then(|c| c.parse::<i32>().ok())
-            .or(event["ContainerExitCode"].as_i64().map(|c| c as i32));
-        let action = event["Action"]
-            .as_str()
-            .or(event["Status"].as_str())
-            .unwrap_or("");
-        if action == "died" || action == "die" {
-            // podman leaves ContainerExitCode out when it is 0.
-            entry.exit_code = code.or(Some(0));
-        }
+        apply_event(&event, entry);
     }
     info.filter(|i| !i.name.is_empty())
+}
+
+/// Event attributes that are not the container's labels (Docker and podman put both in one
+/// object).
+const EVENT_ATTRIBUTES: &[&str] = &[
+    "name",
+    "image",
+    "exitCode",
+    "containerExitCode",
+    "podId",
+    "execID",
+    "signal",
+    "health_status",
+    "detach",
+];
+
+/// The container an event is about.
+fn event_id(event: &Value) -> Option<&str> {
+    // Docker API: {"Type","Action","Actor":{"ID","Attributes":{"name","image"}}};
+    // podman events: {"ID","Name","Image","Status","ContainerExitCode"}.
+    event["Actor"]["ID"]
+        .as_str()
+        .or(event["ID"].as_str())
+        .or(event["id"].as_str())
+}
+
+/// What an event says about its container: name, image, labels, exit code. Returns the action.
+fn apply_event<'a>(event: &'a Value, entry: &mut ContainerInfo) -> &'a str {
+    let attrs = &event["Actor"]["Attributes"];
+    let name = attrs["name"].as_str().or(event["Name"].as_str());
+    let image = attrs["image"].as_str().or(event["Image"].as_str());
+    if let Some(name) = name {
+        entry.name = name.trim_start_matches('/').to_owned();
+    }
+    if let Some(image) = image {
+        entry.image = Some(image.to_owned());
+    }
+    if let Some(labels) = attrs.as_object() {
+        for (k, v) in labels {
+            if !EVENT_ATTRIBUTES.contains(&k.as_str())
+                && let Some(v) = v.as_str()
+            {
+                entry.labels.insert(k.clone(), v.to_owned());
+            }
+        }
+    }
+    let code = attrs["exitCode"]
+        .as_str()
+        .and_then(|c| c.parse::<i32>().ok())
+        .or(attrs["containerExitCode"]
+            .as_str()
+            .and_then(|c| c.parse::<i32>().ok()))
+        .or(event["ContainerExitCode"].as_i64().map(|c| c as i32));
+    let action = event["Action"]
+        .as_str()
+        .or(event["Status"].as_str())
+        .unwrap_or("");
+    if action == "died" || action == "die" {
+        // podman leaves ContainerExitCode out when it is 0.
+        entry.exit_code = code.or(Some(0));
+    }
+    action
+}
+
+/// Containers the engines announced on their live event streams, kept for a while after
+/// they are removed: a `--rm` container that lived for milliseconds is gone from the engine
+/// before its checks are looked at, and an event history query can come back empty while
+/// the engine rotates its event log.
+#[derive(Debug, Default)]
+pub struct Recent {
+    seen: std::sync::Mutex<std::collections::HashMap<String, (ContainerInfo, Option<Instant>)>>,
+}
+
+impl Recent {
+    /// How long a removed container stays nameable.
+    const KEEP: Duration = Duration::from_secs(120);
+
+    fn record(&self, event: &Value, engine: &str) {
+        let Some(id) = event_id(event) else { return };
+        let mut seen = self.seen.lock().unwrap_or_else(|e| e.into_inner());
+        let (entry, removed) = seen.entry(id.to_owned()).or_insert_with(|| {
+            (
+                ContainerInfo {
+                    id: id.to_owned(),
+                    engine: engine.to_owned(),
+                    ..Default::default()
+                },
+                None,
+            )
+        });
+        if matches!(apply_event(event, entry), "remove" | "destroy") {
+            *removed = Some(Instant::now());
+        }
+        // Bounded under churn: forget what was removed long enough ago.
+        seen.retain(|_, (_, removed)| removed.is_none_or(|at| at.elapsed() < Self::KEEP));
+    }
+
+    /// What the events said about container `id`, once they named it.
+    pub fn get(&self, id: &str) -> Option<ContainerInfo> {
+        let seen = self.seen.lock().unwrap_or_else(|e| e.into_inner());
+        seen.get(id)
+            .map(|(info, _)| info.clone())
+            .filter(|i| !i.name.is_empty())
+    }
+
+    pub fn len(&self) -> usize {
+        self.seen.lock().unwrap_or_else(|e| e.into_inner()).len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+impl Api {
+    /// Follows the engine's container events from `since` (Unix seconds) into `recent`, on a
+    /// thread of its own, reconnecting if the engine goes away.
+    pub fn watch(&self, engine: String, since: u64, recent: std::sync::Arc<Recent>) {
+        let api = self.clone();
+        let spawned = std::thread::Builder::new()
+            .name("engine-events".into())
+            .spawn(move || {
+                let mut since = since;
+                loop {
+                    let started = std::time::SystemTime::now()
+                        .duration_since(std::time::UNIX_EPOCH)
+                        .unwrap_or_default()
+                        .as_secs();
+                    if let Err(e) = api.stream_events(since, &engine, &recent) {
+                        log::debug!("{} event stream: {e}", api.socket.display());
+                    }
+                    // Reconnect a little before where the broken stream started; events seen
+                    // twice do no harm.
+                    since = started.saturating_sub(5);
+                    std::thread::sleep(Duration::from_secs(1));
+                }
+            });
+        if let Err(e) = spawned {
+            log::debug!("cannot follow engine events: {e}");
+        }
+    }
+
+    fn stream_events(&self, since: u64, engine: &str, recent: &Recent) -> std::io::Result<()> {
+        let mut stream = UnixStream::connect(&self.socket)?;
+        let filters = url_escape(r#"{"type":["container"]}"#);
+        write!(
+            stream,
+            "GET /events?since={since}&filters={filters} HTTP/1.1\r\nHost: localhost\r\nUser-Agent: cap-trace\r\nAccept: application/json\r\n\r\n"
+        )?;
+        let mut reader = BufReader::new(stream);
+        let mut on_line = |line: &[u8]| {
+            if let Ok(event) = serde_json::from_slice::<Value>(line) {
+                recent.record(&event, engine);
+            }
+        };
+        read_streamed_lines(&mut reader, &mut on_line)
+    }
+}
+
+/// Reads a streaming HTTP/1.1 response (chunked or not) and hands each complete line of its
+/// body to `on_line`, until the stream ends.
+pub fn read_streamed_lines(
+    reader: &mut impl BufRead,
+    on_line: &mut impl FnMut(&[u8]),
+) -> std::io::Result<()> {
+    let bad = |m: &str| std::io::Error::new(std::io::ErrorKind::InvalidData, m.to_owned());
+    let mut line = String::new();
+    let status = read_status(reader, &mut line)?;
+    if status != 200 {
+        return Err(bad(&format!("HTTP {status}")));
+    }
+    let mut chunked = false;
+    loop {
+        line.clear();
+        if reader.read_line(&mut line)? == 0 {
+            return Ok(());
+        }
+        let header = line.trim_end();
+        if header.is_empty() {
+            break;
+        }
+        if let Some((name, value)) = header.split_once(':')
+            && name.eq_ignore_ascii_case("transfer-encoding")
+            && value.contains("chunked")
+        {
+            chunked = true;
+        }
+    }
+    let mut pending: Vec<u8> = Vec::new();
+    let mut body = |data: &[u8], pending: &mut Vec<u8>| {
+        pending.extend_from_slice(data);
+        while let Some(end) = pending.iter().position(|&b| b == b'\n') {
+            let rest = pending.split_off(end + 1);
+            on_line(&pending[..end]);
+            *pending = rest;
+        }
+    };
+    if chunked {
+        loop {
+            line.clear();
+            if reader.read_line(&mut line)? == 0 {
+                return Ok(());
+            }
+            let size = usize::from_str_radix(line.trim().split(';').next().unwrap_or(""), 16)
+                .map_err(|_| bad("bad chunk size"))?;
+            if size == 0 {
+                return Ok(());
+            }
+            let mut chunk = vec![0; size];
+            reader.read_exact(&mut chunk)?;
+            body(&chunk, &mut pending);
+            line.clear();
+            reader.read_line(&mut line)?;
+        }
+    } else {
+        let mut buf = [0u8; 8192];
+        loop {
+            let n = std::io::Read::read(reader, &mut buf)?;
+            if n == 0 {
+                return Ok(());
+            }
+            body(&buf[..n], &mut pending);
+        }
+    }
 }
 
 fn url_escape(s: &str) -> String {
@@ -315,16 +504,20 @@ fn url_escape(s: &str) -> String {
         .collect()
 }
 
+/// The status code from an HTTP/1.1 response's first line (read into `line`).
+fn read_status(reader: &mut impl BufRead, line: &mut String) -> std::io::Result<u16> {
+    reader.read_line(line)?;
+    line.split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .ok_or_else(|| std::io::Error::new(std::io::ErrorKind::InvalidData, "not an HTTP response"))
+}
+
 /// Reads an HTTP/1.1 response (Content-Length, chunked, or until close).
 pub fn read_response(reader: &mut impl BufRead) -> std::io::Result<(u16, Vec<u8>)> {
     let bad = |m: &str| std::io::Error::new(std::io::ErrorKind::InvalidData, m.to_owned());
     let mut line = String::new();
-    reader.read_line(&mut line)?;
-    let status: u16 = line
-        .split_whitespace()
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .ok_or_else(|| bad("not an HTTP response"))?;
+    let status = read_status(reader, &mut line)?;
     let mut length = None;
     let mut chunked = false;
     loop {
@@ -506,6 +699,8 @@ impl Cli {
 pub struct Engines {
     pub apis: Vec<(Api, String)>,
     pub clis: Vec<Cli>,
+    /// Containers the API engines' live event streams announced (see [`Engines::watch`]).
+    pub recent: std::sync::Arc<Recent>,
 }
 
 impl Engines {
@@ -547,11 +742,28 @@ impl Engines {
                 .filter(Cli::available)
                 .collect()
         };
-        Engines { apis, clis }
+        Engines {
+            apis,
+            clis,
+            recent: Default::default(),
+        }
     }
 
     pub fn is_empty(&self) -> bool {
         self.apis.is_empty() && self.clis.is_empty()
+    }
+
+    /// Starts following every API engine's container events from `since` (Unix seconds).
+    pub fn watch(&self, since: u64) {
+        for (api, engine) in &self.apis {
+            api.watch(engine.clone(), since, self.recent.clone());
+        }
+    }
+
+    /// A container that no longer exists: from the live event streams, else the engines'
+    /// event histories.
+    pub fn named_by_events(&self, id: &str, since: u64) -> Option<ContainerInfo> {
+        self.recent.get(id).or_else(|| self.from_history(id, since))
     }
 
     /// Looks a container up by name or id in every engine.
@@ -750,6 +962,53 @@ mod tests {
             Some(0)
         );
         assert_eq!(info_from_events(b"not json", "ccc", "docker"), None);
+    }
+
+    #[test]
+    fn labels_without_dots_are_labels_and_attributes_are_not() {
+        let docker = br#"{"Type":"container","Action":"start","Actor":{"ID":"eee","Attributes":{"name":"w","image":"i","team":"shop","podId":"p","exitCode":"1"}}}"#;
+        let info = info_from_events(docker, "eee", "podman").unwrap();
+        assert_eq!(
+            info.labels.into_iter().collect::<Vec<_>>(),
+            [("team".to_string(), "shop".to_string())]
+        );
+    }
+
+    #[test]
+    fn streamed_events_are_read_line_by_line_across_chunks() {
+        // Two events split across chunks at awkward places, then the end of the stream.
+        let first = r#"{"Type":"container","Action":"start","Actor":{"ID":"a1","Attributes":{"name":"web"}}}"#;
+        let second = r#"{"Type":"container","Action":"remove","Actor":{"ID":"a1","Attributes":{"name":"web"}}}"#;
+        let body = format!("{first}\n{second}\n");
+        let (one, two) = body.split_at(30);
+        let (two, three) = two.split_at(70);
+        let mut http = String::from(
+            "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n",
+        );
+        for part in [one, two, three] {
+            http.push_str(&format!("{:x}\r\n{part}\r\n", part.len()));
+        }
+        http.push_str("0\r\n\r\n");
+        let mut lines = Vec::new();
+        read_streamed_lines(&mut http.as_bytes(), &mut |l| {
+            lines.push(String::from_utf8(l.to_vec()).unwrap())
+        })
+        .unwrap();
+        assert_eq!(lines, [first, second]);
+
+        let recent = Recent::default();
+        for line in &lines {
+            recent.record(&serde_json::from_str(line).unwrap(), "docker");
+        }
+        let info = recent.get("a1").unwrap();
+        assert_eq!(
+            (info.name.as_str(), info.engine.as_str()),
+            ("web", "docker")
+        );
+        assert_eq!(recent.get("zz"), None);
+
+        let refused = "HTTP/1.1 500 Internal Server Error\r\n\r\n";
+        assert!(read_streamed_lines(&mut refused.as_bytes(), &mut |_| {}).is_err());
     }
 
     #[test]

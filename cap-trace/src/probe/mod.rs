@@ -535,6 +535,7 @@ impl Probe {
 
     /// Forgets the keys of cgroups that are no longer traced (the daemon's churn).
     pub fn forget(&mut self, cgroup_ids: &[u64]) -> Result<(), ProbeError> {
+        let cgroup_ids: std::collections::HashSet<u64> = cgroup_ids.iter().copied().collect();
         let map_err = |e: aya::maps::MapError| ProbeError::Map("CHECKS", e.to_string());
         let mut checks: HashMap<_, CheckKey, u64> =
             HashMap::try_from(self.ebpf.map_mut("CHECKS").expect("CHECKS map")).map_err(map_err)?;

@@ -1,0 +1,684 @@
+//! `cap-trace daemon`: follows every container (or a filtered set) for as long as it runs,
+//! keeps one profile per container identity, persists them atomically every interval, and
+//! answers `status`, `profile` and `export` on a root-only unix socket.
+//!
+//! A profile file is the union of what earlier daemon runs saved and what this run saw, so a
+//! restarted daemon (even after SIGKILL) continues where the last persist left it. Containers
+//! that exited are folded into their saved profile and forgotten by the kernel side and the
+//! event collector, so memory stays flat under churn.
+
+use std::collections::BTreeMap;
+use std::os::unix::fs::PermissionsExt as _;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+use tokio::io::{AsyncBufReadExt as _, AsyncReadExt as _, AsyncWriteExt as _, BufReader};
+use tokio::net::{UnixListener, UnixStream};
+use tokio::signal::unix::{SignalKind, signal};
+use tokio::sync::{mpsc, oneshot};
+
+use crate::error::Failure;
+use crate::follow::{self, FollowOptions, Opened};
+use crate::merge;
+use crate::output::write_atomic;
+use crate::privilege;
+use crate::profile::{Losses, Profile};
+
+/// Default control socket.
+pub const DEFAULT_SOCKET: &str = "/run/cap-trace/control.sock";
+
+/// Largest request accepted on the socket.
+const MAX_REQUEST: usize = 64 * 1024;
+
+pub struct DaemonOptions {
+    pub state_dir: PathBuf,
+    pub socket: PathBuf,
+    pub interval: Duration,
+    pub follow: FollowOptions,
+}
+
+/// A request on the control socket (one JSON object per line).
+#[derive(Debug, Deserialize, Serialize, PartialEq)]
+#[serde(tag = "request", rename_all = "lowercase", deny_unknown_fields)]
+pub enum Request {
+    // Struct variants, so that unknown fields are refused for these too.
+    Status {},
+    Profile { name: String },
+    Profiles {},
+}
+
+/// The reply: `{"ok": true, ...}` or `{"ok": false, "error": "..."}`.
+#[derive(Debug, Deserialize, Serialize)]
+pub struct Reply {
+    pub ok: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub status: Option<Status>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub profiles: Vec<Profile>,
+}
+
+impl Reply {
+    fn error(message: impl Into<String>) -> Reply {
+        Reply {
+            ok: false,
+            error: Some(message.into()),
+            status: None,
+            profiles: Vec::new(),
+        }
+    }
+
+    fn profiles(profiles: Vec<Profile>) -> Reply {
+        Reply {
+            ok: true,
+            error: None,
+            status: None,
+            profiles,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+pub struct Status {
+    pub backend: String,
+    pub hook: String,
+    /// How containers are named: engine API sockets, else CLIs.
+    pub engines: Vec<String>,
+    /// The capabilities the daemon kept after attaching.
+    pub capabilities: Vec<String>,
+    pub uptime_s: u64,
+    pub state_dir: String,
+    pub interval_s: f64,
+    /// Profiles held (saved ones and containers seen by this run).
+    pub profiles: usize,
+    /// Containers seen by this run, running now or exited.
+    pub containers: Vec<ContainerStatus>,
+    pub containers_seen: u64,
+    /// Capability checks seen in followed containers since start.
+    pub checks: u64,
+    /// Ring-buffer events received since start.
+    pub events: u64,
+    pub losses: Losses,
+    pub last_persist: Option<String>,
+    /// The last persist error, if the last persist failed (the daemon keeps tracing).
+    pub persist_error: Option<String>,
+    /// Peak resident memory of the daemon, KiB.
+    pub peak_rss_kib: u64,
+    pub rss_kib: u64,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+pub struct ContainerStatus {
+    pub name: String,
+    pub running: bool,
+}
+
+/// File name of a profile: the identity with `/` as `~` (compose `project/service`, Kubernetes
+/// `namespace/workload/container`), anything outside `[A-Za-z0-9._-]` as `_`.
+pub fn file_name(identity: &str) -> String {
+    let mut name: String = identity
+        .chars()
+        .map(|c| match c {
+            '/' => '~',
+            c if c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-') => c,
+            _ => '_',
+        })
+        .collect();
+    if name.is_empty() || name.starts_with('.') {
+        name.insert(0, '_');
+    }
+    name.push_str(".json");
+    name
+}
+
+/// Profiles saved by earlier runs, by identity. A file that does not parse is set aside (renamed
+/// `*.invalid`) with a warning rather than stopping the daemon or being overwritten.
+fn load_saved(dir: &Path) -> Result<BTreeMap<String, Profile>, Failure> {
+    let mut saved = BTreeMap::new();
+    let entries = std::fs::read_dir(dir).map_err(|e| {
+        Failure::environment(format!("cannot read state dir {}: {e}", dir.display()))
+    })?;
+    for entry in entries.flatten() {
+        let path = entry.path();
+        if path.extension().is_none_or(|e| e != "json") {
+            continue;
+        }
+        match Profile::read(&path) {
+            Ok(p) => {
+                let identity = p
+                    .workload
+                    .identity
+                    .clone()
+                    .unwrap_or_else(|| p.workload.name.clone());
+                saved.insert(identity, p);
+            }
+            Err(e) => {
+                let aside = path.with_extension("json.invalid");
+                let _ = std::fs::rename(&path, &aside);
+                eprintln!(
+                    "cap-trace: warning: {e}; set aside as {} and started afresh",
+                    aside.display()
+                );
+            }
+        }
+    }
+    Ok(saved)
+}
+
+/// What a control-socket connection asks the main loop.
+struct Ask {
+    request: Request,
+    reply: oneshot::Sender<Reply>,
+}
+
+struct Daemon {
+    opts_dir: PathBuf,
+    interval: Duration,
+    /// Saved profiles, by identity: earlier runs plus containers of this run that exited.
+    saved: BTreeMap<String, Profile>,
+    source: String,
+    last_persist: Option<String>,
+    persist_error: Option<String>,
+    containers_seen: std::collections::BTreeSet<String>,
+    engines: Vec<String>,
+    kept: Vec<String>,
+    /// Cgroups of containers retired lately, and when.
+    retired: Vec<(std::time::Instant, Vec<u64>)>,
+}
+
+impl Daemon {
+    /// Every profile: saved ones with what this run saw added.
+    fn profiles(&self, s: &mut Opened) -> Result<BTreeMap<String, Profile>, Failure> {
+        let current = s
+            .session
+            .profiles_by_target((s.started_wall, s.started), false)?;
+        let mut all = self.saved.clone();
+        for (identity, mut profile) in current {
+            profile.workload.identity = Some(identity.clone());
+            let merged = match all.remove(&identity) {
+                Some(saved) => combine(saved, profile, &self.source),
+                None => combine_one(profile, &self.source),
+            };
+            all.insert(identity, merged);
+        }
+        Ok(all)
+    }
+
+    /// Writes every profile that changed; keeps tracing whatever happens.
+    fn persist(&mut self, s: &mut Opened) -> Result<(), Failure> {
+        let profiles = self.profiles(s)?;
+        let mut failed = None;
+        for (identity, profile) in &profiles {
+            let path = self.opts_dir.join(file_name(identity));
+            if let Err(e) = write_atomic(&path, profile.to_json().as_bytes()) {
+                failed = Some(format!("cannot write {}: {e}", path.display()));
+            }
+        }
+        match failed {
+            Some(e) => {
+                if self.persist_error.as_deref() != Some(e.as_str()) {
+                    eprintln!("cap-trace: error: {e}; still tracing, will retry");
+                }
+                self.persist_error = Some(e);
+            }
+            None => {
+                if self.persist_error.take().is_some() {
+                    eprintln!("cap-trace: profiles written again");
+                }
+                self.last_persist = Some(crate::profile::rfc3339(
+                    std::time::SystemTime::now()
+                        .duration_since(std::time::UNIX_EPOCH)
+                        .unwrap_or_default(),
+                ));
+                // Exited containers are on disk now: fold them in and forget them.
+                self.retire_exited(s, &profiles)?;
+            }
+        }
+        Ok(())
+    }
+
+    fn retire_exited(
+        &mut self,
+        s: &mut Opened,
+        profiles: &BTreeMap<String, Profile>,
+    ) -> Result<(), Failure> {
+        let mut i = 0;
+        while i < s.session.tracked.len() {
+            let t = &s.session.tracked[i];
+            if t.live.is_some() || t.info.is_none() {
+                i += 1;
+                continue;
+            }
+            self.containers_seen.insert(t.target.clone());
+            if let Some(p) = profiles.get(&t.target) {
+                self.saved.insert(t.target.clone(), p.clone());
+            }
+            let ids = s.session.retire(i)?;
+            self.retired.push((std::time::Instant::now(), ids));
+        }
+        // A CPU's cache of its last check can still hold a retired container's repeats (they
+        // were counted in the profile just written) and add them back to the kernel's table
+        // when it next flushes: forget retired cgroups again for a while so the table stays
+        // bounded under churn.
+        self.retired
+            .retain(|(at, _)| at.elapsed() < Duration::from_secs(600));
+        let again: Vec<u64> = self
+            .retired
+            .iter()
+            .flat_map(|(_, ids)| ids.iter().copied())
+            .collect();
+        if !again.is_empty() {
+            s.session
+                .tracer
+                .probe
+                .forget(&again)
+                .map_err(Failure::runtime)?;
+        }
+        Ok(())
+    }
+
+    fn status(&self, s: &mut Opened) -> Result<Status, Failure> {
+        let stats = s.session.tracer.stats()?;
+        let live: Vec<ContainerStatus> = self
+            .containers_seen
+            .iter()
+            .map(|name| ContainerStatus {
+                name: name.clone(),
+                running: s
+                    .session
+                    .tracked
+                    .iter()
+                    .any(|t| &t.target == name && t.info.is_some() && t.live.is_some()),
+            })
+            .collect();
+        let (rss, peak) = memory();
+        let profiles = self.profiles(s)?.len();
+        Ok(Status {
+            backend: s.session.tracer.probe.backend.to_string(),
+            hook: s.session.tracer.probe.hook_name(),
+            engines: self.engines.clone(),
+            capabilities: self.kept.clone(),
+            uptime_s: s.started.elapsed().as_secs(),
+            state_dir: self.opts_dir.display().to_string(),
+            interval_s: self.interval.as_secs_f64(),
+            profiles,
+            containers: live,
+            containers_seen: self.containers_seen.len() as u64,
+            checks: stats.checks,
+            events: s.session.tracer.collector.events,
+            losses: Losses::from_stats(&stats),
+            last_persist: self.last_persist.clone(),
+            persist_error: self.persist_error.clone(),
+            peak_rss_kib: peak,
+            rss_kib: rss,
+        })
+    }
+
+    fn answer(&mut self, s: &mut Opened, request: Request) -> Reply {
+        let result = match request {
+            Request::Status {} => self.status(s).map(|status| Reply {
+                ok: true,
+                error: None,
+                status: Some(status),
+                profiles: Vec::new(),
+            }),
+            Request::Profiles {} => self
+                .profiles(s)
+                .map(|p| Reply::profiles(p.into_values().collect())),
+            Request::Profile { name } => self.profiles(s).map(|mut all| {
+                let found = all.remove(&name).or_else(|| {
+                    all.into_values().find(|p| {
+                        p.workload.name == name || p.workload.id.as_deref() == Some(&name)
+                    })
+                });
+                match found {
+                    Some(p) => Reply::profiles(vec![p]),
+                    None => Reply::error(format!(
+                        "no profile for `{name}` (see `cap-trace status` for the containers seen)"
+                    )),
+                }
+            }),
+        };
+        result.unwrap_or_else(|e| Reply::error(e.message))
+    }
+}
+
+/// A saved profile plus what this run saw of the same identity.
+fn combine(saved: Profile, current: Profile, source: &str) -> Profile {
+    let workload = current.workload.clone();
+    let mut merged = merge::merge(vec![("saved".into(), saved), (source.into(), current)]);
+    let sources = dedup(std::mem::take(&mut merged.workload.sources));
+    // The latest incarnation describes the container (id, image, capability set).
+    merged.workload = workload;
+    merged.workload.sources = sources;
+    merged
+}
+
+fn combine_one(current: Profile, source: &str) -> Profile {
+    let mut merged = merge::merge(vec![(source.into(), current.clone())]);
+    merged.workload = current.workload;
+    merged.workload.sources = vec![source.to_owned()];
+    merged
+}
+
+fn dedup(items: Vec<String>) -> Vec<String> {
+    let mut out: Vec<String> = Vec::new();
+    for i in items {
+        if !out.contains(&i) {
+            out.push(i);
+        }
+    }
+    out
+}
+
+/// Resident memory now and at peak, KiB.
+fn memory() -> (u64, u64) {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    let field = |name: &str| {
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix(name))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+            .unwrap_or(0)
+    };
+    (field("VmRSS:"), field("VmHWM:"))
+}
+
+/// Binds the control socket: root-only, replacing a stale socket but never a live daemon's.
+fn bind(path: &Path) -> Result<UnixListener, Failure> {
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir)
+            .map_err(|e| Failure::environment(format!("cannot create {}: {e}", dir.display())))?;
+    }
+    if path.exists() {
+        if std::os::unix::net::UnixStream::connect(path).is_ok() {
+            return Err(Failure::environment(format!(
+                "another cap-trace daemon answers on {}: stop it, or pass another --socket",
+                path.display()
+            )));
+        }
+        let _ = std::fs::remove_file(path);
+    }
+    let listener = UnixListener::bind(path)
+        .map_err(|e| Failure::environment(format!("cannot listen on {}: {e}", path.display())))?;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))
+        .map_err(|e| Failure::environment(format!("cannot protect {}: {e}", path.display())))?;
+    Ok(listener)
+}
+
+/// Serves one connection: requests line by line, each answered by the main loop. Only root
+/// may ask (the socket is 0600 too, but a descriptor can be passed on).
+async fn serve(stream: UnixStream, asks: mpsc::Sender<Ask>) {
+    let uid = stream.peer_cred().map(|c| c.uid()).unwrap_or(u32::MAX);
+    let (read, mut write) = stream.into_split();
+    if uid != 0 {
+        let reply = Reply::error("permission denied: the cap-trace control socket is root-only");
+        let _ = write.write_all(reply_line(&reply).as_bytes()).await;
+        return;
+    }
+    let mut lines = BufReader::new(read.take(MAX_REQUEST as u64 * 16));
+    loop {
+        let mut line = String::new();
+        let n = match tokio::time::timeout(Duration::from_secs(60), lines.read_line(&mut line))
+            .await
+        {
+            Ok(Ok(n)) => n,
+            // Idle for a minute: close.
+            Err(_) => return,
+            // Unreadable or not UTF-8: say so, then close.
+            Ok(Err(_)) => {
+                let reply = Reply::error("malformed request: expected one JSON object per line");
+                let _ = write.write_all(reply_line(&reply).as_bytes()).await;
+                return;
+            }
+        };
+        if n == 0 {
+            return;
+        }
+        let reply = if line.len() > MAX_REQUEST {
+            Reply::error(format!("request too large (limit {MAX_REQUEST} bytes)"))
+        } else {
+            match serde_json::from_str::<Request>(line.trim()) {
+                Err(e) => Reply::error(format!(
+                    "malformed request: {e} (expected {{\"request\": \"status\"|\"profile\"|\"profiles\"}})"
+                )),
+                Ok(request) => {
+                    let (tx, rx) = oneshot::channel();
+                    if asks.send(Ask { request, reply: tx }).await.is_err() {
+                        return;
+                    }
+                    match rx.await {
+                        Ok(reply) => reply,
+                        Err(_) => return,
+                    }
+                }
+            }
+        };
+        if write
+            .write_all(reply_line(&reply).as_bytes())
+            .await
+            .is_err()
+        {
+            return;
+        }
+    }
+}
+
+fn reply_line(reply: &Reply) -> String {
+    let mut s = serde_json::to_string(reply).expect("reply serializes");
+    s.push('\n');
+    s
+}
+
+pub async fn daemon(opts: DaemonOptions) -> Result<(), Failure> {
+    privilege::require_tracing_capabilities()?;
+    std::fs::create_dir_all(&opts.state_dir).map_err(|e| {
+        Failure::environment(format!(
+            "cannot create state dir {}: {e}",
+            opts.state_dir.display()
+        ))
+    })?;
+    let saved = load_saved(&opts.state_dir)?;
+    let listener = bind(&opts.socket)?;
+    let mut s = follow::open(&opts.follow)?;
+    let engines: Vec<String> = s
+        .session
+        .engines
+        .apis
+        .iter()
+        .map(|(api, engine)| format!("{engine} at {}", api.socket.display()))
+        .chain(
+            s.session
+                .engines
+                .clis
+                .iter()
+                .map(|c| format!("{} CLI", c.program)),
+        )
+        .collect();
+    // Everything that needs privilege is done: programs attached, socket bound. Naming
+    // containers through an engine's API socket needs none; its CLI (podman's at least) does,
+    // so without a socket the daemon keeps what it has rather than go blind.
+    let kept = if s.session.engines.apis.is_empty() && !s.session.engines.clis.is_empty() {
+        eprintln!(
+            "cap-trace: warning: no container engine API socket answers, and naming containers \
+             with the engine's CLI needs root's privileges, so the daemon keeps them; start the \
+             engine's socket (podman: `systemctl enable --now podman.socket`) or pass \
+             --engine-socket to let it drop them"
+        );
+        privilege::current().iter().map(|c| c.to_string()).collect()
+    } else {
+        s.session.engines.clis.clear();
+        privilege::drop_to_tracing()?
+    };
+    eprintln!(
+        "cap-trace: daemon tracing {} with {}; {} saved profile{} in {}; control socket {}; kept {}",
+        if opts.follow.targets.is_empty() {
+            "all containers".to_string()
+        } else {
+            opts.follow.targets.join(", ")
+        },
+        s.session.tracer.probe.hook_name(),
+        saved.len(),
+        if saved.len() == 1 { "" } else { "s" },
+        opts.state_dir.display(),
+        opts.socket.display(),
+        if kept.is_empty() {
+            "no capabilities".to_string()
+        } else {
+            kept.join(",")
+        }
+    );
+    let mut d = Daemon {
+        opts_dir: opts.state_dir.clone(),
+        interval: opts.interval,
+        saved,
+        source: format!("{}:{}", hostname(), crate::profile::rfc3339(s.started_wall)),
+        last_persist: None,
+        persist_error: None,
+        containers_seen: Default::default(),
+        engines,
+        kept,
+        retired: Vec::new(),
+    };
+    let (ask_tx, mut ask_rx) = mpsc::channel::<Ask>(64);
+    let mut sigint = signal(SignalKind::interrupt()).map_err(Failure::runtime)?;
+    let mut sigterm = signal(SignalKind::terminate()).map_err(Failure::runtime)?;
+    let mut tick = tokio::time::interval(Duration::from_millis(100));
+    let mut persist = tokio::time::interval(opts.interval);
+    persist.tick().await;
+    loop {
+        tokio::select! {
+            result = s.session.tracer.pump() => result.map_err(Failure::runtime)?,
+            guard = s.watcher.readable_mut() => {
+                let mut guard = guard.map_err(Failure::runtime)?;
+                let created = guard.get_inner_mut().read(s.session.paths_mut());
+                guard.clear_ready();
+                s.session.on_created(&created);
+            }
+            accepted = listener.accept() => {
+                if let Ok((stream, _)) = accepted {
+                    tokio::spawn(serve(stream, ask_tx.clone()));
+                }
+            }
+            Some(ask) = ask_rx.recv() => {
+                s.session.tracer.drain();
+                s.session.classify_new_cgroups()?;
+                let reply = d.answer(&mut s, ask.request);
+                let _ = ask.reply.send(reply);
+            }
+            _ = sigint.recv() => break,
+            _ = sigterm.recv() => break,
+            _ = tick.tick() => {
+                s.session.classify_new_cgroups()?;
+                s.session.check_exits()?;
+                for t in &s.session.tracked {
+                    if t.info.is_some() && !d.containers_seen.contains(&t.target) {
+                        d.containers_seen.insert(t.target.clone());
+                    }
+                }
+            }
+            _ = persist.tick() => d.persist(&mut s)?,
+        }
+    }
+    s.session.tracer.drain();
+    s.session.classify_new_cgroups()?;
+    d.persist(&mut s)?;
+    eprintln!(
+        "cap-trace: daemon stopped; profiles in {}",
+        opts.state_dir.display()
+    );
+    let _ = std::fs::remove_file(&opts.socket);
+    Ok(())
+}
+
+fn hostname() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|h| h.trim().to_owned())
+        .unwrap_or_else(|_| "localhost".into())
+}
+
+/// A client of the control socket: sends one request, returns the reply.
+pub async fn ask(socket: &Path, request: &Request) -> Result<Reply, Failure> {
+    let stream = UnixStream::connect(socket).await.map_err(|e| {
+        let fix = match e.kind() {
+            std::io::ErrorKind::PermissionDenied => "the control socket is root-only: run as root",
+            std::io::ErrorKind::NotFound | std::io::ErrorKind::ConnectionRefused => {
+                "is `cap-trace daemon` running? (pass --socket if it listens elsewhere)"
+            }
+            _ => "check --socket",
+        };
+        Failure::environment(format!("cannot reach {}: {e}; {fix}", socket.display()))
+    })?;
+    let (read, mut write) = stream.into_split();
+    let mut line = serde_json::to_string(request).expect("request serializes");
+    line.push('\n');
+    write
+        .write_all(line.as_bytes())
+        .await
+        .map_err(|e| Failure::runtime(format!("control socket: {e}")))?;
+    let mut reply = String::new();
+    BufReader::new(read)
+        .read_line(&mut reply)
+        .await
+        .map_err(|e| Failure::runtime(format!("control socket: {e}")))?;
+    let reply: Reply = serde_json::from_str(&reply)
+        .map_err(|e| Failure::runtime(format!("control socket: unreadable reply: {e}")))?;
+    if !reply.ok {
+        return Err(Failure::runtime(
+            reply.error.unwrap_or_else(|| "request failed".into()),
+        ));
+    }
+    Ok(reply)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn file_names_keep_identities_apart() {
+        let cases = [
+            ("web", "web.json"),
+            ("shop/web", "shop~web.json"),
+            ("prod/api/server", "prod~api~server.json"),
+            ("a b", "a_b.json"),
+            ("../etc", "_..~etc.json"),
+            ("", "_.json"),
+        ];
+        for (identity, expected) in cases {
+            assert_eq!(file_name(identity), expected, "{identity}");
+        }
+    }
+
+    #[test]
+    fn requests_parse_strictly() {
+        assert_eq!(
+            serde_json::from_str::<Request>(r#"{"request":"status"}"#).unwrap(),
+            Request::Status {}
+        );
+        assert_eq!(
+            serde_json::from_str::<Request>(r#"{"request":"profile","name":"web"}"#).unwrap(),
+            Request::Profile { name: "web".into() }
+        );
+        for bad in [
+            "",
+            "{",
+            r#"{"request":"reboot"}"#,
+            r#"{"request":"profile"}"#,
+            r#"{"request":"status","x":1}"#,
+            "[1,2]",
+        ] {
+            assert!(serde_json::from_str::<Request>(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn sources_are_listed_once() {
+        assert_eq!(
+            dedup(vec!["a".into(), "b".into(), "a".into()]),
+            vec!["a".to_string(), "b".to_string()]
+        );
+    }
+}
