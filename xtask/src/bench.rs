@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result, bail};
 
 use crate::setup;
-use crate::tasks::{build_release, cargo, is_root, root, run};
+use crate::tasks::{build_release, is_root, root, run};
 
 #[derive(Clone, Copy)]
 pub struct Options {
@@ -418,15 +418,7 @@ pub fn bench(opts: Options) -> Result<()> {
         bail!("the benchmark loads eBPF programs: run it as root");
     }
     let bin = build_release()?;
-    run(cargo().args([
-        "build",
-        "--release",
-        "--quiet",
-        "--package",
-        "xtask",
-        "--bin",
-        "capbench",
-    ]))?;
+    crate::tasks::build_capbench()?;
     crate::tasks::ensure_demo_image()?;
     let kernel = std::fs::read_to_string("/proc/sys/kernel/osrelease")?
         .trim()

@@ -135,11 +135,26 @@ fn container_demo(bin: &Path) -> Result<()> {
     Ok(())
 }
 
+/// Builds `capbench`, the capability-check workload (target/release/capbench).
+pub fn build_capbench() -> Result<()> {
+    run(cargo().args([
+        "build",
+        "--release",
+        "--quiet",
+        "--package",
+        "xtask",
+        "--bin",
+        "capbench",
+    ]))
+}
+
 pub fn test(extra: &[String]) -> Result<()> {
     setup::install(setup::Scope::All)?;
     // The integration tests run the release binary; build it (and the eBPF object) first so that
     // build output does not interleave with test output.
     run(cargo().args(["build", "--release", "--package", "cap-trace"]))?;
+    // The daemon's load test drives capability checks with the benchmark's workload.
+    build_capbench()?;
     let mut cmd = cargo();
     cmd.arg("test");
     if !extra.is_empty() {
