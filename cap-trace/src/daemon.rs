@@ -614,15 +614,20 @@ pub async fn ask(socket: &Path, request: &Request) -> Result<Reply, Failure> {
     let (read, mut write) = stream.into_split();
     let mut line = serde_json::to_string(request).expect("request serializes");
     line.push('\n');
-    write
-        .write_all(line.as_bytes())
-        .await
-        .map_err(|e| Failure::runtime(format!("control socket: {e}")))?;
+    // The daemon may answer (a refusal) and close before reading the request: its reply is
+    // still there to read, so a failed write is only reported if no reply comes.
+    let sent = write.write_all(line.as_bytes()).await;
     let mut reply = String::new();
-    BufReader::new(read)
-        .read_line(&mut reply)
-        .await
-        .map_err(|e| Failure::runtime(format!("control socket: {e}")))?;
+    let received = BufReader::new(read).read_line(&mut reply).await;
+    match (sent, received) {
+        (_, Ok(n)) if n > 0 => {}
+        (Err(e), _) | (_, Err(e)) => return Err(Failure::runtime(format!("control socket: {e}"))),
+        (Ok(()), Ok(_)) => {
+            return Err(Failure::runtime(
+                "control socket: the daemon closed the connection without a reply",
+            ));
+        }
+    }
     let reply: Reply = serde_json::from_str(&reply)
         .map_err(|e| Failure::runtime(format!("control socket: unreadable reply: {e}")))?;
     if !reply.ok {
