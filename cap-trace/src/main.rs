@@ -14,6 +14,11 @@ use cap_trace::report::{self, Style, TextOptions};
 use cap_trace::{daemon, follow, gate, merge, output, render, run};
 
 fn main() -> ExitCode {
+    // Start-up parses the kernel's BTF twice (ours for offsets, aya's in its loader): large,
+    // short-lived buffers. Served by mmap, they go back to the system when freed instead of
+    // staying in the heap for as long as the tracer runs.
+    // SAFETY: mallopt before any other thread exists.
+    unsafe { libc::mallopt(libc::M_MMAP_THRESHOLD, 256 * 1024) };
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
         Err(e) => return usage_error(e),

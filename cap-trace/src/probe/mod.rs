@@ -275,6 +275,9 @@ impl Probe {
             Err(e) => return Err(ProbeError::Kernel(format!("reading kernel BTF: {e}"))),
         };
         let layout = kernel_layout(&btf)?;
+        let tp_params = btf.raw_tracepoint_params("cap_capable").ok();
+        // Everything needed from it is out; aya's loader parses the BTF once more.
+        drop(btf);
         log::debug!("kernel BTF read in {} ms", started.elapsed().as_millis());
         let order: &[Backend] = match options.choice {
             ProbeChoice::Auto => &[Backend::Tracepoint, Backend::Fexit, Backend::Kprobe],
@@ -282,9 +285,12 @@ impl Probe {
         };
         let mut rejected = Vec::new();
         for &backend in order {
-            match Self::try_backend(backend, options, &btf, &layout) {
+            match Self::try_backend(backend, options, tp_params.as_deref(), &layout) {
                 Ok(mut probe) => {
                     probe.rejected = rejected;
+                    // Loading freed far more than tracing will use: give it back.
+                    // SAFETY: malloc_trim only releases free heap memory.
+                    unsafe { libc::malloc_trim(0) };
                     return Ok(probe);
                 }
                 Err(AttemptError::Fatal(e)) => return Err(e),
@@ -303,7 +309,7 @@ impl Probe {
     fn try_backend(
         backend: Backend,
         options: &ProbeOptions,
-        btf: &Btf,
+        tp_params: Option<&[String]>,
         layout: &KernelLayout,
     ) -> Result<Probe, AttemptError> {
         let mut settings = Settings::zeroed();
@@ -346,8 +352,7 @@ impl Probe {
                 settings.tp_off_target_ns = off("target_ns", 8)?;
                 settings.tp_off_cap = off("cap", 4)?;
                 settings.tp_off_ret = off("ret", 4)?;
-                let params = btf.raw_tracepoint_params("cap_capable").ok();
-                let positions = tracefs::raw_positions(&fields, params.as_deref());
+                let positions = tracefs::raw_positions(&fields, tp_params);
                 let pos = |name: &str| {
                     positions
                         .iter()
@@ -387,7 +392,10 @@ impl Probe {
         }
 
         let t = std::time::Instant::now();
+        // No CO-RE relocations to make (kernel offsets arrive as globals): let go of the kernel
+        // BTF aya's loader parsed before the object is loaded, rather than holding both.
         let mut ebpf = EbpfLoader::new()
+            .btf(None)
             .override_global("SETTINGS", &settings, true)
             .map_max_entries("EVENTS", options.ring_buffer_bytes)
             .map_max_entries("CHECKS", options.max_keys)
