@@ -133,9 +133,9 @@ pub fn file_name(identity: &str) -> String {
     name
 }
 
-/// Profiles saved by earlier runs, by identity. A file that does not parse is set aside (renamed
-/// `*.invalid`) with a warning rather than stopping the daemon or being overwritten.
-fn load_saved(dir: &Path) -> Result<BTreeMap<String, Profile>, Failure> {
+/// The profiles in the state dir, by identity. A file that does not parse is set aside
+/// (renamed `*.invalid`) with a warning rather than stopping the daemon or being overwritten.
+fn read_saved(dir: &Path) -> Result<BTreeMap<String, Profile>, Failure> {
     let mut saved = BTreeMap::new();
     let entries = std::fs::read_dir(dir).map_err(|e| {
         Failure::environment(format!("cannot read state dir {}: {e}", dir.display()))
@@ -154,17 +154,35 @@ fn load_saved(dir: &Path) -> Result<BTreeMap<String, Profile>, Failure> {
                     .unwrap_or_else(|| p.workload.name.clone());
                 saved.insert(identity, p);
             }
-            Err(e) => {
-                let aside = path.with_extension("json.invalid");
-                let _ = std::fs::rename(&path, &aside);
-                eprintln!(
-                    "cap-trace: warning: {e}; set aside as {} and started afresh",
-                    aside.display()
-                );
-            }
+            Err(e) => set_aside(&path, &e),
         }
     }
     Ok(saved)
+}
+
+/// Renames a profile that does not parse to `*.invalid`, so it is neither lost nor overwritten.
+fn set_aside(path: &Path, error: &dyn std::fmt::Display) {
+    let aside = path.with_extension("json.invalid");
+    let _ = std::fs::rename(path, &aside);
+    eprintln!(
+        "cap-trace: warning: {error}; set aside as {} and started afresh",
+        aside.display()
+    );
+}
+
+/// The saved profile of one identity, if there is one (and it parses).
+fn read_one(dir: &Path, identity: &str) -> Option<Profile> {
+    let path = dir.join(file_name(identity));
+    if !path.exists() {
+        return None;
+    }
+    match Profile::read(&path) {
+        Ok(p) => Some(p),
+        Err(e) => {
+            set_aside(&path, &e);
+            None
+        }
+    }
 }
 
 /// What a control-socket connection asks the main loop.
@@ -176,8 +194,10 @@ struct Ask {
 struct Daemon {
     opts_dir: PathBuf,
     interval: Duration,
-    /// Saved profiles, by identity: earlier runs plus containers of this run that exited.
-    saved: BTreeMap<String, Profile>,
+    /// For each identity followed now: its profile on disk when this run first saw it (what
+    /// this run's records are added to). Only live identities are held, so memory does not
+    /// grow with the number of containers ever seen; the rest is on disk.
+    bases: std::collections::HashMap<String, Option<Profile>>,
     source: String,
     last_persist: Option<String>,
     persist_error: Option<String>,
@@ -189,26 +209,55 @@ struct Daemon {
 }
 
 impl Daemon {
-    /// Every profile: saved ones with what this run saw added.
-    fn profiles(&self, s: &mut Opened) -> Result<BTreeMap<String, Profile>, Failure> {
+    /// The profiles of the identities followed now: each one's base with what this run saw.
+    fn current(&mut self, s: &mut Opened) -> Result<BTreeMap<String, Profile>, Failure> {
         let current = s
             .session
             .profiles_by_target((s.started_wall, s.started), false)?;
-        let mut all = self.saved.clone();
+        let mut out = BTreeMap::new();
         for (identity, mut profile) in current {
             profile.workload.identity = Some(identity.clone());
-            let merged = match all.remove(&identity) {
-                Some(saved) => combine(saved, profile, &self.source),
+            let base = self
+                .bases
+                .entry(identity.clone())
+                .or_insert_with(|| read_one(&self.opts_dir, &identity));
+            let merged = match base {
+                Some(saved) => combine(saved.clone(), profile, &self.source),
                 None => combine_one(profile, &self.source),
             };
-            all.insert(identity, merged);
+            out.insert(identity, merged);
         }
+        Ok(out)
+    }
+
+    /// How many profiles there are: on disk, or followed now and not written yet.
+    fn profile_count(&self, s: &Opened) -> usize {
+        let mut names: std::collections::BTreeSet<String> = std::fs::read_dir(&self.opts_dir)
+            .map(|entries| {
+                entries
+                    .flatten()
+                    .map(|e| e.file_name().to_string_lossy().into_owned())
+                    .filter(|n| n.ends_with(".json"))
+                    .collect()
+            })
+            .unwrap_or_default();
+        for t in s.session.tracked.iter().filter(|t| t.info.is_some()) {
+            names.insert(file_name(&t.target));
+        }
+        names.len()
+    }
+
+    /// Every profile: those on disk, with the current ones in place of theirs.
+    fn all(&mut self, s: &mut Opened) -> Result<BTreeMap<String, Profile>, Failure> {
+        let current = self.current(s)?;
+        let mut all = read_saved(&self.opts_dir)?;
+        all.extend(current);
         Ok(all)
     }
 
     /// Writes every profile that changed; keeps tracing whatever happens.
     fn persist(&mut self, s: &mut Opened) -> Result<(), Failure> {
-        let profiles = self.profiles(s)?;
+        let profiles = self.current(s)?;
         let mut failed = None;
         for (identity, profile) in &profiles {
             let path = self.opts_dir.join(file_name(identity));
@@ -233,17 +282,13 @@ impl Daemon {
                         .unwrap_or_default(),
                 ));
                 // Exited containers are on disk now: fold them in and forget them.
-                self.retire_exited(s, &profiles)?;
+                self.retire_exited(s)?;
             }
         }
         Ok(())
     }
 
-    fn retire_exited(
-        &mut self,
-        s: &mut Opened,
-        profiles: &BTreeMap<String, Profile>,
-    ) -> Result<(), Failure> {
+    fn retire_exited(&mut self, s: &mut Opened) -> Result<(), Failure> {
         let mut i = 0;
         while i < s.session.tracked.len() {
             let t = &s.session.tracked[i];
@@ -252,9 +297,8 @@ impl Daemon {
                 continue;
             }
             self.containers_seen.insert(t.target.clone());
-            if let Some(p) = profiles.get(&t.target) {
-                self.saved.insert(t.target.clone(), p.clone());
-            }
+            // Its profile is on disk now: a later incarnation starts from there.
+            self.bases.remove(&t.target);
             let ids = s.session.retire(i)?;
             self.retired.push((std::time::Instant::now(), ids));
         }
@@ -294,7 +338,7 @@ impl Daemon {
             })
             .collect();
         let (rss, peak) = memory();
-        let profiles = self.profiles(s)?.len();
+        let profiles = self.profile_count(s);
         Ok(Status {
             backend: s.session.tracer.probe.backend.to_string(),
             hook: s.session.tracer.probe.hook_name(),
@@ -325,9 +369,9 @@ impl Daemon {
                 profiles: Vec::new(),
             }),
             Request::Profiles {} => self
-                .profiles(s)
+                .all(s)
                 .map(|p| Reply::profiles(p.into_values().collect())),
-            Request::Profile { name } => self.profiles(s).map(|mut all| {
+            Request::Profile { name } => self.all(s).map(|mut all| {
                 let found = all.remove(&name).or_else(|| {
                     all.into_values().find(|p| {
                         p.workload.name == name || p.workload.id.as_deref() == Some(&name)
@@ -480,7 +524,8 @@ pub async fn daemon(opts: DaemonOptions) -> Result<(), Failure> {
             opts.state_dir.display()
         ))
     })?;
-    let saved = load_saved(&opts.state_dir)?;
+    // Read once at start: unreadable profiles are set aside now, not at the first persist.
+    let saved = read_saved(&opts.state_dir)?.len();
     let listener = bind(&opts.socket)?;
     let mut s = follow::open(&opts.follow)?;
     let engines: Vec<String> = s
@@ -520,8 +565,8 @@ pub async fn daemon(opts: DaemonOptions) -> Result<(), Failure> {
             opts.follow.targets.join(", ")
         },
         s.session.tracer.probe.hook_name(),
-        saved.len(),
-        if saved.len() == 1 { "" } else { "s" },
+        saved,
+        if saved == 1 { "" } else { "s" },
         opts.state_dir.display(),
         opts.socket.display(),
         if kept.is_empty() {
@@ -533,7 +578,7 @@ pub async fn daemon(opts: DaemonOptions) -> Result<(), Failure> {
     let mut d = Daemon {
         opts_dir: opts.state_dir.clone(),
         interval: opts.interval,
-        saved,
+        bases: Default::default(),
         source: format!("{}:{}", hostname(), crate::profile::rfc3339(s.started_wall)),
         last_persist: None,
         persist_error: None,
