@@ -221,10 +221,7 @@ impl Daemon {
                 .bases
                 .entry(identity.clone())
                 .or_insert_with(|| read_one(&self.opts_dir, &identity));
-            let merged = match base {
-                Some(saved) => combine(saved.clone(), profile, &self.source),
-                None => combine_one(profile, &self.source),
-            };
+            let merged = combine(base.clone(), profile, &self.source);
             out.insert(identity, merged);
         }
         Ok(out)
@@ -389,32 +386,18 @@ impl Daemon {
     }
 }
 
-/// A saved profile plus what this run saw of the same identity.
-fn combine(saved: Profile, current: Profile, source: &str) -> Profile {
+/// What this run saw of an identity, added to its saved profile if it has one.
+fn combine(saved: Option<Profile>, current: Profile, source: &str) -> Profile {
     let workload = current.workload.clone();
-    let mut merged = merge::merge(vec![("saved".into(), saved), (source.into(), current)]);
-    let sources = dedup(std::mem::take(&mut merged.workload.sources));
+    let mut inputs: Vec<(String, Profile)> =
+        saved.map(|p| ("saved".into(), p)).into_iter().collect();
+    inputs.push((source.into(), current));
+    let mut merged = merge::merge(inputs);
     // The latest incarnation describes the container (id, image, capability set).
+    let sources = std::mem::take(&mut merged.workload.sources);
     merged.workload = workload;
     merged.workload.sources = sources;
     merged
-}
-
-fn combine_one(current: Profile, source: &str) -> Profile {
-    let mut merged = merge::merge(vec![(source.into(), current.clone())]);
-    merged.workload = current.workload;
-    merged.workload.sources = vec![source.to_owned()];
-    merged
-}
-
-fn dedup(items: Vec<String>) -> Vec<String> {
-    let mut out: Vec<String> = Vec::new();
-    for i in items {
-        if !out.contains(&i) {
-            out.push(i);
-        }
-    }
-    out
 }
 
 /// Resident memory now and at peak, KiB.
@@ -722,13 +705,5 @@ mod tests {
         ] {
             assert!(serde_json::from_str::<Request>(bad).is_err(), "{bad}");
         }
-    }
-
-    #[test]
-    fn sources_are_listed_once() {
-        assert_eq!(
-            dedup(vec!["a".into(), "b".into(), "a".into()]),
-            vec!["a".to_string(), "b".to_string()]
-        );
     }
 }

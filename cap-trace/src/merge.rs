@@ -29,7 +29,12 @@ pub fn merge(inputs: Vec<(String, Profile)>) -> Profile {
         } else {
             p.workload.sources.clone()
         };
-        sources.extend(from.iter().cloned());
+        // Profiles that share a source (a run saved, then continued) list it once.
+        for s in &from {
+            if !sources.contains(s) {
+                sources.push(s.clone());
+            }
+        }
         if !names.contains(&p.workload.name) {
             names.push(p.workload.name.clone());
         }
@@ -179,6 +184,17 @@ mod tests {
             abc.checks.iter().find(|c| c.cap == Cap(0)).unwrap().count,
             3
         );
+    }
+
+    #[test]
+    fn a_source_shared_by_two_inputs_is_listed_once() {
+        // A daemon run saved (a, b), then continued as b: b's profile is merged in again.
+        let ab = merge(vec![
+            ("a.json".into(), sample()),
+            ("b.json".into(), sample()),
+        ]);
+        let again = merge(vec![("saved".into(), ab), ("b.json".into(), sample())]);
+        assert_eq!(again.workload.sources, ["a.json", "b.json"]);
     }
 
     #[test]
