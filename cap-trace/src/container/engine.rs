@@ -434,92 +434,53 @@ pub fn read_streamed_lines(
     reader: &mut impl BufRead,
     on_line: &mut impl FnMut(&[u8]),
 ) -> std::io::Result<()> {
-    let bad = |m: &str| std::io::Error::new(std::io::ErrorKind::InvalidData, m.to_owned());
-    let mut line = String::new();
-    let status = read_status(reader, &mut line)?;
-    if status != 200 {
-        return Err(bad(&format!("HTTP {status}")));
-    }
-    let mut chunked = false;
-    loop {
-        line.clear();
-        if reader.read_line(&mut line)? == 0 {
-            return Ok(());
-        }
-        let header = line.trim_end();
-        if header.is_empty() {
-            break;
-        }
-        if let Some((name, value)) = header.split_once(':')
-            && name.eq_ignore_ascii_case("transfer-encoding")
-            && value.contains("chunked")
-        {
-            chunked = true;
-        }
+    let head = read_head(reader)?;
+    if head.status != 200 {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::InvalidData,
+            format!("HTTP {}", head.status),
+        ));
     }
     let mut pending: Vec<u8> = Vec::new();
-    let mut body = |data: &[u8], pending: &mut Vec<u8>| {
+    read_body(reader, &head, &mut |data| {
         pending.extend_from_slice(data);
         while let Some(end) = pending.iter().position(|&b| b == b'\n') {
             let rest = pending.split_off(end + 1);
             on_line(&pending[..end]);
-            *pending = rest;
+            pending = rest;
         }
-    };
-    if chunked {
-        loop {
-            line.clear();
-            if reader.read_line(&mut line)? == 0 {
-                return Ok(());
-            }
-            let size = usize::from_str_radix(line.trim().split(';').next().unwrap_or(""), 16)
-                .map_err(|_| bad("bad chunk size"))?;
-            if size == 0 {
-                return Ok(());
-            }
-            let mut chunk = vec![0; size];
-            reader.read_exact(&mut chunk)?;
-            body(&chunk, &mut pending);
-            line.clear();
-            reader.read_line(&mut line)?;
-        }
-    } else {
-        let mut buf = [0u8; 8192];
-        loop {
-            let n = std::io::Read::read(reader, &mut buf)?;
-            if n == 0 {
-                return Ok(());
-            }
-            body(&buf[..n], &mut pending);
-        }
-    }
-}
-
-fn url_escape(s: &str) -> String {
-    s.bytes()
-        .map(|b| match b {
-            b'a'..=b'z' | b'A'..=b'Z' | b'0'..=b'9' | b'-' | b'_' | b'.' => (b as char).to_string(),
-            _ => format!("%{b:02X}"),
-        })
-        .collect()
-}
-
-/// The status code from an HTTP/1.1 response's first line (read into `line`).
-fn read_status(reader: &mut impl BufRead, line: &mut String) -> std::io::Result<u16> {
-    reader.read_line(line)?;
-    line.split_whitespace()
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .ok_or_else(|| std::io::Error::new(std::io::ErrorKind::InvalidData, "not an HTTP response"))
+    })
 }
 
 /// Reads an HTTP/1.1 response (Content-Length, chunked, or until close).
 pub fn read_response(reader: &mut impl BufRead) -> std::io::Result<(u16, Vec<u8>)> {
+    let head = read_head(reader)?;
+    let mut body = Vec::new();
+    read_body(reader, &head, &mut |data| body.extend_from_slice(data))?;
+    Ok((head.status, body))
+}
+
+/// An HTTP/1.1 response's status and how its body is framed.
+struct Head {
+    status: u16,
+    length: Option<usize>,
+    chunked: bool,
+}
+
+fn read_head(reader: &mut impl BufRead) -> std::io::Result<Head> {
     let bad = |m: &str| std::io::Error::new(std::io::ErrorKind::InvalidData, m.to_owned());
     let mut line = String::new();
-    let status = read_status(reader, &mut line)?;
-    let mut length = None;
-    let mut chunked = false;
+    reader.read_line(&mut line)?;
+    let status: u16 = line
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .ok_or_else(|| bad("not an HTTP response"))?;
+    let mut head = Head {
+        status,
+        length: None,
+        chunked: false,
+    };
     loop {
         line.clear();
         if reader.read_line(&mut line)? == 0 {
@@ -532,35 +493,65 @@ pub fn read_response(reader: &mut impl BufRead) -> std::io::Result<(u16, Vec<u8>
         if let Some((name, value)) = header.split_once(':') {
             let value = value.trim();
             if name.eq_ignore_ascii_case("content-length") {
-                length = value.parse::<usize>().ok();
+                head.length = value.parse::<usize>().ok();
             } else if name.eq_ignore_ascii_case("transfer-encoding") && value.contains("chunked") {
-                chunked = true;
+                head.chunked = true;
             }
         }
     }
-    let mut body = Vec::new();
-    if chunked {
+    Ok(head)
+}
+
+/// Hands the body to `on_data` as it arrives: chunk by chunk, `Content-Length` bytes, or
+/// until the connection closes.
+fn read_body(
+    reader: &mut impl BufRead,
+    head: &Head,
+    on_data: &mut impl FnMut(&[u8]),
+) -> std::io::Result<()> {
+    let bad = |m: &str| std::io::Error::new(std::io::ErrorKind::InvalidData, m.to_owned());
+    if head.chunked {
+        let mut line = String::new();
         loop {
             line.clear();
-            reader.read_line(&mut line)?;
+            if reader.read_line(&mut line)? == 0 {
+                return Ok(());
+            }
             let size = usize::from_str_radix(line.trim().split(';').next().unwrap_or(""), 16)
                 .map_err(|_| bad("bad chunk size"))?;
             if size == 0 {
-                break;
+                return Ok(());
             }
-            let start = body.len();
-            body.resize(start + size, 0);
-            reader.read_exact(&mut body[start..])?;
+            let mut chunk = vec![0; size];
+            reader.read_exact(&mut chunk)?;
+            on_data(&chunk);
             line.clear();
             reader.read_line(&mut line)?;
         }
-    } else if let Some(n) = length {
-        body.resize(n, 0);
+    } else if let Some(n) = head.length {
+        let mut body = vec![0; n];
         reader.read_exact(&mut body)?;
+        on_data(&body);
+        Ok(())
     } else {
-        reader.read_to_end(&mut body)?;
+        let mut buf = [0u8; 8192];
+        loop {
+            let n = reader.read(&mut buf)?;
+            if n == 0 {
+                return Ok(());
+            }
+            on_data(&buf[..n]);
+        }
     }
-    Ok((status, body))
+}
+
+fn url_escape(s: &str) -> String {
+    s.bytes()
+        .map(|b| match b {
+            b'a'..=b'z' | b'A'..=b'Z' | b'0'..=b'9' | b'-' | b'_' | b'.' => (b as char).to_string(),
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
 }
 
 /// Parses `crictl inspect` output (Kubernetes CRI runtimes: containerd, CRI-O).
