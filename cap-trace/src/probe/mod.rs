@@ -544,29 +544,12 @@ impl Probe {
     /// Forgets the keys of cgroups that are no longer traced (the daemon's churn).
     pub fn forget(&mut self, cgroup_ids: &[u64]) -> Result<(), ProbeError> {
         let cgroup_ids: std::collections::HashSet<u64> = cgroup_ids.iter().copied().collect();
-        let map_err = |e: aya::maps::MapError| ProbeError::Map("CHECKS", e.to_string());
-        let mut checks: HashMap<_, CheckKey, u64> =
-            HashMap::try_from(self.ebpf.map_mut("CHECKS").expect("CHECKS map")).map_err(map_err)?;
-        let keys: Vec<CheckKey> = checks
-            .keys()
-            .filter_map(Result::ok)
-            .filter(|k| cgroup_ids.contains(&k.cgroup_id))
-            .collect();
-        for key in keys {
-            let _ = checks.remove(&key);
-        }
-        let mut outcomes: HashMap<_, OutcomeKey, u64> =
-            HashMap::try_from(self.ebpf.map_mut("OUTCOMES").expect("OUTCOMES map"))
-                .map_err(map_err)?;
-        let keys: Vec<OutcomeKey> = outcomes
-            .keys()
-            .filter_map(Result::ok)
-            .filter(|k| cgroup_ids.contains(&k.cgroup_id))
-            .collect();
-        for key in keys {
-            let _ = outcomes.remove(&key);
-        }
-        Ok(())
+        remove_keys(&mut self.ebpf, "CHECKS", |k: &CheckKey| {
+            cgroup_ids.contains(&k.cgroup_id)
+        })?;
+        remove_keys(&mut self.ebpf, "OUTCOMES", |k: &OutcomeKey| {
+            cgroup_ids.contains(&k.cgroup_id)
+        })
     }
 
     /// Kernel-side counters, summed over CPUs.
@@ -592,6 +575,26 @@ impl Probe {
             stack_walks: values[stat::STACK_WALKS as usize],
         })
     }
+}
+
+/// Removes the keys of the hash map `name` that `doomed` picks.
+fn remove_keys<K: aya::Pod>(
+    ebpf: &mut Ebpf,
+    name: &'static str,
+    doomed: impl Fn(&K) -> bool,
+) -> Result<(), ProbeError> {
+    let map_err = |e: aya::maps::MapError| ProbeError::Map(name, e.to_string());
+    let mut map: HashMap<_, K, u64> =
+        HashMap::try_from(ebpf.map_mut(name).expect("map in the object")).map_err(map_err)?;
+    let keys: Vec<K> = map
+        .keys()
+        .filter_map(Result::ok)
+        .filter(|k| doomed(k))
+        .collect();
+    for key in keys {
+        let _ = map.remove(&key);
+    }
+    Ok(())
 }
 
 /// Adds each CPU's unflushed repeats to their key's count.
