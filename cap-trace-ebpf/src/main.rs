@@ -255,19 +255,10 @@ fn try_sys_exit(ctx: &RawTracePointContext) -> Result<(), i32> {
         comm: pending.comm,
     };
     bump(stat::OUTCOMES);
-    if let Some(count) = OUTCOMES.get_ptr_mut(&key) {
-        atomic_inc(count);
-        return Ok(());
-    }
-    match OUTCOMES.insert(&key, &1, BPF_NOEXIST as u64) {
-        Ok(()) => {}
-        Err(e) if e == -EEXIST => {
-            if let Some(count) = OUTCOMES.get_ptr_mut(&key) {
-                atomic_inc(count);
-            }
-            return Ok(());
-        }
-        Err(_) => bump(stat::OUTCOME_KEYS_FULL),
+    match count_in(&OUTCOMES, &key, 1) {
+        Counted::Existing => return Ok(()),
+        Counted::New => {}
+        Counted::Full => bump(stat::OUTCOME_KEYS_FULL),
     }
     match EVENTS.reserve::<OutcomeEvent>(0) {
         Some(mut entry) => {
@@ -467,24 +458,17 @@ fn on_check<C: EbpfContext>(ctx: &C, cgroup_id: u64, check: &Check) -> Result<()
 
     let counted = if setting!(stream) != 0 {
         false
-    } else if let Some(count) = CHECKS.get_ptr_mut(&key) {
-        atomic_inc(count);
-        remember(task, check, &key, last);
-        return Ok(());
     } else {
-        match CHECKS.insert(&key, &1, BPF_NOEXIST as u64) {
-            Ok(()) => {
+        match count_in(&CHECKS, &key, 1) {
+            Counted::Existing => {
+                remember(task, check, &key, last);
+                return Ok(());
+            }
+            Counted::New => {
                 remember(task, check, &key, last);
                 true
             }
-            Err(e) if e == -EEXIST => {
-                // Another CPU inserted the same key between our lookup and insert.
-                if let Some(count) = CHECKS.get_ptr_mut(&key) {
-                    atomic_inc(count);
-                }
-                return Ok(());
-            }
-            Err(_) => {
+            Counted::Full => {
                 // Map full: the event itself carries the count, so nothing is lost.
                 bump(stat::KEYS_FULL);
                 false
@@ -623,6 +607,36 @@ fn remember(task: *const u8, check: &Check, key: &CheckKey, last: &mut LastCheck
     last.valid = 1;
 }
 
+/// How `count_in` counted.
+enum Counted {
+    /// The key was there: its count went up.
+    Existing,
+    /// The key is new, with `n` as its count.
+    New,
+    /// `CHECKS` is full: nothing was counted.
+    Full,
+}
+
+/// Adds `n` to `key`'s count in `map` (`CHECKS` or `OUTCOMES`), inserting the key if it is new.
+#[inline(always)]
+fn count_in<K>(map: &HashMap<K, u64>, key: &K, n: u64) -> Counted {
+    if let Some(total) = map.get_ptr_mut(key) {
+        atomic_add(total, n);
+        return Counted::Existing;
+    }
+    match map.insert(key, &n, BPF_NOEXIST as u64) {
+        Ok(()) => Counted::New,
+        Err(e) if e == -EEXIST => {
+            // Another CPU inserted the same key between our lookup and insert.
+            if let Some(total) = map.get_ptr_mut(key) {
+                atomic_add(total, n);
+            }
+            Counted::Existing
+        }
+        Err(_) => Counted::Full,
+    }
+}
+
 /// Adds the CPU's uncounted repeats to `CHECKS`; `seq` tells readers a flush is under way.
 #[inline(always)]
 fn flush(last: &mut LastCheck) {
@@ -632,15 +646,8 @@ fn flush(last: &mut LastCheck) {
     }
     unsafe { core::ptr::write_volatile(&mut last.seq, last.seq + 1) };
     let key = last.key;
-    if let Some(total) = CHECKS.get_ptr_mut(&key) {
-        unsafe { atomic_xadd::<u64, u64, { AtomicOrdering::Relaxed }>(total, count) };
-    } else if CHECKS.insert(&key, &count, BPF_NOEXIST as u64).is_err() {
-        match CHECKS.get_ptr_mut(&key) {
-            Some(total) => unsafe {
-                atomic_xadd::<u64, u64, { AtomicOrdering::Relaxed }>(total, count);
-            },
-            None => bump(stat::KEYS_FULL),
-        }
+    if let Counted::Full = count_in(&CHECKS, &key, count) {
+        bump(stat::KEYS_FULL);
     }
     unsafe { core::ptr::write_volatile(&mut last.count, 0) };
     unsafe { core::ptr::write_volatile(&mut last.seq, last.seq + 1) };
@@ -1025,8 +1032,8 @@ fn find_site(addr: u64, scratch: &mut Scratch) {
 }
 
 #[inline(always)]
-fn atomic_inc(count: *mut u64) {
-    unsafe { atomic_xadd::<u64, u64, { AtomicOrdering::Relaxed }>(count, 1) };
+fn atomic_add(count: *mut u64, n: u64) {
+    unsafe { atomic_xadd::<u64, u64, { AtomicOrdering::Relaxed }>(count, n) };
 }
 
 #[inline(always)]
