@@ -13,10 +13,11 @@ use anyhow::{Context, Result, bail};
 use crate::setup;
 use crate::tasks::{build_release, is_root, root, run};
 
-#[derive(Clone, Copy)]
 pub struct Options {
     pub rounds: usize,
     pub calls: u64,
+    /// Keys of the only configurations to run (empty: the whole benchmark).
+    pub only: Vec<String>,
 }
 
 /// How the microbenchmark is run in one configuration.
@@ -432,7 +433,21 @@ pub fn bench(opts: Options) -> Result<()> {
         .unwrap_or_default();
 
     // 1. The microbenchmark, configurations alternating within each round.
-    let configs = configs();
+    let mut configs = configs();
+    if !opts.only.is_empty() {
+        if let Some(unknown) = opts
+            .only
+            .iter()
+            .find(|k| !configs.iter().any(|c| c.key == *k))
+        {
+            let keys: Vec<_> = configs.iter().map(|c| c.key).collect();
+            bail!(
+                "unknown configuration {unknown:?}: pick from {}",
+                keys.join(", ")
+            );
+        }
+        configs.retain(|c| opts.only.iter().any(|k| k == c.key));
+    }
     let mut samples: Vec<Vec<f64>> = vec![Vec::new(); configs.len()];
     for round in 0..opts.rounds {
         // Rotate the order each round so no configuration always follows the same one.
@@ -452,6 +467,10 @@ pub fn bench(opts: Options) -> Result<()> {
             ns: median(s),
         })
         .collect();
+    if !opts.only.is_empty() {
+        print_partial(&rows, &samples);
+        return Ok(());
+    }
     let ns = |key: &str| rows.iter().find(|r| r.key == key).unwrap().ns;
     let base = ns("base");
 
@@ -614,6 +633,33 @@ pub fn bench(opts: Options) -> Result<()> {
     std::fs::write(root().join("BENCHMARKS.md"), &report)?;
     println!("bench: wrote BENCHMARKS.md");
     Ok(())
+}
+
+/// The table of a partial run (`--only`): medians, every run, and the overheads and ratios
+/// that the configurations present allow.
+fn print_partial(rows: &[Row], samples: &[Vec<f64>]) {
+    let find = |key: &str| rows.iter().find(|r| r.key == key).map(|r| r.ns);
+    let base = find("base");
+    println!();
+    for (row, runs) in rows.iter().zip(samples) {
+        let overhead = base
+            .map(|b| format!("{:+.0}", row.ns - b))
+            .unwrap_or_default();
+        let runs: Vec<String> = runs.iter().map(|ns| format!("{ns:.0}")).collect();
+        println!(
+            "{:>16} {:>7.0} ns {:>6}   runs: {}",
+            row.key,
+            row.ns,
+            overhead,
+            runs.join(" ")
+        );
+    }
+    if let (Some(b), Some(ct), Some(floor)) = (base, find("ct-raw"), find("floor-raw-exit")) {
+        println!(
+            "ct-raw overhead: {:.2}x of the raw+sys_exit floor",
+            (ct - b) / (floor - b)
+        );
+    }
 }
 
 #[cfg(test)]

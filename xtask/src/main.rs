@@ -38,6 +38,10 @@ enum Task {
         /// setgroups calls per microbenchmark run.
         #[arg(long, default_value_t = 2_000_000)]
         calls: u64,
+        /// Run only these microbenchmark configurations (comma-separated keys such as
+        /// `base,floor-raw-exit,ct-raw`), print their table and leave BENCHMARKS.md alone.
+        #[arg(long, value_delimiter = ',')]
+        only: Vec<String>,
     },
     /// Set up, then run the unit and integration tests (root tests are required when root).
     Test {
@@ -57,7 +61,15 @@ fn main() {
         }),
         Task::Demo => tasks::demo(),
         Task::VmTest => vm::vm_test(),
-        Task::Bench { rounds, calls } => bench::bench(bench::Options { rounds, calls }),
+        Task::Bench {
+            rounds,
+            calls,
+            only,
+        } => bench::bench(bench::Options {
+            rounds,
+            calls,
+            only,
+        }),
         Task::Test { args } => tasks::test(&args),
     };
     if let Err(e) = result {
