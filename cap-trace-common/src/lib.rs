@@ -60,6 +60,21 @@ pub mod traced_kind {
 }
 
 /// Indices of the per-CPU `STATS` array.
+/// Where a repeated check's fast path stops under `Settings.cut` (benchmark instrumentation:
+/// each point adds one part of the work, so the differences between them price each part).
+pub mod cut {
+    /// Nowhere: the real program.
+    pub const NONE: u32 = 0;
+    /// After the cgroup filter.
+    pub const FILTER: u32 = 1;
+    /// After the per-CPU state (the check counts as a repeat).
+    pub const STATE: u32 = 2;
+    /// After the task's identity: credentials, name, namespaces.
+    pub const IDENTITY: u32 = 3;
+    /// After the syscall number.
+    pub const SYSCALL: u32 = 4;
+}
+
 pub mod stat {
     /// Checks seen in traced cgroups.
     pub const CHECKS: u32 = 0;
@@ -276,7 +291,12 @@ pub struct Settings {
     pub off_cgroup_kn: u32,
     pub off_kn_name: u32,
     pub off_kn_parent: u32,
-    pub _pad: u32,
+    /// Byte offsets of `task_struct.comm` and `kernfs_node.id` (a cgroup's id).
+    pub off_task_comm: u32,
+    pub off_kn_id: u32,
+    /// Benchmark instrumentation: 0 in normal use; otherwise the [`cut`] point at which a
+    /// repeated check stops, to measure what each part of the fast path costs.
+    pub cut: u32,
 
     /// `[start, end)` of `cap_capable`, to find its frame in a kernel stack.
     pub cap_capable_start: u64,
@@ -312,7 +332,9 @@ impl Settings {
             off_cgroup_kn: 0,
             off_kn_name: 0,
             off_kn_parent: 0,
-            _pad: 0,
+            off_task_comm: 0,
+            off_kn_id: 0,
+            cut: 0,
             cap_capable_start: 0,
             cap_capable_end: 0,
             sites: [SiteRange {
@@ -434,7 +456,7 @@ const _: () = {
     assert!(core::mem::size_of::<KprobeArgs>() == 24);
     assert!(core::mem::size_of::<Traced>() == 8);
     assert!(core::mem::size_of::<SiteRange>() == 24);
-    assert!(core::mem::size_of::<Settings>() == 120 + 24 * MAX_SITES);
+    assert!(core::mem::size_of::<Settings>() == 128 + 24 * MAX_SITES);
     assert!(core::mem::size_of::<Config>() == 16);
     assert!(core::mem::size_of::<LastCheck>() == 80 + 16 + 24 + 56);
 };

@@ -22,8 +22,7 @@ use aya_ebpf::{
     EbpfContext,
     bindings::BPF_NOEXIST,
     helpers::{
-        bpf_get_current_ancestor_cgroup_id, bpf_get_current_cgroup_id, bpf_get_current_comm,
-        bpf_get_current_pid_tgid, bpf_get_current_task, bpf_get_current_task_btf,
+        bpf_get_current_ancestor_cgroup_id, bpf_get_current_pid_tgid, bpf_get_current_task_btf,
         bpf_get_current_uid_gid, bpf_get_stack, bpf_ktime_get_boot_ns, bpf_probe_read_kernel,
         bpf_task_pt_regs,
     },
@@ -36,7 +35,7 @@ use aya_ebpf::{
 use cap_trace_common::{
     CGROUP_LEVELS, COMM_LEN, CgroupEvent, CheckEvent, CheckKey, Config, KprobeArgs, LastCheck,
     MAX_SITES, NO_SYSCALL, OutcomeEvent, OutcomeKey, Pending, STACK_FRAMES, Settings, Traced,
-    backend, check_flags, event_kind, site_class, stat, traced_kind,
+    backend, check_flags, cut, event_kind, site_class, stat, traced_kind,
 };
 
 /// Everything kernel-specific, filled by userspace with `EbpfLoader::override_global`.
@@ -113,7 +112,11 @@ pub fn cap_capable_tp(ctx: TracePointContext) -> u32 {
 }
 
 fn try_cap_capable_tp(ctx: &TracePointContext) -> Result<(), i32> {
-    let cgroup = traced_cgroup().ok_or(0)?;
+    let task = current_task();
+    let cgroup = traced_cgroup(task).ok_or(0)?;
+    if setting!(cut) == cut::FILTER {
+        return Ok(());
+    }
     // Field offsets come from the tracepoint's `format` file, read at start-up.
     let check = unsafe {
         Check {
@@ -124,7 +127,7 @@ fn try_cap_capable_tp(ctx: &TracePointContext) -> Result<(), i32> {
             opts: None,
         }
     };
-    on_check(ctx, cgroup, &check)
+    on_check(ctx, task, cgroup, &check)
 }
 
 #[raw_tracepoint(tracepoint = "cap_capable")]
@@ -134,7 +137,11 @@ pub fn cap_capable_raw(ctx: RawTracePointContext) -> i32 {
 }
 
 fn try_cap_capable_raw(ctx: &RawTracePointContext) -> Result<(), i32> {
-    let cgroup = traced_cgroup().ok_or(0)?;
+    let task = current_task();
+    let cgroup = traced_cgroup(task).ok_or(0)?;
+    if setting!(cut) == cut::FILTER {
+        return Ok(());
+    }
     let check = Check {
         cred: raw_arg(ctx, setting!(raw_arg_cred)),
         target_ns: raw_arg(ctx, setting!(raw_arg_target_ns)),
@@ -142,7 +149,7 @@ fn try_cap_capable_raw(ctx: &RawTracePointContext) -> Result<(), i32> {
         ret: raw_arg(ctx, setting!(raw_arg_ret)) as i32,
         opts: None,
     };
-    on_check(ctx, cgroup, &check)
+    on_check(ctx, task, cgroup, &check)
 }
 
 #[inline(always)]
@@ -167,7 +174,8 @@ pub fn cap_capable_fexit(ctx: FExitContext) -> i32 {
 }
 
 fn try_cap_capable_fexit(ctx: &FExitContext) -> Result<(), i32> {
-    let cgroup = traced_cgroup().ok_or(0)?;
+    let task = current_task();
+    let cgroup = traced_cgroup(task).ok_or(0)?;
     // cap_capable(cred, target_ns, cap, opts); an fexit program finds the return value right
     // after the arguments, which works on every kernel with fexit (bpf_get_func_ret needs 5.17).
     let check = Check {
@@ -177,7 +185,7 @@ fn try_cap_capable_fexit(ctx: &FExitContext) -> Result<(), i32> {
         opts: Some(ctx.arg::<u64>(3) as u32),
         ret: ctx.arg::<u64>(4) as i32,
     };
-    on_check(ctx, cgroup, &check)
+    on_check(ctx, task, cgroup, &check)
 }
 
 #[kprobe(function = "cap_capable")]
@@ -187,7 +195,7 @@ pub fn cap_capable_entry(ctx: ProbeContext) -> u32 {
 }
 
 fn try_cap_capable_entry(ctx: &ProbeContext) -> Result<(), i32> {
-    traced_cgroup().ok_or(0)?;
+    traced_cgroup(current_task()).ok_or(0)?;
     let tid = bpf_get_current_pid_tgid() as u32;
     let args = KprobeArgs {
         cred: ctx.arg::<u64>(0).ok_or(0)?,
@@ -211,14 +219,15 @@ pub fn cap_capable_return(ctx: RetProbeContext) -> u32 {
 fn try_cap_capable_return(ctx: &RetProbeContext) -> Result<(), i32> {
     let tid = bpf_get_current_pid_tgid() as u32;
     let Some(args) = KPROBE_ARGS.get_ptr(&tid) else {
-        if traced_cgroup().is_some() {
+        if traced_cgroup(current_task()).is_some() {
             bump(stat::KPROBE_ENTRY_MISSED);
         }
         return Ok(());
     };
     let args = unsafe { *args };
     let _ = KPROBE_ARGS.remove(&tid);
-    let cgroup = traced_cgroup().ok_or(0)?;
+    let task = current_task();
+    let cgroup = traced_cgroup(task).ok_or(0)?;
     let check = Check {
         cred: args.cred,
         target_ns: args.target_ns,
@@ -226,7 +235,7 @@ fn try_cap_capable_return(ctx: &RetProbeContext) -> Result<(), i32> {
         opts: Some(args.opts),
         ret: ctx.ret::<u64>() as i32,
     };
-    on_check(ctx, cgroup, &check)
+    on_check(ctx, task, cgroup, &check)
 }
 
 /// How a syscall that had a denied check ended.
@@ -302,8 +311,8 @@ pub fn floor_sys_exit(_ctx: RawTracePointContext) -> i32 {
 /// The answer for the CPU's last cgroup is cached until userspace changes `TRACED` (a cgroup's
 /// ancestors never change), so a busy CPU skips the hash lookups.
 #[inline(always)]
-fn traced_cgroup() -> Option<u64> {
-    let leaf = unsafe { bpf_get_current_cgroup_id() };
+fn traced_cgroup(task: *const u8) -> Option<u64> {
+    let leaf = cgroup_id(task);
     let generation = unsafe { (*CONFIG.get_ptr(0)?).generation };
     let last = unsafe { &mut *LAST.get_ptr_mut(0)? };
     if last.cg_valid != 0 && last.cg_leaf == leaf && last.cg_generation == generation {
@@ -353,10 +362,18 @@ fn lookup_traced(leaf: u64) -> Option<u64> {
 }
 
 #[inline(always)]
-fn on_check<C: EbpfContext>(ctx: &C, cgroup_id: u64, check: &Check) -> Result<(), i32> {
+fn on_check<C: EbpfContext>(
+    ctx: &C,
+    task: *const u8,
+    cgroup_id: u64,
+    check: &Check,
+) -> Result<(), i32> {
     bump(stat::CHECKS);
-    let task = unsafe { bpf_get_current_task() } as *const u8;
     let last = unsafe { &mut *LAST.get_ptr_mut(0).ok_or(0)? };
+    if setting!(cut) == cut::STATE {
+        last.count += 1;
+        return Ok(());
+    }
     if is_repeat(ctx, task, check, last) {
         last.count += 1;
         return Ok(());
@@ -366,7 +383,7 @@ fn on_check<C: EbpfContext>(ctx: &C, cgroup_id: u64, check: &Check) -> Result<()
 
     // A check under borrowed credentials (override_creds: overlayfs copy-up, ...) is about
     // someone else's capabilities, not this task's.
-    if real_cred(task)? != check.cred {
+    if real_cred(task) != check.cred {
         bump(stat::BORROWED_CREDS);
         return Ok(());
     }
@@ -406,8 +423,8 @@ fn on_check<C: EbpfContext>(ctx: &C, cgroup_id: u64, check: &Check) -> Result<()
         )
         .unwrap_or(0)
     };
-    let syscall = current_syscall();
-    let comm = bpf_get_current_comm().unwrap_or([0; COMM_LEN]);
+    let syscall = current_syscall(task);
+    let comm = comm(task);
     let pid_tgid = bpf_get_current_pid_tgid();
     let tid = pid_tgid as u32;
     let cap_bit = if check.cap < 64 { 1u64 << check.cap } else { 0 };
@@ -477,7 +494,7 @@ fn on_check<C: EbpfContext>(ctx: &C, cgroup_id: u64, check: &Check) -> Result<()
     };
 
     // A cgroup first seen through a DESCENDANTS entry: say what it is called.
-    if setting!(containers) != 0 && cgroup_id == unsafe { bpf_get_current_cgroup_id() } {
+    if setting!(containers) != 0 && cgroup_id == self::cgroup_id(task) {
         send_cgroup_names(task, cgroup_id);
     }
     match EVENTS.reserve::<CheckEvent>(0) {
@@ -522,17 +539,23 @@ fn is_repeat<C: EbpfContext>(ctx: &C, task: *const u8, check: &Check, last: &Las
     {
         return false;
     }
-    if real_cred(task).unwrap_or(0) != check.cred || current_syscall() != last.key.syscall {
-        return false;
-    }
-    let comm = bpf_get_current_comm().unwrap_or([0; COMM_LEN]);
-    if comm_word(&comm, 0) != comm_word(&last.key.comm, 0)
+    // The task's identity: plain loads through BTF-typed pointers, no helper calls.
+    let comm = comm(task);
+    if real_cred(task) != check.cred
+        || comm_word(&comm, 0) != comm_word(&last.key.comm, 0)
         || comm_word(&comm, 1) != comm_word(&last.key.comm, 1)
+        || (setting!(containers) != 0 && nsproxy(task) != last.nsproxy)
     {
         return false;
     }
-    if setting!(containers) != 0 && nsproxy(task) != last.nsproxy {
+    if setting!(cut) == cut::IDENTITY {
+        return true;
+    }
+    if current_syscall(task) != last.key.syscall {
         return false;
+    }
+    if setting!(cut) == cut::SYSCALL {
+        return true;
     }
     if check.opts.is_some() {
         return true;
@@ -548,24 +571,48 @@ fn comm_word(comm: &[u8; COMM_LEN], i: usize) -> u64 {
     unsafe { core::ptr::read_unaligned(comm.as_ptr().add(i * 8).cast::<u64>()) }
 }
 
-/// The task's own credentials (`task_struct.real_cred`).
+/// The current task, as a pointer the verifier knows the type of (see [`field`]).
 #[inline(always)]
-fn real_cred(task: *const u8) -> Result<u64, i32> {
-    unsafe {
-        bpf_probe_read_kernel(
-            task.add(setting!(off_task_real_cred) as usize)
-                .cast::<u64>(),
-        )
-    }
+fn current_task() -> *const u8 {
+    unsafe { bpf_get_current_task_btf() as *const u8 }
 }
 
-/// The task's `nsproxy` pointer (0 if it cannot be read): it changes with setns/unshare.
+/// Reads the `T` at byte `off` of a kernel object reached through BTF-typed pointers (the current
+/// task and what its fields point to). The verifier turns this into a fault-safe load (0 on a
+/// fault): much cheaper than `bpf_probe_read_kernel`, a helper call, on the repeat path.
+#[inline(always)]
+fn field<T>(object: *const u8, off: u32) -> T {
+    unsafe { core::ptr::read_volatile(object.add(off as usize).cast::<T>()) }
+}
+
+/// The task's own credentials (`task_struct.real_cred`).
+#[inline(always)]
+fn real_cred(task: *const u8) -> u64 {
+    field(task, setting!(off_task_real_cred))
+}
+
+/// The task's `nsproxy` pointer: it changes with setns/unshare.
 #[inline(always)]
 fn nsproxy(task: *const u8) -> u64 {
-    unsafe {
-        bpf_probe_read_kernel(task.add(setting!(off_task_nsproxy) as usize).cast::<u64>())
-            .unwrap_or(0)
-    }
+    field(task, setting!(off_task_nsproxy))
+}
+
+/// The task's name (`task_struct.comm`, NUL-padded by the kernel), read as two words.
+#[inline(always)]
+fn comm(task: *const u8) -> [u8; COMM_LEN] {
+    let off = setting!(off_task_comm);
+    let words: [u64; 2] = [field(task, off), field(task, off + 8)];
+    unsafe { core::mem::transmute(words) }
+}
+
+/// The task's cgroup v2 id, as `bpf_get_current_cgroup_id` finds it
+/// (`task->cgroups->dfl_cgrp->kn->id`).
+#[inline(always)]
+fn cgroup_id(task: *const u8) -> u64 {
+    let css_set: *const u8 = field(task, setting!(off_task_cgroups));
+    let cgroup: *const u8 = field(css_set, setting!(off_css_set_dfl_cgrp));
+    let kn: *const u8 = field(cgroup, setting!(off_cgroup_kn));
+    field(kn, setting!(off_kn_id))
 }
 
 /// Makes this counted check the CPU's last one (granted checks with nothing denied before
@@ -653,25 +700,35 @@ fn flush(last: &mut LastCheck) {
     unsafe { core::ptr::write_volatile(&mut last.seq, last.seq + 1) };
 }
 
-/// The two return addresses above `cap_capable` as the learned stack layout finds them, read
-/// word by word (what `is_repeat` compares; `None` until the layout is known or if it does not
-/// hold for this stack).
+/// The two return addresses above `cap_capable` as the learned stack layout finds them (what
+/// `is_repeat` compares; `None` until the layout is known or if it does not hold for this
+/// stack). One read covers the three words: a helper call costs far more than the bytes.
 #[inline(always)]
 fn quick_frames<C: EbpfContext>(ctx: &C) -> Option<(u64, u64)> {
     let [ra_cap, ra_fwd, at_cap, at_f1, at_f2] = layout();
     if ra_cap == 0 {
         return None;
     }
-    let base = stack_base(ctx)? as *const u64;
-    let read = |i: u64| unsafe {
-        bpf_probe_read_kernel(base.add(i as usize & (RAW_WORDS - 1))).unwrap_or(0)
+    let base = stack_base(ctx)?;
+    let scratch = unsafe { &mut *SCRATCH.get_ptr_mut(0)? };
+    // The learned positions are ordered (at_cap < at_f1 < at_f2, or at_f2 == 0) and below
+    // RAW_WORDS; the masks only show the verifier the bounds.
+    let first = at_cap & (RAW_WORDS as u64 - 1);
+    let span = (at_f1.max(at_f2) + 1).saturating_sub(first) & (RAW_WORDS as u64 - 1);
+    let bytes = unsafe {
+        core::slice::from_raw_parts_mut(scratch.words.as_mut_ptr().cast::<u8>(), span as usize * 8)
     };
-    if read(at_cap) != ra_cap {
+    let from = (base + first * 8) as *const u8;
+    if unsafe { aya_ebpf::helpers::bpf_probe_read_kernel_buf(from, bytes) }.is_err() {
         return None;
     }
-    let f1 = read(at_f1);
+    let at = |i: u64| word(&scratch.words, i.wrapping_sub(first));
+    if at(at_cap) != ra_cap {
+        return None;
+    }
+    let f1 = at(at_f1);
     let f2 = if f1 == ra_fwd && at_f2 != 0 {
-        read(at_f2)
+        at(at_f2)
     } else {
         0
     };
@@ -736,35 +793,16 @@ fn send_cgroup_names(task: *const u8, cgroup_id: u64) {
 /// Inode number of a task's mount namespace (0 if it cannot be read).
 #[inline(always)]
 fn mount_namespace(task: *const u8) -> u32 {
-    let nsproxy = nsproxy(task);
-    if nsproxy == 0 {
-        return 0;
-    }
-    unsafe {
-        let Ok(mnt_ns) = bpf_probe_read_kernel(
-            (nsproxy as *const u8)
-                .add(setting!(off_nsproxy_mnt_ns) as usize)
-                .cast::<u64>(),
-        ) else {
-            return 0;
-        };
-        bpf_probe_read_kernel(
-            (mnt_ns as *const u8)
-                .add(setting!(off_mntns_inum) as usize)
-                .cast::<u32>(),
-        )
-        .unwrap_or(0)
-    }
+    let nsproxy: *const u8 = field(task, setting!(off_task_nsproxy));
+    let mnt_ns: *const u8 = field(nsproxy, setting!(off_nsproxy_mnt_ns));
+    field(mnt_ns, setting!(off_mntns_inum))
 }
 
-/// The syscall the current task is in, from the user registers saved at kernel entry.
+/// The syscall the task is in, from the user registers saved at kernel entry.
 #[inline(always)]
-fn current_syscall() -> u32 {
-    let nr: i64 = unsafe {
-        let regs = bpf_task_pt_regs(bpf_get_current_task_btf()) as *const u8;
-        bpf_probe_read_kernel(regs.add(setting!(off_regs_syscall) as usize).cast::<i64>())
-            .unwrap_or(-1)
-    };
+fn current_syscall(task: *const u8) -> u32 {
+    let regs = unsafe { bpf_task_pt_regs(task as *mut _) } as *const u8;
+    let nr: i64 = field(regs, setting!(off_regs_syscall));
     if (0..4096).contains(&nr) {
         nr as u32
     } else {

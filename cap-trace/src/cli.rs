@@ -219,6 +219,11 @@ pub struct ProbeArgs {
     #[arg(long, hide = true)]
     pub floor_sys_exit: bool,
 
+    /// Stop a repeated check's fast path at this point (benchmark cost breakdown; the counts
+    /// are then wrong).
+    #[arg(long, hide = true, default_value_t = 0)]
+    pub cost_cut: u32,
+
     /// Tracepoint flavour for the tracepoint backend (benchmarks).
     #[arg(long, hide = true, value_enum, default_value_t = FlavorArg::Raw)]
     pub tracepoint_flavor: FlavorArg,

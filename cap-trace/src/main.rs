@@ -403,6 +403,7 @@ fn probe_options(args: &ProbeArgs) -> ProbeOptions {
         ring_buffer_bytes: args.ring_buffer,
         floor: args.floor,
         floor_sys_exit: args.floor_sys_exit,
+        cut: args.cost_cut,
         ..ProbeOptions::default()
     }
 }

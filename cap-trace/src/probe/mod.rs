@@ -95,6 +95,8 @@ pub struct ProbeOptions {
     /// Tracing containers: record each check's mount namespace (tells the runtime from the
     /// container) and the names of new cgroups.
     pub containers: bool,
+    /// Benchmark cost breakdown: where a repeated check's fast path stops (0: nowhere).
+    pub cut: u32,
 }
 
 impl Default for ProbeOptions {
@@ -108,6 +110,7 @@ impl Default for ProbeOptions {
             floor: false,
             floor_sys_exit: false,
             containers: false,
+            cut: 0,
         }
     }
 }
@@ -228,6 +231,8 @@ struct KernelLayout {
     off_cgroup_kn: u32,
     off_kn_name: u32,
     off_kn_parent: u32,
+    off_task_comm: u32,
+    off_kn_id: u32,
 }
 
 fn kernel_layout(btf: &Btf) -> Result<KernelLayout, ProbeError> {
@@ -254,6 +259,8 @@ fn kernel_layout(btf: &Btf) -> Result<KernelLayout, ProbeError> {
             .member_offset("kernfs_node", "__parent")
             .or_else(|_| btf.member_offset("kernfs_node", "parent"))
             .map_err(err)?,
+        off_task_comm: btf.member_offset("task_struct", "comm").map_err(err)?,
+        off_kn_id: btf.member_offset("kernfs_node", "id").map_err(err)?,
     })
 }
 
@@ -327,6 +334,9 @@ impl Probe {
         settings.off_cgroup_kn = layout.off_cgroup_kn;
         settings.off_kn_name = layout.off_kn_name;
         settings.off_kn_parent = layout.off_kn_parent;
+        settings.off_task_comm = layout.off_task_comm;
+        settings.off_kn_id = layout.off_kn_id;
+        settings.cut = options.cut;
         let mut sites = None;
         let mut flavor = None;
 
