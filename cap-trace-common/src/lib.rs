@@ -75,6 +75,11 @@ pub mod cut {
     pub const SYSCALL: u32 = 4;
 }
 
+/// The immediate of the placeholder call the loader turns into a call to the kfunc
+/// `bpf_rdonly_cast` (kfunc ids differ from kernel to kernel; the loader finds it in the
+/// kernel's BTF).
+pub const RDONLY_CAST_MARK: i32 = 0x6361_7374;
+
 pub mod stat {
     /// Checks seen in traced cgroups.
     pub const CHECKS: u32 = 0;
@@ -297,6 +302,11 @@ pub struct Settings {
     /// Benchmark instrumentation: 0 in normal use; otherwise the [`cut`] point at which a
     /// repeated check stops, to measure what each part of the fast path costs.
     pub cut: u32,
+    /// BTF id of `struct pt_regs` when the kernel has the kfunc `bpf_rdonly_cast` (0: it does
+    /// not): with it, any kernel word is read by a plain load instead of a helper call.
+    pub cast_type: u32,
+    /// Byte offset of `task_struct.stack`.
+    pub off_task_stack: u32,
 
     /// `[start, end)` of `cap_capable`, to find its frame in a kernel stack.
     pub cap_capable_start: u64,
@@ -335,6 +345,8 @@ impl Settings {
             off_task_comm: 0,
             off_kn_id: 0,
             cut: 0,
+            cast_type: 0,
+            off_task_stack: 0,
             cap_capable_start: 0,
             cap_capable_end: 0,
             sites: [SiteRange {
@@ -456,7 +468,7 @@ const _: () = {
     assert!(core::mem::size_of::<KprobeArgs>() == 24);
     assert!(core::mem::size_of::<Traced>() == 8);
     assert!(core::mem::size_of::<SiteRange>() == 24);
-    assert!(core::mem::size_of::<Settings>() == 128 + 24 * MAX_SITES);
+    assert!(core::mem::size_of::<Settings>() == 136 + 24 * MAX_SITES);
     assert!(core::mem::size_of::<Config>() == 16);
     assert!(core::mem::size_of::<LastCheck>() == 80 + 16 + 24 + 56);
 };

@@ -14,6 +14,8 @@
 #![no_main]
 // Atomic read-modify-write on map values and globals (core::sync::atomic has no RMW for BPF).
 #![feature(core_intrinsics)]
+// The placeholder call of `kernel_word`.
+#![feature(asm_experimental_arch)]
 #![allow(internal_features)]
 
 use core::intrinsics::{AtomicOrdering, atomic_xadd, atomic_xsub};
@@ -585,6 +587,28 @@ fn field<T>(object: *const u8, off: u32) -> T {
     unsafe { core::ptr::read_volatile(object.add(off as usize).cast::<T>()) }
 }
 
+/// The kernel word at `addr`, by a plain fault-safe load (0 on a fault). Needs
+/// `Settings.cast_type`: the loader turns the placeholder call into one to the kfunc
+/// `bpf_rdonly_cast`, which the verifier then reduces to a register move, leaving a pointer it
+/// lets the program load through. `bpf_probe_read_kernel` does the same job as a helper call,
+/// many times the cost.
+#[inline(always)]
+fn kernel_word(addr: u64) -> u64 {
+    let ptr: *const u8;
+    unsafe {
+        core::arch::asm!(
+            "call 0x63617374",
+            inlateout("r1") addr => _,
+            inlateout("r2") setting!(cast_type) as u64 => _,
+            lateout("r0") ptr,
+            lateout("r3") _,
+            lateout("r4") _,
+            lateout("r5") _,
+        );
+    }
+    field(ptr, 0)
+}
+
 /// The task's own credentials (`task_struct.real_cred`).
 #[inline(always)]
 fn real_cred(task: *const u8) -> u64 {
@@ -702,7 +726,8 @@ fn flush(last: &mut LastCheck) {
 
 /// The two return addresses above `cap_capable` as the learned stack layout finds them (what
 /// `is_repeat` compares; `None` until the layout is known or if it does not hold for this
-/// stack). One read covers the three words: a helper call costs far more than the bytes.
+/// stack). Plain loads through `kernel_word` where the kernel allows them; otherwise one
+/// `bpf_probe_read_kernel` covers the three words (a helper call costs far more than the bytes).
 #[inline(always)]
 fn quick_frames<C: EbpfContext>(ctx: &C) -> Option<(u64, u64)> {
     let [ra_cap, ra_fwd, at_cap, at_f1, at_f2] = layout();
@@ -710,6 +735,21 @@ fn quick_frames<C: EbpfContext>(ctx: &C) -> Option<(u64, u64)> {
         return None;
     }
     let base = stack_base(ctx)?;
+    if setting!(cast_type) != 0 {
+        // The positions are below RAW_WORDS; the mask shows the verifier the bound (`base` may
+        // be the context pointer, which only moves by a bounded amount).
+        let at = |i: u64| kernel_word(base + (i & (RAW_WORDS as u64 - 1)) * 8);
+        if at(at_cap) != ra_cap {
+            return None;
+        }
+        let f1 = at(at_f1);
+        let f2 = if f1 == ra_fwd && at_f2 != 0 {
+            at(at_f2)
+        } else {
+            0
+        };
+        return Some((f1, f2));
+    }
     let scratch = unsafe { &mut *SCRATCH.get_ptr_mut(0)? };
     // The learned positions are ordered (at_cap < at_f1 < at_f2, or at_f2 == 0) and below
     // RAW_WORDS; the masks only show the verifier the bounds.
@@ -798,11 +838,28 @@ fn mount_namespace(task: *const u8) -> u32 {
     field(mnt_ns, setting!(off_mntns_inum))
 }
 
+/// Where the user registers sit relative to `task_struct.stack` (a kernel constant: THREAD_SIZE
+/// less the registers and padding), learned from `bpf_task_pt_regs`; 0 until then.
+#[unsafe(no_mangle)]
+static mut REGS_IN_STACK: u64 = 0;
+
 /// The syscall the task is in, from the user registers saved at kernel entry.
 #[inline(always)]
 fn current_syscall(task: *const u8) -> u32 {
-    let regs = unsafe { bpf_task_pt_regs(task as *mut _) } as *const u8;
-    let nr: i64 = field(regs, setting!(off_regs_syscall));
+    let in_stack = unsafe { core::ptr::read_volatile(&raw const REGS_IN_STACK) };
+    let nr = if setting!(cast_type) != 0 && in_stack != 0 {
+        let stack: u64 = field(task, setting!(off_task_stack));
+        kernel_word(stack + in_stack + setting!(off_regs_syscall) as u64) as i64
+    } else {
+        let regs = unsafe { bpf_task_pt_regs(task as *mut _) } as *const u8;
+        if setting!(cast_type) != 0 {
+            let stack: u64 = field(task, setting!(off_task_stack));
+            unsafe {
+                core::ptr::write_volatile(&raw mut REGS_IN_STACK, (regs as u64).wrapping_sub(stack))
+            };
+        }
+        field::<i64>(regs, setting!(off_regs_syscall))
+    };
     if (0..4096).contains(&nr) {
         nr as u32
     } else {

@@ -175,6 +175,16 @@ impl Btf {
         self.types.get(id as usize)
     }
 
+    /// Type id of `struct name`.
+    pub fn struct_id(&self, name: &str) -> Option<u32> {
+        self.by_name.get(&(name.to_owned(), KIND_STRUCT)).copied()
+    }
+
+    /// Type id of the function `name` (what a kfunc call names).
+    pub fn func_id(&self, name: &str) -> Option<u32> {
+        self.by_name.get(&(name.to_owned(), KIND_FUNC)).copied()
+    }
+
     /// Byte offset of `member` in `struct name`, looking through anonymous structs and unions.
     pub fn member_offset(&self, name: &str, member: &str) -> Result<u32, BtfError> {
         let id = self

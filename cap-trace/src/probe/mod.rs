@@ -8,6 +8,7 @@
 //!
 //! `auto` tries them in that order and keeps the first that loads and attaches.
 
+mod kfunc;
 pub mod tracefs;
 
 use std::fmt;
@@ -233,6 +234,9 @@ struct KernelLayout {
     off_kn_parent: u32,
     off_task_comm: u32,
     off_kn_id: u32,
+    off_task_stack: u32,
+    /// BTF ids of the kfunc `bpf_rdonly_cast` and of `struct pt_regs`, when the kernel has it.
+    rdonly_cast: Option<(u32, u32)>,
 }
 
 fn kernel_layout(btf: &Btf) -> Result<KernelLayout, ProbeError> {
@@ -261,6 +265,8 @@ fn kernel_layout(btf: &Btf) -> Result<KernelLayout, ProbeError> {
             .map_err(err)?,
         off_task_comm: btf.member_offset("task_struct", "comm").map_err(err)?,
         off_kn_id: btf.member_offset("kernfs_node", "id").map_err(err)?,
+        off_task_stack: btf.member_offset("task_struct", "stack").map_err(err)?,
+        rdonly_cast: btf.func_id("bpf_rdonly_cast").zip(btf.struct_id("pt_regs")),
     })
 }
 
@@ -337,6 +343,8 @@ impl Probe {
         settings.off_task_comm = layout.off_task_comm;
         settings.off_kn_id = layout.off_kn_id;
         settings.cut = options.cut;
+        settings.off_task_stack = layout.off_task_stack;
+        settings.cast_type = layout.rdonly_cast.map_or(0, |(_, pt_regs)| pt_regs);
         let mut sites = None;
         let mut flavor = None;
 
@@ -402,6 +410,8 @@ impl Probe {
         }
 
         let t = std::time::Instant::now();
+        let (object, _) = kfunc::patch(OBJECT, layout.rdonly_cast.map(|(kfunc, _)| kfunc))
+            .map_err(|e| AttemptError::Fatal(ProbeError::Kernel(e)))?;
         // No CO-RE relocations to make (kernel offsets arrive as globals): let go of the kernel
         // BTF aya's loader parsed before the object is loaded, rather than holding both.
         let mut ebpf = EbpfLoader::new()
@@ -409,7 +419,7 @@ impl Probe {
             .override_global("SETTINGS", &settings, true)
             .map_max_entries("EVENTS", options.ring_buffer_bytes)
             .map_max_entries("CHECKS", options.max_keys)
-            .load(OBJECT)
+            .load(object.bytes())
             .map_err(|e| classify_load_error(&e.to_string()))?;
 
         log::debug!("{backend}: object loaded in {} ms", t.elapsed().as_millis());
