@@ -235,6 +235,147 @@ fn profile(
     Ok((json, seconds, sample))
 }
 
+/// The programs' own run time, as the kernel accounts it (`kernel.bpf_stats_enabled`): ns per
+/// run of each named program, measured while the microbenchmark runs under `cap-trace run
+/// ARGS`. The kernel's accounting adds two clock reads to every run, the same for every
+/// program, so differences between rows are what the work costs.
+fn program_run_times(bin: &Path, args: &[&str], calls: u64) -> Result<Vec<(String, f64)>> {
+    let stats = Path::new("/proc/sys/kernel/bpf_stats_enabled");
+    let before = std::fs::read_to_string(stats)?;
+    std::fs::write(stats, "1")?;
+    let out_path = root().join("target/bench/programs.json");
+    std::fs::create_dir_all(out_path.parent().unwrap())?;
+    // bpftool runs inside the traced command, while the programs are still attached.
+    let script = format!(
+        "{} {calls} >/dev/null && bpftool --json prog show > {}",
+        capbench().display(),
+        out_path.display()
+    );
+    let result = Command::new(bin)
+        .arg("run")
+        .args(args)
+        .args([
+            "--format",
+            "json",
+            "--output",
+            "/dev/null",
+            "--",
+            "sh",
+            "-c",
+        ])
+        .arg(&script)
+        .output();
+    std::fs::write(stats, before)?;
+    let out = result?;
+    if !out.status.success() {
+        bail!(
+            "measuring program run times: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    let programs: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&out_path)?)?;
+    let wanted = ["cap_capable_raw", "sys_exit", "floor_raw", "floor_sys_exit"];
+    Ok(programs
+        .as_array()
+        .context("bpftool printed no program list")?
+        .iter()
+        .filter_map(|p| {
+            let name = p["name"].as_str()?;
+            let runs = p["run_cnt"].as_u64()?;
+            let ns = p["run_time_ns"].as_u64()?;
+            (wanted.contains(&name) && runs > 0).then(|| (name.to_owned(), ns as f64 / runs as f64))
+        })
+        .collect())
+}
+
+/// Where a repeated check's time goes: the cap_capable program's run time with its fast path
+/// stopped at each `--cost-cut` point in turn, after the empty programs' (median of `rounds`).
+struct Breakdown {
+    /// (part, ns per run of the cap_capable program up to and including it).
+    rows: Vec<(&'static str, f64)>,
+    /// ns per run of the sys_exit program: empty, and cap-trace's.
+    sys_exit: (f64, f64),
+}
+
+fn breakdown(bin: &Path, rounds: usize, calls: u64) -> Result<Breakdown> {
+    let floor = ["--floor", "--floor-sys-exit", "--tracepoint-flavor", "raw"];
+    let parts: [(&str, &[&str]); 6] = [
+        ("empty program (the floor)", &floor),
+        ("cgroup filter", &["--cost-cut", "1"]),
+        (
+            "per-CPU state (the check counts as a repeat)",
+            &["--cost-cut", "2"],
+        ),
+        (
+            "task identity: credentials, name, namespaces",
+            &["--cost-cut", "3"],
+        ),
+        ("syscall number", &["--cost-cut", "4"]),
+        ("call-site words: the whole default mode", &[]),
+    ];
+    let mut cap: Vec<Vec<f64>> = vec![Vec::new(); parts.len()];
+    let mut exit: [Vec<f64>; 2] = [Vec::new(), Vec::new()];
+    for round in 0..rounds {
+        for i in 0..parts.len() {
+            let index = (i + round) % parts.len();
+            let times = program_run_times(bin, parts[index].1, calls)?;
+            let find = |name: &str| times.iter().find(|(n, _)| n == name).map(|(_, ns)| *ns);
+            let (cap_name, exit_name) = if index == 0 {
+                ("floor_raw", "floor_sys_exit")
+            } else {
+                ("cap_capable_raw", "sys_exit")
+            };
+            cap[index].push(find(cap_name).with_context(|| format!("no run time for {cap_name}"))?);
+            if index == 0 || index == parts.len() - 1 {
+                let slot = usize::from(index != 0);
+                exit[slot]
+                    .push(find(exit_name).with_context(|| format!("no run time for {exit_name}"))?);
+            }
+        }
+        println!(
+            "bench: program run times, round {}/{rounds} done",
+            round + 1
+        );
+    }
+    Ok(Breakdown {
+        rows: parts
+            .iter()
+            .zip(cap.iter_mut())
+            .map(|((label, _), v)| (*label, median(v)))
+            .collect(),
+        sys_exit: (median(&mut exit[0]), median(&mut exit[1])),
+    })
+}
+
+impl Breakdown {
+    /// What cap-trace's two programs cost per check beyond empty programs on the same hooks.
+    fn above_floor(&self) -> f64 {
+        let whole = self.rows.last().unwrap().1 - self.rows[0].1;
+        whole + (self.sys_exit.1 - self.sys_exit.0)
+    }
+
+    fn table(&self) -> String {
+        let mut t = String::from(
+            "| fast path up to | cap_capable program, ns per run | this part |\n|---|---:|---:|\n",
+        );
+        let mut previous = None;
+        for (label, ns) in &self.rows {
+            let part = previous
+                .map(|p: f64| format!("{:+.0}", ns - p))
+                .unwrap_or_default();
+            t.push_str(&format!("| {label} | {ns:.0} | {part} |\n"));
+            previous = Some(*ns);
+        }
+        t.push_str(&format!(
+            "| sys_exit program: empty, then cap-trace's | {:.0}, {:.0} | {:+.0} |\n",
+            self.sys_exit.0,
+            self.sys_exit.1,
+            self.sys_exit.1 - self.sys_exit.0
+        ));
+        t
+    }
+}
+
 /// Peak RSS and CPU time of a process, sampled until it exits.
 #[derive(Default, Clone, Copy)]
 struct Sample {
@@ -414,7 +555,7 @@ struct Row {
 pub fn bench(opts: Options) -> Result<()> {
     setup::install(setup::Scope::All)?;
     // The peer a user would pick instead.
-    setup::debian_packages(&["bpftrace"])?;
+    setup::debian_packages(&["bpftrace", "bpftool"])?;
     if !is_root() {
         bail!("the benchmark loads eBPF programs: run it as root");
     }
@@ -438,18 +579,26 @@ pub fn bench(opts: Options) -> Result<()> {
         if let Some(unknown) = opts
             .only
             .iter()
-            .find(|k| !configs.iter().any(|c| c.key == *k))
+            .find(|k| *k != "programs" && !configs.iter().any(|c| c.key == *k))
         {
             let keys: Vec<_> = configs.iter().map(|c| c.key).collect();
             bail!(
-                "unknown configuration {unknown:?}: pick from {}",
+                "unknown configuration {unknown:?}: pick from programs, {}",
                 keys.join(", ")
+            );
+        }
+        if opts.only.iter().any(|k| k == "programs") {
+            let b = breakdown(&bin, opts.rounds, opts.calls)?;
+            println!("\n{}", b.table());
+            println!(
+                "above the empty programs: {:+.0} ns per check",
+                b.above_floor()
             );
         }
         configs.retain(|c| opts.only.iter().any(|k| k == c.key));
     }
     let mut samples: Vec<Vec<f64>> = vec![Vec::new(); configs.len()];
-    for round in 0..opts.rounds {
+    for round in 0..if configs.is_empty() { 0 } else { opts.rounds } {
         // Rotate the order each round so no configuration always follows the same one.
         for i in 0..configs.len() {
             let index = (i + round) % configs.len();
@@ -468,7 +617,9 @@ pub fn bench(opts: Options) -> Result<()> {
         })
         .collect();
     if !opts.only.is_empty() {
-        print_partial(&rows, &samples);
+        if !rows.is_empty() {
+            print_partial(&rows, &samples);
+        }
         return Ok(());
     }
     let ns = |key: &str| rows.iter().find(|r| r.key == key).unwrap().ns;
@@ -486,6 +637,9 @@ pub fn bench(opts: Options) -> Result<()> {
     let default_lost = default_profile["trace"]["losses"]["ring_buffer"]
         .as_u64()
         .unwrap_or(0);
+
+    // 2b. Where the time goes, as the kernel accounts it.
+    let programs = breakdown(&bin, opts.rounds.min(3), opts.calls)?;
 
     // 3. Streaming mode at full rate (two threads): events per second and losses.
     let mut stream = Vec::new();
@@ -595,6 +749,7 @@ pub fn bench(opts: Options) -> Result<()> {
     let targets = format!(
         "| target | measured | |\n|---|---|---|\n\
          | default-mode overhead at most 1.2x the floor of its hooks | {:.2}x ({ct:+.0} ns vs {floor_exit:+.0} ns) | {} |\n\
+         | the same, with the programs' cost as the kernel accounts it | {:.2}x ({:+.0} ns of program work on top of the floor's {floor_exit:+.0} ns) | {} |\n\
          | below bpftrace's map aggregation | {ct:+.0} ns vs {bt_agg:+.0} ns | {} |\n\
          | no lost event in default mode at full rate | {default_lost} lost, {setgid_checks} of 5000000 counted | {} |\n\
          | attached in under 300 ms | {attach_ms:.0} ms | {} |\n\
@@ -602,6 +757,9 @@ pub fn bench(opts: Options) -> Result<()> {
          | macro workload slowed by less than 2% | {macro_pct:+.1}% | {} |\n",
         ct / floor_exit,
         mark(ct <= 1.2 * floor_exit),
+        1.0 + programs.above_floor() / floor_exit,
+        programs.above_floor(),
+        mark(programs.above_floor() <= 0.2 * floor_exit),
         mark(ct < bt_agg),
         mark(default_lost == 0 && setgid_checks == 5_000_000),
         mark(attach_ms < 300.0),
@@ -623,11 +781,23 @@ pub fn bench(opts: Options) -> Result<()> {
          mode uses two hooks (the raw `capability:cap_capable` tracepoint and `raw_syscalls:sys_exit`, which follows \
          how syscalls with a denied check end), so its matching floor has empty programs on both.\n\n{table}\n\
          {summary}\n\
+         ## Where a repeated check's time goes\n\n\
+         Wall-clock medians on a shared virtual machine move by tens of ns from run to run, so the programs' own \
+         cost is also read from the kernel's accounting (`kernel.bpf_stats_enabled`, `bpftool prog show`: run time \
+         per run, median of {} rounds of {} calls). The fast path of a repeated check is stopped at each point in \
+         turn (`cap-trace run --cost-cut N`); each row adds one part. The accounting adds two clock reads to every \
+         run, the same in every row: the differences are what each part costs.\n\n{}\n\
+         Everything cap-trace's programs do per repeated check, above empty programs on the same hooks: \
+         {:+.0} ns.\n\n\
          ## Streaming mode (every check through the ring buffer)\n\n\
          Two threads of capbench at full rate, 4,000,000 checks.\n\n{stream_table}\n",
-        (opts.rounds * 9 * 3 + 60) / 60,
+        (opts.rounds * 9 * 3 + opts.rounds.min(3) * 6 * 4 + 60) / 60,
         opts.rounds,
-        opts.calls
+        opts.calls,
+        opts.rounds.min(3),
+        opts.calls,
+        programs.table(),
+        programs.above_floor()
     );
     println!("\n{report}");
     std::fs::write(root().join("BENCHMARKS.md"), &report)?;

@@ -39,7 +39,8 @@ enum Task {
         #[arg(long, default_value_t = 2_000_000)]
         calls: u64,
         /// Run only these microbenchmark configurations (comma-separated keys such as
-        /// `base,floor-raw-exit,ct-raw`), print their table and leave BENCHMARKS.md alone.
+        /// `base,floor-raw-exit,ct-raw`; `programs` for the kernel-measured cost of each part of
+        /// the fast path), print their figures and leave BENCHMARKS.md alone.
         #[arg(long, value_delimiter = ',')]
         only: Vec<String>,
     },
