@@ -730,7 +730,8 @@ fn flush(last: &mut LastCheck) {
 /// `bpf_probe_read_kernel` covers the three words (a helper call costs far more than the bytes).
 #[inline(always)]
 fn quick_frames<C: EbpfContext>(ctx: &C) -> Option<(u64, u64)> {
-    let [ra_cap, ra_fwd, at_cap, at_f1, at_f2] = layout();
+    let learned = layout();
+    let [ra_cap, _, at_cap, at_f1, at_f2] = learned;
     if ra_cap == 0 {
         return None;
     }
@@ -738,17 +739,9 @@ fn quick_frames<C: EbpfContext>(ctx: &C) -> Option<(u64, u64)> {
     if setting!(cast_type) != 0 {
         // The positions are below RAW_WORDS; the mask shows the verifier the bound (`base` may
         // be the context pointer, which only moves by a bounded amount).
-        let at = |i: u64| kernel_word(base + (i & (RAW_WORDS as u64 - 1)) * 8);
-        if at(at_cap) != ra_cap {
-            return None;
-        }
-        let f1 = at(at_f1);
-        let f2 = if f1 == ra_fwd && at_f2 != 0 {
-            at(at_f2)
-        } else {
-            0
-        };
-        return Some((f1, f2));
+        return frames_at(learned, |i| {
+            kernel_word(base + (i & (RAW_WORDS as u64 - 1)) * 8)
+        });
     }
     let scratch = unsafe { &mut *SCRATCH.get_ptr_mut(0)? };
     // The learned positions are ordered (at_cap < at_f1 < at_f2, or at_f2 == 0) and below
@@ -762,7 +755,15 @@ fn quick_frames<C: EbpfContext>(ctx: &C) -> Option<(u64, u64)> {
     if unsafe { aya_ebpf::helpers::bpf_probe_read_kernel_buf(from, bytes) }.is_err() {
         return None;
     }
-    let at = |i: u64| word(&scratch.words, i.wrapping_sub(first));
+    frames_at(learned, |i| word(&scratch.words, i.wrapping_sub(first)))
+}
+
+/// The two return addresses above `cap_capable` from the words `at` returns by position in the
+/// `learned` layout (one read of it, so that both come from the same layout), or `None` if the
+/// return address into `cap_capable` is not where it should be.
+#[inline(always)]
+fn frames_at(learned: [u64; 5], at: impl Fn(u64) -> u64) -> Option<(u64, u64)> {
+    let [ra_cap, ra_fwd, at_cap, at_f1, at_f2] = learned;
     if at(at_cap) != ra_cap {
         return None;
     }
