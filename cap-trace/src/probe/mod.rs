@@ -296,9 +296,18 @@ impl Probe {
             ProbeChoice::Auto => &[Backend::Tracepoint, Backend::Fexit, Backend::Kprobe],
             ProbeChoice::Only(ref b) => std::slice::from_ref(b),
         };
+        // One patched copy of the object serves every backend tried.
+        let (object, _) = kfunc::patch(OBJECT, layout.rdonly_cast.map(|(kfunc, _)| kfunc))
+            .map_err(ProbeError::Kernel)?;
         let mut rejected = Vec::new();
         for &backend in order {
-            match Self::try_backend(backend, options, tp_params.as_deref(), &layout) {
+            match Self::try_backend(
+                backend,
+                options,
+                tp_params.as_deref(),
+                &layout,
+                object.bytes(),
+            ) {
                 Ok(mut probe) => {
                     probe.rejected = rejected;
                     // Loading freed far more than tracing will use: give it back.
@@ -324,6 +333,7 @@ impl Probe {
         options: &ProbeOptions,
         tp_params: Option<&[String]>,
         layout: &KernelLayout,
+        object: &[u8],
     ) -> Result<Probe, AttemptError> {
         let mut settings = Settings::zeroed();
         settings.stream = options.stream as u32;
@@ -410,8 +420,6 @@ impl Probe {
         }
 
         let t = std::time::Instant::now();
-        let (object, _) = kfunc::patch(OBJECT, layout.rdonly_cast.map(|(kfunc, _)| kfunc))
-            .map_err(|e| AttemptError::Fatal(ProbeError::Kernel(e)))?;
         // No CO-RE relocations to make (kernel offsets arrive as globals): let go of the kernel
         // BTF aya's loader parsed before the object is loaded, rather than holding both.
         let mut ebpf = EbpfLoader::new()
@@ -419,7 +427,7 @@ impl Probe {
             .override_global("SETTINGS", &settings, true)
             .map_max_entries("EVENTS", options.ring_buffer_bytes)
             .map_max_entries("CHECKS", options.max_keys)
-            .load(object.bytes())
+            .load(object)
             .map_err(|e| classify_load_error(&e.to_string()))?;
 
         log::debug!("{backend}: object loaded in {} ms", t.elapsed().as_millis());
