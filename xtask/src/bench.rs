@@ -596,9 +596,12 @@ pub fn bench(opts: Options) -> Result<()> {
             );
         }
         configs.retain(|c| opts.only.iter().any(|k| k == c.key));
+        if configs.is_empty() {
+            return Ok(());
+        }
     }
     let mut samples: Vec<Vec<f64>> = vec![Vec::new(); configs.len()];
-    for round in 0..if configs.is_empty() { 0 } else { opts.rounds } {
+    for round in 0..opts.rounds {
         // Rotate the order each round so no configuration always follows the same one.
         for i in 0..configs.len() {
             let index = (i + round) % configs.len();
@@ -617,9 +620,7 @@ pub fn bench(opts: Options) -> Result<()> {
         })
         .collect();
     if !opts.only.is_empty() {
-        if !rows.is_empty() {
-            print_partial(&rows, &samples);
-        }
+        print_partial(&rows, &samples);
         return Ok(());
     }
     let ns = |key: &str| rows.iter().find(|r| r.key == key).unwrap().ns;
