@@ -41,6 +41,16 @@ pub mod event_kind {
 }
 
 /// Which backend the programs were loaded for ([`Config`] is shared by all of them).
+/// Positions of the fields cap-trace reads among the raw `cap_capable` tracepoint's arguments
+/// (`cred, target_ns, capable_ns, cap, ret`, as since Linux 6.15). Fixed rather than settings: a
+/// context read needs a constant offset; userspace checks the kernel's order before using them.
+pub mod raw_arg {
+    pub const CRED: usize = 0;
+    pub const TARGET_NS: usize = 1;
+    pub const CAP: usize = 3;
+    pub const RET: usize = 4;
+}
+
 pub mod backend {
     pub const TRACEPOINT: u32 = 1;
     pub const RAW_TRACEPOINT: u32 = 2;
@@ -81,29 +91,27 @@ pub mod cut {
 pub const RDONLY_CAST_MARK: i32 = 0x6361_7374;
 
 pub mod stat {
-    /// Checks seen in traced cgroups.
-    pub const CHECKS: u32 = 0;
     /// Ring-buffer reservations that failed: the event was lost (its count was not).
-    pub const RINGBUF_LOST: u32 = 1;
+    pub const RINGBUF_LOST: u32 = 0;
     /// Dedupe-map inserts that failed because the map was full: count lost.
-    pub const KEYS_FULL: u32 = 2;
+    pub const KEYS_FULL: u32 = 1;
     /// Checks made under borrowed credentials (`override_creds`), not counted.
-    pub const BORROWED_CREDS: u32 = 3;
+    pub const BORROWED_CREDS: u32 = 2;
     /// kretprobe returns that had no matching entry (entry probe missed).
-    pub const KPROBE_ENTRY_MISSED: u32 = 4;
+    pub const KPROBE_ENTRY_MISSED: u32 = 3;
     /// kprobe entries whose return was never seen (kretprobe missed).
-    pub const KRETPROBE_MISSED: u32 = 5;
+    pub const KRETPROBE_MISSED: u32 = 4;
     /// Denials whose syscall outcome could not be tracked (pending map full).
-    pub const PENDING_FULL: u32 = 6;
+    pub const PENDING_FULL: u32 = 5;
     /// Syscall outcomes recorded.
-    pub const OUTCOMES: u32 = 7;
+    pub const OUTCOMES: u32 = 6;
     /// Outcome-map inserts that failed because the map was full.
-    pub const OUTCOME_KEYS_FULL: u32 = 8;
+    pub const OUTCOME_KEYS_FULL: u32 = 7;
     /// Kernel stacks that could not be read (tracepoint backends).
-    pub const STACK_ERRORS: u32 = 9;
+    pub const STACK_ERRORS: u32 = 8;
     /// Full kernel stack walks (the slow path of the tracepoint backends' call-site reading).
-    pub const STACK_WALKS: u32 = 10;
-    pub const COUNT: u32 = 11;
+    pub const STACK_WALKS: u32 = 9;
+    pub const COUNT: u32 = 10;
 }
 
 /// Classes of a call site in the audit-classification table (tracepoint backends).
@@ -275,11 +283,6 @@ pub struct Settings {
     pub tp_off_target_ns: u32,
     pub tp_off_cap: u32,
     pub tp_off_ret: u32,
-    /// Positions of the same fields among the raw tracepoint's arguments.
-    pub raw_arg_cred: u32,
-    pub raw_arg_target_ns: u32,
-    pub raw_arg_cap: u32,
-    pub raw_arg_ret: u32,
     /// Number of valid entries in `sites`.
     pub nsites: u32,
     /// 1: tracing containers: record the mount namespace of each check, and name new cgroups.
@@ -307,6 +310,7 @@ pub struct Settings {
     pub cast_type: u32,
     /// Byte offset of `task_struct.stack`.
     pub off_task_stack: u32,
+    pub _pad: u32,
 
     /// `[start, end)` of `cap_capable`, to find its frame in a kernel stack.
     pub cap_capable_start: u64,
@@ -328,10 +332,6 @@ impl Settings {
             tp_off_target_ns: 0,
             tp_off_cap: 0,
             tp_off_ret: 0,
-            raw_arg_cred: 0,
-            raw_arg_target_ns: 0,
-            raw_arg_cap: 0,
-            raw_arg_ret: 0,
             nsites: 0,
             containers: 0,
             off_task_nsproxy: 0,
@@ -347,6 +347,7 @@ impl Settings {
             cut: 0,
             cast_type: 0,
             off_task_stack: 0,
+            _pad: 0,
             cap_capable_start: 0,
             cap_capable_end: 0,
             sites: [SiteRange {
@@ -359,7 +360,7 @@ impl Settings {
     }
 }
 
-/// Settings that change while tracing (element 0 of the `CONFIG` array map).
+/// Settings that change while tracing (the `CONFIG` global, alone in `.data`).
 #[repr(C)]
 #[derive(Copy, Clone, Debug, Default)]
 pub struct Config {
@@ -381,6 +382,8 @@ pub struct Config {
 #[derive(Copy, Clone, Debug)]
 pub struct LastCheck {
     pub seq: u64,
+    /// Checks seen in traced cgroups on this CPU (repeats or not).
+    pub checks: u64,
     /// Repeats of `key` not yet added to `CHECKS`.
     pub count: u64,
     /// What makes a repeat: same task, credentials, namespace, capability, options and call
@@ -393,6 +396,17 @@ pub struct LastCheck {
     pub nsproxy: u64,
     pub f1: u64,
     pub f2: u64,
+    /// Where the repeat path finds what it compares, worked out once by the check that set
+    /// `key`: the task's kernel stack and the address of its saved syscall number
+    /// (`syscall_at`, 0: not known), and where the return address into `cap_capable`
+    /// (`ra_cap`, 0: not known), `f1` and `f2` (when `f2` is not 0) sit, in bytes from the
+    /// tracepoint's arguments (the stack moves from syscall to syscall; these do not).
+    pub stack: u64,
+    pub syscall_at: u64,
+    pub ra_cap: u64,
+    pub ra_cap_off: u64,
+    pub f1_off: u64,
+    pub f2_off: u64,
     pub cap: u32,
     pub opts: u32,
     /// 1 when the fields above describe a counted check.
@@ -409,6 +423,7 @@ impl LastCheck {
     pub const fn zeroed() -> Self {
         Self {
             seq: 0,
+            checks: 0,
             count: 0,
             task: 0,
             cred: 0,
@@ -418,6 +433,12 @@ impl LastCheck {
             nsproxy: 0,
             f1: 0,
             f2: 0,
+            stack: 0,
+            syscall_at: 0,
+            ra_cap: 0,
+            ra_cap_off: 0,
+            f1_off: 0,
+            f2_off: 0,
             cap: 0,
             opts: 0,
             valid: 0,
@@ -468,7 +489,7 @@ const _: () = {
     assert!(core::mem::size_of::<KprobeArgs>() == 24);
     assert!(core::mem::size_of::<Traced>() == 8);
     assert!(core::mem::size_of::<SiteRange>() == 24);
-    assert!(core::mem::size_of::<Settings>() == 136 + 24 * MAX_SITES);
+    assert!(core::mem::size_of::<Settings>() == 120 + 24 * MAX_SITES);
     assert!(core::mem::size_of::<Config>() == 16);
-    assert!(core::mem::size_of::<LastCheck>() == 80 + 16 + 24 + 56);
+    assert!(core::mem::size_of::<LastCheck>() == 88 + 48 + 16 + 24 + 56);
 };

@@ -29,7 +29,7 @@ use aya_ebpf::{
         bpf_task_pt_regs,
     },
     macros::{fexit, kprobe, kretprobe, map, raw_tracepoint, tracepoint},
-    maps::{Array, HashMap, LruHashMap, PerCpuArray, RingBuf},
+    maps::{HashMap, LruHashMap, PerCpuArray, RingBuf},
     programs::{
         FExitContext, ProbeContext, RawTracePointContext, RetProbeContext, TracePointContext,
     },
@@ -37,7 +37,7 @@ use aya_ebpf::{
 use cap_trace_common::{
     CGROUP_LEVELS, COMM_LEN, CgroupEvent, CheckEvent, CheckKey, Config, KprobeArgs, LastCheck,
     MAX_SITES, NO_SYSCALL, OutcomeEvent, OutcomeKey, Pending, STACK_FRAMES, Settings, Traced,
-    backend, check_flags, cut, event_kind, site_class, stat, traced_kind,
+    backend, check_flags, cut, event_kind, raw_arg, site_class, stat, traced_kind,
 };
 
 /// Everything kernel-specific, filled by userspace with `EbpfLoader::override_global`.
@@ -51,8 +51,15 @@ static mut PENDING_NOW: u64 = 0;
 #[map]
 static TRACED: HashMap<u64, Traced> = HashMap::with_max_entries(4096, 0);
 
-#[map]
-static CONFIG: Array<Config> = Array::with_max_entries(1, 0);
+/// Settings that change while tracing, rewritten whole by userspace. The program never writes
+/// `.data` (its own variables live in `.bss`), so userspace's writes race with nothing. A global
+/// rather than an array map: one load instead of a lookup on every check.
+#[unsafe(no_mangle)]
+#[unsafe(link_section = ".data")]
+static mut CONFIG: Config = Config {
+    levels: 0,
+    generation: 0,
+};
 
 const BPF_F_NO_PREALLOC: u32 = 1;
 
@@ -115,10 +122,8 @@ pub fn cap_capable_tp(ctx: TracePointContext) -> u32 {
 
 fn try_cap_capable_tp(ctx: &TracePointContext) -> Result<(), i32> {
     let task = current_task();
-    let cgroup = traced_cgroup(task).ok_or(0)?;
-    if setting!(cut) == cut::FILTER {
-        return Ok(());
-    }
+    let last = last_check().ok_or(0)?;
+    let cgroup = traced_cgroup(task, last).ok_or(0)?;
     // Field offsets come from the tracepoint's `format` file, read at start-up.
     let check = unsafe {
         Check {
@@ -129,7 +134,7 @@ fn try_cap_capable_tp(ctx: &TracePointContext) -> Result<(), i32> {
             opts: None,
         }
     };
-    on_check(ctx, task, cgroup, &check)
+    on_check(ctx, task, last, cgroup, &check)
 }
 
 #[raw_tracepoint(tracepoint = "cap_capable")]
@@ -140,33 +145,19 @@ pub fn cap_capable_raw(ctx: RawTracePointContext) -> i32 {
 
 fn try_cap_capable_raw(ctx: &RawTracePointContext) -> Result<(), i32> {
     let task = current_task();
-    let cgroup = traced_cgroup(task).ok_or(0)?;
+    let last = last_check().ok_or(0)?;
+    let cgroup = traced_cgroup(task, last).ok_or(0)?;
     if setting!(cut) == cut::FILTER {
         return Ok(());
     }
     let check = Check {
-        cred: raw_arg(ctx, setting!(raw_arg_cred)),
-        target_ns: raw_arg(ctx, setting!(raw_arg_target_ns)),
-        cap: raw_arg(ctx, setting!(raw_arg_cap)) as u32,
-        ret: raw_arg(ctx, setting!(raw_arg_ret)) as i32,
+        cred: ctx.arg::<u64>(raw_arg::CRED),
+        target_ns: ctx.arg::<u64>(raw_arg::TARGET_NS),
+        cap: ctx.arg::<u64>(raw_arg::CAP) as u32,
+        ret: ctx.arg::<u64>(raw_arg::RET) as i32,
         opts: None,
     };
-    on_check(ctx, task, cgroup, &check)
-}
-
-#[inline(always)]
-fn raw_arg(ctx: &RawTracePointContext, n: u32) -> u64 {
-    // Context reads need a constant offset in the instruction itself: one arm per position (the
-    // verifier knows `n` from the read-only settings and drops the other arms).
-    match n {
-        0 => ctx.arg::<u64>(0),
-        1 => ctx.arg::<u64>(1),
-        2 => ctx.arg::<u64>(2),
-        3 => ctx.arg::<u64>(3),
-        4 => ctx.arg::<u64>(4),
-        5 => ctx.arg::<u64>(5),
-        _ => 0,
-    }
+    on_check(ctx, task, last, cgroup, &check)
 }
 
 #[fexit(function = "cap_capable")]
@@ -177,7 +168,8 @@ pub fn cap_capable_fexit(ctx: FExitContext) -> i32 {
 
 fn try_cap_capable_fexit(ctx: &FExitContext) -> Result<(), i32> {
     let task = current_task();
-    let cgroup = traced_cgroup(task).ok_or(0)?;
+    let last = last_check().ok_or(0)?;
+    let cgroup = traced_cgroup(task, last).ok_or(0)?;
     // cap_capable(cred, target_ns, cap, opts); an fexit program finds the return value right
     // after the arguments, which works on every kernel with fexit (bpf_get_func_ret needs 5.17).
     let check = Check {
@@ -187,7 +179,7 @@ fn try_cap_capable_fexit(ctx: &FExitContext) -> Result<(), i32> {
         opts: Some(ctx.arg::<u64>(3) as u32),
         ret: ctx.arg::<u64>(4) as i32,
     };
-    on_check(ctx, task, cgroup, &check)
+    on_check(ctx, task, last, cgroup, &check)
 }
 
 #[kprobe(function = "cap_capable")]
@@ -197,7 +189,7 @@ pub fn cap_capable_entry(ctx: ProbeContext) -> u32 {
 }
 
 fn try_cap_capable_entry(ctx: &ProbeContext) -> Result<(), i32> {
-    traced_cgroup(current_task()).ok_or(0)?;
+    traced_cgroup(current_task(), last_check().ok_or(0)?).ok_or(0)?;
     let tid = bpf_get_current_pid_tgid() as u32;
     let args = KprobeArgs {
         cred: ctx.arg::<u64>(0).ok_or(0)?,
@@ -221,7 +213,7 @@ pub fn cap_capable_return(ctx: RetProbeContext) -> u32 {
 fn try_cap_capable_return(ctx: &RetProbeContext) -> Result<(), i32> {
     let tid = bpf_get_current_pid_tgid() as u32;
     let Some(args) = KPROBE_ARGS.get_ptr(&tid) else {
-        if traced_cgroup(current_task()).is_some() {
+        if traced_cgroup(current_task(), last_check().ok_or(0)?).is_some() {
             bump(stat::KPROBE_ENTRY_MISSED);
         }
         return Ok(());
@@ -229,7 +221,8 @@ fn try_cap_capable_return(ctx: &RetProbeContext) -> Result<(), i32> {
     let args = unsafe { *args };
     let _ = KPROBE_ARGS.remove(&tid);
     let task = current_task();
-    let cgroup = traced_cgroup(task).ok_or(0)?;
+    let last = last_check().ok_or(0)?;
+    let cgroup = traced_cgroup(task, last).ok_or(0)?;
     let check = Check {
         cred: args.cred,
         target_ns: args.target_ns,
@@ -237,7 +230,7 @@ fn try_cap_capable_return(ctx: &RetProbeContext) -> Result<(), i32> {
         opts: Some(args.opts),
         ret: ctx.ret::<u64>() as i32,
     };
-    on_check(ctx, task, cgroup, &check)
+    on_check(ctx, task, last, cgroup, &check)
 }
 
 /// How a syscall that had a denied check ended.
@@ -313,10 +306,9 @@ pub fn floor_sys_exit(_ctx: RawTracePointContext) -> i32 {
 /// The answer for the CPU's last cgroup is cached until userspace changes `TRACED` (a cgroup's
 /// ancestors never change), so a busy CPU skips the hash lookups.
 #[inline(always)]
-fn traced_cgroup(task: *const u8) -> Option<u64> {
+fn traced_cgroup(task: *const u8, last: &mut LastCheck) -> Option<u64> {
     let leaf = cgroup_id(task);
-    let generation = unsafe { (*CONFIG.get_ptr(0)?).generation };
-    let last = unsafe { &mut *LAST.get_ptr_mut(0)? };
+    let generation = unsafe { core::ptr::read_volatile(&raw const CONFIG.generation) };
     if last.cg_valid != 0 && last.cg_leaf == leaf && last.cg_generation == generation {
         return (last.cg_traced != 0).then_some(last.cg_traced);
     }
@@ -336,7 +328,7 @@ fn lookup_traced(leaf: u64) -> Option<u64> {
             return Some(leaf);
         }
     }
-    let levels = unsafe { (*CONFIG.get_ptr(0)?).levels };
+    let levels = unsafe { core::ptr::read_volatile(&raw const CONFIG.levels) };
     if levels == 0 {
         return None;
     }
@@ -363,15 +355,22 @@ fn lookup_traced(leaf: u64) -> Option<u64> {
     None
 }
 
+/// This CPU's [`LastCheck`]: looked up once per program run and passed along.
+#[inline(always)]
+fn last_check() -> Option<&'static mut LastCheck> {
+    LAST.get_ptr_mut(0).map(|last| unsafe { &mut *last })
+}
+
 #[inline(always)]
 fn on_check<C: EbpfContext>(
     ctx: &C,
     task: *const u8,
+    last: &mut LastCheck,
     cgroup_id: u64,
     check: &Check,
 ) -> Result<(), i32> {
-    bump(stat::CHECKS);
-    let last = unsafe { &mut *LAST.get_ptr_mut(0).ok_or(0)? };
+    // Counted here rather than in STATS: one lookup fewer on every check.
+    last.checks += 1;
     if setting!(cut) == cut::STATE {
         last.count += 1;
         return Ok(());
@@ -480,11 +479,11 @@ fn on_check<C: EbpfContext>(
     } else {
         match count_in(&CHECKS, &key, 1) {
             Counted::Existing => {
-                remember(task, check, &key, last);
+                remember(ctx, task, check, &key, last);
                 return Ok(());
             }
             Counted::New => {
-                remember(task, check, &key, last);
+                remember(ctx, task, check, &key, last);
                 true
             }
             Counted::Full => {
@@ -542,10 +541,11 @@ fn is_repeat<C: EbpfContext>(ctx: &C, task: *const u8, check: &Check, last: &Las
         return false;
     }
     // The task's identity: plain loads through BTF-typed pointers, no helper calls.
-    let comm = comm(task);
+    let comm = comm_words(task);
+    let last_comm = key_comm_words(&last.key);
     if real_cred(task) != check.cred
-        || comm_word(&comm, 0) != comm_word(&last.key.comm, 0)
-        || comm_word(&comm, 1) != comm_word(&last.key.comm, 1)
+        || comm[0] != last_comm[0]
+        || comm[1] != last_comm[1]
         || (setting!(containers) != 0 && nsproxy(task) != last.nsproxy)
     {
         return false;
@@ -553,7 +553,18 @@ fn is_repeat<C: EbpfContext>(ctx: &C, task: *const u8, check: &Check, last: &Las
     if setting!(cut) == cut::IDENTITY {
         return true;
     }
-    if current_syscall(task) != last.key.syscall {
+    // Where `remember` could work the addresses out, the syscall number and the call-site
+    // words are one load each; the same task on the same stack finds them at the same places.
+    // (`cast_type` first: without the kfunc the verifier must see `kernel_word` as dead code.)
+    let syscall = if setting!(cast_type) != 0 && last.syscall_at != 0 {
+        if field::<u64>(task, setting!(off_task_stack)) != last.stack {
+            return false;
+        }
+        syscall_number(kernel_word(last.syscall_at) as i64)
+    } else {
+        current_syscall(task)
+    };
+    if syscall != last.key.syscall {
         return false;
     }
     if setting!(cut) == cut::SYSCALL {
@@ -562,15 +573,30 @@ fn is_repeat<C: EbpfContext>(ctx: &C, task: *const u8, check: &Check, last: &Las
     if check.opts.is_some() {
         return true;
     }
+    if setting!(cast_type) != 0 && last.ra_cap != 0 {
+        let Some(base) = stack_base(ctx) else {
+            return false;
+        };
+        // The offsets are below RAW_WORDS words; the mask shows the verifier the bound (`base`
+        // may be the context pointer).
+        let at = |off: u64| kernel_word(base + (off & (RAW_WORDS as u64 - 1) * 8));
+        return at(last.ra_cap_off) == last.ra_cap
+            && at(last.f1_off) == last.f1
+            && (last.f2 == 0 || at(last.f2_off) == last.f2);
+    }
     match quick_frames(ctx) {
         Some((f1, f2)) => f1 == last.f1 && f2 == last.f2,
         None => false,
     }
 }
 
+/// A key's `comm` as two words (8-byte aligned in `CheckKey`, so two loads instead of sixteen).
 #[inline(always)]
-fn comm_word(comm: &[u8; COMM_LEN], i: usize) -> u64 {
-    unsafe { core::ptr::read_unaligned(comm.as_ptr().add(i * 8).cast::<u64>()) }
+fn key_comm_words(key: &CheckKey) -> [u64; 2] {
+    const _: () = assert!(
+        core::mem::offset_of!(CheckKey, comm) % 8 == 0 && core::mem::align_of::<CheckKey>() == 8
+    );
+    unsafe { core::ptr::read((&raw const key.comm).cast::<[u64; 2]>()) }
 }
 
 /// The current task, as a pointer the verifier knows the type of (see [`field`]).
@@ -623,10 +649,15 @@ fn nsproxy(task: *const u8) -> u64 {
 
 /// The task's name (`task_struct.comm`, NUL-padded by the kernel), read as two words.
 #[inline(always)]
-fn comm(task: *const u8) -> [u8; COMM_LEN] {
+fn comm_words(task: *const u8) -> [u64; 2] {
     let off = setting!(off_task_comm);
-    let words: [u64; 2] = [field(task, off), field(task, off + 8)];
-    unsafe { core::mem::transmute(words) }
+    [field(task, off), field(task, off + 8)]
+}
+
+/// The task's name as bytes.
+#[inline(always)]
+fn comm(task: *const u8) -> [u8; COMM_LEN] {
+    unsafe { core::mem::transmute(comm_words(task)) }
 }
 
 /// The task's cgroup v2 id, as `bpf_get_current_cgroup_id` finds it
@@ -642,7 +673,13 @@ fn cgroup_id(task: *const u8) -> u64 {
 /// Makes this counted check the CPU's last one (granted checks with nothing denied before
 /// them only: those are the ones `is_repeat` can vouch for).
 #[inline(always)]
-fn remember(task: *const u8, check: &Check, key: &CheckKey, last: &mut LastCheck) {
+fn remember<C: EbpfContext>(
+    ctx: &C,
+    task: *const u8,
+    check: &Check,
+    key: &CheckKey,
+    last: &mut LastCheck,
+) {
     if check.ret != 0 || key.denied_before != 0 {
         return;
     }
@@ -673,6 +710,41 @@ fn remember(task: *const u8, check: &Check, key: &CheckKey, last: &mut LastCheck
     };
     last.f1 = f1;
     last.f2 = f2;
+    // The addresses the repeat path loads from: only if reading them now gives what the slow
+    // path found (else the repeat path takes the long way).
+    last.syscall_at = 0;
+    last.ra_cap = 0;
+    if let Some(at) = syscall_address(task, unsafe {
+        core::ptr::read_volatile(&raw const REGS_IN_STACK)
+    }) && syscall_number(kernel_word(at) as i64) == key.syscall
+    {
+        last.stack = field(task, setting!(off_task_stack));
+        last.syscall_at = at;
+    }
+    if check.opts.is_none() && setting!(cast_type) != 0 {
+        let [ra_cap, ra_fwd, at_cap, at_f1, at_f2] = layout();
+        if let Some(base) = stack_base(ctx)
+            && ra_cap != 0
+        {
+            let ra_cap_off = (at_cap & (RAW_WORDS as u64 - 1)) * 8;
+            let f1_off = (at_f1 & (RAW_WORDS as u64 - 1)) * 8;
+            let f2_off = (at_f2 & (RAW_WORDS as u64 - 1)) * 8;
+            let f2_used = f1 == ra_fwd && at_f2 != 0;
+            if kernel_word(base + ra_cap_off) == ra_cap
+                && kernel_word(base + f1_off) == f1
+                && (if f2_used {
+                    f2 != 0 && kernel_word(base + f2_off) == f2
+                } else {
+                    f2 == 0
+                })
+            {
+                last.ra_cap = ra_cap;
+                last.ra_cap_off = ra_cap_off;
+                last.f1_off = f1_off;
+                last.f2_off = f2_off;
+            }
+        }
+    }
     last.key = *key;
     last.count = 0;
     last.valid = 1;
@@ -848,9 +920,8 @@ static mut REGS_IN_STACK: u64 = 0;
 #[inline(always)]
 fn current_syscall(task: *const u8) -> u32 {
     let in_stack = unsafe { core::ptr::read_volatile(&raw const REGS_IN_STACK) };
-    let nr = if setting!(cast_type) != 0 && in_stack != 0 {
-        let stack: u64 = field(task, setting!(off_task_stack));
-        kernel_word(stack + in_stack + setting!(off_regs_syscall) as u64) as i64
+    let nr = if let Some(at) = syscall_address(task, in_stack) {
+        kernel_word(at) as i64
     } else {
         let regs = unsafe { bpf_task_pt_regs(task as *mut _) } as *const u8;
         if setting!(cast_type) != 0 {
@@ -861,6 +932,21 @@ fn current_syscall(task: *const u8) -> u32 {
         }
         field::<i64>(regs, setting!(off_regs_syscall))
     };
+    syscall_number(nr)
+}
+
+/// Where the task's saved syscall number is, when it can be read with a plain load.
+#[inline(always)]
+fn syscall_address(task: *const u8, in_stack: u64) -> Option<u64> {
+    if setting!(cast_type) == 0 || in_stack == 0 {
+        return None;
+    }
+    let stack: u64 = field(task, setting!(off_task_stack));
+    Some(stack + in_stack + setting!(off_regs_syscall) as u64)
+}
+
+#[inline(always)]
+fn syscall_number(nr: i64) -> u32 {
     if (0..4096).contains(&nr) {
         nr as u32
     } else {

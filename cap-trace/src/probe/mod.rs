@@ -18,7 +18,7 @@ use aya::maps::{Array, HashMap, MapData, PerCpuArray, RingBuf};
 use aya::programs::{FExit, KProbe, RawTracePoint, TracePoint};
 use aya::{Btf as AyaBtf, Ebpf, EbpfLoader};
 use cap_trace_common::{
-    CheckKey, Config, LastCheck, MAX_SITES, OutcomeKey, Settings, Traced, backend, stat,
+    CheckKey, Config, LastCheck, MAX_SITES, OutcomeKey, Settings, Traced, backend, raw_arg, stat,
 };
 use serde::{Deserialize, Serialize};
 
@@ -392,10 +392,20 @@ impl Probe {
                             ))
                         })
                 };
-                settings.raw_arg_cred = pos("cred")?;
-                settings.raw_arg_target_ns = pos("target_ns")?;
-                settings.raw_arg_cap = pos("cap")?;
-                settings.raw_arg_ret = pos("ret")?;
+                // The program reads the arguments at fixed positions.
+                for (name, expected) in [
+                    ("cred", raw_arg::CRED),
+                    ("target_ns", raw_arg::TARGET_NS),
+                    ("cap", raw_arg::CAP),
+                    ("ret", raw_arg::RET),
+                ] {
+                    if pos(name)? as usize != expected {
+                        return Err(AttemptError::Unavailable(format!(
+                            "raw tracepoint cap_capable has `{name}` as argument {}, not {expected}",
+                            pos(name)?
+                        )));
+                    }
+                }
                 let kallsyms = File::open("/proc/kallsyms").map_err(|e| {
                     AttemptError::Unavailable(format!("cannot read /proc/kallsyms: {e}"))
                 })?;
@@ -508,9 +518,10 @@ impl Probe {
     }
 
     fn write_config(&mut self) -> Result<(), ProbeError> {
+        // The `CONFIG` global, alone in `.data`.
         let map_err = |e: aya::maps::MapError| ProbeError::Map("CONFIG", e.to_string());
         let mut config: Array<_, Config> =
-            Array::try_from(self.ebpf.map_mut("CONFIG").expect("CONFIG map")).map_err(map_err)?;
+            Array::try_from(self.ebpf.map_mut(".data").expect(".data map")).map_err(map_err)?;
         config
             .set(
                 0,
@@ -589,8 +600,16 @@ impl Probe {
         for (i, value) in values.iter_mut().enumerate() {
             *value = map.get(&(i as u32), 0).map_err(map_err)?.iter().sum();
         }
+        let last_err = |e: aya::maps::MapError| ProbeError::Map("LAST", e.to_string());
+        let last: PerCpuArray<_, LastCheck> =
+            PerCpuArray::try_from(self.ebpf.map("LAST").expect("LAST map")).map_err(last_err)?;
         Ok(Stats {
-            checks: values[stat::CHECKS as usize],
+            checks: last
+                .get(&0, 0)
+                .map_err(last_err)?
+                .iter()
+                .map(|l| l.checks)
+                .sum(),
             ringbuf_lost: values[stat::RINGBUF_LOST as usize],
             keys_full: values[stat::KEYS_FULL as usize],
             borrowed_creds: values[stat::BORROWED_CREDS as usize],
