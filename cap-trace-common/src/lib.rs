@@ -399,14 +399,14 @@ pub struct LastCheck {
     /// Where the repeat path finds what it compares, worked out once by the check that set
     /// `key`: the task's kernel stack and the address of its saved syscall number
     /// (`syscall_at`, 0: not known), and where the return address into `cap_capable`
-    /// (`ra_cap`, 0: not known), `f1` and `f2` (when `f2` is not 0) sit, in bytes from the
+    /// (`ra_cap`, 0: not known), `f1` and `f2` (when `f2` is not 0) sit, in words from the
     /// tracepoint's arguments (the stack moves from syscall to syscall; these do not).
     pub stack: u64,
     pub syscall_at: u64,
     pub ra_cap: u64,
-    pub ra_cap_off: u64,
-    pub f1_off: u64,
-    pub f2_off: u64,
+    pub ra_cap_at: u64,
+    pub f1_at: u64,
+    pub f2_at: u64,
     pub cap: u32,
     pub opts: u32,
     /// 1 when the fields above describe a counted check.
@@ -436,9 +436,9 @@ impl LastCheck {
             stack: 0,
             syscall_at: 0,
             ra_cap: 0,
-            ra_cap_off: 0,
-            f1_off: 0,
-            f2_off: 0,
+            ra_cap_at: 0,
+            f1_at: 0,
+            f2_at: 0,
             cap: 0,
             opts: 0,
             valid: 0,

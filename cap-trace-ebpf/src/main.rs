@@ -577,12 +577,9 @@ fn is_repeat<C: EbpfContext>(ctx: &C, task: *const u8, check: &Check, last: &Las
         let Some(base) = stack_base(ctx) else {
             return false;
         };
-        // The offsets are below RAW_WORDS words; the mask shows the verifier the bound (`base`
-        // may be the context pointer).
-        let at = |off: u64| kernel_word(base + (off & (RAW_WORDS as u64 - 1) * 8));
-        return at(last.ra_cap_off) == last.ra_cap
-            && at(last.f1_off) == last.f1
-            && (last.f2 == 0 || at(last.f2_off) == last.f2);
+        return stack_word(base, last.ra_cap_at) == last.ra_cap
+            && stack_word(base, last.f1_at) == last.f1
+            && (last.f2 == 0 || stack_word(base, last.f2_at) == last.f2);
     }
     match quick_frames(ctx) {
         Some((f1, f2)) => f1 == last.f1 && f2 == last.f2,
@@ -722,27 +719,18 @@ fn remember<C: EbpfContext>(
         last.syscall_at = at;
     }
     if check.opts.is_none() && setting!(cast_type) != 0 {
-        let [ra_cap, ra_fwd, at_cap, at_f1, at_f2] = layout();
+        let learned = layout();
+        let [ra_cap, ra_fwd, at_cap, at_f1, at_f2] = learned;
+        // `f2 != 0` when the classification used it: the repeat path compares it then.
         if let Some(base) = stack_base(ctx)
             && ra_cap != 0
+            && frames_at(learned, |i| stack_word(base, i)) == Some((f1, f2))
+            && (f2 != 0 || f1 != ra_fwd || at_f2 == 0)
         {
-            let ra_cap_off = (at_cap & (RAW_WORDS as u64 - 1)) * 8;
-            let f1_off = (at_f1 & (RAW_WORDS as u64 - 1)) * 8;
-            let f2_off = (at_f2 & (RAW_WORDS as u64 - 1)) * 8;
-            let f2_used = f1 == ra_fwd && at_f2 != 0;
-            if kernel_word(base + ra_cap_off) == ra_cap
-                && kernel_word(base + f1_off) == f1
-                && (if f2_used {
-                    f2 != 0 && kernel_word(base + f2_off) == f2
-                } else {
-                    f2 == 0
-                })
-            {
-                last.ra_cap = ra_cap;
-                last.ra_cap_off = ra_cap_off;
-                last.f1_off = f1_off;
-                last.f2_off = f2_off;
-            }
+            last.ra_cap = ra_cap;
+            last.ra_cap_at = at_cap;
+            last.f1_at = at_f1;
+            last.f2_at = at_f2;
         }
     }
     last.key = *key;
@@ -811,9 +799,7 @@ fn quick_frames<C: EbpfContext>(ctx: &C) -> Option<(u64, u64)> {
     if setting!(cast_type) != 0 {
         // The positions are below RAW_WORDS; the mask shows the verifier the bound (`base` may
         // be the context pointer, which only moves by a bounded amount).
-        return frames_at(learned, |i| {
-            kernel_word(base + (i & (RAW_WORDS as u64 - 1)) * 8)
-        });
+        return frames_at(learned, |i| stack_word(base, i));
     }
     let scratch = unsafe { &mut *SCRATCH.get_ptr_mut(0)? };
     // The learned positions are ordered (at_cap < at_f1 < at_f2, or at_f2 == 0) and below
@@ -828,6 +814,14 @@ fn quick_frames<C: EbpfContext>(ctx: &C) -> Option<(u64, u64)> {
         return None;
     }
     frames_at(learned, |i| word(&scratch.words, i.wrapping_sub(first)))
+}
+
+/// Raw stack word `i` above `base` by a plain load (needs `Settings.cast_type`). Positions are
+/// below RAW_WORDS; the mask shows the verifier the bound (`base` may be the context pointer,
+/// which only moves by a bounded amount).
+#[inline(always)]
+fn stack_word(base: u64, i: u64) -> u64 {
+    kernel_word(base + (i & (RAW_WORDS as u64 - 1)) * 8)
 }
 
 /// The two return addresses above `cap_capable` from the words `at` returns by position in the
