@@ -90,6 +90,14 @@ pub fn demo() -> Result<()> {
 /// The busybox image the demo and the benchmark run containers from.
 pub const DEMO_IMAGE: &str = "localhost/cap-trace-demo:busybox";
 
+/// Limits a container needs here: podman's defaults exceed what some sandboxes allow.
+pub const PODMAN_LIMITS: [&str; 4] = [
+    "--ulimit",
+    "nofile=20000:20000",
+    "--ulimit",
+    "nproc=1000:1000",
+];
+
 fn podman() -> Command {
     let mut cmd = Command::new("podman");
     cmd.args(["--runtime", "runc"]);
@@ -120,12 +128,7 @@ fn container_demo(bin: &Path) -> Result<()> {
     std::thread::sleep(std::time::Duration::from_millis(1500));
     run(podman()
         .args(["run", "--rm", "--name", &name])
-        .args([
-            "--ulimit",
-            "nofile=20000:20000",
-            "--ulimit",
-            "nproc=1000:1000",
-        ])
+        .args(PODMAN_LIMITS)
         .args(["--network", "none", DEMO_IMAGE])
         .args(["sh", "-c", "httpd -f -p 80 -u nobody:nogroup & sleep 2"]))?;
     let status = tracer.wait()?;
