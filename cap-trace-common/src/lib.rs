@@ -310,7 +310,9 @@ pub struct Settings {
     pub cast_type: u32,
     /// Byte offset of `task_struct.stack`.
     pub off_task_stack: u32,
-    pub _pad: u32,
+    /// Byte offset of a cgroup's serial number (`cgroup.self.serial_nr`): unique for the
+    /// kernel's lifetime, so it names a cgroup one load short of `kernfs_node.id`.
+    pub off_cgroup_serial: u32,
 
     /// `[start, end)` of `cap_capable`, to find its frame in a kernel stack.
     pub cap_capable_start: u64,
@@ -347,7 +349,7 @@ impl Settings {
             cut: 0,
             cast_type: 0,
             off_task_stack: 0,
-            _pad: 0,
+            off_cgroup_serial: 0,
             cap_capable_start: 0,
             cap_capable_end: 0,
             sites: [SiteRange {
@@ -411,8 +413,10 @@ pub struct LastCheck {
     pub opts: u32,
     /// 1 when the fields above describe a counted check.
     pub valid: u32,
-    /// 1 when `cg_leaf`'s answer is cached: `cg_traced` (0: not traced).
+    /// 1 when `cg_leaf`'s answer is cached: `cg_traced` (0: not traced). `cg_serial` is the
+    /// serial number of the cgroup `cg_leaf` names.
     pub cg_valid: u32,
+    pub cg_serial: u64,
     pub cg_leaf: u64,
     pub cg_generation: u64,
     pub cg_traced: u64,
@@ -443,6 +447,7 @@ impl LastCheck {
             opts: 0,
             valid: 0,
             cg_valid: 0,
+            cg_serial: 0,
             cg_leaf: 0,
             cg_generation: 0,
             cg_traced: 0,
@@ -491,5 +496,5 @@ const _: () = {
     assert!(core::mem::size_of::<SiteRange>() == 24);
     assert!(core::mem::size_of::<Settings>() == 120 + 24 * MAX_SITES);
     assert!(core::mem::size_of::<Config>() == 16);
-    assert!(core::mem::size_of::<LastCheck>() == 88 + 48 + 16 + 24 + 56);
+    assert!(core::mem::size_of::<LastCheck>() == 88 + 48 + 16 + 32 + 56);
 };

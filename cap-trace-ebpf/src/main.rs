@@ -304,15 +304,21 @@ pub fn floor_sys_exit(_ctx: RawTracePointContext) -> i32 {
 /// The workload a task's check is recorded under, or `None` when the task is not traced.
 ///
 /// The answer for the CPU's last cgroup is cached until userspace changes `TRACED` (a cgroup's
-/// ancestors never change), so a busy CPU skips the hash lookups.
+/// ancestors never change), so a busy CPU skips the hash lookups. The cache is keyed by the
+/// cgroup's serial number, which is never reused: one dependent load fewer than its id, and
+/// each is a cache miss when the workload has run in between.
 #[inline(always)]
 fn traced_cgroup(task: *const u8, last: &mut LastCheck) -> Option<u64> {
-    let leaf = cgroup_id(task);
+    let cgroup = dfl_cgroup(task);
+    let serial: u64 = field(cgroup, setting!(off_cgroup_serial));
     let generation = unsafe { core::ptr::read_volatile(&raw const CONFIG.generation) };
-    if last.cg_valid != 0 && last.cg_leaf == leaf && last.cg_generation == generation {
+    if last.cg_valid != 0 && last.cg_serial == serial && last.cg_generation == generation {
         return (last.cg_traced != 0).then_some(last.cg_traced);
     }
+    // The id of the same cgroup the serial number came from (the task may move meanwhile).
+    let leaf = id_of(cgroup);
     let traced = lookup_traced(leaf);
+    last.cg_serial = serial;
     last.cg_leaf = leaf;
     last.cg_generation = generation;
     last.cg_traced = traced.unwrap_or(0);
@@ -661,8 +667,19 @@ fn comm(task: *const u8) -> [u8; COMM_LEN] {
 /// (`task->cgroups->dfl_cgrp->kn->id`).
 #[inline(always)]
 fn cgroup_id(task: *const u8) -> u64 {
+    id_of(dfl_cgroup(task))
+}
+
+/// The task's cgroup v2 (`task->cgroups->dfl_cgrp`).
+#[inline(always)]
+fn dfl_cgroup(task: *const u8) -> *const u8 {
     let css_set: *const u8 = field(task, setting!(off_task_cgroups));
-    let cgroup: *const u8 = field(css_set, setting!(off_css_set_dfl_cgrp));
+    field(css_set, setting!(off_css_set_dfl_cgrp))
+}
+
+/// A cgroup's id (`cgroup->kn->id`).
+#[inline(always)]
+fn id_of(cgroup: *const u8) -> u64 {
     let kn: *const u8 = field(cgroup, setting!(off_cgroup_kn));
     field(kn, setting!(off_kn_id))
 }

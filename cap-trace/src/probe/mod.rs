@@ -235,6 +235,7 @@ struct KernelLayout {
     off_task_comm: u32,
     off_kn_id: u32,
     off_task_stack: u32,
+    off_cgroup_serial: u32,
     /// BTF ids of the kfunc `bpf_rdonly_cast` and of `struct pt_regs`, when the kernel has it.
     rdonly_cast: Option<(u32, u32)>,
 }
@@ -266,6 +267,10 @@ fn kernel_layout(btf: &Btf) -> Result<KernelLayout, ProbeError> {
         off_task_comm: btf.member_offset("task_struct", "comm").map_err(err)?,
         off_kn_id: btf.member_offset("kernfs_node", "id").map_err(err)?,
         off_task_stack: btf.member_offset("task_struct", "stack").map_err(err)?,
+        off_cgroup_serial: btf.member_offset("cgroup", "self").map_err(err)?
+            + btf
+                .member_offset("cgroup_subsys_state", "serial_nr")
+                .map_err(err)?,
         rdonly_cast: btf.func_id("bpf_rdonly_cast").zip(btf.struct_id("pt_regs")),
     })
 }
@@ -354,6 +359,7 @@ impl Probe {
         settings.off_kn_id = layout.off_kn_id;
         settings.cut = options.cut;
         settings.off_task_stack = layout.off_task_stack;
+        settings.off_cgroup_serial = layout.off_cgroup_serial;
         settings.cast_type = layout.rdonly_cast.map_or(0, |(_, pt_regs)| pt_regs);
         let mut sites = None;
         let mut flavor = None;
