@@ -4,7 +4,12 @@
 //! run, `L` the 10th percentile of the run's 100 equal slices (each thread's), where what else
 //! runs on a shared machine weighs least.
 //!
-//! Usage: capbench CALLS [THREADS]
+//! With TOUCH_KIB, each thread writes one byte per cache line of a buffer that large between
+//! calls, as a workload doing real work between its checks would: what tracing costs when its
+//! data has left the caches (the timings then include the writes; read the programs' own cost
+//! from the kernel's accounting).
+//!
+//! Usage: capbench CALLS [THREADS [TOUCH_KIB]]
 
 use std::time::Instant;
 
@@ -15,11 +20,17 @@ fn main() {
         .and_then(|a| a.parse().ok())
         .unwrap_or(1_000_000);
     let threads: u64 = args.next().and_then(|a| a.parse().ok()).unwrap_or(1).max(1);
+    let touch: usize = args
+        .next()
+        .and_then(|a| a.parse::<usize>().ok())
+        .unwrap_or(0)
+        * 1024;
     let per_thread = calls / threads;
     let started = Instant::now();
     let workers: Vec<_> = (0..threads)
         .map(|_| {
             std::thread::spawn(move || {
+                let mut buffer = vec![0u8; touch];
                 // Timed in slices: the quickest show the cost of a call without what the rest of a
                 // shared machine adds at random.
                 let slices = SLICES.min(per_thread.max(1));
@@ -29,6 +40,10 @@ fn main() {
                     let t = Instant::now();
                     for _ in 0..n {
                         setgroups();
+                        for byte in buffer.iter_mut().step_by(64) {
+                            // Volatile: the writes are the point, not their result.
+                            unsafe { std::ptr::write_volatile(byte, byte.wrapping_add(1)) };
+                        }
                     }
                     if n > 0 {
                         slice_ns.push(t.elapsed().as_nanos() as f64 / n as f64);
