@@ -935,10 +935,18 @@ fn current_syscall(task: *const u8) -> u32 {
         kernel_word(at) as i64
     } else {
         let regs = unsafe { bpf_task_pt_regs(task as *mut _) } as *const u8;
-        if setting!(cast_type) != 0 {
+        if setting!(cast_type) != 0
+            && let Some(scratch) = SCRATCH.get_ptr_mut(0)
+        {
             let stack: u64 = field(task, setting!(off_task_stack));
+            // The address goes through map memory first: read back, it is a plain number.
+            // Arithmetic between the pointer itself and an unbounded number is refused by
+            // some verifiers (Linux 6.12).
+            let scratch = unsafe { &mut *scratch };
+            unsafe { core::ptr::write_volatile(&mut scratch.regs, regs as u64) };
+            let regs_at = opaque(&scratch.regs);
             unsafe {
-                core::ptr::write_volatile(&raw mut REGS_IN_STACK, (regs as u64).wrapping_sub(stack))
+                core::ptr::write_volatile(&raw mut REGS_IN_STACK, regs_at.wrapping_sub(stack))
             };
         }
         field::<i64>(regs, setting!(off_regs_syscall))
@@ -1030,6 +1038,8 @@ pub struct Scratch {
     at: [u64; 3],
     /// 1 when the classification needed the caller of a forwarding site.
     used_f2: u64,
+    /// The task's saved user registers, as a number (see `current_syscall`).
+    regs: u64,
 }
 
 #[map]

@@ -701,6 +701,11 @@ where
 fn describe_program_error(what: &str, e: &aya::programs::ProgramError) -> String {
     let text = e.to_string();
     log::trace!("{what}: {text}");
+    summarize_program_error(what, &text)
+}
+
+/// The one-line reason for a program that did not load or attach, from aya's error text.
+fn summarize_program_error(what: &str, text: &str) -> String {
     let io = |needle: &str| text.contains(needle);
     if io("Operation not permitted") || io("os error 1)") {
         format!(
@@ -710,8 +715,16 @@ fn describe_program_error(what: &str, e: &aya::programs::ProgramError) -> String
         format!("{what}: not present in this kernel")
     } else if io("os error 524") || io("os error 95") || io("not supported") {
         format!("{what}: not supported by this kernel")
+    } else if let Some((head, log)) = text.split_once("Verifier output:") {
+        // A verifier log is long and its reason is the last line before its statistics.
+        let statistics = ["verification time", "stack depth", "processed "];
+        let reason = log
+            .lines()
+            .map(str::trim)
+            .rfind(|l| !l.is_empty() && !statistics.iter().any(|s| l.starts_with(s)))
+            .unwrap_or("no reason given");
+        format!("{what}: {} The verifier said: {reason}", head.trim())
     } else {
-        // Verifier logs are long: keep the first lines.
         let short: String = text.lines().take(3).collect::<Vec<_>>().join(" ");
         format!("{what}: {short}")
     }
@@ -794,6 +807,43 @@ fn bump_memlock_rlimit() {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn program_errors_in_one_line() {
+        // As aya reports a verifier rejection (Linux 6.12, shortened).
+        let verifier = "the BPF_PROG_LOAD syscall returned Invalid argument (os error 22). \
+                        Verifier output: 0: R1=ctx() R10=fp0\n\
+                        ; #[fexit(function = \"cap_capable\")] @ main.rs:163\n\
+                        397: (1f) r3 -= r2\n\
+                        math between ptr_ pointer and register with unbounded min value is not allowed\n\
+                        verification time 101584 usec\n\
+                        stack depth 232+0+0\n\
+                        processed 1237 insns (limit 1000000) max_states_per_insn 2\n\n";
+        let cases = [
+            (
+                verifier,
+                "fexit program: the BPF_PROG_LOAD syscall returned Invalid argument (os error 22). \
+                 The verifier said: math between ptr_ pointer and register with unbounded min value is not allowed",
+            ),
+            (
+                "the BPF_PROG_LOAD syscall returned Operation not permitted (os error 1)",
+                "fexit program: the kernel refused the program (permission denied; lockdown or a restricted sysctl)",
+            ),
+            (
+                "error attaching: No such file or directory (os error 2)",
+                "fexit program: not present in this kernel",
+            ),
+            (
+                "something else\nsecond\nthird\nfourth",
+                "fexit program: something else second third",
+            ),
+        ];
+        for (text, want) in cases {
+            let got = summarize_program_error("fexit program", text);
+            assert_eq!(got, want);
+            assert!(!got.contains('\n'));
+        }
+    }
 
     fn key(cap: u32) -> CheckKey {
         CheckKey {
