@@ -28,7 +28,7 @@ enum Task {
     },
     /// Set up, build, and trace a real workload.
     Demo,
-    /// Run the backend tests on Debian's 6.1 kernel in a qemu VM (fexit, kprobe, auto).
+    /// Run the backend tests on Debian's 6.1 and 6.12 kernels in a qemu VM (fexit, kprobe, auto).
     VmTest,
     /// Measure tracing overhead against the floor and bpftrace; writes BENCHMARKS.md.
     Bench {

@@ -9,7 +9,7 @@ fail() { echo "VMTEST FAIL $1: $2"; }
 check() {
     name=$1
     shift
-    if "$@"; then pass "$name"; else fail "$name" "$*"; fi
+    if "$@"; then pass "$name"; else fail "$name" "$*"; return 1; fi
 }
 
 # Lines of the verbose text report are `CAP  verdict audit comm syscall xN [site]`.
@@ -57,6 +57,21 @@ for probe in fexit kprobe auto; do
         check "$probe: the denial that failed chown is needed but missing" grep -q "CHOWN .*needed but missing" "$p-denied.txt"
     else
         fail "$probe: a denied check is reported" "cap-trace failed: $(cat "$p.err")"
+    fi
+
+    # Repeats: one process making the same check 40 times is counted exactly. After the first,
+    # each goes down the repeat path, which on kernels with the kfunc bpf_rdonly_cast (6.2+)
+    # reads the saved syscall number with a plain load.
+    mkdir -p /tmp/tree
+    for i in $(seq 1 39); do touch /tmp/tree/f$i; done
+    chown -R root /tmp/tree
+    if cap-trace run --probe "$probe" --json --output "$p-tree.json" -- chown -R nobody /tmp/tree 2> "$p.err"; then
+        cap-trace show "$p-tree.json" --verbose > "$p-tree.txt"
+        check "$probe: 40 repeated checks are counted exactly" \
+            grep -Eq "^    CHOWN +granted +audited +chown +[a-z0-9_]+ +x40( |\$)" "$p-tree.txt" ||
+            grep -E "^    CHOWN " "$p-tree.txt"
+    else
+        fail "$probe: 40 repeated checks are counted exactly" "cap-trace failed: $(cat "$p.err")"
     fi
 
     # The backend used is reported.
