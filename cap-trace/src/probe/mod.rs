@@ -707,7 +707,19 @@ fn describe_program_error(what: &str, e: &aya::programs::ProgramError) -> String
 /// The one-line reason for a program that did not load or attach, from aya's error text.
 fn summarize_program_error(what: &str, text: &str) -> String {
     let io = |needle: &str| text.contains(needle);
-    if io("Operation not permitted") || io("os error 1)") {
+    // A verifier log is long and its reason is the last line before its statistics (a load
+    // refused before verification has an empty log).
+    let statistics = ["verification time", "stack depth", "processed "];
+    let verifier = text.split_once("Verifier output:").and_then(|(head, log)| {
+        let reason = log
+            .lines()
+            .map(str::trim)
+            .rfind(|l| !l.is_empty() && !statistics.iter().any(|s| l.starts_with(s)))?;
+        Some((head.trim(), reason))
+    });
+    if let Some((head, reason)) = verifier {
+        format!("{what}: {head} The verifier said: {reason}")
+    } else if io("Operation not permitted") || io("os error 1)") {
         format!(
             "{what}: the kernel refused the program (permission denied; lockdown or a restricted sysctl)"
         )
@@ -715,15 +727,6 @@ fn summarize_program_error(what: &str, text: &str) -> String {
         format!("{what}: not present in this kernel")
     } else if io("os error 524") || io("os error 95") || io("not supported") {
         format!("{what}: not supported by this kernel")
-    } else if let Some((head, log)) = text.split_once("Verifier output:") {
-        // A verifier log is long and its reason is the last line before its statistics.
-        let statistics = ["verification time", "stack depth", "processed "];
-        let reason = log
-            .lines()
-            .map(str::trim)
-            .rfind(|l| !l.is_empty() && !statistics.iter().any(|s| l.starts_with(s)))
-            .unwrap_or("no reason given");
-        format!("{what}: {} The verifier said: {reason}", head.trim())
     } else {
         let short: String = text.lines().take(3).collect::<Vec<_>>().join(" ");
         format!("{what}: {short}")
@@ -827,6 +830,10 @@ mod tests {
             ),
             (
                 "the BPF_PROG_LOAD syscall returned Operation not permitted (os error 1)",
+                "fexit program: the kernel refused the program (permission denied; lockdown or a restricted sysctl)",
+            ),
+            (
+                "the BPF_PROG_LOAD syscall returned Operation not permitted (os error 1). Verifier output: \n",
                 "fexit program: the kernel refused the program (permission denied; lockdown or a restricted sysctl)",
             ),
             (
