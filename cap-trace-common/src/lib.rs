@@ -40,7 +40,6 @@ pub mod event_kind {
     pub const OUTCOME: u32 = 2;
 }
 
-/// Which backend the programs were loaded for ([`Config`] is shared by all of them).
 /// Positions of the fields cap-trace reads among the raw `cap_capable` tracepoint's arguments
 /// (`cred, target_ns, capable_ns, cap, ret`, as since Linux 6.15). Fixed rather than settings: a
 /// context read needs a constant offset; userspace checks the kernel's order before using them.
@@ -51,6 +50,7 @@ pub mod raw_arg {
     pub const RET: usize = 4;
 }
 
+/// Which backend the programs were loaded for ([`Config`] is shared by all of them).
 pub mod backend {
     pub const TRACEPOINT: u32 = 1;
     pub const RAW_TRACEPOINT: u32 = 2;

@@ -405,10 +405,10 @@ impl Probe {
                     ("cap", raw_arg::CAP),
                     ("ret", raw_arg::RET),
                 ] {
-                    if pos(name)? as usize != expected {
+                    let at = pos(name)?;
+                    if at as usize != expected {
                         return Err(AttemptError::Unavailable(format!(
-                            "raw tracepoint cap_capable has `{name}` as argument {}, not {expected}",
-                            pos(name)?
+                            "raw tracepoint cap_capable has `{name}` as argument {at}, not {expected}"
                         )));
                     }
                 }
@@ -554,16 +554,13 @@ impl Probe {
         let map_err = |e: aya::maps::MapError| ProbeError::Map("CHECKS", e.to_string());
         let map: HashMap<_, CheckKey, u64> =
             HashMap::try_from(self.ebpf.map("CHECKS").expect("CHECKS map")).map_err(map_err)?;
-        let last_err = |e: aya::maps::MapError| ProbeError::Map("LAST", e.to_string());
-        let last: PerCpuArray<_, LastCheck> =
-            PerCpuArray::try_from(self.ebpf.map("LAST").expect("LAST map")).map_err(last_err)?;
         for _ in 0..1000 {
-            let before = last.get(&0, 0).map_err(last_err)?;
+            let before = self.last_checks()?;
             let checks: Vec<(CheckKey, u64)> = map
                 .iter()
                 .map(|r| r.map_err(map_err))
                 .collect::<Result<_, _>>()?;
-            let after = last.get(&0, 0).map_err(last_err)?;
+            let after = self.last_checks()?;
             let stable = before
                 .iter()
                 .zip(after.iter())
@@ -576,6 +573,14 @@ impl Probe {
             "LAST",
             "counts kept changing while being read".into(),
         ))
+    }
+
+    /// Each CPU's [`LastCheck`].
+    fn last_checks(&self) -> Result<aya::maps::PerCpuValues<LastCheck>, ProbeError> {
+        let map_err = |e: aya::maps::MapError| ProbeError::Map("LAST", e.to_string());
+        let last: PerCpuArray<_, LastCheck> =
+            PerCpuArray::try_from(self.ebpf.map("LAST").expect("LAST map")).map_err(map_err)?;
+        last.get(&0, 0).map_err(map_err)
     }
 
     /// Every syscall-outcome key and its count.
@@ -606,16 +611,8 @@ impl Probe {
         for (i, value) in values.iter_mut().enumerate() {
             *value = map.get(&(i as u32), 0).map_err(map_err)?.iter().sum();
         }
-        let last_err = |e: aya::maps::MapError| ProbeError::Map("LAST", e.to_string());
-        let last: PerCpuArray<_, LastCheck> =
-            PerCpuArray::try_from(self.ebpf.map("LAST").expect("LAST map")).map_err(last_err)?;
         Ok(Stats {
-            checks: last
-                .get(&0, 0)
-                .map_err(last_err)?
-                .iter()
-                .map(|l| l.checks)
-                .sum(),
+            checks: self.last_checks()?.iter().map(|l| l.checks).sum(),
             ringbuf_lost: values[stat::RINGBUF_LOST as usize],
             keys_full: values[stat::KEYS_FULL as usize],
             borrowed_creds: values[stat::BORROWED_CREDS as usize],
