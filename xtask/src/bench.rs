@@ -38,6 +38,19 @@ struct Config {
     runner: Runner,
 }
 
+/// `cap-trace run` options for empty programs on both of the default mode's hooks (the raw
+/// tracepoint and sys_exit): its floor.
+const FLOOR_HOOKS: [&str; 4] = ["--floor", "--floor-sys-exit", "--tracepoint-flavor", "raw"];
+
+/// `cap-trace run ARGS --format json --output /dev/null --`: the command comes next.
+fn cap_trace_run(bin: &Path, args: &[&str]) -> Command {
+    let mut cmd = Command::new(bin);
+    cmd.arg("run")
+        .args(args)
+        .args(["--format", "json", "--output", "/dev/null", "--"]);
+    cmd
+}
+
 fn configs() -> Vec<Config> {
     use Runner::*;
     vec![
@@ -59,12 +72,7 @@ fn configs() -> Vec<Config> {
         Config {
             key: "floor-raw-exit",
             label: "floor: empty programs, raw tracepoint + sys_exit",
-            runner: CapTrace(vec![
-                "--floor",
-                "--floor-sys-exit",
-                "--tracepoint-flavor",
-                "raw",
-            ]),
+            runner: CapTrace(FLOOR_HOOKS.to_vec()),
         },
         Config {
             key: "ct-raw",
@@ -187,10 +195,7 @@ fn run_once(config: &Config, bin: &Path, calls: u64) -> Result<Timing> {
     let calls = calls.to_string();
     let out = match &config.runner {
         Runner::Bare => Command::new(capbench()).arg(&calls).output()?,
-        Runner::CapTrace(args) => Command::new(bin)
-            .arg("run")
-            .args(args)
-            .args(["--format", "json", "--output", "/dev/null", "--"])
+        Runner::CapTrace(args) => cap_trace_run(bin, args)
             .arg(capbench())
             .arg(&calls)
             .output()?,
@@ -272,18 +277,8 @@ fn program_run_times(
         capbench().display(),
         out_path.display()
     );
-    let result = Command::new(bin)
-        .arg("run")
-        .args(args)
-        .args([
-            "--format",
-            "json",
-            "--output",
-            "/dev/null",
-            "--",
-            "sh",
-            "-c",
-        ])
+    let result = cap_trace_run(bin, args)
+        .args(["sh", "-c"])
         .arg(&script)
         .output();
     std::fs::write(stats, before)?;
@@ -323,9 +318,8 @@ struct Breakdown {
 }
 
 fn breakdown(bin: &Path, rounds: usize, calls: u64) -> Result<Breakdown> {
-    let floor = ["--floor", "--floor-sys-exit", "--tracepoint-flavor", "raw"];
     let parts: [(&str, &[&str]); 6] = [
-        ("empty program (the floor)", &floor),
+        ("empty program (the floor)", &FLOOR_HOOKS),
         ("cgroup filter", &["--cost-cut", "1"]),
         (
             "per-CPU state (the check counts as a repeat)",
@@ -469,18 +463,8 @@ fn watch(child: &mut Child) -> Result<Sample> {
 /// Time from starting cap-trace to "attached" on its stderr, in ms.
 fn attach_time(bin: &Path) -> Result<f64> {
     let started = Instant::now();
-    let mut child = Command::new(bin)
-        .args([
-            "run",
-            "--verbose",
-            "--format",
-            "json",
-            "--output",
-            "/dev/null",
-            "--",
-            "sleep",
-            "0.2",
-        ])
+    let mut child = cap_trace_run(bin, &["--verbose"])
+        .args(["sleep", "0.2"])
         .stderr(Stdio::piped())
         .stdout(Stdio::null())
         .spawn()?;
@@ -560,20 +544,8 @@ fn macro_run(bin: &Path, mode: MacroMode, tree: &Path, round: usize) -> Result<(
          read b _ < /proc/uptime; echo \"elapsed=$a $b\""
     );
     let mut cmd = if mode == MacroMode::Floor {
-        let mut c = Command::new(bin);
-        c.args([
-            "run",
-            "--floor",
-            "--floor-sys-exit",
-            "--tracepoint-flavor",
-            "raw",
-            "--format",
-            "json",
-            "--output",
-            "/dev/null",
-            "--",
-            "podman",
-        ]);
+        let mut c = cap_trace_run(bin, &FLOOR_HOOKS);
+        c.arg("podman");
         c
     } else {
         Command::new("podman")
