@@ -56,7 +56,8 @@ fn provenance(p: &Profile) -> String {
     )
 }
 
-/// `--cap-drop=ALL --cap-add=...`, one line per profile (same syntax for Docker and podman).
+/// `--cap-drop=ALL --cap-add=A --cap-add=B`, one line per profile (same flags for Docker and
+/// podman).
 pub fn engine_flags(profiles: &[Profile]) -> String {
     let mut out = String::new();
     for p in profiles {

@@ -86,14 +86,14 @@ pub struct Suggestion {
 }
 
 impl Suggestion {
-    /// `--cap-drop=ALL --cap-add=A,B` (or `--cap-drop=ALL` alone).
+    /// `--cap-drop=ALL --cap-add=A --cap-add=B` (or `--cap-drop=ALL` alone). One flag per
+    /// capability: Docker does not split `--cap-add=A,B` (it refuses it as one unknown name),
+    /// and podman takes both forms, so this one line works on both.
     pub fn docker_flags(&self) -> String {
-        if self.add.is_empty() {
-            "--cap-drop=ALL".into()
-        } else {
-            let names: Vec<String> = self.add.iter().map(|c| c.name()).collect();
-            format!("--cap-drop=ALL --cap-add={}", names.join(","))
-        }
+        std::iter::once("--cap-drop=ALL".to_owned())
+            .chain(self.add.iter().map(|c| format!("--cap-add={}", c.name())))
+            .collect::<Vec<_>>()
+            .join(" ")
     }
 
     pub fn missing(&self) -> impl Iterator<Item = &CapVerdict> {
@@ -700,7 +700,7 @@ mod tests {
         assert_eq!(s.add, vec![Cap(CHOWN), Cap(NET_BIND_SERVICE)]);
         assert_eq!(
             s.docker_flags(),
-            "--cap-drop=ALL --cap-add=CHOWN,NET_BIND_SERVICE"
+            "--cap-drop=ALL --cap-add=CHOWN --cap-add=NET_BIND_SERVICE"
         );
         assert_eq!(
             s.verdict(Cap(NET_BIND_SERVICE)).unwrap().evidence,

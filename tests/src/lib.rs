@@ -173,6 +173,23 @@ pub fn suggested(profile: &serde_json::Value) -> Vec<String> {
         .collect()
 }
 
+/// What `cap-trace show --format FORMAT` prints for a profile, split into arguments: the
+/// flags as a user would paste them into `docker run` or `podman run`.
+pub fn printed_flags(profile: &serde_json::Value, format: &str) -> Vec<String> {
+    let dir = TempDir::new("flags");
+    let path = dir.join("profile.json");
+    std::fs::write(&path, profile.to_string()).unwrap();
+    let out = cap_trace([
+        "show".as_ref(),
+        path.as_os_str(),
+        "--format".as_ref(),
+        format.as_ref(),
+    ]);
+    let text = ok(&out);
+    assert_eq!(text.lines().count(), 1, "one line of flags: {text}");
+    text.split_whitespace().map(str::to_owned).collect()
+}
+
 /// The verdict entry for one capability.
 pub fn verdict<'a>(profile: &'a serde_json::Value, cap: &str) -> Option<&'a serde_json::Value> {
     profile["suggestion"]["capabilities"]

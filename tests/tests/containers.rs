@@ -112,16 +112,19 @@ const WORKLOADS: &[Workload] = &[
     },
 ];
 
-/// Runs the workload with `--cap-drop=ALL --cap-add=...` and the default seccomp profile.
-fn runs_with(w: &Workload, caps: &[String]) -> bool {
-    let mut opts = vec!["--cap-drop=ALL".to_owned()];
-    if !caps.is_empty() {
-        opts.push(format!("--cap-add={}", caps.join(",")));
-    }
-    let opts: Vec<&str> = opts.iter().map(String::as_str).collect();
+/// Runs the workload with these flags and the default seccomp profile.
+fn runs_with(w: &Workload, flags: &[String]) -> bool {
+    let opts: Vec<&str> = flags.iter().map(String::as_str).collect();
     podman::run(&podman::name(w.test), &opts, w.script)
         .status
         .success()
+}
+
+/// `--cap-drop=ALL` and one `--cap-add` per capability, as cap-trace prints them.
+fn flags_for(caps: &[String]) -> Vec<String> {
+    std::iter::once("--cap-drop=ALL".to_owned())
+        .chain(caps.iter().map(|c| format!("--cap-add={c}")))
+        .collect()
 }
 
 /// Profiles the workload in learning mode and with podman's defaults; each time the
@@ -135,15 +138,18 @@ fn sufficient_and_minimal(w: &Workload) {
         expected.sort();
         got.sort();
         assert_eq!(got, expected, "{} ({mode}): {p:#}", w.test);
+        // The flags exactly as printed for the engine, pasted into `podman run`.
+        let printed = printed_flags(&p, "podman");
+        assert_eq!(printed, flags_for(&suggestion));
         assert!(
-            runs_with(w, &suggestion),
-            "{} ({mode}) fails with {suggestion:?}",
+            runs_with(w, &printed),
+            "{} ({mode}) fails with {printed:?}",
             w.test
         );
         for drop in &suggestion {
             let fewer: Vec<String> = suggestion.iter().filter(|c| *c != drop).cloned().collect();
             assert!(
-                !runs_with(w, &fewer),
+                !runs_with(w, &flags_for(&fewer)),
                 "{} ({mode}) works without {drop}: the suggestion is not minimal",
                 w.test
             );
