@@ -21,7 +21,7 @@ use tokio::sync::{mpsc, oneshot};
 use crate::error::Failure;
 use crate::follow::{self, FollowOptions, Opened};
 use crate::merge;
-use crate::output::write_atomic;
+use crate::output::{Mode, write_file};
 use crate::privilege;
 use crate::profile::{Losses, Profile};
 
@@ -258,8 +258,8 @@ impl Daemon {
         let mut failed = None;
         for (identity, profile) in &profiles {
             let path = self.opts_dir.join(file_name(identity));
-            if let Err(e) = write_atomic(&path, profile.to_json().as_bytes()) {
-                failed = Some(format!("cannot write {}: {e}", path.display()));
+            if let Err(e) = write_file(&path, profile.to_json().as_bytes(), Mode::Private) {
+                failed = Some(e.to_string());
             }
         }
         match failed {
@@ -413,6 +413,28 @@ fn memory() -> (u64, u64) {
     (field("VmRSS:"), field("VmHWM:"))
 }
 
+/// Creates the state dir owner-only (`0700`), or makes an existing one so: the profiles in it
+/// say what every container does and may hold names from the workloads. A directory cap-trace
+/// may not write into safely (another user's) is refused at start, not at the first persist.
+fn state_dir(dir: &Path) -> Result<(), Failure> {
+    use std::os::unix::fs::DirBuilderExt as _;
+    let fail = |e: &dyn std::fmt::Display| {
+        Failure::environment(format!("cannot use state dir {}: {e}", dir.display()))
+    };
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)
+        .map_err(|e| fail(&e))?;
+    crate::output::check_writable(&dir.join("profile.json")).map_err(|e| fail(&e))?;
+    let meta = std::fs::metadata(dir).map_err(|e| fail(&e))?;
+    if meta.permissions().mode() & 0o077 != 0 {
+        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))
+            .map_err(|e| fail(&e))?;
+    }
+    Ok(())
+}
+
 /// Binds the control socket: root-only, replacing a stale socket but never a live daemon's.
 fn bind(path: &Path) -> Result<UnixListener, Failure> {
     if let Some(dir) = path.parent() {
@@ -501,12 +523,7 @@ fn reply_line(reply: &Reply) -> String {
 
 pub async fn daemon(opts: DaemonOptions) -> Result<(), Failure> {
     privilege::require_tracing_capabilities()?;
-    std::fs::create_dir_all(&opts.state_dir).map_err(|e| {
-        Failure::environment(format!(
-            "cannot create state dir {}: {e}",
-            opts.state_dir.display()
-        ))
-    })?;
+    state_dir(&opts.state_dir)?;
     // Read once at start: unreadable profiles are set aside now, not at the first persist.
     let saved = read_saved(&opts.state_dir)?.len();
     let listener = bind(&opts.socket)?;

@@ -174,9 +174,7 @@ async fn dispatch(cli: Cli) -> Result<u8, Failure> {
                     .as_deref()
                     .unwrap_or(&profile.workload.name);
                 let path = args.dir.join(daemon::file_name(identity));
-                output::write_atomic(&path, profile.to_json().as_bytes()).map_err(|e| {
-                    Failure::runtime(format!("cannot write {}: {e}", path.display()))
-                })?;
+                output::write_atomic(&path, profile.to_json().as_bytes())?;
             }
             eprintln!(
                 "cap-trace: exported {} profile{} to {}",

@@ -208,6 +208,39 @@ fn profiles_survive_sigkill_and_continue_after_restart() {
     ok(&out);
     let exported = Profile::read(&export.join(format!("{name}.json")));
     assert_eq!(suggested(&exported), ["CHOWN", "MKNOD"]);
+
+    // The state is root's alone: the directory 0700, its profiles 0600.
+    use std::os::unix::fs::PermissionsExt as _;
+    let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode(&state), 0o700);
+    let saved = state.join(format!("{name}.json"));
+    assert_eq!(mode(&saved), 0o600);
+
+    // Exporting into a directory another user owns would let that user point a name at any
+    // file (a link in their own directory works even with fs.protected_symlinks=1): refused.
+    let victim = dir.join("victim");
+    std::fs::write(&victim, "precious\n").unwrap();
+    let theirs = dir.join("theirs");
+    std::fs::create_dir(&theirs).unwrap();
+    std::os::unix::fs::symlink(&victim, theirs.join(format!("{name}.json"))).unwrap();
+    for path in [theirs.as_path(), &theirs.join(format!("{name}.json"))] {
+        // SAFETY: lchown on a NUL-terminated path.
+        let c = std::ffi::CString::new(path.to_str().unwrap()).unwrap();
+        assert_eq!(unsafe { libc::lchown(c.as_ptr(), 65534, 65534) }, 0);
+    }
+    let out = cap_trace([
+        "export",
+        theirs.to_str().unwrap(),
+        "--socket",
+        socket.to_str().unwrap(),
+    ]);
+    assert_eq!(out.status.code(), Some(4), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("belongs to nobody"),
+        "{}",
+        stderr(&out)
+    );
+    assert_eq!(std::fs::read_to_string(&victim).unwrap(), "precious\n");
     let stderr = d.stop();
     assert!(stderr.contains("daemon stopped"), "{stderr}");
     assert!(!socket.exists(), "the socket is removed on exit");
