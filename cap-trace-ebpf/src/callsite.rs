@@ -1,0 +1,331 @@
+//! Call-site reading (tracepoint backends): who called `cap_capable`, from the raw stack words
+//! or a stack walk, and how the audit table classifies that caller.
+
+use aya_ebpf::{
+    EbpfContext,
+    helpers::{bpf_get_stack, bpf_probe_read_kernel},
+    macros::map,
+    maps::PerCpuArray,
+};
+use cap_trace_common::{MAX_SITES, STACK_FRAMES, backend, check_flags, site_class, stat};
+
+use crate::{maps::bump, task::kernel_word};
+
+/// Tracepoints carry no `opts`: tell an audited check from a probe by who called `cap_capable`
+/// (and who called `security_capable`), using the call-site table userspace built from
+/// `/proc/kallsyms`. Returns the `check_flags` bits and the 1-based rule index, and leaves the
+/// two caller addresses in the scratch area when the site is unknown (for userspace to name).
+///
+/// Walking the stack with `bpf_get_stack` costs about a microsecond here (ORC unwinding), so it
+/// is only the slow path. The fast path reads the raw stack words above the tracepoint's frame
+/// and takes the return addresses where the slow path found them: the return address into
+/// `cap_capable` must be there exactly, else the check goes down the slow path (which learns
+/// the layout again), so a wrong layout can only cost time, never a wrong answer.
+///
+/// Intermediate results go through the per-CPU scratch area rather than registers: values
+/// read back from map memory are opaque to the verifier, which keeps it from verifying the
+/// rest of the program once per call site of the table.
+#[inline(always)]
+pub(crate) fn classify_stack<C: EbpfContext>(ctx: &C, scratch: &mut Scratch) -> (u32, u32) {
+    scratch.f1 = 0;
+    scratch.f2 = 0;
+    scratch.used_f2 = 0;
+    if !fast_frames(ctx, scratch) && !slow_frames(ctx, scratch) {
+        return (check_flags::AUDIT_UNKNOWN, 0);
+    }
+    let f1 = opaque(&scratch.f1);
+    let f2 = opaque(&scratch.f2);
+    find_site(f1, scratch);
+    let mut class = opaque(&scratch.class);
+    if class == site_class::FORWARD as u64 {
+        scratch.used_f2 = 1;
+        find_site(f2, scratch);
+        class = opaque(&scratch.class);
+    }
+    let rule = opaque(&scratch.rule) as u32;
+    if class == site_class::AUDIT as u64 {
+        (0, rule)
+    } else if class == site_class::NOAUDIT as u64 {
+        (check_flags::NOAUDIT, rule)
+    } else if class == site_class::AUDIT_INSETID as u64 {
+        (check_flags::INSETID, rule)
+    } else {
+        // Unknown (or FORWARD twice): keep the frames so userspace can name the call site.
+        (check_flags::AUDIT_UNKNOWN, 0)
+    }
+}
+
+const RAW_WORDS: usize = 32;
+
+/// Per-CPU working memory of the call-site classifier.
+#[repr(C)]
+pub(crate) struct Scratch {
+    /// Raw stack words above the tracepoint's frame.
+    words: [u64; RAW_WORDS],
+    /// Frames from a stack walk.
+    frames: [u64; STACK_FRAMES],
+    /// Caller of cap_capable, and its caller.
+    pub(crate) f1: u64,
+    pub(crate) f2: u64,
+    /// Binary-search state and result of `find_site`.
+    lo: u64,
+    hi: u64,
+    class: u64,
+    rule: u64,
+    /// Positions found by `learn_layout`.
+    at: [u64; 3],
+    /// 1 when the classification needed the caller of a forwarding site.
+    pub(crate) used_f2: u64,
+    /// The task's saved user registers, as a number (see `current_syscall`).
+    pub(crate) regs: u64,
+}
+
+#[map]
+pub(crate) static SCRATCH: PerCpuArray<Scratch> = PerCpuArray::with_max_entries(1, 0);
+
+/// Reads a value back from map memory: the verifier no longer knows it.
+#[inline(always)]
+pub(crate) fn opaque(v: &u64) -> u64 {
+    unsafe { core::ptr::read_volatile(v) }
+}
+
+/// Stack layout learned by the slow path: `[return address into cap_capable, return address
+/// into security_capable, index of the first in the raw words, index of the caller of
+/// cap_capable, index of the caller of security_capable]`. The addresses are kernel constants
+/// and the indices depend only on which tracepoint machinery runs, so concurrent writers agree.
+#[unsafe(no_mangle)]
+static mut STACK_LAYOUT: [u64; 5] = [0; 5];
+
+#[inline(always)]
+pub(crate) fn layout() -> [u64; 5] {
+    unsafe { core::ptr::read_volatile(&raw const STACK_LAYOUT) }
+}
+
+/// Where the raw stack words start: the tracepoint's own frame.
+#[inline(always)]
+pub(crate) fn stack_base<C: EbpfContext>(ctx: &C) -> Option<u64> {
+    if setting!(backend) == backend::TRACEPOINT {
+        // perf stores the caller registers (captured in perf_trace_cap_capable) in the first
+        // word of the record; their sp is that function's frame.
+        let regs: u64 = unsafe { bpf_probe_read_kernel(ctx.as_ptr() as *const u64).ok()? };
+        unsafe {
+            bpf_probe_read_kernel(
+                (regs as *const u8)
+                    .add(setting!(off_regs_sp) as usize)
+                    .cast::<u64>(),
+            )
+            .ok()
+        }
+    } else {
+        // A raw tracepoint's arguments live on the stack of bpf_trace_run5.
+        Some(ctx.as_ptr() as u64)
+    }
+}
+
+#[inline(always)]
+fn read_raw_stack<C: EbpfContext>(ctx: &C, scratch: &mut Scratch) -> bool {
+    let Some(base) = stack_base(ctx) else {
+        return false;
+    };
+    let bytes = unsafe {
+        core::slice::from_raw_parts_mut(scratch.words.as_mut_ptr().cast::<u8>(), RAW_WORDS * 8)
+    };
+    unsafe { aya_ebpf::helpers::bpf_probe_read_kernel_buf(base as *const u8, bytes).is_ok() }
+}
+
+#[inline(always)]
+fn word(words: &[u64; RAW_WORDS], i: u64) -> u64 {
+    words[i as usize & (RAW_WORDS - 1)]
+}
+
+/// Caller of cap_capable and its caller, from the raw stack words, into `scratch.f1/f2`.
+#[inline(always)]
+fn fast_frames<C: EbpfContext>(ctx: &C, scratch: &mut Scratch) -> bool {
+    let [ra_cap, ra_fwd, at_cap, at_f1, at_f2] = layout();
+    if ra_cap == 0 || !read_raw_stack(ctx, scratch) || word(&scratch.words, at_cap) != ra_cap {
+        return false;
+    }
+    let f1 = word(&scratch.words, at_f1);
+    scratch.f1 = f1;
+    if f1 == ra_fwd && at_f2 != 0 {
+        scratch.f2 = word(&scratch.words, at_f2);
+        return true;
+    }
+    // A caller other than security_capable decides on its own; if it is security_capable
+    // reached through another call site, only a walk can find its caller.
+    find_site(f1, scratch);
+    opaque(&scratch.class) != site_class::FORWARD as u64
+}
+
+/// Caller of cap_capable and its caller from a real stack walk; also learns the layout the
+/// fast path uses.
+#[inline(always)]
+fn slow_frames<C: EbpfContext>(ctx: &C, scratch: &mut Scratch) -> bool {
+    bump(stat::STACK_WALKS);
+    let n = unsafe {
+        bpf_get_stack(
+            ctx.as_ptr(),
+            scratch.frames.as_mut_ptr().cast(),
+            (STACK_FRAMES * 8) as u32,
+            0,
+        )
+    };
+    if n <= 0 {
+        bump(stat::STACK_ERRORS);
+        return false;
+    }
+    let n = (n as usize / 8).min(STACK_FRAMES);
+    let start = setting!(cap_capable_start);
+    let end = setting!(cap_capable_end);
+    // Index of the cap_capable frame, written to memory so the loop's states merge.
+    scratch.at[0] = u64::MAX;
+    let mut i = 0;
+    while i < STACK_FRAMES {
+        let frame = scratch.frames[i];
+        if i + 2 < n && frame >= start && frame < end && opaque(&scratch.at[0]) == u64::MAX {
+            scratch.at[0] = i as u64;
+        }
+        i += 1;
+    }
+    let at = opaque(&scratch.at[0]);
+    if at == u64::MAX {
+        bump(stat::STACK_ERRORS);
+        return false;
+    }
+    let ra_cap = scratch.frames[at as usize & (STACK_FRAMES - 1)];
+    scratch.f1 = scratch.frames[(at as usize + 1) & (STACK_FRAMES - 1)];
+    scratch.f2 = scratch.frames[(at as usize + 2) & (STACK_FRAMES - 1)];
+    learn_layout(ctx, scratch, ra_cap);
+    true
+}
+
+#[inline(always)]
+fn learn_layout<C: EbpfContext>(ctx: &C, scratch: &mut Scratch, ra_cap: u64) {
+    let f1 = opaque(&scratch.f1);
+    let f2 = opaque(&scratch.f2);
+    if !read_raw_stack(ctx, scratch) {
+        return;
+    }
+    // Positions of the three return addresses, in order, in one pass.
+    scratch.at = [u64::MAX; 3];
+    let mut i = 0;
+    while i < RAW_WORDS {
+        let w = scratch.words[i];
+        if opaque(&scratch.at[0]) == u64::MAX {
+            if w == ra_cap {
+                scratch.at[0] = i as u64;
+            }
+        } else if opaque(&scratch.at[1]) == u64::MAX {
+            if w == f1 {
+                scratch.at[1] = i as u64;
+            }
+        } else if opaque(&scratch.at[2]) == u64::MAX && w == f2 {
+            scratch.at[2] = i as u64;
+        }
+        i += 1;
+    }
+    let at = [
+        opaque(&scratch.at[0]),
+        opaque(&scratch.at[1]),
+        opaque(&scratch.at[2]),
+    ];
+    if at[0] == u64::MAX || at[1] == u64::MAX {
+        return;
+    }
+    let mut current = layout();
+    current[0] = ra_cap;
+    current[2] = at[0];
+    current[3] = at[1];
+    find_site(f1, scratch);
+    if at[2] != u64::MAX && opaque(&scratch.class) == site_class::FORWARD as u64 {
+        current[1] = f1;
+        current[4] = at[2];
+    }
+    unsafe { core::ptr::write_volatile(&raw mut STACK_LAYOUT, current) };
+}
+
+/// Binary search of the sorted call-site ranges: class and rule into `scratch` (0 if none).
+#[inline(always)]
+fn find_site(addr: u64, scratch: &mut Scratch) {
+    scratch.lo = 0;
+    scratch.hi = (setting!(nsites) as u64).min(MAX_SITES as u64);
+    scratch.class = 0;
+    scratch.rule = 0;
+    let mut step = 0;
+    while step < 6 {
+        let lo = opaque(&scratch.lo);
+        let hi = opaque(&scratch.hi);
+        if lo < hi {
+            let mid = ((lo + hi) / 2) as usize & (MAX_SITES - 1);
+            let range = setting!(sites[mid]);
+            if addr < range.start {
+                scratch.hi = mid as u64;
+            } else if addr >= range.end {
+                scratch.lo = mid as u64 + 1;
+            } else {
+                scratch.class = range.class as u64;
+                scratch.rule = range.rule as u64;
+                scratch.hi = 0;
+            }
+        }
+        step += 1;
+    }
+}
+
+/// The two return addresses above `cap_capable` as the learned stack layout finds them (what
+/// `is_repeat` compares; `None` until the layout is known or if it does not hold for this
+/// stack). Plain loads through `kernel_word` where the kernel allows them; otherwise one
+/// `bpf_probe_read_kernel` covers the three words (a helper call costs far more than the bytes).
+#[inline(always)]
+pub(crate) fn quick_frames<C: EbpfContext>(ctx: &C) -> Option<(u64, u64)> {
+    let learned = layout();
+    let [ra_cap, _, at_cap, at_f1, at_f2] = learned;
+    if ra_cap == 0 {
+        return None;
+    }
+    let base = stack_base(ctx)?;
+    if setting!(cast_type) != 0 {
+        // The positions are below RAW_WORDS; the mask shows the verifier the bound (`base` may
+        // be the context pointer, which only moves by a bounded amount).
+        return frames_at(learned, |i| stack_word(base, i));
+    }
+    let scratch = unsafe { &mut *SCRATCH.get_ptr_mut(0)? };
+    // The learned positions are ordered (at_cap < at_f1 < at_f2, or at_f2 == 0) and below
+    // RAW_WORDS; the masks only show the verifier the bounds.
+    let first = at_cap & (RAW_WORDS as u64 - 1);
+    let span = (at_f1.max(at_f2) + 1).saturating_sub(first) & (RAW_WORDS as u64 - 1);
+    let bytes = unsafe {
+        core::slice::from_raw_parts_mut(scratch.words.as_mut_ptr().cast::<u8>(), span as usize * 8)
+    };
+    let from = (base + first * 8) as *const u8;
+    if unsafe { aya_ebpf::helpers::bpf_probe_read_kernel_buf(from, bytes) }.is_err() {
+        return None;
+    }
+    frames_at(learned, |i| word(&scratch.words, i.wrapping_sub(first)))
+}
+
+/// Raw stack word `i` above `base` by a plain load (needs `Settings.cast_type`). Positions are
+/// below RAW_WORDS; the mask shows the verifier the bound (`base` may be the context pointer,
+/// which only moves by a bounded amount).
+#[inline(always)]
+pub(crate) fn stack_word(base: u64, i: u64) -> u64 {
+    kernel_word(base + (i & (RAW_WORDS as u64 - 1)) * 8)
+}
+
+/// The two return addresses above `cap_capable` from the words `at` returns by position in the
+/// `learned` layout (one read of it, so that both come from the same layout), or `None` if the
+/// return address into `cap_capable` is not where it should be.
+#[inline(always)]
+pub(crate) fn frames_at(learned: [u64; 5], at: impl Fn(u64) -> u64) -> Option<(u64, u64)> {
+    let [ra_cap, ra_fwd, at_cap, at_f1, at_f2] = learned;
+    if at(at_cap) != ra_cap {
+        return None;
+    }
+    let f1 = at(at_f1);
+    let f2 = if f1 == ra_fwd && at_f2 != 0 {
+        at(at_f2)
+    } else {
+        0
+    };
+    Some((f1, f2))
+}

@@ -1,0 +1,233 @@
+//! One `cap_capable` call, whatever the hook: [`on_check`] classifies it, keys it, counts it and
+//! sends its first occurrence to userspace.
+
+use aya_ebpf::{
+    EbpfContext,
+    helpers::{
+        bpf_get_current_pid_tgid, bpf_get_current_uid_gid, bpf_ktime_get_boot_ns,
+        bpf_probe_read_kernel,
+    },
+};
+use cap_trace_common::{
+    CGROUP_LEVELS, CgroupEvent, CheckEvent, CheckKey, LastCheck, Pending, check_flags, cut,
+    event_kind, stat,
+};
+
+use crate::{
+    callsite::{SCRATCH, classify_stack, opaque},
+    maps::{CHECKS, Counted, EVENTS, bump, count_in},
+    outcome::{PENDING, open_pending, pending_now},
+    repeat::{flush, is_repeat, remember},
+    task::{self, comm, current_syscall, mount_namespace, real_cred},
+};
+
+/// A `cap_capable` call, whatever the hook that saw it.
+pub(crate) struct Check {
+    pub(crate) cred: u64,
+    pub(crate) target_ns: u64,
+    pub(crate) cap: u32,
+    pub(crate) ret: i32,
+    /// `CAP_OPT_*` bits when the hook sees them (fexit, kprobe); `None` on tracepoints.
+    pub(crate) opts: Option<u32>,
+}
+
+const CAP_OPT_NOAUDIT: u32 = 1 << 1;
+const CAP_OPT_INSETID: u32 = 1 << 2;
+
+#[inline(always)]
+pub(crate) fn on_check<C: EbpfContext>(
+    ctx: &C,
+    task: *const u8,
+    last: &mut LastCheck,
+    cgroup_id: u64,
+    check: &Check,
+) -> Result<(), i32> {
+    // Counted here rather than in STATS: one lookup fewer on every check.
+    last.checks += 1;
+    if setting!(cut) == cut::STATE {
+        last.count += 1;
+        return Ok(());
+    }
+    if is_repeat(ctx, task, check, last) {
+        last.count += 1;
+        return Ok(());
+    }
+    flush(last);
+    last.valid = 0;
+
+    // A check under borrowed credentials (override_creds: overlayfs copy-up, ...) is about
+    // someone else's capabilities, not this task's.
+    if real_cred(task) != check.cred {
+        bump(stat::BORROWED_CREDS);
+        return Ok(());
+    }
+
+    let mut flags = 0;
+    let mut site = 0;
+    let mut frames = [0u64; 2];
+    match check.opts {
+        Some(opts) => {
+            if opts & CAP_OPT_NOAUDIT != 0 {
+                flags |= check_flags::NOAUDIT;
+            }
+            if opts & CAP_OPT_INSETID != 0 {
+                flags |= check_flags::INSETID;
+            }
+        }
+        None => {
+            let scratch = unsafe { &mut *SCRATCH.get_ptr_mut(0).ok_or(0)? };
+            let (f, rule) = classify_stack(ctx, scratch);
+            flags |= f;
+            site = rule;
+            if f & check_flags::AUDIT_UNKNOWN != 0 {
+                frames = [opaque(&scratch.f1), opaque(&scratch.f2)];
+            }
+        }
+    }
+    let denied = check.ret != 0;
+    if denied {
+        flags |= check_flags::DENIED;
+    }
+
+    let userns_level = unsafe {
+        bpf_probe_read_kernel(
+            (check.target_ns as *const u8)
+                .add(setting!(off_userns_level) as usize)
+                .cast::<u32>(),
+        )
+        .unwrap_or(0)
+    };
+    let syscall = current_syscall(task);
+    let comm = comm(task);
+    let pid_tgid = bpf_get_current_pid_tgid();
+    let tid = pid_tgid as u32;
+    let cap_bit = if check.cap < 64 { 1u64 << check.cap } else { 0 };
+
+    // Caps denied earlier in this same syscall: the pending entry lives until sys_exit, so it
+    // names this syscall instance exactly.
+    let mut denied_before = 0u64;
+    if pending_now() != 0 {
+        if let Some(pending) = PENDING.get_ptr_mut(&tid) {
+            let pending = unsafe { &mut *pending };
+            if pending.syscall == syscall && pending.cgroup_id == cgroup_id {
+                denied_before = pending.denied & !cap_bit;
+                if denied && flags & check_flags::NOAUDIT == 0 {
+                    pending.denied |= cap_bit;
+                }
+            } else if denied && flags & check_flags::NOAUDIT == 0 {
+                // Left over from a syscall whose exit we did not see (the thread exited).
+                *pending = Pending {
+                    cgroup_id,
+                    denied: cap_bit,
+                    syscall,
+                    _pad: 0,
+                    comm,
+                };
+            }
+        } else if denied && flags & check_flags::NOAUDIT == 0 {
+            open_pending(tid, cgroup_id, cap_bit, syscall, comm);
+        }
+    } else if denied && flags & check_flags::NOAUDIT == 0 {
+        open_pending(tid, cgroup_id, cap_bit, syscall, comm);
+    }
+
+    let key = CheckKey {
+        cgroup_id,
+        denied_before,
+        cap: check.cap,
+        syscall,
+        flags,
+        site,
+        userns_level,
+        mntns: if setting!(containers) != 0 {
+            mount_namespace(task)
+        } else {
+            0
+        },
+        comm,
+    };
+
+    let counted = if setting!(stream) != 0 {
+        false
+    } else {
+        match count_in(&CHECKS, &key, 1) {
+            Counted::Existing => {
+                remember(ctx, task, check, &key, last);
+                return Ok(());
+            }
+            Counted::New => {
+                remember(ctx, task, check, &key, last);
+                true
+            }
+            Counted::Full => {
+                // Map full: the event itself carries the count, so nothing is lost.
+                bump(stat::KEYS_FULL);
+                false
+            }
+        }
+    };
+
+    // A cgroup first seen through a DESCENDANTS entry: say what it is called.
+    if setting!(containers) != 0 && cgroup_id == task::cgroup_id(task) {
+        send_cgroup_names(task, cgroup_id);
+    }
+    match EVENTS.reserve::<CheckEvent>(0) {
+        Some(mut entry) => {
+            entry.write(CheckEvent {
+                kind: if counted {
+                    event_kind::CHECK
+                } else {
+                    event_kind::CHECK_UNCOUNTED
+                },
+                tgid: (pid_tgid >> 32) as u32,
+                tid,
+                uid: bpf_get_current_uid_gid() as u32,
+                boot_ns: unsafe { bpf_ktime_get_boot_ns() },
+                frames,
+                key,
+            });
+            entry.submit(0);
+        }
+        None => bump(stat::RINGBUF_LOST),
+    }
+    Ok(())
+}
+
+/// Sends the names of the task's cgroup and its ancestors.
+#[inline(never)]
+fn send_cgroup_names(task: *const u8, cgroup_id: u64) {
+    let Some(mut entry) = EVENTS.reserve::<CgroupEvent>(0) else {
+        bump(stat::RINGBUF_LOST);
+        return;
+    };
+    let ev = entry.as_mut_ptr();
+    unsafe {
+        (*ev).kind = event_kind::CGROUP;
+        (*ev)._pad = 0;
+        (*ev).cgroup_id = cgroup_id;
+        let read = |ptr: u64, off: u32| -> u64 {
+            if ptr == 0 {
+                return 0;
+            }
+            bpf_probe_read_kernel((ptr as *const u8).add(off as usize).cast::<u64>()).unwrap_or(0)
+        };
+        let css_set = read(task as u64, setting!(off_task_cgroups));
+        let cgrp = read(css_set, setting!(off_css_set_dfl_cgrp));
+        let mut kn = read(cgrp, setting!(off_cgroup_kn));
+        let mut level = 0;
+        while level < CGROUP_LEVELS {
+            let name = &mut (*ev).names[level];
+            name[0] = 0;
+            if kn != 0 {
+                let ptr = read(kn, setting!(off_kn_name));
+                if ptr != 0 {
+                    let _ =
+                        aya_ebpf::helpers::bpf_probe_read_kernel_str_bytes(ptr as *const u8, name);
+                }
+                kn = read(kn, setting!(off_kn_parent));
+            }
+            level += 1;
+        }
+    }
+    entry.submit(0);
+}

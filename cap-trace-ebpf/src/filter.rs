@@ -1,0 +1,79 @@
+//! The cgroup filter: which workload, if any, a task's check is recorded under.
+
+use aya_ebpf::{helpers::bpf_get_current_ancestor_cgroup_id, macros::map, maps::HashMap};
+use cap_trace_common::{Config, LastCheck, Traced, traced_kind};
+
+use crate::task::{dfl_cgroup, field, id_of};
+
+#[map]
+static TRACED: HashMap<u64, Traced> = HashMap::with_max_entries(4096, 0);
+
+/// Settings that change while tracing, rewritten whole by userspace. The program never writes
+/// `.data` (its own variables live in `.bss`), so userspace's writes race with nothing. A global
+/// rather than an array map: one load instead of a lookup on every check.
+#[unsafe(no_mangle)]
+#[unsafe(link_section = ".data")]
+static mut CONFIG: Config = Config {
+    levels: 0,
+    generation: 0,
+};
+
+/// The workload a task's check is recorded under, or `None` when the task is not traced.
+///
+/// The answer for the CPU's last cgroup is cached until userspace changes `TRACED` (a cgroup's
+/// ancestors never change), so a busy CPU skips the hash lookups. The cache is keyed by the
+/// cgroup's serial number, which is never reused: one dependent load fewer than its id, and
+/// each is a cache miss when the workload has run in between.
+#[inline(always)]
+pub(crate) fn traced_cgroup(task: *const u8, last: &mut LastCheck) -> Option<u64> {
+    let cgroup = dfl_cgroup(task);
+    let serial: u64 = field(cgroup, setting!(off_cgroup_serial));
+    let generation = unsafe { core::ptr::read_volatile(&raw const CONFIG.generation) };
+    if last.cg_valid != 0 && last.cg_serial == serial && last.cg_generation == generation {
+        return (last.cg_traced != 0).then_some(last.cg_traced);
+    }
+    // The id of the same cgroup the serial number came from (the task may move meanwhile).
+    let leaf = id_of(cgroup);
+    let traced = lookup_traced(leaf);
+    last.cg_serial = serial;
+    last.cg_leaf = leaf;
+    last.cg_generation = generation;
+    last.cg_traced = traced.unwrap_or(0);
+    last.cg_valid = 1;
+    traced
+}
+
+#[inline(always)]
+fn lookup_traced(leaf: u64) -> Option<u64> {
+    if let Some(traced) = TRACED.get_ptr(&leaf) {
+        let kind = unsafe { (*traced).kind };
+        if kind == traced_kind::EXACT || kind == traced_kind::SUBTREE {
+            return Some(leaf);
+        }
+    }
+    let levels = unsafe { core::ptr::read_volatile(&raw const CONFIG.levels) };
+    if levels == 0 {
+        return None;
+    }
+    // Look the task's ancestors up at the levels where SUBTREE/DESCENDANTS entries live.
+    let mut level = 0u32;
+    while level < 32 {
+        if levels & (1u64 << level) != 0 {
+            let ancestor = unsafe { bpf_get_current_ancestor_cgroup_id(level as i32) };
+            if ancestor == 0 {
+                return None;
+            }
+            if let Some(traced) = TRACED.get_ptr(&ancestor) {
+                match unsafe { (*traced).kind } {
+                    traced_kind::SUBTREE => return Some(ancestor),
+                    traced_kind::DESCENDANTS => {
+                        return (leaf != ancestor).then_some(leaf);
+                    }
+                    _ => {}
+                }
+            }
+        }
+        level += 1;
+    }
+    None
+}

@@ -1,0 +1,167 @@
+//! The programs: thin entries, one per hook, that read the hook's arguments and call
+//! [`on_check`]; and empty programs on the same hooks, the floor the benchmark compares against.
+
+use aya_ebpf::{
+    helpers::bpf_get_current_pid_tgid,
+    macros::{fexit, kprobe, kretprobe, map, raw_tracepoint, tracepoint},
+    maps::LruHashMap,
+    programs::{
+        FExitContext, ProbeContext, RawTracePointContext, RetProbeContext, TracePointContext,
+    },
+};
+use cap_trace_common::{KprobeArgs, cut, raw_arg, stat};
+
+use crate::{
+    check::{Check, on_check},
+    filter::traced_cgroup,
+    maps::bump,
+    outcome::try_sys_exit,
+    repeat::last_check,
+    task::current_task,
+};
+
+#[map]
+static KPROBE_ARGS: LruHashMap<u32, KprobeArgs> = LruHashMap::with_max_entries(8192, 0);
+
+#[tracepoint(category = "capability", name = "cap_capable")]
+pub fn cap_capable_tp(ctx: TracePointContext) -> u32 {
+    let _ = try_cap_capable_tp(&ctx);
+    0
+}
+
+fn try_cap_capable_tp(ctx: &TracePointContext) -> Result<(), i32> {
+    let task = current_task();
+    let last = last_check().ok_or(0)?;
+    let cgroup = traced_cgroup(task, last).ok_or(0)?;
+    // Field offsets come from the tracepoint's `format` file, read at start-up.
+    let check = unsafe {
+        Check {
+            cred: ctx.read_at::<u64>(setting!(tp_off_cred) as usize)?,
+            target_ns: ctx.read_at::<u64>(setting!(tp_off_target_ns) as usize)?,
+            cap: ctx.read_at::<i32>(setting!(tp_off_cap) as usize)? as u32,
+            ret: ctx.read_at::<i32>(setting!(tp_off_ret) as usize)?,
+            opts: None,
+        }
+    };
+    on_check(ctx, task, last, cgroup, &check)
+}
+
+#[raw_tracepoint(tracepoint = "cap_capable")]
+pub fn cap_capable_raw(ctx: RawTracePointContext) -> i32 {
+    let _ = try_cap_capable_raw(&ctx);
+    0
+}
+
+fn try_cap_capable_raw(ctx: &RawTracePointContext) -> Result<(), i32> {
+    let task = current_task();
+    let last = last_check().ok_or(0)?;
+    let cgroup = traced_cgroup(task, last).ok_or(0)?;
+    if setting!(cut) == cut::FILTER {
+        return Ok(());
+    }
+    let check = Check {
+        cred: ctx.arg::<u64>(raw_arg::CRED),
+        target_ns: ctx.arg::<u64>(raw_arg::TARGET_NS),
+        cap: ctx.arg::<u64>(raw_arg::CAP) as u32,
+        ret: ctx.arg::<u64>(raw_arg::RET) as i32,
+        opts: None,
+    };
+    on_check(ctx, task, last, cgroup, &check)
+}
+
+#[fexit(function = "cap_capable")]
+pub fn cap_capable_fexit(ctx: FExitContext) -> i32 {
+    let _ = try_cap_capable_fexit(&ctx);
+    0
+}
+
+fn try_cap_capable_fexit(ctx: &FExitContext) -> Result<(), i32> {
+    let task = current_task();
+    let last = last_check().ok_or(0)?;
+    let cgroup = traced_cgroup(task, last).ok_or(0)?;
+    // cap_capable(cred, target_ns, cap, opts); an fexit program finds the return value right
+    // after the arguments, which works on every kernel with fexit (bpf_get_func_ret needs 5.17).
+    let check = Check {
+        cred: ctx.arg::<u64>(0),
+        target_ns: ctx.arg::<u64>(1),
+        cap: ctx.arg::<u64>(2) as u32,
+        opts: Some(ctx.arg::<u64>(3) as u32),
+        ret: ctx.arg::<u64>(4) as i32,
+    };
+    on_check(ctx, task, last, cgroup, &check)
+}
+
+#[kprobe(function = "cap_capable")]
+pub fn cap_capable_entry(ctx: ProbeContext) -> u32 {
+    let _ = try_cap_capable_entry(&ctx);
+    0
+}
+
+fn try_cap_capable_entry(ctx: &ProbeContext) -> Result<(), i32> {
+    traced_cgroup(current_task(), last_check().ok_or(0)?).ok_or(0)?;
+    let tid = bpf_get_current_pid_tgid() as u32;
+    let args = KprobeArgs {
+        cred: ctx.arg::<u64>(0).ok_or(0)?,
+        target_ns: ctx.arg::<u64>(1).ok_or(0)?,
+        cap: ctx.arg::<u64>(2).ok_or(0)? as u32,
+        opts: ctx.arg::<u64>(3).ok_or(0)? as u32,
+    };
+    // cap_capable does not recurse: a leftover entry means its return probe was missed.
+    if KPROBE_ARGS.get_ptr(&tid).is_some() {
+        bump(stat::KRETPROBE_MISSED);
+    }
+    KPROBE_ARGS.insert(&tid, &args, 0)
+}
+
+#[kretprobe(function = "cap_capable")]
+pub fn cap_capable_return(ctx: RetProbeContext) -> u32 {
+    let _ = try_cap_capable_return(&ctx);
+    0
+}
+
+fn try_cap_capable_return(ctx: &RetProbeContext) -> Result<(), i32> {
+    let tid = bpf_get_current_pid_tgid() as u32;
+    let Some(args) = KPROBE_ARGS.get_ptr(&tid) else {
+        if traced_cgroup(current_task(), last_check().ok_or(0)?).is_some() {
+            bump(stat::KPROBE_ENTRY_MISSED);
+        }
+        return Ok(());
+    };
+    let args = unsafe { *args };
+    let _ = KPROBE_ARGS.remove(&tid);
+    let task = current_task();
+    let last = last_check().ok_or(0)?;
+    let cgroup = traced_cgroup(task, last).ok_or(0)?;
+    let check = Check {
+        cred: args.cred,
+        target_ns: args.target_ns,
+        cap: args.cap,
+        opts: Some(args.opts),
+        ret: ctx.ret::<u64>() as i32,
+    };
+    on_check(ctx, task, last, cgroup, &check)
+}
+
+/// How a syscall that had a denied check ended.
+#[raw_tracepoint(tracepoint = "sys_exit")]
+pub fn sys_exit(ctx: RawTracePointContext) -> i32 {
+    let _ = try_sys_exit(&ctx);
+    0
+}
+
+// Empty programs on the same hooks: the floor the benchmark compares against.
+
+#[tracepoint(category = "capability", name = "cap_capable")]
+pub fn floor_tp(_ctx: TracePointContext) -> u32 {
+    0
+}
+
+#[raw_tracepoint(tracepoint = "cap_capable")]
+pub fn floor_raw(_ctx: RawTracePointContext) -> i32 {
+    0
+}
+
+#[raw_tracepoint(tracepoint = "sys_exit")]
+pub fn floor_sys_exit(_ctx: RawTracePointContext) -> i32 {
+    0
+}

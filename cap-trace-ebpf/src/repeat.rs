@@ -1,0 +1,194 @@
+//! The repeat path: each CPU remembers its last counted check ([`LastCheck`]) and counts exact
+//! repeats of it without hashing their key.
+
+use aya_ebpf::{EbpfContext, macros::map, maps::PerCpuArray};
+use cap_trace_common::{CheckKey, LastCheck, cut, stat};
+
+use crate::{
+    callsite::{SCRATCH, frames_at, layout, opaque, quick_frames, stack_base, stack_word},
+    check::Check,
+    maps::{CHECKS, Counted, bump, count_in},
+    outcome::pending_now,
+    task::{
+        REGS_IN_STACK, comm_words, current_syscall, field, kernel_word, nsproxy, real_cred,
+        syscall_address, syscall_number,
+    },
+};
+
+/// The last counted check on each CPU and how often it repeated since ([`LastCheck`]).
+#[map]
+static LAST: PerCpuArray<LastCheck> = PerCpuArray::with_max_entries(1, 0);
+
+/// This CPU's [`LastCheck`]: looked up once per program run and passed along.
+#[inline(always)]
+pub(crate) fn last_check() -> Option<&'static mut LastCheck> {
+    LAST.get_ptr_mut(0).map(|last| unsafe { &mut *last })
+}
+
+/// Whether this check repeats the CPU's last counted one exactly: same task, namespace,
+/// capability, options, cgroup, syscall, comm, mount namespace and call site, the task's own
+/// credentials, and nothing denied in flight. Every field of its [`CheckKey`] then has the same
+/// value. (Not the same `cred` pointer: setgroups and friends install new credentials on every
+/// call.)
+#[inline(always)]
+pub(crate) fn is_repeat<C: EbpfContext>(
+    ctx: &C,
+    task: *const u8,
+    check: &Check,
+    last: &LastCheck,
+) -> bool {
+    if last.valid == 0
+        || check.ret != 0
+        || pending_now() != 0
+        // traced_cgroup() has just validated cg_leaf/cg_generation for this task.
+        || last.leaf != last.cg_leaf
+        || last.generation != last.cg_generation
+        || last.task != task as u64
+        || last.target_ns != check.target_ns
+        || last.cap != check.cap
+        || last.opts != check.opts.unwrap_or(u32::MAX)
+    {
+        return false;
+    }
+    // The task's identity: plain loads through BTF-typed pointers, no helper calls.
+    let comm = comm_words(task);
+    let last_comm = key_comm_words(&last.key);
+    if real_cred(task) != check.cred
+        || comm[0] != last_comm[0]
+        || comm[1] != last_comm[1]
+        || (setting!(containers) != 0 && nsproxy(task) != last.nsproxy)
+    {
+        return false;
+    }
+    if setting!(cut) == cut::IDENTITY {
+        return true;
+    }
+    // Where `remember` could work the addresses out, the syscall number and the call-site
+    // words are one load each; the same task on the same stack finds them at the same places.
+    // (`cast_type` first: without the kfunc the verifier must see `kernel_word` as dead code.)
+    let syscall = if setting!(cast_type) != 0 && last.syscall_at != 0 {
+        if field::<u64>(task, setting!(off_task_stack)) != last.stack {
+            return false;
+        }
+        syscall_number(kernel_word(last.syscall_at) as i64)
+    } else {
+        current_syscall(task)
+    };
+    if syscall != last.key.syscall {
+        return false;
+    }
+    if setting!(cut) == cut::SYSCALL {
+        return true;
+    }
+    if check.opts.is_some() {
+        return true;
+    }
+    if setting!(cast_type) != 0 && last.ra_cap != 0 {
+        let Some(base) = stack_base(ctx) else {
+            return false;
+        };
+        return stack_word(base, last.ra_cap_at) == last.ra_cap
+            && stack_word(base, last.f1_at) == last.f1
+            && (last.f2 == 0 || stack_word(base, last.f2_at) == last.f2);
+    }
+    match quick_frames(ctx) {
+        Some((f1, f2)) => f1 == last.f1 && f2 == last.f2,
+        None => false,
+    }
+}
+
+/// A key's `comm` as two words (8-byte aligned in `CheckKey`, so two loads instead of sixteen).
+#[inline(always)]
+fn key_comm_words(key: &CheckKey) -> [u64; 2] {
+    const _: () = assert!(
+        core::mem::offset_of!(CheckKey, comm) % 8 == 0 && core::mem::align_of::<CheckKey>() == 8
+    );
+    unsafe { core::ptr::read((&raw const key.comm).cast::<[u64; 2]>()) }
+}
+
+/// Makes this counted check the CPU's last one (granted checks with nothing denied before
+/// them only: those are the ones `is_repeat` can vouch for).
+#[inline(always)]
+pub(crate) fn remember<C: EbpfContext>(
+    ctx: &C,
+    task: *const u8,
+    check: &Check,
+    key: &CheckKey,
+    last: &mut LastCheck,
+) {
+    if check.ret != 0 || key.denied_before != 0 {
+        return;
+    }
+    let (mut f1, mut f2) = (0, 0);
+    if check.opts.is_none() {
+        let Some(scratch) = SCRATCH.get_ptr(0) else {
+            return;
+        };
+        let scratch = unsafe { &*scratch };
+        f1 = opaque(&scratch.f1);
+        if f1 == layout()[1] {
+            f2 = opaque(&scratch.f2);
+        } else if opaque(&scratch.used_f2) != 0 {
+            // Classified through another forwarding site: quick_frames cannot see its caller.
+            return;
+        }
+    }
+    last.task = task as u64;
+    last.target_ns = check.target_ns;
+    last.cap = check.cap;
+    last.opts = check.opts.unwrap_or(u32::MAX);
+    last.leaf = last.cg_leaf;
+    last.generation = last.cg_generation;
+    last.nsproxy = if setting!(containers) != 0 {
+        nsproxy(task)
+    } else {
+        0
+    };
+    last.f1 = f1;
+    last.f2 = f2;
+    // The addresses the repeat path loads from: only if reading them now gives what the slow
+    // path found (else the repeat path takes the long way).
+    last.syscall_at = 0;
+    last.ra_cap = 0;
+    if let Some(at) = syscall_address(task, unsafe {
+        core::ptr::read_volatile(&raw const REGS_IN_STACK)
+    }) && syscall_number(kernel_word(at) as i64) == key.syscall
+    {
+        last.stack = field(task, setting!(off_task_stack));
+        last.syscall_at = at;
+    }
+    if check.opts.is_none() && setting!(cast_type) != 0 {
+        let learned = layout();
+        let [ra_cap, ra_fwd, at_cap, at_f1, at_f2] = learned;
+        // `f2 != 0` when the classification used it: the repeat path compares it then.
+        if let Some(base) = stack_base(ctx)
+            && ra_cap != 0
+            && frames_at(learned, |i| stack_word(base, i)) == Some((f1, f2))
+            && (f2 != 0 || f1 != ra_fwd || at_f2 == 0)
+        {
+            last.ra_cap = ra_cap;
+            last.ra_cap_at = at_cap;
+            last.f1_at = at_f1;
+            last.f2_at = at_f2;
+        }
+    }
+    last.key = *key;
+    last.count = 0;
+    last.valid = 1;
+}
+
+/// Adds the CPU's uncounted repeats to `CHECKS`; `seq` tells readers a flush is under way.
+#[inline(always)]
+pub(crate) fn flush(last: &mut LastCheck) {
+    let count = last.count;
+    if count == 0 {
+        return;
+    }
+    unsafe { core::ptr::write_volatile(&mut last.seq, last.seq + 1) };
+    let key = last.key;
+    if let Counted::Full = count_in(&CHECKS, &key, count) {
+        bump(stat::KEYS_FULL);
+    }
+    unsafe { core::ptr::write_volatile(&mut last.count, 0) };
+    unsafe { core::ptr::write_volatile(&mut last.seq, last.seq + 1) };
+}

@@ -1,0 +1,148 @@
+//! The task's identity and other kernel reads: fields of the current task and what it points
+//! to, kernel words by plain loads, the syscall in flight.
+
+use aya_ebpf::helpers::{bpf_get_current_task_btf, bpf_task_pt_regs};
+use cap_trace_common::{COMM_LEN, NO_SYSCALL};
+
+use crate::callsite::{SCRATCH, opaque};
+
+/// The current task, as a pointer the verifier knows the type of (see [`field`]).
+#[inline(always)]
+pub(crate) fn current_task() -> *const u8 {
+    unsafe { bpf_get_current_task_btf() as *const u8 }
+}
+
+/// Reads the `T` at byte `off` of a kernel object reached through BTF-typed pointers (the current
+/// task and what its fields point to). The verifier turns this into a fault-safe load (0 on a
+/// fault): much cheaper than `bpf_probe_read_kernel`, a helper call, on the repeat path.
+#[inline(always)]
+pub(crate) fn field<T>(object: *const u8, off: u32) -> T {
+    unsafe { core::ptr::read_volatile(object.add(off as usize).cast::<T>()) }
+}
+
+/// The kernel word at `addr`, by a plain fault-safe load (0 on a fault). Needs
+/// `Settings.cast_type`: the loader turns the placeholder call into one to the kfunc
+/// `bpf_rdonly_cast`, which the verifier then reduces to a register move, leaving a pointer it
+/// lets the program load through. `bpf_probe_read_kernel` does the same job as a helper call,
+/// many times the cost.
+#[inline(always)]
+pub(crate) fn kernel_word(addr: u64) -> u64 {
+    let ptr: *const u8;
+    unsafe {
+        core::arch::asm!(
+            "call 0x63617374",
+            inlateout("r1") addr => _,
+            inlateout("r2") setting!(cast_type) as u64 => _,
+            lateout("r0") ptr,
+            lateout("r3") _,
+            lateout("r4") _,
+            lateout("r5") _,
+        );
+    }
+    field(ptr, 0)
+}
+
+/// The task's own credentials (`task_struct.real_cred`).
+#[inline(always)]
+pub(crate) fn real_cred(task: *const u8) -> u64 {
+    field(task, setting!(off_task_real_cred))
+}
+
+/// The task's `nsproxy` pointer: it changes with setns/unshare.
+#[inline(always)]
+pub(crate) fn nsproxy(task: *const u8) -> u64 {
+    field(task, setting!(off_task_nsproxy))
+}
+
+/// The task's name (`task_struct.comm`, NUL-padded by the kernel), read as two words.
+#[inline(always)]
+pub(crate) fn comm_words(task: *const u8) -> [u64; 2] {
+    let off = setting!(off_task_comm);
+    [field(task, off), field(task, off + 8)]
+}
+
+/// The task's name as bytes.
+#[inline(always)]
+pub(crate) fn comm(task: *const u8) -> [u8; COMM_LEN] {
+    unsafe { core::mem::transmute(comm_words(task)) }
+}
+
+/// The task's cgroup v2 id, as `bpf_get_current_cgroup_id` finds it
+/// (`task->cgroups->dfl_cgrp->kn->id`).
+#[inline(always)]
+pub(crate) fn cgroup_id(task: *const u8) -> u64 {
+    id_of(dfl_cgroup(task))
+}
+
+/// The task's cgroup v2 (`task->cgroups->dfl_cgrp`).
+#[inline(always)]
+pub(crate) fn dfl_cgroup(task: *const u8) -> *const u8 {
+    let css_set: *const u8 = field(task, setting!(off_task_cgroups));
+    field(css_set, setting!(off_css_set_dfl_cgrp))
+}
+
+/// A cgroup's id (`cgroup->kn->id`).
+#[inline(always)]
+pub(crate) fn id_of(cgroup: *const u8) -> u64 {
+    let kn: *const u8 = field(cgroup, setting!(off_cgroup_kn));
+    field(kn, setting!(off_kn_id))
+}
+
+/// Inode number of a task's mount namespace (0 if it cannot be read).
+#[inline(always)]
+pub(crate) fn mount_namespace(task: *const u8) -> u32 {
+    let nsproxy: *const u8 = field(task, setting!(off_task_nsproxy));
+    let mnt_ns: *const u8 = field(nsproxy, setting!(off_nsproxy_mnt_ns));
+    field(mnt_ns, setting!(off_mntns_inum))
+}
+
+/// Where the user registers sit relative to `task_struct.stack` (a kernel constant: THREAD_SIZE
+/// less the registers and padding), learned from `bpf_task_pt_regs`; 0 until then.
+#[unsafe(no_mangle)]
+pub(crate) static mut REGS_IN_STACK: u64 = 0;
+
+/// The syscall the task is in, from the user registers saved at kernel entry.
+#[inline(always)]
+pub(crate) fn current_syscall(task: *const u8) -> u32 {
+    let in_stack = unsafe { core::ptr::read_volatile(&raw const REGS_IN_STACK) };
+    let nr = if let Some(at) = syscall_address(task, in_stack) {
+        kernel_word(at) as i64
+    } else {
+        let regs = unsafe { bpf_task_pt_regs(task as *mut _) } as *const u8;
+        if setting!(cast_type) != 0
+            && let Some(scratch) = SCRATCH.get_ptr_mut(0)
+        {
+            let stack: u64 = field(task, setting!(off_task_stack));
+            // The address goes through map memory first: read back, it is a plain number.
+            // Arithmetic between the pointer itself and an unbounded number is refused by
+            // some verifiers (Linux 6.12).
+            let scratch = unsafe { &mut *scratch };
+            unsafe { core::ptr::write_volatile(&mut scratch.regs, regs as u64) };
+            let regs_at = opaque(&scratch.regs);
+            unsafe {
+                core::ptr::write_volatile(&raw mut REGS_IN_STACK, regs_at.wrapping_sub(stack))
+            };
+        }
+        field::<i64>(regs, setting!(off_regs_syscall))
+    };
+    syscall_number(nr)
+}
+
+/// Where the task's saved syscall number is, when it can be read with a plain load.
+#[inline(always)]
+pub(crate) fn syscall_address(task: *const u8, in_stack: u64) -> Option<u64> {
+    if setting!(cast_type) == 0 || in_stack == 0 {
+        return None;
+    }
+    let stack: u64 = field(task, setting!(off_task_stack));
+    Some(stack + in_stack + setting!(off_regs_syscall) as u64)
+}
+
+#[inline(always)]
+pub(crate) fn syscall_number(nr: i64) -> u32 {
+    if (0..4096).contains(&nr) {
+        nr as u32
+    } else {
+        NO_SYSCALL
+    }
+}
