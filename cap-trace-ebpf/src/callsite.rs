@@ -72,8 +72,8 @@ pub(crate) struct Scratch {
     hi: u64,
     class: u64,
     rule: u64,
-    /// Positions found by `learn_layout`.
-    at: [u64; 3],
+    /// Where `slow_frames` and `learn_layout` found the return addresses.
+    found: Found,
     /// 1 when the classification needed the caller of a forwarding site.
     pub(crate) used_f2: u64,
     /// The task's saved user registers, as a number (see `current_syscall`).
@@ -89,15 +89,44 @@ pub(crate) fn opaque(v: &u64) -> u64 {
     unsafe { core::ptr::read_volatile(v) }
 }
 
-/// Stack layout learned by the slow path: `[return address into cap_capable, return address
-/// into security_capable, index of the first in the raw words, index of the caller of
-/// cap_capable, index of the caller of security_capable]`. The addresses are kernel constants
-/// and the indices depend only on which tracepoint machinery runs, so concurrent writers agree.
+/// Positions of the return addresses in the scratch area's words or frames (`u64::MAX`: not
+/// found yet): `slow_frames` looks for `ra_cap_at` in the walked frames, `learn_layout` for all
+/// three in the raw words. Written to memory so that the states of the loops merge.
+#[repr(C)]
+struct Found {
+    ra_cap_at: u64,
+    f1_at: u64,
+    f2_at: u64,
+}
+
+/// Stack layout learned by the slow path. The addresses are kernel constants and the positions
+/// depend only on which tracepoint machinery runs, so concurrent writers agree.
+#[repr(C)]
+#[derive(Copy, Clone)]
+pub(crate) struct StackLayout {
+    /// Return address into `cap_capable` (0: no layout learned yet).
+    pub(crate) ra_cap: u64,
+    /// Return address into `security_capable` (0: not learned), the forwarding caller whose
+    /// own caller (`f2`) decides.
+    pub(crate) ra_fwd: u64,
+    /// Positions, in raw stack words, of `ra_cap`, of the caller of `cap_capable` (`f1`) and of
+    /// the caller of `security_capable` (`f2`; 0: not learned).
+    pub(crate) ra_cap_at: u64,
+    pub(crate) f1_at: u64,
+    pub(crate) f2_at: u64,
+}
+
 #[unsafe(no_mangle)]
-static mut STACK_LAYOUT: [u64; 5] = [0; 5];
+static mut STACK_LAYOUT: StackLayout = StackLayout {
+    ra_cap: 0,
+    ra_fwd: 0,
+    ra_cap_at: 0,
+    f1_at: 0,
+    f2_at: 0,
+};
 
 #[inline(always)]
-pub(crate) fn layout() -> [u64; 5] {
+pub(crate) fn layout() -> StackLayout {
     unsafe { core::ptr::read_volatile(&raw const STACK_LAYOUT) }
 }
 
@@ -141,14 +170,17 @@ fn word(words: &[u64; RAW_WORDS], i: u64) -> u64 {
 /// Caller of cap_capable and its caller, from the raw stack words, into `scratch.f1/f2`.
 #[inline(always)]
 fn fast_frames<C: EbpfContext>(ctx: &C, scratch: &mut Scratch) -> bool {
-    let [ra_cap, ra_fwd, at_cap, at_f1, at_f2] = layout();
-    if ra_cap == 0 || !read_raw_stack(ctx, scratch) || word(&scratch.words, at_cap) != ra_cap {
+    let learned = layout();
+    if learned.ra_cap == 0
+        || !read_raw_stack(ctx, scratch)
+        || word(&scratch.words, learned.ra_cap_at) != learned.ra_cap
+    {
         return false;
     }
-    let f1 = word(&scratch.words, at_f1);
+    let f1 = word(&scratch.words, learned.f1_at);
     scratch.f1 = f1;
-    if f1 == ra_fwd && at_f2 != 0 {
-        scratch.f2 = word(&scratch.words, at_f2);
+    if f1 == learned.ra_fwd && learned.f2_at != 0 {
+        scratch.f2 = word(&scratch.words, learned.f2_at);
         return true;
     }
     // A caller other than security_capable decides on its own; if it is security_capable
@@ -178,16 +210,20 @@ fn slow_frames<C: EbpfContext>(ctx: &C, scratch: &mut Scratch) -> bool {
     let start = setting!(cap_capable_start);
     let end = setting!(cap_capable_end);
     // Index of the cap_capable frame, written to memory so the loop's states merge.
-    scratch.at[0] = u64::MAX;
+    scratch.found.ra_cap_at = u64::MAX;
     let mut i = 0;
     while i < STACK_FRAMES {
         let frame = scratch.frames[i];
-        if i + 2 < n && frame >= start && frame < end && opaque(&scratch.at[0]) == u64::MAX {
-            scratch.at[0] = i as u64;
+        if i + 2 < n
+            && frame >= start
+            && frame < end
+            && opaque(&scratch.found.ra_cap_at) == u64::MAX
+        {
+            scratch.found.ra_cap_at = i as u64;
         }
         i += 1;
     }
-    let at = opaque(&scratch.at[0]);
+    let at = opaque(&scratch.found.ra_cap_at);
     if at == u64::MAX {
         bump(stat::STACK_ERRORS);
         return false;
@@ -207,39 +243,41 @@ fn learn_layout<C: EbpfContext>(ctx: &C, scratch: &mut Scratch, ra_cap: u64) {
         return;
     }
     // Positions of the three return addresses, in order, in one pass.
-    scratch.at = [u64::MAX; 3];
+    scratch.found = Found {
+        ra_cap_at: u64::MAX,
+        f1_at: u64::MAX,
+        f2_at: u64::MAX,
+    };
     let mut i = 0;
     while i < RAW_WORDS {
         let w = scratch.words[i];
-        if opaque(&scratch.at[0]) == u64::MAX {
+        if opaque(&scratch.found.ra_cap_at) == u64::MAX {
             if w == ra_cap {
-                scratch.at[0] = i as u64;
+                scratch.found.ra_cap_at = i as u64;
             }
-        } else if opaque(&scratch.at[1]) == u64::MAX {
+        } else if opaque(&scratch.found.f1_at) == u64::MAX {
             if w == f1 {
-                scratch.at[1] = i as u64;
+                scratch.found.f1_at = i as u64;
             }
-        } else if opaque(&scratch.at[2]) == u64::MAX && w == f2 {
-            scratch.at[2] = i as u64;
+        } else if opaque(&scratch.found.f2_at) == u64::MAX && w == f2 {
+            scratch.found.f2_at = i as u64;
         }
         i += 1;
     }
-    let at = [
-        opaque(&scratch.at[0]),
-        opaque(&scratch.at[1]),
-        opaque(&scratch.at[2]),
-    ];
-    if at[0] == u64::MAX || at[1] == u64::MAX {
+    let ra_cap_at = opaque(&scratch.found.ra_cap_at);
+    let f1_at = opaque(&scratch.found.f1_at);
+    let f2_at = opaque(&scratch.found.f2_at);
+    if ra_cap_at == u64::MAX || f1_at == u64::MAX {
         return;
     }
     let mut current = layout();
-    current[0] = ra_cap;
-    current[2] = at[0];
-    current[3] = at[1];
+    current.ra_cap = ra_cap;
+    current.ra_cap_at = ra_cap_at;
+    current.f1_at = f1_at;
     find_site(f1, scratch);
-    if at[2] != u64::MAX && opaque(&scratch.class) == site_class::FORWARD as u64 {
-        current[1] = f1;
-        current[4] = at[2];
+    if f2_at != u64::MAX && opaque(&scratch.class) == site_class::FORWARD as u64 {
+        current.ra_fwd = f1;
+        current.f2_at = f2_at;
     }
     unsafe { core::ptr::write_volatile(&raw mut STACK_LAYOUT, current) };
 }
@@ -279,8 +317,7 @@ fn find_site(addr: u64, scratch: &mut Scratch) {
 #[inline(always)]
 pub(crate) fn quick_frames<C: EbpfContext>(ctx: &C) -> Option<(u64, u64)> {
     let learned = layout();
-    let [ra_cap, _, at_cap, at_f1, at_f2] = learned;
-    if ra_cap == 0 {
+    if learned.ra_cap == 0 {
         return None;
     }
     let base = stack_base(ctx)?;
@@ -290,10 +327,11 @@ pub(crate) fn quick_frames<C: EbpfContext>(ctx: &C) -> Option<(u64, u64)> {
         return frames_at(learned, |i| stack_word(base, i));
     }
     let scratch = unsafe { &mut *SCRATCH.get_ptr_mut(0)? };
-    // The learned positions are ordered (at_cap < at_f1 < at_f2, or at_f2 == 0) and below
+    // The learned positions are ordered (ra_cap_at < f1_at < f2_at, or f2_at == 0) and below
     // RAW_WORDS; the masks only show the verifier the bounds.
-    let first = at_cap & (RAW_WORDS as u64 - 1);
-    let span = (at_f1.max(at_f2) + 1).saturating_sub(first) & (RAW_WORDS as u64 - 1);
+    let first = learned.ra_cap_at & (RAW_WORDS as u64 - 1);
+    let span =
+        (learned.f1_at.max(learned.f2_at) + 1).saturating_sub(first) & (RAW_WORDS as u64 - 1);
     let bytes = unsafe {
         core::slice::from_raw_parts_mut(scratch.words.as_mut_ptr().cast::<u8>(), span as usize * 8)
     };
@@ -316,14 +354,13 @@ pub(crate) fn stack_word(base: u64, i: u64) -> u64 {
 /// `learned` layout (one read of it, so that both come from the same layout), or `None` if the
 /// return address into `cap_capable` is not where it should be.
 #[inline(always)]
-pub(crate) fn frames_at(learned: [u64; 5], at: impl Fn(u64) -> u64) -> Option<(u64, u64)> {
-    let [ra_cap, ra_fwd, at_cap, at_f1, at_f2] = learned;
-    if at(at_cap) != ra_cap {
+pub(crate) fn frames_at(learned: StackLayout, at: impl Fn(u64) -> u64) -> Option<(u64, u64)> {
+    if at(learned.ra_cap_at) != learned.ra_cap {
         return None;
     }
-    let f1 = at(at_f1);
-    let f2 = if f1 == ra_fwd && at_f2 != 0 {
-        at(at_f2)
+    let f1 = at(learned.f1_at);
+    let f2 = if f1 == learned.ra_fwd && learned.f2_at != 0 {
+        at(learned.f2_at)
     } else {
         0
     };

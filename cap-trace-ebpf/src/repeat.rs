@@ -126,7 +126,7 @@ pub(crate) fn remember<C: EbpfContext>(
         };
         let scratch = unsafe { &*scratch };
         f1 = opaque(&scratch.f1);
-        if f1 == layout()[1] {
+        if f1 == layout().ra_fwd {
             f2 = opaque(&scratch.f2);
         } else if opaque(&scratch.used_f2) != 0 {
             // Classified through another forwarding site: quick_frames cannot see its caller.
@@ -159,17 +159,16 @@ pub(crate) fn remember<C: EbpfContext>(
     }
     if check.opts.is_none() && setting!(cast_type) != 0 {
         let learned = layout();
-        let [ra_cap, ra_fwd, at_cap, at_f1, at_f2] = learned;
         // `f2 != 0` when the classification used it: the repeat path compares it then.
         if let Some(base) = stack_base(ctx)
-            && ra_cap != 0
+            && learned.ra_cap != 0
             && frames_at(learned, |i| stack_word(base, i)) == Some((f1, f2))
-            && (f2 != 0 || f1 != ra_fwd || at_f2 == 0)
+            && (f2 != 0 || f1 != learned.ra_fwd || learned.f2_at == 0)
         {
-            last.ra_cap = ra_cap;
-            last.ra_cap_at = at_cap;
-            last.f1_at = at_f1;
-            last.f2_at = at_f2;
+            last.ra_cap = learned.ra_cap;
+            last.ra_cap_at = learned.ra_cap_at;
+            last.f1_at = learned.f1_at;
+            last.f2_at = learned.f2_at;
         }
     }
     last.key = *key;
