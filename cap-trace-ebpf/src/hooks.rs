@@ -9,7 +9,7 @@ use aya_ebpf::{
         FExitContext, ProbeContext, RawTracePointContext, RetProbeContext, TracePointContext,
     },
 };
-use cap_trace_common::{KprobeArgs, cut, raw_arg, stat};
+use cap_trace_common::{KprobeArgs, LastCheck, cut, raw_arg, stat};
 
 use crate::{
     check::{Check, on_check},
@@ -23,6 +23,16 @@ use crate::{
 #[map]
 static KPROBE_ARGS: LruHashMap<u32, KprobeArgs> = LruHashMap::with_max_entries(8192, 0);
 
+/// What every `cap_capable` hook starts with: the current task, this CPU's [`LastCheck`] and the
+/// workload the check is recorded under; `None` when the task is not traced.
+#[inline(always)]
+fn enter() -> Option<(*const u8, &'static mut LastCheck, u64)> {
+    let task = current_task();
+    let last = last_check()?;
+    let cgroup = traced_cgroup(task, last)?;
+    Some((task, last, cgroup))
+}
+
 #[tracepoint(category = "capability", name = "cap_capable")]
 pub fn cap_capable_tp(ctx: TracePointContext) -> u32 {
     let _ = try_cap_capable_tp(&ctx);
@@ -30,9 +40,7 @@ pub fn cap_capable_tp(ctx: TracePointContext) -> u32 {
 }
 
 fn try_cap_capable_tp(ctx: &TracePointContext) -> Result<(), i32> {
-    let task = current_task();
-    let last = last_check().ok_or(0)?;
-    let cgroup = traced_cgroup(task, last).ok_or(0)?;
+    let (task, last, cgroup) = enter().ok_or(0)?;
     // Field offsets come from the tracepoint's `format` file, read at start-up.
     let check = unsafe {
         Check {
@@ -53,9 +61,7 @@ pub fn cap_capable_raw(ctx: RawTracePointContext) -> i32 {
 }
 
 fn try_cap_capable_raw(ctx: &RawTracePointContext) -> Result<(), i32> {
-    let task = current_task();
-    let last = last_check().ok_or(0)?;
-    let cgroup = traced_cgroup(task, last).ok_or(0)?;
+    let (task, last, cgroup) = enter().ok_or(0)?;
     if setting!(cut) == cut::FILTER {
         return Ok(());
     }
@@ -76,9 +82,7 @@ pub fn cap_capable_fexit(ctx: FExitContext) -> i32 {
 }
 
 fn try_cap_capable_fexit(ctx: &FExitContext) -> Result<(), i32> {
-    let task = current_task();
-    let last = last_check().ok_or(0)?;
-    let cgroup = traced_cgroup(task, last).ok_or(0)?;
+    let (task, last, cgroup) = enter().ok_or(0)?;
     // cap_capable(cred, target_ns, cap, opts); an fexit program finds the return value right
     // after the arguments, which works on every kernel with fexit (bpf_get_func_ret needs 5.17).
     let check = Check {
@@ -98,7 +102,7 @@ pub fn cap_capable_entry(ctx: ProbeContext) -> u32 {
 }
 
 fn try_cap_capable_entry(ctx: &ProbeContext) -> Result<(), i32> {
-    traced_cgroup(current_task(), last_check().ok_or(0)?).ok_or(0)?;
+    enter().ok_or(0)?;
     let tid = bpf_get_current_pid_tgid() as u32;
     let args = KprobeArgs {
         cred: ctx.arg::<u64>(0).ok_or(0)?,
@@ -122,16 +126,14 @@ pub fn cap_capable_return(ctx: RetProbeContext) -> u32 {
 fn try_cap_capable_return(ctx: &RetProbeContext) -> Result<(), i32> {
     let tid = bpf_get_current_pid_tgid() as u32;
     let Some(args) = KPROBE_ARGS.get_ptr(&tid) else {
-        if traced_cgroup(current_task(), last_check().ok_or(0)?).is_some() {
+        if enter().is_some() {
             bump(stat::KPROBE_ENTRY_MISSED);
         }
         return Ok(());
     };
     let args = unsafe { *args };
     let _ = KPROBE_ARGS.remove(&tid);
-    let task = current_task();
-    let last = last_check().ok_or(0)?;
-    let cgroup = traced_cgroup(task, last).ok_or(0)?;
+    let (task, last, cgroup) = enter().ok_or(0)?;
     let check = Check {
         cred: args.cred,
         target_ns: args.target_ns,
