@@ -16,7 +16,7 @@ use cap_trace_common::{
 use crate::{
     callsite::{SCRATCH, classify_stack, opaque},
     maps::{CHECKS, Counted, EVENTS, bump, count_in},
-    outcome::{PENDING, open_pending, pending_now},
+    outcome::note_denial,
     repeat::{flush, is_repeat, remember},
     task::{self, comm, current_syscall, mount_namespace, real_cred},
 };
@@ -103,33 +103,17 @@ pub(crate) fn on_check<C: EbpfContext>(
     let tid = pid_tgid as u32;
     let cap_bit = if check.cap < 64 { 1u64 << check.cap } else { 0 };
 
-    // Caps denied earlier in this same syscall: the pending entry lives until sys_exit, so it
-    // names this syscall instance exactly.
-    let mut denied_before = 0u64;
-    if pending_now() != 0 {
-        if let Some(pending) = PENDING.get_ptr_mut(&tid) {
-            let pending = unsafe { &mut *pending };
-            if pending.syscall == syscall && pending.cgroup_id == cgroup_id {
-                denied_before = pending.denied & !cap_bit;
-                if denied && flags & check_flags::NOAUDIT == 0 {
-                    pending.denied |= cap_bit;
-                }
-            } else if denied && flags & check_flags::NOAUDIT == 0 {
-                // Left over from a syscall whose exit we did not see (the thread exited).
-                *pending = Pending {
-                    cgroup_id,
-                    denied: cap_bit,
-                    syscall,
-                    _pad: 0,
-                    comm,
-                };
-            }
-        } else if denied && flags & check_flags::NOAUDIT == 0 {
-            open_pending(tid, cgroup_id, cap_bit, syscall, comm);
-        }
-    } else if denied && flags & check_flags::NOAUDIT == 0 {
-        open_pending(tid, cgroup_id, cap_bit, syscall, comm);
-    }
+    // A denial the workload may have hit (audited or unclassified, not a probe): how its
+    // syscall ends tells.
+    let wall = denied && flags & check_flags::NOAUDIT == 0;
+    let this = Pending {
+        cgroup_id,
+        denied: cap_bit,
+        syscall,
+        _pad: 0,
+        comm,
+    };
+    let denied_before = note_denial(tid, this, wall);
 
     let key = CheckKey {
         cgroup_id,

@@ -9,7 +9,7 @@ use aya_ebpf::{
     maps::{HashMap, LruHashMap},
     programs::RawTracePointContext,
 };
-use cap_trace_common::{COMM_LEN, OutcomeEvent, OutcomeKey, Pending, event_kind, stat};
+use cap_trace_common::{OutcomeEvent, OutcomeKey, Pending, event_kind, stat};
 
 use crate::maps::{BPF_F_NO_PREALLOC, Counted, EVENTS, bump, count_in};
 
@@ -18,7 +18,7 @@ use crate::maps::{BPF_F_NO_PREALLOC, Counted, EVENTS, bump, count_in};
 static mut PENDING_NOW: u64 = 0;
 
 #[map]
-pub(crate) static PENDING: LruHashMap<u32, Pending> = LruHashMap::with_max_entries(8192, 0);
+static PENDING: LruHashMap<u32, Pending> = LruHashMap::with_max_entries(8192, 0);
 
 #[map]
 static OUTCOMES: HashMap<OutcomeKey, u64> = HashMap::with_max_entries(4096, BPF_F_NO_PREALLOC);
@@ -28,22 +28,42 @@ pub(crate) fn pending_now() -> u64 {
     unsafe { core::ptr::read_volatile(&raw const PENDING_NOW) }
 }
 
+/// The capabilities denied earlier in the syscall this thread is in (other than this check's),
+/// and, when this check is a wall (`wall`: denied and audited, not a probe), its capability
+/// recorded in the thread's pending entry, which is opened if there is none. `this` is the entry
+/// this check alone would open. The entry lives until `sys_exit`, so it names this syscall
+/// instance exactly.
 #[inline(always)]
-pub(crate) fn open_pending(
-    tid: u32,
-    cgroup_id: u64,
-    cap_bit: u64,
-    syscall: u32,
-    comm: [u8; COMM_LEN],
-) {
-    let pending = Pending {
-        cgroup_id,
-        denied: cap_bit,
-        syscall,
-        _pad: 0,
-        comm,
+pub(crate) fn note_denial(tid: u32, this: Pending, wall: bool) -> u64 {
+    let entry = if pending_now() != 0 {
+        PENDING.get_ptr_mut(&tid)
+    } else {
+        None
     };
-    if PENDING.insert(&tid, &pending, 0).is_ok() {
+    let Some(entry) = entry else {
+        if wall {
+            open_pending(tid, &this);
+        }
+        return 0;
+    };
+    let entry = unsafe { &mut *entry };
+    if entry.syscall == this.syscall && entry.cgroup_id == this.cgroup_id {
+        let before = entry.denied & !this.denied;
+        if wall {
+            entry.denied |= this.denied;
+        }
+        return before;
+    }
+    if wall {
+        // Left over from a syscall whose exit we did not see (the thread exited).
+        *entry = this;
+    }
+    0
+}
+
+#[inline(always)]
+fn open_pending(tid: u32, pending: &Pending) {
+    if PENDING.insert(&tid, pending, 0).is_ok() {
         unsafe { atomic_xadd::<u64, u64, { AtomicOrdering::Relaxed }>(&raw mut PENDING_NOW, 1) };
     } else {
         bump(stat::PENDING_FULL);
