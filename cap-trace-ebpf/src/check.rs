@@ -9,16 +9,16 @@ use aya_ebpf::{
     },
 };
 use cap_trace_common::{
-    CGROUP_LEVELS, CgroupEvent, CheckEvent, CheckKey, LastCheck, Pending, check_flags, cut,
-    event_kind, stat,
+    CGROUP_LEVELS, CgroupEvent, CheckEvent, CheckKey, LastCheck, Pending, check_flags, event_kind,
+    stat,
 };
 
 use crate::{
     callsite::{SCRATCH, classify_stack, opaque},
     maps::{CHECKS, Counted, EVENTS, bump, count_in},
     outcome::note_denial,
-    repeat::{flush, is_repeat, remember},
-    task::{self, comm, current_syscall, mount_namespace, real_cred},
+    repeat::{count_if_repeat, remember},
+    task::{self, comm, current_syscall, mount_namespace, real_cred, userns_level},
 };
 
 /// A `cap_capable` call, whatever the hook that saw it.
@@ -42,18 +42,9 @@ pub(crate) fn on_check<C: EbpfContext>(
     cgroup_id: u64,
     check: &Check,
 ) -> Result<(), i32> {
-    // Counted here rather than in STATS: one lookup fewer on every check.
-    last.checks += 1;
-    if setting!(cut) == cut::STATE {
-        last.count += 1;
+    if count_if_repeat(ctx, task, check, last) {
         return Ok(());
     }
-    if is_repeat(ctx, task, check, last) {
-        last.count += 1;
-        return Ok(());
-    }
-    flush(last);
-    last.valid = 0;
 
     // A check under borrowed credentials (override_creds: overlayfs copy-up, ...) is about
     // someone else's capabilities, not this task's.
@@ -62,41 +53,17 @@ pub(crate) fn on_check<C: EbpfContext>(
         return Ok(());
     }
 
-    let mut flags = 0;
-    let mut site = 0;
-    let mut frames = [0u64; 2];
-    match check.opts {
-        Some(opts) => {
-            if opts & CAP_OPT_NOAUDIT != 0 {
-                flags |= check_flags::NOAUDIT;
-            }
-            if opts & CAP_OPT_INSETID != 0 {
-                flags |= check_flags::INSETID;
-            }
-        }
-        None => {
-            let scratch = unsafe { &mut *SCRATCH.get_ptr_mut(0).ok_or(0)? };
-            let (f, rule) = classify_stack(ctx, scratch);
-            flags |= f;
-            site = rule;
-            if f & check_flags::AUDIT_UNKNOWN != 0 {
-                frames = [opaque(&scratch.f1), opaque(&scratch.f2)];
-            }
-        }
-    }
+    let Audit {
+        mut flags,
+        site,
+        frames,
+    } = audit(ctx, check).ok_or(0)?;
     let denied = check.ret != 0;
     if denied {
         flags |= check_flags::DENIED;
     }
 
-    let userns_level = unsafe {
-        bpf_probe_read_kernel(
-            (check.target_ns as *const u8)
-                .add(setting!(off_userns_level) as usize)
-                .cast::<u32>(),
-        )
-        .unwrap_or(0)
-    };
+    let userns_level = userns_level(check.target_ns);
     let syscall = current_syscall(task);
     let comm = comm(task);
     let pid_tgid = bpf_get_current_pid_tgid();
@@ -155,6 +122,56 @@ pub(crate) fn on_check<C: EbpfContext>(
     if setting!(containers) != 0 && cgroup_id == task::cgroup_id(task) {
         send_cgroup_names(task, cgroup_id);
     }
+    send_check(pid_tgid, counted, frames, key);
+    Ok(())
+}
+
+/// How a check was audited, as the hook's `opts` or the call site tell.
+struct Audit {
+    /// `check_flags` bits (all but `DENIED`).
+    flags: u32,
+    /// The call-site rule that classified the check (tracepoints), 0 if none.
+    site: u32,
+    /// The caller of `cap_capable` and its caller when the call site is unknown, else zero.
+    frames: [u64; 2],
+}
+
+/// How the check was audited: from `opts` on fexit and kprobes, from the call site on
+/// tracepoints (`None` only if the scratch area cannot be had).
+#[inline(always)]
+fn audit<C: EbpfContext>(ctx: &C, check: &Check) -> Option<Audit> {
+    let mut flags = 0;
+    let mut site = 0;
+    let mut frames = [0u64; 2];
+    match check.opts {
+        Some(opts) => {
+            if opts & CAP_OPT_NOAUDIT != 0 {
+                flags |= check_flags::NOAUDIT;
+            }
+            if opts & CAP_OPT_INSETID != 0 {
+                flags |= check_flags::INSETID;
+            }
+        }
+        None => {
+            let scratch = unsafe { &mut *SCRATCH.get_ptr_mut(0)? };
+            let (f, rule) = classify_stack(ctx, scratch);
+            flags |= f;
+            site = rule;
+            if f & check_flags::AUDIT_UNKNOWN != 0 {
+                frames = [opaque(&scratch.f1), opaque(&scratch.f2)];
+            }
+        }
+    }
+    Some(Audit {
+        flags,
+        site,
+        frames,
+    })
+}
+
+/// Sends a check to userspace: the first of its key (`counted`), or one occurrence of it.
+#[inline(always)]
+fn send_check(pid_tgid: u64, counted: bool, frames: [u64; 2], key: CheckKey) {
     match EVENTS.reserve::<CheckEvent>(0) {
         Some(mut entry) => {
             entry.write(CheckEvent {
@@ -164,7 +181,7 @@ pub(crate) fn on_check<C: EbpfContext>(
                     event_kind::CHECK_UNCOUNTED
                 },
                 tgid: (pid_tgid >> 32) as u32,
-                tid,
+                tid: pid_tgid as u32,
                 uid: bpf_get_current_uid_gid() as u32,
                 boot_ns: unsafe { bpf_ktime_get_boot_ns() },
                 frames,
@@ -174,7 +191,6 @@ pub(crate) fn on_check<C: EbpfContext>(
         }
         None => bump(stat::RINGBUF_LOST),
     }
-    Ok(())
 }
 
 /// Sends the names of the task's cgroup and its ancestors.

@@ -1,7 +1,7 @@
 //! The task's identity and other kernel reads: fields of the current task and what it points
 //! to, kernel words by plain loads, the syscall in flight.
 
-use aya_ebpf::helpers::{bpf_get_current_task_btf, bpf_task_pt_regs};
+use aya_ebpf::helpers::{bpf_get_current_task_btf, bpf_probe_read_kernel, bpf_task_pt_regs};
 use cap_trace_common::{COMM_LEN, NO_SYSCALL};
 
 use crate::callsite::{SCRATCH, opaque};
@@ -86,6 +86,19 @@ pub(crate) fn dfl_cgroup(task: *const u8) -> *const u8 {
 pub(crate) fn id_of(cgroup: *const u8) -> u64 {
     let kn: *const u8 = field(cgroup, setting!(off_cgroup_kn));
     field(kn, setting!(off_kn_id))
+}
+
+/// The `level` of a user namespace (0: the initial one, or if it cannot be read).
+#[inline(always)]
+pub(crate) fn userns_level(user_ns: u64) -> u32 {
+    unsafe {
+        bpf_probe_read_kernel(
+            (user_ns as *const u8)
+                .add(setting!(off_userns_level) as usize)
+                .cast::<u32>(),
+        )
+        .unwrap_or(0)
+    }
 }
 
 /// Inode number of a task's mount namespace (0 if it cannot be read).
