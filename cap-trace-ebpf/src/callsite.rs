@@ -86,6 +86,7 @@ pub(crate) static SCRATCH: PerCpuArray<Scratch> = PerCpuArray::with_max_entries(
 /// Reads a value back from map memory: the verifier no longer knows it.
 #[inline(always)]
 pub(crate) fn opaque(v: &u64) -> u64 {
+    // SAFETY: `v` is a reference: valid and aligned.
     unsafe { core::ptr::read_volatile(v) }
 }
 
@@ -127,6 +128,7 @@ static mut STACK_LAYOUT: StackLayout = StackLayout {
 
 #[inline(always)]
 pub(crate) fn layout() -> StackLayout {
+    // SAFETY: plain words; concurrent writers store the same layout (see `STACK_LAYOUT`).
     unsafe { core::ptr::read_volatile(&raw const STACK_LAYOUT) }
 }
 
@@ -136,7 +138,9 @@ pub(crate) fn stack_base<C: EbpfContext>(ctx: &C) -> Option<u64> {
     if setting!(backend) == backend::TRACEPOINT {
         // perf stores the caller registers (captured in perf_trace_cap_capable) in the first
         // word of the record; their sp is that function's frame.
+        // SAFETY: bpf_probe_read_kernel checks the address and fails rather than faults.
         let regs: u64 = unsafe { bpf_probe_read_kernel(ctx.as_ptr() as *const u64).ok()? };
+        // SAFETY: bpf_probe_read_kernel checks the address and fails rather than faults.
         unsafe {
             bpf_probe_read_kernel(
                 (regs as *const u8)
@@ -156,9 +160,11 @@ fn read_raw_stack<C: EbpfContext>(ctx: &C, scratch: &mut Scratch) -> bool {
     let Some(base) = stack_base(ctx) else {
         return false;
     };
+    // SAFETY: the bytes of `scratch.words`, which the `&mut` holds alone.
     let bytes = unsafe {
         core::slice::from_raw_parts_mut(scratch.words.as_mut_ptr().cast::<u8>(), RAW_WORDS * 8)
     };
+    // SAFETY: bpf_probe_read_kernel_buf checks the address and fails rather than faults.
     unsafe { aya_ebpf::helpers::bpf_probe_read_kernel_buf(base as *const u8, bytes).is_ok() }
 }
 
@@ -194,6 +200,7 @@ fn fast_frames<C: EbpfContext>(ctx: &C, scratch: &mut Scratch) -> bool {
 #[inline(always)]
 fn slow_frames<C: EbpfContext>(ctx: &C, scratch: &mut Scratch) -> bool {
     bump(stat::STACK_WALKS);
+    // SAFETY: the program's own context, and a buffer of the size passed (`scratch.frames`).
     let n = unsafe {
         bpf_get_stack(
             ctx.as_ptr(),
@@ -279,6 +286,7 @@ fn learn_layout<C: EbpfContext>(ctx: &C, scratch: &mut Scratch, ra_cap: u64) {
         current.ra_fwd = f1;
         current.f2_at = f2_at;
     }
+    // SAFETY: plain words; every writer stores the same layout (see `STACK_LAYOUT`).
     unsafe { core::ptr::write_volatile(&raw mut STACK_LAYOUT, current) };
 }
 
@@ -326,16 +334,19 @@ pub(crate) fn quick_frames<C: EbpfContext>(ctx: &C) -> Option<(u64, u64)> {
         // be the context pointer, which only moves by a bounded amount).
         return frames_at(learned, |i| stack_word(base, i));
     }
+    // SAFETY: this CPU's element of a per-CPU array, valid for the run, and not aliased.
     let scratch = unsafe { &mut *SCRATCH.get_ptr_mut(0)? };
     // The learned positions are ordered (ra_cap_at < f1_at < f2_at, or f2_at == 0) and below
     // RAW_WORDS; the masks only show the verifier the bounds.
     let first = learned.ra_cap_at & (RAW_WORDS as u64 - 1);
     let span =
         (learned.f1_at.max(learned.f2_at) + 1).saturating_sub(first) & (RAW_WORDS as u64 - 1);
+    // SAFETY: `span` is below RAW_WORDS (masked): bytes of `scratch.words`, held alone.
     let bytes = unsafe {
         core::slice::from_raw_parts_mut(scratch.words.as_mut_ptr().cast::<u8>(), span as usize * 8)
     };
     let from = (base + first * 8) as *const u8;
+    // SAFETY: bpf_probe_read_kernel_buf checks the address and fails rather than faults.
     if unsafe { aya_ebpf::helpers::bpf_probe_read_kernel_buf(from, bytes) }.is_err() {
         return None;
     }

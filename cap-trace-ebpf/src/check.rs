@@ -153,6 +153,7 @@ fn audit<C: EbpfContext>(ctx: &C, check: &Check) -> Option<Audit> {
             }
         }
         None => {
+            // SAFETY: this CPU's element of a per-CPU array, valid for the run, and not aliased.
             let scratch = unsafe { &mut *SCRATCH.get_ptr_mut(0)? };
             let (f, rule) = classify_stack(ctx, scratch);
             flags |= f;
@@ -183,6 +184,7 @@ fn send_check(pid_tgid: u64, counted: bool, frames: [u64; 2], key: CheckKey) {
                 tgid: (pid_tgid >> 32) as u32,
                 tid: pid_tgid as u32,
                 uid: bpf_get_current_uid_gid() as u32,
+                // SAFETY: a helper without arguments.
                 boot_ns: unsafe { bpf_ktime_get_boot_ns() },
                 frames,
                 key,
@@ -201,6 +203,7 @@ fn send_cgroup_names(task: *const u8, cgroup_id: u64) {
         return;
     };
     let ev = entry.as_mut_ptr();
+    // SAFETY: `ev` is the entry just reserved, ours until submit; kernel memory is read by helpers.
     unsafe {
         (*ev).kind = event_kind::CGROUP;
         (*ev)._pad = 0;

@@ -28,6 +28,7 @@ static mut CONFIG: Config = Config {
 pub(crate) fn traced_cgroup(task: *const u8, last: &mut LastCheck) -> Option<u64> {
     let cgroup = dfl_cgroup(task);
     let serial: u64 = field(cgroup, setting!(off_cgroup_serial));
+    // SAFETY: a plain-data global the programs never write (userspace rewrites it whole).
     let generation = unsafe { core::ptr::read_volatile(&raw const CONFIG.generation) };
     if last.cg_valid != 0 && last.cg_serial == serial && last.cg_generation == generation {
         return (last.cg_traced != 0).then_some(last.cg_traced);
@@ -46,11 +47,13 @@ pub(crate) fn traced_cgroup(task: *const u8, last: &mut LastCheck) -> Option<u64
 #[inline(always)]
 fn lookup_traced(leaf: u64) -> Option<u64> {
     if let Some(traced) = TRACED.get_ptr(&leaf) {
+        // SAFETY: `traced` is from a map lookup that succeeded: valid for the whole run.
         let kind = unsafe { (*traced).kind };
         if kind == traced_kind::EXACT || kind == traced_kind::SUBTREE {
             return Some(leaf);
         }
     }
+    // SAFETY: a plain-data global the programs never write (userspace rewrites it whole).
     let levels = unsafe { core::ptr::read_volatile(&raw const CONFIG.levels) };
     if levels == 0 {
         return None;
@@ -59,11 +62,13 @@ fn lookup_traced(leaf: u64) -> Option<u64> {
     let mut level = 0u32;
     while level < 32 {
         if levels & (1u64 << level) != 0 {
+            // SAFETY: any level is valid: past the task's own the helper returns 0.
             let ancestor = unsafe { bpf_get_current_ancestor_cgroup_id(level as i32) };
             if ancestor == 0 {
                 return None;
             }
             if let Some(traced) = TRACED.get_ptr(&ancestor) {
+                // SAFETY: `traced` is from a map lookup that succeeded: valid for the whole run.
                 match unsafe { (*traced).kind } {
                     traced_kind::SUBTREE => return Some(ancestor),
                     traced_kind::DESCENDANTS => {

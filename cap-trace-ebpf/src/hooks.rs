@@ -42,6 +42,7 @@ pub fn cap_capable_tp(ctx: TracePointContext) -> u32 {
 fn try_cap_capable_tp(ctx: &TracePointContext) -> Result<(), i32> {
     let (task, last, cgroup) = enter().ok_or(0)?;
     // Field offsets come from the tracepoint's `format` file, read at start-up.
+    // SAFETY: read_at reads the context with bpf_probe_read_kernel, which fails rather than faults.
     let check = unsafe {
         Check {
             cred: ctx.read_at::<u64>(setting!(tp_off_cred) as usize)?,
@@ -131,6 +132,7 @@ fn try_cap_capable_return(ctx: &RetProbeContext) -> Result<(), i32> {
         }
         return Ok(());
     };
+    // SAFETY: `args` is from a map lookup that succeeded: valid for the whole run.
     let args = unsafe { *args };
     let _ = KPROBE_ARGS.remove(&tid);
     let (task, last, cgroup) = enter().ok_or(0)?;

@@ -23,6 +23,8 @@
 // key where it already is; passing it by value, as this lint asks, copies it to the stack first
 // (41 more instructions in the tracepoint program).
 #![allow(clippy::needless_borrows_for_generic_args)]
+// Every `unsafe` block says in one line why it is sound.
+#![warn(clippy::undocumented_unsafe_blocks)]
 
 use cap_trace_common::Settings;
 
@@ -35,6 +37,7 @@ macro_rules! setting {
     ($($field:tt)+) => {
         {
             #[allow(unused_unsafe)]
+            // SAFETY: SETTINGS is read-only (`.rodata`): nothing writes it while programs run.
             let value = unsafe { core::ptr::read_volatile(&raw const $crate::SETTINGS.$($field)+) };
             value
         }

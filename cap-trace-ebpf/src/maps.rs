@@ -56,12 +56,14 @@ pub(crate) fn count_in<K>(map: &HashMap<K, u64>, key: &K, n: u64) -> Counted {
 
 #[inline(always)]
 fn atomic_add(count: *mut u64, n: u64) {
+    // SAFETY: `count` points into a map value, valid for the whole run.
     unsafe { atomic_xadd::<u64, u64, { AtomicOrdering::Relaxed }>(count, n) };
 }
 
 #[inline(always)]
 pub(crate) fn bump(index: u32) {
     if let Some(counter) = STATS.get_ptr_mut(index) {
+        // SAFETY: this CPU's element of a per-CPU array, from a successful lookup.
         unsafe { *counter += 1 };
     }
 }

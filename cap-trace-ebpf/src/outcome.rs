@@ -25,6 +25,7 @@ static OUTCOMES: HashMap<OutcomeKey, u64> = HashMap::with_max_entries(4096, BPF_
 
 #[inline(always)]
 pub(crate) fn pending_now() -> u64 {
+    // SAFETY: an aligned global `u64`, changed only by atomic adds.
     unsafe { core::ptr::read_volatile(&raw const PENDING_NOW) }
 }
 
@@ -46,6 +47,7 @@ pub(crate) fn note_denial(tid: u32, this: Pending, wall: bool) -> u64 {
         }
         return 0;
     };
+    // SAFETY: `entry` is this thread's, from a map lookup that succeeded: valid for the whole run.
     let entry = unsafe { &mut *entry };
     if entry.syscall == this.syscall && entry.cgroup_id == this.cgroup_id {
         let before = entry.denied & !this.denied;
@@ -64,6 +66,7 @@ pub(crate) fn note_denial(tid: u32, this: Pending, wall: bool) -> u64 {
 #[inline(always)]
 fn open_pending(tid: u32, pending: &Pending) {
     if PENDING.insert(&tid, pending, 0).is_ok() {
+        // SAFETY: an atomic add to an aligned global `u64`.
         unsafe { atomic_xadd::<u64, u64, { AtomicOrdering::Relaxed }>(&raw mut PENDING_NOW, 1) };
     } else {
         bump(stat::PENDING_FULL);
@@ -76,8 +79,10 @@ pub(crate) fn try_sys_exit(ctx: &RawTracePointContext) -> Result<(), i32> {
     }
     let pid_tgid = bpf_get_current_pid_tgid();
     let tid = pid_tgid as u32;
+    // SAFETY: a copy of a value from a map lookup that succeeded: valid for the whole run.
     let pending = unsafe { *PENDING.get_ptr(&tid).ok_or(0)? };
     let _ = PENDING.remove(&tid);
+    // SAFETY: an atomic subtract from an aligned global `u64`.
     unsafe { atomic_xsub::<u64, u64, { AtomicOrdering::Relaxed }>(&raw mut PENDING_NOW, 1) };
     // sys_exit(struct pt_regs *regs, long ret)
     let ret = ctx.arg::<u64>(1) as i64;
@@ -101,6 +106,7 @@ pub(crate) fn try_sys_exit(ctx: &RawTracePointContext) -> Result<(), i32> {
                 tgid: (pid_tgid >> 32) as u32,
                 tid,
                 _pad: 0,
+                // SAFETY: a helper without arguments.
                 boot_ns: unsafe { bpf_ktime_get_boot_ns() },
                 key,
             });

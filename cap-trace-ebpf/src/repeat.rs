@@ -22,6 +22,7 @@ static LAST: PerCpuArray<LastCheck> = PerCpuArray::with_max_entries(1, 0);
 /// This CPU's [`LastCheck`]: looked up once per program run and passed along.
 #[inline(always)]
 pub(crate) fn last_check() -> Option<&'static mut LastCheck> {
+    // SAFETY: this CPU's element of a per-CPU array, valid for the run, and taken once per run.
     LAST.get_ptr_mut(0).map(|last| unsafe { &mut *last })
 }
 
@@ -122,6 +123,7 @@ fn key_comm_words(key: &CheckKey) -> [u64; 2] {
     const _: () = assert!(
         core::mem::offset_of!(CheckKey, comm) % 8 == 0 && core::mem::align_of::<CheckKey>() == 8
     );
+    // SAFETY: `comm` is 16 bytes, 8-byte aligned in `CheckKey` (asserted above).
     unsafe { core::ptr::read((&raw const key.comm).cast::<[u64; 2]>()) }
 }
 
@@ -143,6 +145,7 @@ pub(crate) fn remember<C: EbpfContext>(
         let Some(scratch) = SCRATCH.get_ptr(0) else {
             return;
         };
+        // SAFETY: this CPU's element of a per-CPU array, valid for the run, not written.
         let scratch = unsafe { &*scratch };
         f1 = opaque(&scratch.f1);
         if f1 == layout().ra_fwd {
@@ -169,6 +172,7 @@ pub(crate) fn remember<C: EbpfContext>(
     // path found (else the repeat path takes the long way).
     last.syscall_at = 0;
     last.ra_cap = 0;
+    // SAFETY: REGS_IN_STACK is an aligned global `u64` (see `current_syscall`).
     if let Some(at) = syscall_address(task, unsafe {
         core::ptr::read_volatile(&raw const REGS_IN_STACK)
     }) && syscall_number(kernel_word(at) as i64) == key.syscall
@@ -202,11 +206,14 @@ fn flush(last: &mut LastCheck) {
     if count == 0 {
         return;
     }
+    // SAFETY: a store through a live `&mut`.
     unsafe { core::ptr::write_volatile(&mut last.seq, last.seq + 1) };
     let key = last.key;
     if let Counted::Full = count_in(&CHECKS, &key, count) {
         bump(stat::KEYS_FULL);
     }
+    // SAFETY: a store through a live `&mut`.
     unsafe { core::ptr::write_volatile(&mut last.count, 0) };
+    // SAFETY: a store through a live `&mut`.
     unsafe { core::ptr::write_volatile(&mut last.seq, last.seq + 1) };
 }

@@ -9,6 +9,7 @@ use crate::callsite::{SCRATCH, opaque};
 /// The current task, as a pointer the verifier knows the type of (see [`field`]).
 #[inline(always)]
 pub(crate) fn current_task() -> *const u8 {
+    // SAFETY: a helper without arguments.
     unsafe { bpf_get_current_task_btf() as *const u8 }
 }
 
@@ -17,6 +18,7 @@ pub(crate) fn current_task() -> *const u8 {
 /// fault): much cheaper than `bpf_probe_read_kernel`, a helper call, on the repeat path.
 #[inline(always)]
 pub(crate) fn field<T>(object: *const u8, off: u32) -> T {
+    // SAFETY: the verifier checks this load and runs it as a fault-safe one (0 on a fault).
     unsafe { core::ptr::read_volatile(object.add(off as usize).cast::<T>()) }
 }
 
@@ -28,6 +30,7 @@ pub(crate) fn field<T>(object: *const u8, off: u32) -> T {
 #[inline(always)]
 pub(crate) fn kernel_word(addr: u64) -> u64 {
     let ptr: *const u8;
+    // SAFETY: the loader makes this bpf_rdonly_cast or a harmless helper; r0-r5 are clobbered.
     unsafe {
         core::arch::asm!(
             "call 0x63617374",
@@ -64,6 +67,7 @@ pub(crate) fn comm_words(task: *const u8) -> [u64; 2] {
 /// The task's name as bytes.
 #[inline(always)]
 pub(crate) fn comm(task: *const u8) -> [u8; COMM_LEN] {
+    // SAFETY: `[u64; 2]` and `[u8; COMM_LEN]` are both 16 bytes, and any bytes are valid.
     unsafe { core::mem::transmute(comm_words(task)) }
 }
 
@@ -91,6 +95,7 @@ pub(crate) fn id_of(cgroup: *const u8) -> u64 {
 /// The `level` of a user namespace (0: the initial one, or if it cannot be read).
 #[inline(always)]
 pub(crate) fn userns_level(user_ns: u64) -> u32 {
+    // SAFETY: bpf_probe_read_kernel checks the address and fails rather than faults.
     unsafe {
         bpf_probe_read_kernel(
             (user_ns as *const u8)
@@ -117,10 +122,12 @@ pub(crate) static mut REGS_IN_STACK: u64 = 0;
 /// The syscall the task is in, from the user registers saved at kernel entry.
 #[inline(always)]
 pub(crate) fn current_syscall(task: *const u8) -> u32 {
+    // SAFETY: an aligned global `u64`; every writer stores the same kernel constant.
     let in_stack = unsafe { core::ptr::read_volatile(&raw const REGS_IN_STACK) };
     let nr = if let Some(at) = syscall_address(task, in_stack) {
         kernel_word(at) as i64
     } else {
+        // SAFETY: `task` comes from bpf_get_current_task_btf, as the helper requires.
         let regs = unsafe { bpf_task_pt_regs(task as *mut _) } as *const u8;
         if setting!(cast_type) != 0
             && let Some(scratch) = SCRATCH.get_ptr_mut(0)
@@ -129,9 +136,12 @@ pub(crate) fn current_syscall(task: *const u8) -> u32 {
             // The address goes through map memory first: read back, it is a plain number.
             // Arithmetic between the pointer itself and an unbounded number is refused by
             // some verifiers (Linux 6.12).
+            // SAFETY: this CPU's element of a per-CPU array, valid for the run, and not aliased.
             let scratch = unsafe { &mut *scratch };
+            // SAFETY: a store through a live `&mut`.
             unsafe { core::ptr::write_volatile(&mut scratch.regs, regs as u64) };
             let regs_at = opaque(&scratch.regs);
+            // SAFETY: an aligned global `u64`; every writer stores the same kernel constant.
             unsafe {
                 core::ptr::write_volatile(&raw mut REGS_IN_STACK, regs_at.wrapping_sub(stack))
             };
