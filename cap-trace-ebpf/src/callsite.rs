@@ -1,5 +1,20 @@
 //! Call-site reading (tracepoint backends): who called `cap_capable`, from the raw stack words
-//! or a stack walk, and how the audit table classifies that caller.
+//! or a stack walk, and how the audit table classifies that caller ([`classify_stack`]).
+//!
+//! The tracepoint has no `opts`: the audit flag comes from the caller of `cap_capable` (and of
+//! `security_capable`, which only forwards its caller's), looked up in the call-site ranges
+//! userspace built from `/proc/kallsyms` (new rules go in the table in `cap-trace/src/audit.rs`,
+//! with a test case). A full stack walk (`bpf_get_stack`, ORC unwinding) costs about a
+//! microsecond, so it is only the slow path: the programs read the raw stack words above the
+//! tracepoint's frame and take the return addresses where a walk once found them
+//! ([`StackLayout`]). The return address into `cap_capable` must be there exactly, else the check
+//! goes down the slow path (which learns the layout again), so a wrong layout can only cost time,
+//! never a wrong answer. The repeat path reads the same words by the same layout
+//! ([`quick_frames`]).
+//!
+//! Intermediate results go through the per-CPU scratch area rather than registers: values read
+//! back from map memory are opaque to the verifier ([`opaque`]), which keeps it from verifying the
+//! rest of the program once per call site of the table.
 
 use aya_ebpf::{
     EbpfContext,
@@ -11,20 +26,9 @@ use cap_trace_common::{MAX_SITES, STACK_FRAMES, backend, check_flags, site_class
 
 use crate::{maps::bump, task::kernel_word};
 
-/// Tracepoints carry no `opts`: tell an audited check from a probe by who called `cap_capable`
-/// (and who called `security_capable`), using the call-site table userspace built from
-/// `/proc/kallsyms`. Returns the `check_flags` bits and the 1-based rule index, and leaves the
-/// two caller addresses in the scratch area when the site is unknown (for userspace to name).
-///
-/// Walking the stack with `bpf_get_stack` costs about a microsecond here (ORC unwinding), so it
-/// is only the slow path. The fast path reads the raw stack words above the tracepoint's frame
-/// and takes the return addresses where the slow path found them: the return address into
-/// `cap_capable` must be there exactly, else the check goes down the slow path (which learns
-/// the layout again), so a wrong layout can only cost time, never a wrong answer.
-///
-/// Intermediate results go through the per-CPU scratch area rather than registers: values
-/// read back from map memory are opaque to the verifier, which keeps it from verifying the
-/// rest of the program once per call site of the table.
+/// Classifies the check from its call site (see the module's doc): returns the `check_flags`
+/// bits and the 1-based rule index, and leaves the two caller addresses in the scratch area when
+/// the site is unknown (for userspace to name).
 #[inline(always)]
 pub(crate) fn classify_stack<C: EbpfContext>(ctx: &C, scratch: &mut Scratch) -> (u32, u32) {
     scratch.f1 = 0;

@@ -1,5 +1,9 @@
-//! One `cap_capable` call, whatever the hook: [`on_check`] classifies it, keys it, counts it and
-//! sends its first occurrence to userspace.
+//! One `cap_capable` call, whatever the hook: [`on_check`] counts it as a repeat ([`crate::repeat`])
+//! or classifies it ([`audit`]), keys it ([`CheckKey`]), counts it in `CHECKS` and sends its first
+//! occurrence to userspace; denials also go to [`crate::outcome`].
+//!
+//! A check under borrowed credentials (`override_creds`: overlayfs copy-up, ...) is about someone
+//! else's capabilities and is only counted in the statistics.
 
 use aya_ebpf::{
     EbpfContext,

@@ -1,4 +1,12 @@
 //! The cgroup filter: which workload, if any, a task's check is recorded under.
+//!
+//! `TRACED` holds the cgroups userspace asked for, each matched exactly, with its subtree, or by
+//! its descendants only ([`traced_kind`]). The answer for the CPU's last cgroup is cached in
+//! [`LastCheck`] (`cg_*`), keyed by the cgroup's serial number (`cgroup.self.serial_nr`, never
+//! reused, one dependent load short of the id: each load of that chain is a cache miss when the
+//! workload ran in between), until userspace changes `TRACED` and bumps
+//! [`Config::generation`](cap_trace_common::Config). `CONFIG` is alone in `.data`, which userspace
+//! rewrites whole, so reading it is one load, not a map lookup.
 
 use aya_ebpf::{helpers::bpf_get_current_ancestor_cgroup_id, macros::map, maps::HashMap};
 use cap_trace_common::{Config, LastCheck, Traced, traced_kind};

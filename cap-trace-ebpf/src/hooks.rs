@@ -1,5 +1,12 @@
 //! The programs: thin entries, one per hook, that read the hook's arguments and call
 //! [`on_check`]; and empty programs on the same hooks, the floor the benchmark compares against.
+//!
+//! Each entry calls a `try_*` returning `Result`, whose `Err` only stops the program (the return
+//! value is always 0). Context reads need constant offsets in the instruction, so the raw
+//! tracepoint's argument positions are constants ([`raw_arg`]); the loader checks them against
+//! the kernel's order (the tracepoint's format fields matched to the BTF prototype
+//! `btf_trace_cap_capable`) and refuses the raw flavour if they differ. The classic tracepoint
+//! reads its record at the offsets of the `format` file, from [`SETTINGS`](crate::SETTINGS).
 
 use aya_ebpf::{
     helpers::bpf_get_current_pid_tgid,

@@ -2,16 +2,23 @@
 //!
 //! One event, several hooks: every backend ends in [`check::on_check`] with the arguments and
 //! result of one `cap_capable` call. Userspace loads and attaches only the programs of the backend
-//! it picked (`probe.rs`), and passes everything kernel-specific (struct offsets from BTF,
-//! tracepoint field offsets, the call-site table built from `/proc/kallsyms`) in the read-only
-//! [`SETTINGS`] global.
+//! it picked (`cap-trace/src/probe/mod.rs`), and passes everything kernel-specific in the read-only
+//! [`SETTINGS`] global (`EbpfLoader::override_global`): struct offsets from BTF
+//! (`task_struct.real_cred`, `user_namespace.level`, `pt_regs.orig_ax`, `pt_regs.sp`, ...),
+//! tracepoint field offsets from the tracefs `format` file, and the call-site ranges from
+//! `/proc/kallsyms`.
 //!
-//! Only cgroups userspace asked for are traced (`TRACED`). Checks are deduplicated per
+//! Only cgroups userspace asked for are traced ([`filter`]). Checks are deduplicated per
 //! [`CheckKey`](cap_trace_common::CheckKey) in `CHECKS`: the first occurrence of a key goes
-//! through the ring buffer, later ones only bump its counter, which userspace reads at the end. A
-//! denied check also opens a per-thread [`Pending`](cap_trace_common::Pending) entry that
-//! `sys_exit` turns into an [`OutcomeKey`](cap_trace_common::OutcomeKey): how the syscall that
-//! hit the wall ended.
+//! through the ring buffer, later ones only bump its counter, which userspace reads at the end
+//! ([`check`], [`maps`]); exact repeats are counted per CPU first ([`repeat`]). A denied check
+//! also opens a per-thread [`Pending`](cap_trace_common::Pending) entry that `sys_exit` turns into
+//! an [`OutcomeKey`](cap_trace_common::OutcomeKey): how the syscall that hit the wall ended
+//! ([`outcome`]). On tracepoints the audit flag comes from the call site ([`callsite`]); kernel
+//! memory is read as [`task`] says.
+//!
+//! Everything is `#[inline(always)]` into the programs (one codegen unit): the modules cost nothing
+//! at run time. Keep it so on the repeat path, where a check costs tens of nanoseconds.
 #![no_std]
 #![no_main]
 // Atomic read-modify-write on map values and globals (core::sync::atomic has no RMW for BPF).

@@ -1,5 +1,6 @@
-//! The maps several modules share: the dedupe map, the statistics and the ring buffer, and
-//! how they are counted into.
+//! The maps several modules share: the dedupe map `CHECKS`, the statistics `STATS` and the ring
+//! buffer `EVENTS`, and how they are counted into ([`count_in`], [`bump`]). A map with one user
+//! sits beside it.
 
 use core::intrinsics::{AtomicOrdering, atomic_xadd};
 

@@ -1,5 +1,10 @@
 //! Outcome tracking: a denied check opens a per-thread [`Pending`] entry, and `sys_exit` turns it
 //! into an [`OutcomeKey`], how the syscall that hit the wall ended.
+//!
+//! Every syscall on the machine runs `sys_exit`: `PENDING_NOW`, the number of live entries, lets
+//! it return after one load in the common case. The entry also tells a later check in the same
+//! syscall what was denied before it (`CheckKey::denied_before`: DAC_READ_SEARCH denied, then
+//! DAC_OVERRIDE granted).
 
 use core::intrinsics::{AtomicOrdering, atomic_xadd, atomic_xsub};
 

@@ -1,5 +1,26 @@
-//! The repeat path: each CPU remembers its last counted check ([`LastCheck`]) and counts exact
-//! repeats of it without hashing their key.
+//! The repeat path: each CPU remembers its last counted check ([`LastCheck`], in `LAST`) and
+//! counts exact repeats of it without hashing their key.
+//!
+//! Repeats are the common case (a service makes the same check from the same place over and
+//! over). A check with the same task, namespace, capability, options, cgroup, syscall, comm and
+//! call-site words only bumps a per-CPU counter, without hashing the 56-byte key; the count moves
+//! to `CHECKS` when another check comes along ([`flush`]). Readers add the per-CPU counts back, and
+//! retry if a flush ran meanwhile (`seq`), so counts stay exact. The check that sets `LAST`
+//! ([`remember`]) also works out where a repeat finds its syscall number and call-site words
+//! (`syscall_at`, `ra_cap_at`, ...), so a repeat loads each with one instruction.
+//!
+//! Costs, as measured on a mitigated VM (the benchmark prices the parts: `--only programs`):
+//! - A helper call is the expensive part (tens of ns each on a mitigated VM), so the repeat path
+//!   makes none that can be avoided: see [`crate::task`].
+//! - In a real workload a repeat's cost is cache misses more than instructions: with 1 MiB touched
+//!   between checks (a syscall-heavy workload does that much), a repeat costs about twice what it
+//!   does in a tight loop, and each load in a pointer chain (`task->cgroups->dfl_cgrp->kn->id`) is
+//!   a miss of about 20 ns that nothing overlaps. Keep chains short here; measure with a loop that
+//!   touches memory between checks.
+//! - `Settings.cut` (`cap-trace run --cost-cut N`, hidden) stops a repeated check's fast path at
+//!   fixed points ([`cut`]: after the filter, the per-CPU state, the identity, the syscall); the
+//!   benchmark runs each to price each part. The verifier knows the value, so only the branch it
+//!   takes is kept: normal runs pay a load and a compare per point.
 
 use aya_ebpf::{EbpfContext, macros::map, maps::PerCpuArray};
 use cap_trace_common::{CheckKey, LastCheck, cut, stat};

@@ -1,5 +1,24 @@
 //! The task's identity and other kernel reads: fields of the current task and what it points
 //! to, kernel words by plain loads, the syscall in flight.
+//!
+//! On the repeat path a helper call costs tens of ns (on a mitigated VM), so these reads make none
+//! that can be avoided:
+//! - Task fields are plain loads through the pointer `bpf_get_current_task_btf` returns
+//!   ([`field`]). Loads through pointers the verifier trusts (the helper's task and what it points
+//!   to) are plain loads once JITed; loads through `bpf_rdonly_cast` pointers carry a range check
+//!   (about six instructions each). So the task comes from the helper even though a repeat could
+//!   name it from `LAST`: through a cast, its ten or so field loads cost more than the call.
+//! - Other kernel words (the call-site words, the saved syscall number) go through the kfunc
+//!   `bpf_rdonly_cast` ([`kernel_word`]). aya 0.14 cannot resolve kfuncs: the program makes a
+//!   placeholder call ([`RDONLY_CAST_MARK`](cap_trace_common::RDONLY_CAST_MARK)) that
+//!   `cap-trace/src/probe/kfunc.rs` patches in a copy of the object, or turns into a harmless
+//!   helper call on kernels before 6.2, where `Settings.cast_type` is 0 and the programs use
+//!   `bpf_probe_read_kernel` instead (`cargo xtask vm-test` runs that path on 6.1, and the kfunc
+//!   path with fexit and kprobes on 6.12).
+//!
+//! Verifiers differ: 6.12's refuses arithmetic between some BTF pointers and an unbounded number,
+//! which 6.18's allows; a pointer's value read back from map memory is a plain number (see
+//! [`current_syscall`]).
 
 use aya_ebpf::helpers::{bpf_get_current_task_btf, bpf_probe_read_kernel, bpf_task_pt_regs};
 use cap_trace_common::{COMM_LEN, NO_SYSCALL};
