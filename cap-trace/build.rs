@@ -2,7 +2,7 @@ use anyhow::{Context as _, anyhow};
 use aya_build::Toolchain;
 
 /// Builds the kernel side (`cap-trace-ebpf`) with the nightly toolchain and bpf-linker; the
-/// object lands in `OUT_DIR` where `probe.rs` embeds it with `include_bytes_aligned!`.
+/// object lands in `OUT_DIR` where `kernel/mod.rs` embeds it with `include_bytes_aligned!`.
 fn main() -> anyhow::Result<()> {
     let cargo_metadata::Metadata { packages, .. } = cargo_metadata::MetadataCommand::new()
         .no_deps()

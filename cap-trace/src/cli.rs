@@ -5,7 +5,7 @@ use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
-use crate::probe::{ProbeChoice, TracepointFlavor};
+use crate::kernel::{ProbeChoice, TracepointFlavor};
 
 const ABOUT: &str = "Learn which Linux capabilities a workload really needs.";
 
@@ -332,7 +332,7 @@ pub enum Command {
 #[derive(Args, Debug, Clone)]
 pub struct SocketArgs {
     /// The daemon's control socket.
-    #[arg(long, value_name = "PATH", default_value = crate::daemon::DEFAULT_SOCKET)]
+    #[arg(long, value_name = "PATH", default_value = crate::commands::daemon::DEFAULT_SOCKET)]
     pub socket: PathBuf,
 }
 
@@ -552,7 +552,7 @@ mod tests {
         };
         assert_eq!(
             run.probe.probe,
-            ProbeChoice::Only(crate::probe::Backend::Fexit)
+            ProbeChoice::Only(crate::kernel::Backend::Fexit)
         );
         assert_eq!(run.command, ["true"]);
         let err = Cli::try_parse_from(["cap-trace", "run", "--probe", "magic", "--", "true"])

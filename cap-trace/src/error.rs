@@ -57,9 +57,9 @@ impl fmt::Display for Failure {
 
 impl std::error::Error for Failure {}
 
-impl From<crate::probe::ProbeError> for Failure {
-    fn from(e: crate::probe::ProbeError) -> Failure {
-        use crate::probe::ProbeError::*;
+impl From<crate::kernel::ProbeError> for Failure {
+    fn from(e: crate::kernel::ProbeError) -> Failure {
+        use crate::kernel::ProbeError::*;
         match e {
             NoPermission | NoBtf | NoBackend { .. } | Kernel(_) => Failure::environment(e),
             Map(..) => Failure::runtime(e),
@@ -67,11 +67,11 @@ impl From<crate::probe::ProbeError> for Failure {
     }
 }
 
-impl From<crate::cgroup::CgroupError> for Failure {
-    fn from(e: crate::cgroup::CgroupError) -> Failure {
+impl From<crate::session::cgroup::CgroupError> for Failure {
+    fn from(e: crate::session::cgroup::CgroupError) -> Failure {
         match e {
-            crate::cgroup::CgroupError::NoCgroup2 => Failure::environment(e),
-            crate::cgroup::CgroupError::Io { ref source, .. }
+            crate::session::cgroup::CgroupError::NoCgroup2 => Failure::environment(e),
+            crate::session::cgroup::CgroupError::Io { ref source, .. }
                 if source.kind() == std::io::ErrorKind::PermissionDenied =>
             {
                 Failure::environment(format!("{e} (run cap-trace as root)"))
@@ -81,8 +81,8 @@ impl From<crate::cgroup::CgroupError> for Failure {
     }
 }
 
-impl From<crate::profile::ProfileError> for Failure {
-    fn from(e: crate::profile::ProfileError) -> Failure {
+impl From<crate::model::profile::ProfileError> for Failure {
+    fn from(e: crate::model::profile::ProfileError) -> Failure {
         Failure::usage(e)
     }
 }

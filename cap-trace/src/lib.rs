@@ -1,28 +1,23 @@
 //! cap-trace: learn which Linux capabilities a workload really needs.
 //!
 //! The kernel side (`cap-trace-ebpf`) observes every `cap_capable` call of the traced cgroups;
-//! this library loads it ([`probe`]), reads what it sees ([`trace`]), turns it into a
-//! [`profile`] per workload and derives the minimal capability set ([`suggest`]).
+//! this library is grouped by pipeline stage, each folder depending only on the ones before it:
+//!
+//! - [`linux`]: what Linux is (capabilities, syscall names, the audit call-site rules);
+//! - [`kernel`]: the hook: loading and attaching the programs, reading their maps;
+//! - [`session`]: a tracing session: events into records, cgroups, containers, privileges;
+//! - [`model`]: the profile and the rules over it (suggestion, merge, gate): pure data;
+//! - [`render`]: every output, from a profile;
+//! - [`commands`]: one file per subcommand, on top of all of them.
+//!
+//! `linux` ← `kernel` ← `session` ← `commands`, and `linux` ← `model` ← `render` ←
+//! `commands`; `session` also builds `model` records.
 
-pub mod audit;
-pub mod btf;
-pub mod caps;
-pub mod cgroup;
 pub mod cli;
-pub mod container;
-pub mod daemon;
+pub mod commands;
 pub mod error;
-pub mod follow;
-pub mod gate;
-pub mod kallsyms;
-pub mod merge;
-pub mod output;
-pub mod privilege;
-pub mod probe;
-pub mod profile;
+pub mod kernel;
+pub mod linux;
+pub mod model;
 pub mod render;
-pub mod report;
-pub mod run;
-pub mod suggest;
-pub mod syscalls;
-pub mod trace;
+pub mod session;

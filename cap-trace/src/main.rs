@@ -3,15 +3,18 @@ use std::process::ExitCode;
 
 use clap::Parser;
 
-use cap_trace::caps::{self, Cap};
 use cap_trace::cli::{
     CheckArgs, CheckRun, Cli, ColorChoice, Command, FollowArgs, Format, GlobalArgs, ProbeArgs,
 };
+use cap_trace::commands::daemon;
 use cap_trace::error::{Failure, exit};
-use cap_trace::probe::ProbeOptions;
-use cap_trace::profile::Profile;
-use cap_trace::report::{self, Style, TextOptions};
-use cap_trace::{daemon, follow, gate, merge, output, render, run};
+use cap_trace::kernel::ProbeOptions;
+use cap_trace::linux::caps::{self, Cap};
+use cap_trace::model::profile::Profile;
+use cap_trace::model::{gate, merge};
+use cap_trace::render::text::{self as report, Style, TextOptions};
+use cap_trace::render::{deploy as render, write as output};
+use cap_trace::session::{follow, launch as run};
 
 fn main() -> ExitCode {
     // Start-up parses the kernel's BTF twice (ours for offsets, aya's in its loader): large,
@@ -366,7 +369,7 @@ fn daemon_status_text(s: &daemon::Status) -> String {
         s.profiles,
         s.checks,
         s.events,
-        cap_trace::profile::describe_losses(&s.losses),
+        cap_trace::model::profile::describe_losses(&s.losses),
         s.rss_kib as f64 / 1024.0,
         s.peak_rss_kib as f64 / 1024.0,
     );

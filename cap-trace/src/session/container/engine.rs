@@ -33,8 +33,8 @@ pub struct ContainerInfo {
 impl ContainerInfo {
     /// The capabilities it runs with, from the engine's configuration: podman's EffectiveCaps,
     /// else Docker's default set adjusted by CapAdd/CapDrop (everything when privileged).
-    pub fn configured_caps(&self) -> Option<Vec<crate::caps::Cap>> {
-        use crate::caps::{ALL, Cap, defaults};
+    pub fn configured_caps(&self) -> Option<Vec<crate::linux::caps::Cap>> {
+        use crate::linux::caps::{ALL, Cap, defaults};
         let parse = |names: &[String]| -> Vec<Cap> {
             names.iter().filter_map(|n| n.parse::<Cap>().ok()).collect()
         };
@@ -862,15 +862,18 @@ mod tests {
         };
         let caps = docker.configured_caps().unwrap();
         assert_eq!(caps.len(), 14 - 2 + 1);
-        assert!(caps.contains(&crate::caps::Cap(12)));
-        assert!(!caps.contains(&crate::caps::Cap(0)));
+        assert!(caps.contains(&crate::linux::caps::Cap(12)));
+        assert!(!caps.contains(&crate::linux::caps::Cap(0)));
         let minimal = ContainerInfo {
             engine: "docker".into(),
             cap_drop: vec!["ALL".into()],
             cap_add: vec!["CAP_CHOWN".into()],
             ..Default::default()
         };
-        assert_eq!(minimal.configured_caps().unwrap(), [crate::caps::Cap(0)]);
+        assert_eq!(
+            minimal.configured_caps().unwrap(),
+            [crate::linux::caps::Cap(0)]
+        );
         let podman = ContainerInfo {
             engine: "podman".into(),
             effective_caps: Some(vec!["CAP_CHOWN".into(), "CAP_KILL".into()]),
@@ -906,8 +909,11 @@ mod tests {
         assert_eq!(info.name, "nginx");
         assert_eq!(info.pid, Some(4242));
         assert!(info.running);
-        assert_eq!(crate::container::identity(&info, None), "prod/web/nginx");
-        let k8s = crate::container::kubernetes(&info, None).unwrap();
+        assert_eq!(
+            crate::session::container::identity(&info, None),
+            "prod/web/nginx"
+        );
+        let k8s = crate::session::container::kubernetes(&info, None).unwrap();
         assert_eq!(k8s.pod.as_deref(), Some("web-7d4b9c8f5-x2k9q"));
         assert!(parse_crictl(&serde_json::json!({"status":{}})).is_err());
     }

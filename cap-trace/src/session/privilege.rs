@@ -8,8 +8,8 @@
 //! CAP_SYS_ADMIN where there is no CAP_BPF) is all it keeps, and the bounding set is cut to the
 //! same, so nothing it executes can regain more.
 
-use crate::caps::Cap;
 use crate::error::Failure;
+use crate::linux::caps::Cap;
 
 const CAP_SYS_ADMIN: u32 = 21;
 const CAP_SETPCAP: u32 = 8;
@@ -167,7 +167,7 @@ pub fn drop_to_tracing() -> Result<Vec<String>, Failure> {
 /// The capabilities of this process right now (for status and tests).
 pub fn current() -> Vec<Cap> {
     get()
-        .map(|(e, _, _)| crate::caps::from_mask(e))
+        .map(|(e, _, _)| crate::linux::caps::from_mask(e))
         .unwrap_or_default()
 }
 

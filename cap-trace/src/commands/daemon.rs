@@ -19,11 +19,11 @@ use tokio::signal::unix::{SignalKind, signal};
 use tokio::sync::{mpsc, oneshot};
 
 use crate::error::Failure;
-use crate::follow::{self, FollowOptions, Opened};
-use crate::merge;
-use crate::output::{Mode, write_file};
-use crate::privilege;
-use crate::profile::{Losses, Profile};
+use crate::model::merge;
+use crate::model::profile::{Losses, Profile};
+use crate::render::write::{Mode, write_file};
+use crate::session::follow::{self, FollowOptions, Opened};
+use crate::session::privilege;
 
 /// Default control socket.
 pub const DEFAULT_SOCKET: &str = "/run/cap-trace/control.sock";
@@ -273,7 +273,7 @@ impl Daemon {
                 if self.persist_error.take().is_some() {
                     eprintln!("cap-trace: profiles written again");
                 }
-                self.last_persist = Some(crate::profile::rfc3339(
+                self.last_persist = Some(crate::model::profile::rfc3339(
                     std::time::SystemTime::now()
                         .duration_since(std::time::UNIX_EPOCH)
                         .unwrap_or_default(),
@@ -426,7 +426,7 @@ fn state_dir(dir: &Path) -> Result<(), Failure> {
         .mode(0o700)
         .create(dir)
         .map_err(|e| fail(&e))?;
-    crate::output::check_writable(&dir.join("profile.json")).map_err(|e| fail(&e))?;
+    crate::render::write::check_writable(&dir.join("profile.json")).map_err(|e| fail(&e))?;
     let meta = std::fs::metadata(dir).map_err(|e| fail(&e))?;
     if meta.permissions().mode() & 0o077 != 0 {
         std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))
@@ -579,7 +579,11 @@ pub async fn daemon(opts: DaemonOptions) -> Result<(), Failure> {
         opts_dir: opts.state_dir.clone(),
         interval: opts.interval,
         bases: Default::default(),
-        source: format!("{}:{}", hostname(), crate::profile::rfc3339(s.started_wall)),
+        source: format!(
+            "{}:{}",
+            hostname(),
+            crate::model::profile::rfc3339(s.started_wall)
+        ),
         last_persist: None,
         persist_error: None,
         containers_seen: Default::default(),

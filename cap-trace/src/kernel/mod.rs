@@ -2,12 +2,14 @@
 //!
 //! Three backends see the same `cap_capable` calls:
 //! 1. `tracepoint`: `capability:cap_capable` (Linux 6.15+). No `opts` argument, so the audit flag
-//!    comes from the call site (see [`crate::audit`]).
+//!    comes from the call site (see [`crate::linux::audit`]).
 //! 2. `fexit` on `cap_capable` (BTF kernels): arguments, `opts` and the return value.
 //! 3. `kprobe` + `kretprobe` on `cap_capable` (any kernel with kprobes).
 //!
 //! `auto` tries them in that order and keeps the first that loads and attaches.
 
+pub mod btf;
+pub mod kallsyms;
 mod kfunc;
 pub mod tracefs;
 
@@ -22,8 +24,8 @@ use cap_trace_common::{
 };
 use serde::{Deserialize, Serialize};
 
-use crate::audit::SiteTable;
-use crate::btf::Btf;
+use crate::kernel::btf::Btf;
+use crate::linux::audit::SiteTable;
 
 /// The eBPF object built by `build.rs` from `cap-trace-ebpf`.
 static OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/cap-trace"));
@@ -241,7 +243,8 @@ struct KernelLayout {
 }
 
 fn kernel_layout(btf: &Btf) -> Result<KernelLayout, ProbeError> {
-    let err = |e: crate::btf::BtfError| ProbeError::Kernel(format!("reading kernel BTF: {e}"));
+    let err =
+        |e: crate::kernel::btf::BtfError| ProbeError::Kernel(format!("reading kernel BTF: {e}"));
     #[cfg(target_arch = "x86_64")]
     let syscall_reg = "orig_ax";
     #[cfg(target_arch = "aarch64")]
@@ -285,7 +288,7 @@ impl Probe {
         let started = std::time::Instant::now();
         let btf = match Btf::from_sys_fs() {
             Ok(btf) => btf,
-            Err(crate::btf::BtfError::Read { source, .. })
+            Err(crate::kernel::btf::BtfError::Read { source, .. })
                 if source.kind() == std::io::ErrorKind::NotFound =>
             {
                 return Err(ProbeError::NoBtf);

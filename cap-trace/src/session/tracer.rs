@@ -11,10 +11,11 @@ use cap_trace_common::{
 };
 use tokio::io::unix::AsyncFd;
 
-use crate::caps::Cap;
-use crate::probe::{Probe, ProbeError, Stats};
-use crate::profile::{Audit, Check, Outcome, Phase, Verdict, errno_name, rfc3339};
-use crate::{audit, kallsyms, syscalls};
+use crate::kernel::kallsyms;
+use crate::kernel::{Probe, ProbeError, Stats};
+use crate::linux::caps::Cap;
+use crate::linux::{audit, syscalls};
+use crate::model::profile::{Audit, Check, Outcome, Phase, Verdict, errno_name, rfc3339};
 
 /// `comm` cap-trace's launcher takes between fork and the command's exec, so that its own
 /// checks are told apart from the command's.
@@ -347,7 +348,7 @@ impl Tracer {
                 phase_of(&comm)
             },
             comm,
-            denied_before: crate::caps::from_mask(key.denied_before),
+            denied_before: crate::linux::caps::from_mask(key.denied_before),
             site,
             count,
             first_seen: seen.first.map(|f| self.clock.wall(f.boot_ns)),
@@ -364,7 +365,7 @@ fn outcome_record(key: &OutcomeKey, count: u64) -> Outcome {
         syscall: syscall_name(key.syscall),
         phase: phase_of(&comm),
         comm,
-        denied: crate::caps::from_mask(key.denied),
+        denied: crate::linux::caps::from_mask(key.denied),
         result: if key.result == 0 {
             "ok".into()
         } else {

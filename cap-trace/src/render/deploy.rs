@@ -3,8 +3,8 @@
 
 use std::fmt::Write as _;
 
-use crate::caps::Cap;
-use crate::profile::{Phase, Profile};
+use crate::linux::caps::Cap;
+use crate::model::profile::{Phase, Profile};
 
 /// A YAML string scalar, double-quoted when plain style could be misread.
 pub fn yaml_str(s: &str) -> String {
@@ -229,8 +229,8 @@ pub fn systemd(profiles: &[Profile]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::profile::tests::sample;
-    use crate::profile::{ComposeInfo, KubernetesInfo};
+    use crate::model::profile::tests::sample;
+    use crate::model::profile::{ComposeInfo, KubernetesInfo};
 
     #[test]
     fn yaml_strings() {

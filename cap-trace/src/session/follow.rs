@@ -13,14 +13,14 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use cap_trace_common::{Traced, traced_kind};
 use tokio::signal::unix::{SignalKind, signal};
 
-use crate::caps::Cap;
-use crate::cgroup;
-use crate::container::path::{self as cpath, CgroupContainer, Runtime};
-use crate::container::{self, ContainerInfo, Engines};
 use crate::error::Failure;
-use crate::probe::{Probe, ProbeOptions};
-use crate::profile::{Losses, Profile, TraceInfo, rfc3339};
-use crate::trace::Tracer;
+use crate::kernel::{Probe, ProbeOptions};
+use crate::linux::caps::Cap;
+use crate::model::profile::{Losses, Profile, TraceInfo, rfc3339};
+use crate::session::cgroup;
+use crate::session::container::path::{self as cpath, CgroupContainer, Runtime};
+use crate::session::container::{self, ContainerInfo, Engines};
+use crate::session::tracer::Tracer;
 
 pub struct FollowOptions {
     /// Names or ids asked for (empty with `all`).
@@ -498,7 +498,7 @@ impl Session {
             let trace = TraceInfo {
                 backend,
                 hook: hook.clone(),
-                kernel: crate::probe::kernel_release(),
+                kernel: crate::kernel::kernel_release(),
                 started: rfc3339(started.0),
                 duration_ms: started.1.elapsed().as_millis() as u64,
                 complete: losses.total() == 0,
@@ -615,7 +615,7 @@ pub(crate) fn open(opts: &FollowOptions) -> Result<Opened, Failure> {
         }
     }
     let mut tracer = Tracer::new(probe)?;
-    tracer.runtime_mntns = crate::trace::host_mount_namespace();
+    tracer.runtime_mntns = crate::session::tracer::host_mount_namespace();
     let mut s = Session {
         root: cgroup::cgroup2_root()?,
         engines,

@@ -5,10 +5,10 @@ use std::fmt::Write as _;
 
 use serde::Serialize;
 
-use crate::caps::Cap;
-use crate::profile::{Phase, Profile};
-use crate::report::Style;
-use crate::suggest::Status;
+use crate::linux::caps::Cap;
+use crate::model::profile::{Phase, Profile};
+use crate::model::suggest::Status;
+use crate::render::text::Style;
 
 /// What triggered a capability: a thread, a syscall, how often.
 #[derive(Debug, Clone, Serialize, PartialEq, Eq)]
@@ -178,10 +178,10 @@ pub fn json(verdicts: &[Verdict]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::profile::tests::{check, sample};
-    use crate::profile::{Audit, Outcome, Profile, Verdict as V};
+    use crate::model::profile::tests::{check, sample};
+    use crate::model::profile::{Audit, Outcome, Profile, Verdict as V};
 
-    fn with(extra: Vec<crate::profile::Check>, outcomes: Vec<Outcome>) -> Profile {
+    fn with(extra: Vec<crate::model::profile::Check>, outcomes: Vec<Outcome>) -> Profile {
         let base = sample();
         let mut checks = base.checks.clone();
         checks.extend(extra);

@@ -3,7 +3,7 @@
 #[cfg(target_arch = "x86_64")]
 #[rustfmt::skip]
 mod table {
-    include!("syscalls_x86_64.rs");
+    include!("x86_64.rs");
 }
 
 /// Name of a system call number on this architecture, or `syscall_<n>` if unknown.

@@ -9,11 +9,11 @@ use std::time::{Instant, SystemTime, UNIX_EPOCH};
 use cap_trace_common::{Traced, traced_kind};
 use tokio::signal::unix::{SignalKind, signal};
 
-use crate::cgroup::{self, Leaf};
 use crate::error::Failure;
-use crate::probe::{Probe, ProbeOptions};
-use crate::profile::{Losses, Profile, TraceInfo, Workload, WorkloadKind, rfc3339};
-use crate::trace::{LAUNCHER_COMM, Tracer};
+use crate::kernel::{Probe, ProbeOptions};
+use crate::model::profile::{Losses, Profile, TraceInfo, Workload, WorkloadKind, rfc3339};
+use crate::session::cgroup::{self, Leaf};
+use crate::session::tracer::{LAUNCHER_COMM, Tracer};
 
 /// Who the command runs as.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -241,7 +241,7 @@ pub async fn run(opts: RunOptions) -> Result<RunResult, Failure> {
     let trace = TraceInfo {
         backend,
         hook,
-        kernel: crate::probe::kernel_release(),
+        kernel: crate::kernel::kernel_release(),
         started: rfc3339(started_wall),
         duration_ms: started.elapsed().as_millis() as u64,
         complete: losses.total() == 0,

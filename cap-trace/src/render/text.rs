@@ -2,9 +2,9 @@
 
 use std::fmt::Write as _;
 
-use crate::caps::{Cap, Danger};
-use crate::profile::{Audit, Phase, Profile, Verdict, WorkloadKind};
-use crate::suggest::Status;
+use crate::linux::caps::{Cap, Danger};
+use crate::model::profile::{Audit, Phase, Profile, Verdict, WorkloadKind};
+use crate::model::suggest::Status;
 
 /// Terminal styling, only when writing to a TTY and `NO_COLOR` is unset.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -216,7 +216,7 @@ pub fn text(profile: &Profile, style: Style, opts: TextOptions) -> String {
     out
 }
 
-fn describe_check(c: &crate::profile::Check) -> String {
+fn describe_check(c: &crate::model::profile::Check) -> String {
     format!(
         "{:<18} {:<7} {:<8} {:<16} {:<16} x{}{}",
         c.cap.name(),
@@ -284,7 +284,7 @@ pub fn explain_section(profile: &Profile, style: Style, detailed: bool) -> Strin
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::profile::tests::sample;
+    use crate::model::profile::tests::sample;
 
     #[test]
     fn plain_report_has_table_and_suggestion() {

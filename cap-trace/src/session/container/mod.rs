@@ -4,8 +4,8 @@
 pub mod engine;
 pub mod path;
 
-use crate::caps::{self, Cap};
-use crate::profile::{ComposeInfo, KubernetesInfo, Workload, WorkloadKind};
+use crate::linux::caps::{self, Cap};
+use crate::model::profile::{ComposeInfo, KubernetesInfo, Workload, WorkloadKind};
 
 pub use engine::{ContainerInfo, Engines};
 

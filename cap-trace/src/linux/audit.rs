@@ -10,7 +10,7 @@
 
 use cap_trace_common::{MAX_SITES, SiteRange, site_class};
 
-use crate::kallsyms;
+use crate::kernel::kallsyms;
 
 /// How a call site passes `opts` to `cap_capable`.
 #[derive(Copy, Clone, Debug, PartialEq, Eq)]

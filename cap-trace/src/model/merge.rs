@@ -3,7 +3,7 @@
 
 use std::collections::BTreeMap;
 
-use crate::profile::{Check, Losses, Outcome, Profile, TraceInfo, Workload, WorkloadKind};
+use crate::model::profile::{Check, Losses, Outcome, Profile, TraceInfo, Workload, WorkloadKind};
 
 /// Merges `(source name, profile)` pairs; the suggestion is derived again from the union.
 pub fn merge(inputs: Vec<(String, Profile)>) -> Profile {
@@ -142,9 +142,9 @@ pub fn merge(inputs: Vec<(String, Profile)>) -> Profile {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::caps::Cap;
-    use crate::profile::tests::{check, sample};
-    use crate::profile::{Audit, Verdict};
+    use crate::linux::caps::Cap;
+    use crate::model::profile::tests::{check, sample};
+    use crate::model::profile::{Audit, Verdict};
 
     #[test]
     fn union_of_replicas_with_counts_and_sources() {

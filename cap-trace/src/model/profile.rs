@@ -8,9 +8,9 @@ use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 
-use crate::caps::Cap;
-use crate::probe::{Backend, Stats};
-use crate::suggest::{self, Suggestion};
+use crate::kernel::{Backend, Stats};
+use crate::linux::caps::Cap;
+use crate::model::suggest::{self, Suggestion};
 
 pub const SCHEMA: &str = "cap-trace/profile";
 pub const VERSION: u32 = 1;

@@ -1,0 +1,3 @@
+//! The subcommands: the only users of the command line's `Failure`.
+
+pub mod daemon;

@@ -1,0 +1,6 @@
+//! Every output, rendered from profiles: the text report, the deploy formats, and writing the
+//! result (atomically) where it was asked for.
+
+pub mod deploy;
+pub mod text;
+pub mod write;
