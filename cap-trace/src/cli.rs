@@ -5,7 +5,8 @@ use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
-use crate::kernel::{ProbeChoice, TracepointFlavor};
+use crate::kernel::ProbeChoice;
+use crate::linux::hook::TracepointFlavor;
 
 const ABOUT: &str = "Learn which Linux capabilities a workload really needs.";
 
@@ -552,7 +553,7 @@ mod tests {
         };
         assert_eq!(
             run.probe.probe,
-            ProbeChoice::Only(crate::kernel::Backend::Fexit)
+            ProbeChoice::Only(crate::linux::hook::Backend::Fexit)
         );
         assert_eq!(run.command, ["true"]);
         let err = Cli::try_parse_from(["cap-trace", "run", "--probe", "magic", "--", "true"])

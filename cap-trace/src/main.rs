@@ -369,7 +369,7 @@ fn daemon_status_text(s: &daemon::Status) -> String {
         s.profiles,
         s.checks,
         s.events,
-        cap_trace::model::profile::describe_losses(&s.losses),
+        cap_trace::model::record::describe_losses(&s.losses),
         s.rss_kib as f64 / 1024.0,
         s.peak_rss_kib as f64 / 1024.0,
     );

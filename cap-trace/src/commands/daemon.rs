@@ -20,7 +20,8 @@ use tokio::sync::{mpsc, oneshot};
 
 use crate::error::Failure;
 use crate::model::merge;
-use crate::model::profile::{Losses, Profile};
+use crate::model::profile::Profile;
+use crate::model::record::Losses;
 use crate::render::write::{Mode, write_file};
 use crate::session::follow::{self, FollowOptions, Opened};
 use crate::session::privilege;
@@ -349,7 +350,7 @@ impl Daemon {
             containers_seen: self.containers_seen.len() as u64,
             checks: stats.checks,
             events: s.session.tracer.collector.events,
-            losses: Losses::from_stats(&stats),
+            losses: Losses::from(&stats),
             last_persist: self.last_persist.clone(),
             persist_error: self.persist_error.clone(),
             peak_rss_kib: peak,

@@ -13,7 +13,6 @@ pub mod kallsyms;
 mod kfunc;
 pub mod tracefs;
 
-use std::fmt;
 use std::fs::File;
 
 use aya::maps::{Array, HashMap, MapData, PerCpuArray, RingBuf};
@@ -26,39 +25,10 @@ use serde::{Deserialize, Serialize};
 
 use crate::kernel::btf::Btf;
 use crate::linux::audit::SiteTable;
+use crate::linux::hook::{Backend, TracepointFlavor};
 
 /// The eBPF object built by `build.rs` from `cap-trace-ebpf`.
 static OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/cap-trace"));
-
-/// A way of observing `cap_capable`.
-#[derive(Copy, Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Backend {
-    Tracepoint,
-    Fexit,
-    Kprobe,
-}
-
-impl fmt::Display for Backend {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            Backend::Tracepoint => "tracepoint",
-            Backend::Fexit => "fexit",
-            Backend::Kprobe => "kprobe",
-        })
-    }
-}
-
-/// How the tracepoint backend attaches: both see the same event, at different costs.
-#[derive(Copy, Clone, Debug, PartialEq, Eq, Serialize, Deserialize, Default)]
-#[serde(rename_all = "snake_case")]
-pub enum TracepointFlavor {
-    /// `BPF_PROG_TYPE_TRACEPOINT` through perf: the record is built, then the program runs.
-    Classic,
-    /// `BPF_PROG_TYPE_RAW_TRACEPOINT`: the program gets the tracepoint's arguments directly.
-    #[default]
-    Raw,
-}
 
 /// What `--probe` asks for.
 #[derive(Copy, Clone, Debug, PartialEq, Eq)]

@@ -3,4 +3,6 @@
 
 pub mod audit;
 pub mod caps;
+pub mod errno;
+pub mod hook;
 pub mod syscalls;

@@ -6,7 +6,8 @@ use std::fmt::Write as _;
 use serde::Serialize;
 
 use crate::linux::caps::Cap;
-use crate::model::profile::{Phase, Profile};
+use crate::model::profile::Profile;
+use crate::model::record::Phase;
 use crate::model::suggest::Status;
 use crate::render::text::Style;
 
@@ -178,10 +179,11 @@ pub fn json(verdicts: &[Verdict]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::profile::tests::{check, sample};
-    use crate::model::profile::{Audit, Outcome, Profile, Verdict as V};
+    use crate::model::fixtures::{check, sample};
+    use crate::model::profile::Profile;
+    use crate::model::record::{Audit, Outcome, Verdict as V};
 
-    fn with(extra: Vec<crate::model::profile::Check>, outcomes: Vec<Outcome>) -> Profile {
+    fn with(extra: Vec<crate::model::record::Check>, outcomes: Vec<Outcome>) -> Profile {
         let base = sample();
         let mut checks = base.checks.clone();
         checks.extend(extra);

@@ -3,7 +3,8 @@
 
 use std::collections::BTreeMap;
 
-use crate::model::profile::{Check, Losses, Outcome, Profile, TraceInfo, Workload, WorkloadKind};
+use crate::model::profile::{Profile, TraceInfo, Workload, WorkloadKind};
+use crate::model::record::{Check, Losses, Outcome};
 
 /// Merges `(source name, profile)` pairs; the suggestion is derived again from the union.
 pub fn merge(inputs: Vec<(String, Profile)>) -> Profile {
@@ -143,8 +144,8 @@ pub fn merge(inputs: Vec<(String, Profile)>) -> Profile {
 mod tests {
     use super::*;
     use crate::linux::caps::Cap;
-    use crate::model::profile::tests::{check, sample};
-    use crate::model::profile::{Audit, Verdict};
+    use crate::model::fixtures::{check, sample};
+    use crate::model::record::{Audit, Verdict};
 
     #[test]
     fn union_of_replicas_with_counts_and_sources() {

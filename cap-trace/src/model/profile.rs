@@ -8,8 +8,9 @@ use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 
-use crate::kernel::{Backend, Stats};
 use crate::linux::caps::Cap;
+use crate::linux::hook::Backend;
+use crate::model::record::{Check, Losses, Outcome, Phase, describe_losses};
 use crate::model::suggest::{self, Suggestion};
 
 pub const SCHEMA: &str = "cap-trace/profile";
@@ -117,142 +118,6 @@ pub struct TraceInfo {
     pub losses: Losses,
     /// Checks of the workload, including runtime set-up.
     pub total_checks: u64,
-}
-
-#[derive(Debug, Clone, Copy, Default, Serialize, Deserialize, PartialEq, Eq)]
-pub struct Losses {
-    /// Ring-buffer records dropped (the counts in kernel maps were kept).
-    pub ring_buffer: u64,
-    /// kretprobe/kprobe firings missed by the kernel.
-    pub probes_missed: u64,
-    /// Denials whose syscall outcome could not be followed.
-    pub outcomes: u64,
-}
-
-impl Losses {
-    pub fn from_stats(stats: &Stats) -> Self {
-        Losses {
-            ring_buffer: stats.ringbuf_lost,
-            probes_missed: stats.kprobe_entry_missed + stats.kretprobe_missed,
-            outcomes: stats.pending_full + stats.outcome_keys_full,
-        }
-    }
-
-    pub fn total(&self) -> u64 {
-        self.ring_buffer + self.probes_missed + self.outcomes
-    }
-}
-
-#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq, Hash, PartialOrd, Ord)]
-#[serde(rename_all = "snake_case")]
-pub enum Verdict {
-    Granted,
-    Denied,
-}
-
-#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq, Hash, PartialOrd, Ord)]
-#[serde(rename_all = "snake_case")]
-pub enum Audit {
-    /// An enforcement point: the kernel acts on the answer.
-    Audited,
-    /// A probe (`CAP_OPT_NOAUDIT`): the kernel works either way.
-    Noaudit,
-    /// The backend could not tell; counted as audited.
-    Unknown,
-}
-
-/// Who made the check.
-#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq, Hash, PartialOrd, Ord)]
-#[serde(rename_all = "snake_case")]
-pub enum Phase {
-    /// The workload itself.
-    Workload,
-    /// The container runtime (or cap-trace's launcher) setting the workload up before its exec.
-    Runtime,
-}
-
-/// One distinct kind of capability check, aggregated.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
-pub struct Check {
-    pub cap: Cap,
-    pub verdict: Verdict,
-    pub audit: Audit,
-    /// Made from a set*id/setgroups path (`CAP_OPT_INSETID`).
-    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
-    pub insetid: bool,
-    /// Depth of the user namespace checked against (0: initial).
-    #[serde(default)]
-    pub userns_level: u32,
-    /// System call in flight, by name (`None` outside a syscall).
-    pub syscall: Option<String>,
-    /// Thread name (`comm`) that made the check.
-    pub comm: String,
-    pub phase: Phase,
-    /// Capabilities denied earlier in the same syscall by the same thread.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub denied_before: Vec<Cap>,
-    /// Kernel function that made the check, when the backend knows it.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub site: Option<String>,
-    pub count: u64,
-    /// RFC 3339 time of the first occurrence (absent if its event was lost).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub first_seen: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub pid: Option<u32>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub uid: Option<u32>,
-    /// In a merged profile: the profiles this check was seen in.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub sources: Vec<String>,
-}
-
-impl Check {
-    /// Identity used when merging: everything but counts and first-occurrence details.
-    pub fn identity(&self) -> impl Ord + Clone + use<> {
-        (
-            self.cap,
-            self.verdict,
-            self.audit,
-            self.insetid,
-            self.userns_level,
-            self.syscall.clone(),
-            self.comm.clone(),
-            self.phase,
-            self.denied_before.clone(),
-            self.site.clone(),
-        )
-    }
-}
-
-/// How syscalls that had denied checks ended.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
-pub struct Outcome {
-    pub syscall: Option<String>,
-    pub comm: String,
-    pub phase: Phase,
-    /// Capabilities denied during the syscall.
-    pub denied: Vec<Cap>,
-    /// `ok`, or the errno name the syscall failed with (`EPERM`, `EACCES`, ...).
-    pub result: String,
-    pub count: u64,
-}
-
-impl Outcome {
-    pub fn identity(&self) -> impl Ord + Clone + use<> {
-        (
-            self.syscall.clone(),
-            self.comm.clone(),
-            self.phase,
-            self.denied.clone(),
-            self.result.clone(),
-        )
-    }
-
-    /// The syscall failed with a permission error.
-    pub fn permission_error(&self) -> bool {
-        self.result == "EPERM" || self.result == "EACCES"
-    }
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -405,61 +270,6 @@ impl Profile {
     }
 }
 
-pub fn describe_losses(losses: &Losses) -> String {
-    let mut parts = Vec::new();
-    if losses.ring_buffer > 0 {
-        parts.push(format!("{} ring-buffer events", losses.ring_buffer));
-    }
-    if losses.probes_missed > 0 {
-        parts.push(format!("{} missed probe firings", losses.probes_missed));
-    }
-    if losses.outcomes > 0 {
-        parts.push(format!("{} syscall outcomes", losses.outcomes));
-    }
-    if parts.is_empty() {
-        "nothing".into()
-    } else {
-        parts.join(", ")
-    }
-}
-
-/// Name of an errno value, for outcomes.
-pub fn errno_name(errno: i32) -> String {
-    let name = match errno {
-        1 => "EPERM",
-        2 => "ENOENT",
-        3 => "ESRCH",
-        4 => "EINTR",
-        5 => "EIO",
-        9 => "EBADF",
-        11 => "EAGAIN",
-        12 => "ENOMEM",
-        13 => "EACCES",
-        14 => "EFAULT",
-        16 => "EBUSY",
-        17 => "EEXIST",
-        18 => "EXDEV",
-        19 => "ENODEV",
-        20 => "ENOTDIR",
-        21 => "EISDIR",
-        22 => "EINVAL",
-        24 => "EMFILE",
-        25 => "ENOTTY",
-        26 => "ETXTBSY",
-        28 => "ENOSPC",
-        30 => "EROFS",
-        38 => "ENOSYS",
-        39 => "ENOTEMPTY",
-        61 => "ENODATA",
-        95 => "EOPNOTSUPP",
-        97 => "EAFNOSUPPORT",
-        98 => "EADDRINUSE",
-        99 => "EADDRNOTAVAIL",
-        _ => return format!("E{errno}"),
-    };
-    name.into()
-}
-
 /// RFC 3339 (UTC, millisecond precision) for a time since the Unix epoch.
 pub fn rfc3339(since_epoch: std::time::Duration) -> String {
     let secs = since_epoch.as_secs() as i64;
@@ -485,66 +295,9 @@ pub fn rfc3339(since_epoch: std::time::Duration) -> String {
 }
 
 #[cfg(test)]
-pub(crate) mod tests {
+mod tests {
     use super::*;
-
-    pub(crate) fn check(
-        cap: u32,
-        verdict: Verdict,
-        audit: Audit,
-        syscall: &str,
-        comm: &str,
-    ) -> Check {
-        Check {
-            cap: Cap(cap),
-            verdict,
-            audit,
-            insetid: false,
-            userns_level: 0,
-            syscall: Some(syscall.into()),
-            comm: comm.into(),
-            phase: Phase::Workload,
-            denied_before: vec![],
-            site: None,
-            count: 1,
-            first_seen: None,
-            pid: None,
-            uid: None,
-            sources: vec![],
-        }
-    }
-
-    pub(crate) fn trace_info() -> TraceInfo {
-        TraceInfo {
-            backend: Backend::Tracepoint,
-            hook: "tracepoint".into(),
-            kernel: "6.18.0".into(),
-            started: "2026-11-22T10:00:00.000Z".into(),
-            duration_ms: 5,
-            complete: true,
-            losses: Losses::default(),
-            total_checks: 1,
-        }
-    }
-
-    pub(crate) fn sample() -> Profile {
-        Profile::new(
-            Workload {
-                kind: Some(WorkloadKind::Command),
-                name: "chown nobody /tmp/x".into(),
-                command: Some(vec!["chown".into(), "nobody".into(), "/tmp/x".into()]),
-                exit_status: Some(0),
-                ..Default::default()
-            },
-            trace_info(),
-            vec![
-                check(0, Verdict::Granted, Audit::Audited, "fchownat", "chown"),
-                check(21, Verdict::Granted, Audit::Noaudit, "mmap", "chown"),
-            ],
-            vec![],
-            vec![],
-        )
-    }
+    use crate::model::fixtures::{sample, trace_info};
 
     #[test]
     fn json_round_trip() {
@@ -607,7 +360,7 @@ pub(crate) mod tests {
     }
 
     #[test]
-    fn formats_times_and_errnos() {
+    fn formats_times() {
         assert_eq!(
             rfc3339(std::time::Duration::from_millis(0)),
             "1970-01-01T00:00:00.000Z"
@@ -620,8 +373,5 @@ pub(crate) mod tests {
             rfc3339(std::time::Duration::from_secs(951_782_400)),
             "2000-02-29T00:00:00.000Z"
         );
-        assert_eq!(errno_name(1), "EPERM");
-        assert_eq!(errno_name(13), "EACCES");
-        assert_eq!(errno_name(200), "E200");
     }
 }

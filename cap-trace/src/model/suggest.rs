@@ -18,7 +18,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::linux::audit;
 use crate::linux::caps::Cap;
-use crate::model::profile::{Audit, Check, Outcome, Phase, Verdict};
+use crate::model::record::{Audit, Check, Outcome, Phase, Verdict};
 
 /// (narrow, broad): the kernel checks `narrow` first and falls back to `broad`.
 pub const ALTERNATIVES: &[(Cap, Cap)] = &[
@@ -304,7 +304,7 @@ pub fn suggest(checks: &[Check], outcomes: &[Outcome], base_level: u32) -> Sugge
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::profile::tests::check;
+    use crate::model::fixtures::check;
 
     const CHOWN: u32 = 0;
     const DAC_OVERRIDE: u32 = 1;

@@ -4,7 +4,8 @@
 use std::fmt::Write as _;
 
 use crate::linux::caps::Cap;
-use crate::model::profile::{Phase, Profile};
+use crate::model::profile::Profile;
+use crate::model::record::Phase;
 
 /// A YAML string scalar, double-quoted when plain style could be misread.
 pub fn yaml_str(s: &str) -> String {
@@ -229,7 +230,7 @@ pub fn systemd(profiles: &[Profile]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::profile::tests::sample;
+    use crate::model::fixtures::sample;
     use crate::model::profile::{ComposeInfo, KubernetesInfo};
 
     #[test]

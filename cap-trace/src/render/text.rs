@@ -3,7 +3,8 @@
 use std::fmt::Write as _;
 
 use crate::linux::caps::{Cap, Danger};
-use crate::model::profile::{Audit, Phase, Profile, Verdict, WorkloadKind};
+use crate::model::profile::{Profile, WorkloadKind};
+use crate::model::record::{Audit, Check, Phase, Verdict};
 use crate::model::suggest::Status;
 
 /// Terminal styling, only when writing to a TTY and `NO_COLOR` is unset.
@@ -216,7 +217,7 @@ pub fn text(profile: &Profile, style: Style, opts: TextOptions) -> String {
     out
 }
 
-fn describe_check(c: &crate::model::profile::Check) -> String {
+fn describe_check(c: &Check) -> String {
     format!(
         "{:<18} {:<7} {:<8} {:<16} {:<16} x{}{}",
         c.cap.name(),
@@ -284,7 +285,7 @@ pub fn explain_section(profile: &Profile, style: Style, detailed: bool) -> Strin
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::profile::tests::sample;
+    use crate::model::fixtures::sample;
 
     #[test]
     fn plain_report_has_table_and_suggestion() {

@@ -16,7 +16,8 @@ use tokio::signal::unix::{SignalKind, signal};
 use crate::error::Failure;
 use crate::kernel::{Probe, ProbeOptions};
 use crate::linux::caps::Cap;
-use crate::model::profile::{Losses, Profile, TraceInfo, rfc3339};
+use crate::model::profile::{Profile, TraceInfo, rfc3339};
+use crate::model::record::Losses;
 use crate::session::cgroup;
 use crate::session::container::path::{self as cpath, CgroupContainer, Runtime};
 use crate::session::container::{self, ContainerInfo, Engines};
@@ -432,7 +433,7 @@ impl Session {
         settle: bool,
     ) -> Result<Vec<(String, Profile)>, Failure> {
         let stats = self.tracer.stats()?;
-        let losses = Losses::from_stats(&stats);
+        let losses = Losses::from(&stats);
         let backend = self.tracer.probe.backend;
         let hook = self.tracer.probe.hook_name();
         // The engine records a container's exit a moment after its cgroup empties.

@@ -11,7 +11,8 @@ use tokio::signal::unix::{SignalKind, signal};
 
 use crate::error::Failure;
 use crate::kernel::{Probe, ProbeOptions};
-use crate::model::profile::{Losses, Profile, TraceInfo, Workload, WorkloadKind, rfc3339};
+use crate::model::profile::{Profile, TraceInfo, Workload, WorkloadKind, rfc3339};
+use crate::model::record::Losses;
 use crate::session::cgroup::{self, Leaf};
 use crate::session::tracer::{LAUNCHER_COMM, Tracer};
 
@@ -227,7 +228,7 @@ pub async fn run(opts: RunOptions) -> Result<RunResult, Failure> {
     }
     let (checks, outcomes) = tracer.records(&[leaf.id])?;
     drop(leaf);
-    let losses = Losses::from_stats(&stats);
+    let losses = Losses::from(&stats);
     let total_checks = checks.iter().map(|c| c.count).sum();
     let workload = Workload {
         kind: Some(WorkloadKind::Command),

@@ -14,8 +14,10 @@ use tokio::io::unix::AsyncFd;
 use crate::kernel::kallsyms;
 use crate::kernel::{Probe, ProbeError, Stats};
 use crate::linux::caps::Cap;
+use crate::linux::errno::errno_name;
 use crate::linux::{audit, syscalls};
-use crate::model::profile::{Audit, Check, Outcome, Phase, Verdict, errno_name, rfc3339};
+use crate::model::profile::rfc3339;
+use crate::model::record::{Audit, Check, Losses, Outcome, Phase, Verdict};
 
 /// `comm` cap-trace's launcher takes between fork and the command's exec, so that its own
 /// checks are told apart from the command's.
@@ -141,6 +143,17 @@ impl Collector {
         self.checks.retain(|k, _| !cgroups.contains(&k.cgroup_id));
         self.outcomes.retain(|k, _| !cgroups.contains(&k.cgroup_id));
         self.cgroup_paths.retain(|id, _| !cgroups.contains(id));
+    }
+}
+
+/// What the kernel's counters say was lost, as a profile records it.
+impl From<&Stats> for Losses {
+    fn from(stats: &Stats) -> Self {
+        Losses {
+            ring_buffer: stats.ringbuf_lost,
+            probes_missed: stats.kprobe_entry_missed + stats.kretprobe_missed,
+            outcomes: stats.pending_full + stats.outcome_keys_full,
+        }
     }
 }
 
