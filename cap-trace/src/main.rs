@@ -13,7 +13,7 @@ use cap_trace::linux::caps::{self, Cap};
 use cap_trace::model::profile::Profile;
 use cap_trace::model::{gate, merge};
 use cap_trace::render::text::{self as report, Style, TextOptions};
-use cap_trace::render::{deploy as render, write as output};
+use cap_trace::render::{deploy as render, gate as render_gate, write as output};
 use cap_trace::session::{follow, launch as run};
 
 fn main() -> ExitCode {
@@ -303,8 +303,8 @@ async fn check(args: CheckArgs, global: &GlobalArgs) -> Result<u8, Failure> {
         ));
     }
     let text = match global.format() {
-        Format::Json => gate::json(&verdicts),
-        Format::Text => gate::text(&verdicts, style(global)),
+        Format::Json => render_gate::json(&verdicts),
+        Format::Text => render_gate::text(&verdicts, style(global)),
         other => {
             return Err(Failure::usage(format!(
                 "check writes text or json, not {}",

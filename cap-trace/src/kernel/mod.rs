@@ -11,6 +11,7 @@
 pub mod btf;
 pub mod kallsyms;
 mod kfunc;
+pub mod sites;
 pub mod tracefs;
 
 use std::fs::File;
@@ -24,7 +25,7 @@ use cap_trace_common::{
 use serde::{Deserialize, Serialize};
 
 use crate::kernel::btf::Btf;
-use crate::linux::audit::SiteTable;
+use crate::kernel::sites::SiteTable;
 use crate::linux::hook::{Backend, TracepointFlavor};
 
 /// The eBPF object built by `build.rs` from `cap-trace-ebpf`.

@@ -2,5 +2,6 @@
 //! result (atomically) where it was asked for.
 
 pub mod deploy;
+pub mod gate;
 pub mod text;
 pub mod write;
