@@ -86,3 +86,28 @@ impl From<crate::model::profile::ProfileError> for Failure {
         Failure::usage(e)
     }
 }
+
+impl From<crate::session::SessionError> for Failure {
+    fn from(e: crate::session::SessionError) -> Failure {
+        use crate::session::SessionError::*;
+        match e {
+            Probe(e) => e.into(),
+            Cgroup(e) => e.into(),
+            Usage(message) => Failure::usage(message),
+            Environment(message) => Failure::environment(message),
+            Runtime(message) => Failure::runtime(message),
+        }
+    }
+}
+
+impl From<crate::session::privilege::PrivilegeError> for Failure {
+    fn from(e: crate::session::privilege::PrivilegeError) -> Failure {
+        Failure::environment(e)
+    }
+}
+
+impl From<crate::render::write::WriteError> for Failure {
+    fn from(e: crate::render::write::WriteError) -> Failure {
+        Failure::runtime(e)
+    }
+}

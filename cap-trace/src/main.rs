@@ -248,7 +248,7 @@ async fn run_command(
 ) -> Result<Profile, Failure> {
     let format = global.format();
     let user = match &args.user {
-        Some(spec) => Some(run::resolve_user(spec)?),
+        Some(spec) => Some(cap_trace::commands::run::resolve_user(spec)?),
         None => None,
     };
     let options = run::RunOptions {
@@ -327,7 +327,7 @@ async fn follow_containers(
     probe: &ProbeArgs,
     global: &GlobalArgs,
 ) -> Result<Vec<Profile>, Failure> {
-    follow::follow(follow::FollowOptions {
+    Ok(follow::follow(follow::FollowOptions {
         targets,
         all,
         duration: follow.duration,
@@ -337,7 +337,7 @@ async fn follow_containers(
         verbose: global.verbose,
         labels: Vec::new(),
     })
-    .await
+    .await?)
 }
 
 fn daemon_status_text(s: &daemon::Status) -> String {
@@ -452,7 +452,7 @@ fn render_all(profiles: &[Profile], global: &GlobalArgs, default: Format) -> Res
         Format::Oci => render::oci(profiles),
         Format::Systemd => render::systemd(profiles),
     };
-    output::emit(global.output.as_deref(), &text)
+    Ok(output::emit(global.output.as_deref(), &text)?)
 }
 
 /// `log` records to stderr: warnings always, everything with --verbose.

@@ -1,3 +1,4 @@
 //! The subcommands: the only users of the command line's `Failure`.
 
 pub mod daemon;
+pub mod run;

@@ -14,8 +14,6 @@ use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::os::unix::ffi::{OsStrExt as _, OsStringExt as _};
 use std::path::{Path, PathBuf};
 
-use crate::error::Failure;
-
 /// Symbolic links followed while resolving one path, as the kernel's own limit.
 const MAX_LINKS: usize = 40;
 
@@ -28,12 +26,8 @@ pub enum WriteError {
     },
     #[error("refusing to write {path}: {why}; write it somewhere only root or you control")]
     Untrusted { path: String, why: String },
-}
-
-impl From<WriteError> for Failure {
-    fn from(e: WriteError) -> Failure {
-        Failure::runtime(e)
-    }
+    #[error("cannot write to stdout: {0}")]
+    Stdout(std::io::Error),
 }
 
 /// Who may write a new file: the default mode (`0666` less the umask, as `File::create`), or
@@ -183,7 +177,7 @@ fn resolve(path: &Path, caller: &Caller) -> Result<Target, WriteError> {
 }
 
 /// Writes a rendered result to `output` (atomically) or to stdout.
-pub fn emit(output: Option<&Path>, text: &str) -> Result<(), Failure> {
+pub fn emit(output: Option<&Path>, text: &str) -> Result<(), WriteError> {
     match output {
         Some(path) => Ok(write_atomic(path, text.as_bytes())?),
         None => {
@@ -195,7 +189,7 @@ pub fn emit(output: Option<&Path>, text: &str) -> Result<(), Failure> {
                 Ok(()) => Ok(()),
                 // `cap-trace ... | head` is not an error.
                 Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
-                Err(e) => Err(Failure::runtime(format!("cannot write to stdout: {e}"))),
+                Err(e) => Err(WriteError::Stdout(e)),
             }
         }
     }
@@ -566,12 +560,10 @@ mod tests {
         let missing = Path::new("/nonexistent-dir-cap-trace/p.json");
         assert!(write_atomic(missing, b"x").is_err());
         let err = emit(Some(missing), "x").unwrap_err();
-        assert_eq!(err.code, crate::error::exit::RUNTIME);
         assert!(
-            err.message
+            err.to_string()
                 .contains("cannot write /nonexistent-dir-cap-trace/p.json"),
-            "{}",
-            err.message
+            "{err}"
         );
     }
 

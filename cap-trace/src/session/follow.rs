@@ -13,11 +13,11 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use cap_trace_common::{Traced, traced_kind};
 use tokio::signal::unix::{SignalKind, signal};
 
-use crate::error::Failure;
 use crate::kernel::{Probe, ProbeOptions};
 use crate::linux::caps::Cap;
 use crate::model::profile::{Profile, TraceInfo, rfc3339};
 use crate::model::record::Losses;
+use crate::session::SessionError;
 use crate::session::cgroup;
 use crate::session::container::path::{self as cpath, CgroupContainer, Runtime};
 use crate::session::container::{self, ContainerInfo, Engines};
@@ -122,7 +122,7 @@ impl Session {
     }
 
     /// Starts recording every task below the container parents.
-    fn watch(&mut self) -> Result<(), Failure> {
+    fn watch(&mut self) -> Result<(), SessionError> {
         if self.watching {
             return Ok(());
         }
@@ -145,7 +145,7 @@ impl Session {
         Ok(())
     }
 
-    fn unwatch(&mut self) -> Result<(), Failure> {
+    fn unwatch(&mut self) -> Result<(), SessionError> {
         for id in std::mem::take(&mut self.watched_parents) {
             self.tracer.probe.untrace_cgroup(id)?;
         }
@@ -187,7 +187,7 @@ impl Session {
         leaf: Option<u64>,
         found: &CgroupContainer,
         info: ContainerInfo,
-    ) -> Result<Option<usize>, Failure> {
+    ) -> Result<Option<usize>, SessionError> {
         let Some(index) = self.index_for(&info, found.pod_uid.as_deref()) else {
             return Ok(None);
         };
@@ -248,7 +248,7 @@ impl Session {
     }
 
     /// Looks up containers that are already running.
-    fn attach_running(&mut self) -> Result<(), Failure> {
+    fn attach_running(&mut self) -> Result<(), SessionError> {
         let candidates: Vec<String> = if self.all {
             self.engines.running()
         } else {
@@ -314,7 +314,7 @@ impl Session {
 
     /// Classifies cgroups that produced checks since the last look. A cgroup that looks like a
     /// container the engine cannot name yet is retried for a while before it is dropped.
-    pub(crate) fn classify_new_cgroups(&mut self) -> Result<(), Failure> {
+    pub(crate) fn classify_new_cgroups(&mut self) -> Result<(), SessionError> {
         const GIVE_UP: Duration = Duration::from_secs(10);
         let new: BTreeSet<u64> = self
             .tracer
@@ -381,7 +381,7 @@ impl Session {
     }
 
     /// Notices containers whose cgroup emptied or disappeared.
-    pub(crate) fn check_exits(&mut self) -> Result<(), Failure> {
+    pub(crate) fn check_exits(&mut self) -> Result<(), SessionError> {
         for i in 0..self.tracked.len() {
             let Some((id, path)) = self.tracked[i].live.clone() else {
                 continue;
@@ -414,7 +414,7 @@ impl Session {
         Ok(())
     }
 
-    fn profiles(&mut self, started: (Duration, Instant)) -> Result<Vec<Profile>, Failure> {
+    fn profiles(&mut self, started: (Duration, Instant)) -> Result<Vec<Profile>, SessionError> {
         let mut profiles: Vec<Profile> = self
             .profiles_by_target(started, true)?
             .into_iter()
@@ -431,7 +431,7 @@ impl Session {
         &mut self,
         started: (Duration, Instant),
         settle: bool,
-    ) -> Result<Vec<(String, Profile)>, Failure> {
+    ) -> Result<Vec<(String, Profile)>, SessionError> {
         let stats = self.tracer.stats()?;
         let losses = Losses::from(&stats);
         let backend = self.tracer.probe.backend;
@@ -522,7 +522,7 @@ impl Session {
     /// Stops following a container that has exited: forgets what the kernel and the event
     /// stream hold for it (the caller has saved its profile). Keeps memory flat under churn.
     /// Returns the cgroup ids forgotten.
-    pub(crate) fn retire(&mut self, index: usize) -> Result<Vec<u64>, Failure> {
+    pub(crate) fn retire(&mut self, index: usize) -> Result<Vec<u64>, SessionError> {
         let ids: Vec<u64> = self.tracked[index].cgroups.iter().copied().collect();
         self.tracer.probe.forget(&ids)?;
         self.tracer.collector.forget(&ids);
@@ -583,14 +583,14 @@ pub(crate) struct Opened {
 }
 
 /// Loads the probe, finds the engines and starts watching for containers.
-pub(crate) fn open(opts: &FollowOptions) -> Result<Opened, Failure> {
+pub(crate) fn open(opts: &FollowOptions) -> Result<Opened, SessionError> {
     let started_wall = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .unwrap_or_default();
     let started = Instant::now();
     let engines = Engines::discover(opts.engine_socket.as_deref());
     if engines.is_empty() {
-        return Err(Failure::environment(match &opts.engine_socket {
+        return Err(SessionError::environment(match &opts.engine_socket {
             Some(s) => format!(
                 "no container engine answers on {}: check the path, or start the API service (`podman system service` or the Docker daemon)",
                 s.display()
@@ -637,17 +637,17 @@ pub(crate) fn open(opts: &FollowOptions) -> Result<Opened, Failure> {
     };
     s.engines.watch(s.since);
     // New container cgroups are named the moment they appear, before they can vanish.
-    let mut watcher = cgroup::Watcher::new().map_err(Failure::runtime)?;
+    let mut watcher = cgroup::Watcher::new().map_err(SessionError::runtime)?;
     for parent in CONTAINER_PARENTS {
         let path = s.root.join(parent);
         if path.is_dir() {
-            watcher.watch(&path, 4).map_err(Failure::runtime)?;
+            watcher.watch(&path, 4).map_err(SessionError::runtime)?;
             scan(&path, 6, &mut s.paths);
         }
     }
     // SAFETY: the watcher owns its descriptor for as long as the AsyncFd lives.
     let watcher = unsafe { tokio::io::unix::AsyncFd::register(watcher) }
-        .map_err(|e| Failure::runtime(e.to_string()))?;
+        .map_err(|e| SessionError::runtime(e.to_string()))?;
     // Watch first, then look: a container starting in between is caught by the watch.
     s.watch()?;
     s.attach_running()?;
@@ -659,7 +659,7 @@ pub(crate) fn open(opts: &FollowOptions) -> Result<Opened, Failure> {
     })
 }
 
-pub async fn follow(opts: FollowOptions) -> Result<Vec<Profile>, Failure> {
+pub async fn follow(opts: FollowOptions) -> Result<Vec<Profile>, SessionError> {
     let Opened {
         session: mut s,
         mut watcher,
@@ -687,15 +687,15 @@ pub async fn follow(opts: FollowOptions) -> Result<Vec<Profile>, Failure> {
         ));
     }
 
-    let mut sigint = signal(SignalKind::interrupt()).map_err(Failure::runtime)?;
-    let mut sigterm = signal(SignalKind::terminate()).map_err(Failure::runtime)?;
+    let mut sigint = signal(SignalKind::interrupt()).map_err(SessionError::runtime)?;
+    let mut sigterm = signal(SignalKind::terminate()).map_err(SessionError::runtime)?;
     let mut tick = tokio::time::interval(Duration::from_millis(100));
     let deadline = opts.duration.map(|d| started + d);
     loop {
         tokio::select! {
-            result = s.tracer.pump() => result.map_err(Failure::runtime)?,
+            result = s.tracer.pump() => result.map_err(SessionError::runtime)?,
             guard = watcher.readable_mut() => {
-                let mut guard = guard.map_err(Failure::runtime)?;
+                let mut guard = guard.map_err(SessionError::runtime)?;
                 let created = guard.get_inner_mut().read(&mut s.paths);
                 guard.clear_ready();
                 s.on_created(&created);
@@ -713,7 +713,7 @@ pub async fn follow(opts: FollowOptions) -> Result<Vec<Profile>, Failure> {
                 if !opts.all && started.elapsed() >= opts.wait && !never_seen.is_empty() {
                     let t = never_seen[0];
                     let known = s.engines.inspect(&t.target);
-                    return Err(Failure::runtime(match known {
+                    return Err(SessionError::runtime(match known {
                         Some(_) => format!(
                             "container `{}` exists but did not start within {} s: start it, or raise --wait",
                             t.target,

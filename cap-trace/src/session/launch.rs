@@ -1,4 +1,5 @@
-//! `cap-trace run -- CMD`: run a command in a fresh cgroup and learn what it needs.
+//! A command run in a fresh leaf cgroup and traced from its exec until its last descendant
+//! exits: the session behind `cap-trace run` (and `cap-trace check ... run`).
 
 use std::ffi::{CString, OsString};
 use std::os::fd::AsFd as _;
@@ -9,10 +10,10 @@ use std::time::{Instant, SystemTime, UNIX_EPOCH};
 use cap_trace_common::{Traced, traced_kind};
 use tokio::signal::unix::{SignalKind, signal};
 
-use crate::error::Failure;
 use crate::kernel::{Probe, ProbeOptions};
 use crate::model::profile::{Profile, TraceInfo, Workload, WorkloadKind, rfc3339};
 use crate::model::record::Losses;
+use crate::session::SessionError;
 use crate::session::cgroup::{self, Leaf};
 use crate::session::tracer::{LAUNCHER_COMM, Tracer};
 
@@ -21,52 +22,6 @@ use crate::session::tracer::{LAUNCHER_COMM, Tracer};
 pub struct User {
     pub uid: u32,
     pub gid: u32,
-}
-
-/// Resolves `name`, `uid`, `name:group` or `uid:gid` against the password and group files.
-pub fn resolve_user(spec: &str) -> Result<User, Failure> {
-    let (user, group) = match spec.split_once(':') {
-        Some((u, g)) => (u, Some(g)),
-        None => (spec, None),
-    };
-    let passwd = std::fs::read_to_string("/etc/passwd").unwrap_or_default();
-    let groups = std::fs::read_to_string("/etc/group").unwrap_or_default();
-    let (uid, primary) = match user.parse::<u32>() {
-        Ok(uid) => (
-            uid,
-            lookup(&passwd, |f| f[2] == user).and_then(|f| f[3].parse().ok()),
-        ),
-        Err(_) => {
-            let fields = lookup(&passwd, |f| f[0] == user).ok_or_else(|| {
-                Failure::usage(format!(
-                    "no user `{user}` in /etc/passwd (give a name or a uid)"
-                ))
-            })?;
-            (
-                fields[2]
-                    .parse()
-                    .map_err(|_| Failure::usage(format!("bad uid for `{user}` in /etc/passwd")))?,
-                fields[3].parse().ok(),
-            )
-        }
-    };
-    let gid = match group {
-        Some(g) => match g.parse::<u32>() {
-            Ok(gid) => gid,
-            Err(_) => lookup(&groups, |f| f[0] == g)
-                .and_then(|f| f[2].parse().ok())
-                .ok_or_else(|| Failure::usage(format!("no group `{g}` in /etc/group")))?,
-        },
-        None => primary.unwrap_or(uid),
-    };
-    Ok(User { uid, gid })
-}
-
-/// The fields of the first `:`-separated line (at least four fields) matching `pred`.
-fn lookup(file: &str, pred: impl Fn(&[&str]) -> bool) -> Option<Vec<&str>> {
-    file.lines()
-        .map(|l| l.split(':').collect::<Vec<_>>())
-        .find(|f| f.len() >= 4 && pred(f))
 }
 
 pub struct RunOptions {
@@ -96,9 +51,9 @@ pub fn own_userns_level() -> u32 {
     }
 }
 
-pub async fn run(opts: RunOptions) -> Result<RunResult, Failure> {
+pub async fn run(opts: RunOptions) -> Result<RunResult, SessionError> {
     let Some(program) = opts.command.first() else {
-        return Err(Failure::usage(
+        return Err(SessionError::usage(
             "no command given: usage is `cap-trace run [OPTIONS] -- CMD [ARGS...]`",
         ));
     };
@@ -141,11 +96,11 @@ pub async fn run(opts: RunOptions) -> Result<RunResult, Failure> {
         let stderr = std::io::stderr()
             .as_fd()
             .try_clone_to_owned()
-            .map_err(Failure::runtime)?;
+            .map_err(SessionError::runtime)?;
         command.stdout(std::process::Stdio::from(stderr));
     }
     let procs = CString::new(leaf.procs_file().as_os_str().as_bytes())
-        .map_err(|_| Failure::runtime("cgroup path contains a NUL byte"))?;
+        .map_err(|_| SessionError::runtime("cgroup path contains a NUL byte"))?;
     let marker = CString::new(LAUNCHER_COMM).expect("no NUL");
     let user = opts.user;
     // SAFETY: only async-signal-safe calls (prctl, open, write, close) between fork and exec.
@@ -182,19 +137,19 @@ pub async fn run(opts: RunOptions) -> Result<RunResult, Failure> {
         .map(|a| a.to_string_lossy().into_owned())
         .collect::<Vec<_>>();
     let mut child = command.spawn().map_err(|e| match e.kind() {
-        std::io::ErrorKind::NotFound => Failure::usage(format!(
+        std::io::ErrorKind::NotFound => SessionError::usage(format!(
             "cannot run `{}`: command not found",
             program.to_string_lossy()
         )),
-        std::io::ErrorKind::PermissionDenied => Failure::usage(format!(
+        std::io::ErrorKind::PermissionDenied => SessionError::usage(format!(
             "cannot run `{}`: permission denied",
             program.to_string_lossy()
         )),
-        _ => Failure::runtime(format!("cannot run `{}`: {e}", program.to_string_lossy())),
+        _ => SessionError::runtime(format!("cannot run `{}`: {e}", program.to_string_lossy())),
     })?;
 
-    let mut sigint = signal(SignalKind::interrupt()).map_err(Failure::runtime)?;
-    let mut sigterm = signal(SignalKind::terminate()).map_err(Failure::runtime)?;
+    let mut sigint = signal(SignalKind::interrupt()).map_err(SessionError::runtime)?;
+    let mut sigterm = signal(SignalKind::terminate()).map_err(SessionError::runtime)?;
     let mut interrupts = 0;
     let mut status = None;
     let cgroup_path = leaf.path.clone();
@@ -209,13 +164,13 @@ pub async fn run(opts: RunOptions) -> Result<RunResult, Failure> {
         }
         tokio::select! {
             result = child.wait(), if status.is_none() => {
-                status = Some(result.map_err(Failure::runtime)?);
+                status = Some(result.map_err(SessionError::runtime)?);
             }
             done = async { empty.as_mut().expect("set").await }, if empty.is_some() => {
-                done.map_err(Failure::runtime)??;
+                done.map_err(SessionError::runtime)??;
                 break;
             }
-            result = tracer.pump() => result.map_err(Failure::runtime)?,
+            result = tracer.pump() => result.map_err(SessionError::runtime)?,
             _ = sigint.recv() => interrupts += forward(&cgroup_path, interrupts, libc::SIGINT),
             _ = sigterm.recv() => interrupts += forward(&cgroup_path, interrupts, libc::SIGTERM),
         }
@@ -268,34 +223,4 @@ fn forward(cgroup: &std::path::Path, interrupts: u32, signal: i32) -> u32 {
         cgroup::kill_all(cgroup);
     }
     1
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn resolves_users_and_groups() {
-        assert_eq!(resolve_user("root").unwrap(), User { uid: 0, gid: 0 });
-        assert_eq!(resolve_user("0:0").unwrap(), User { uid: 0, gid: 0 });
-        assert_eq!(
-            resolve_user("1234:5678").unwrap(),
-            User {
-                uid: 1234,
-                gid: 5678
-            }
-        );
-        // A uid not in /etc/passwd gets its own number as group.
-        assert_eq!(
-            resolve_user("424242").unwrap(),
-            User {
-                uid: 424242,
-                gid: 424242
-            }
-        );
-        let err = resolve_user("no-such-user-here").unwrap_err();
-        assert_eq!(err.code, crate::error::exit::USAGE);
-        assert!(err.message.contains("no user `no-such-user-here`"));
-        assert!(resolve_user("root:no-such-group-here").is_err());
-    }
 }

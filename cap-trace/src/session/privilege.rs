@@ -8,7 +8,6 @@
 //! CAP_SYS_ADMIN where there is no CAP_BPF) is all it keeps, and the bounding set is cut to the
 //! same, so nothing it executes can regain more.
 
-use crate::error::Failure;
 use crate::linux::caps::Cap;
 
 const CAP_SYS_ADMIN: u32 = 21;
@@ -103,10 +102,26 @@ fn missing(mask: u64, needed: &[u32]) -> Vec<String> {
         .collect()
 }
 
+/// Why cap-trace's own capabilities are not what tracing takes.
+#[derive(Debug, thiserror::Error)]
+pub enum PrivilegeError {
+    #[error("cannot read own capabilities: {0}")]
+    Read(std::io::Error),
+    #[error(
+        "cap-trace daemon needs {} to load its programs: run it as root, or grant them (see deploy/cap-trace.service)",
+        .0.join(" and ")
+    )]
+    Lacking(Vec<String>),
+    #[error("cannot drop privileges ({what}): {source}")]
+    Drop {
+        what: &'static str,
+        source: std::io::Error,
+    },
+}
+
 /// Refuses to start without what loading the programs takes, naming what is missing.
-pub fn require_tracing_capabilities() -> Result<(), Failure> {
-    let (effective, _, _) =
-        get().map_err(|e| Failure::environment(format!("cannot read own capabilities: {e}")))?;
+pub fn require_tracing_capabilities() -> Result<(), PrivilegeError> {
+    let (effective, _, _) = get().map_err(PrivilegeError::Read)?;
     if effective & (1 << CAP_SYS_ADMIN) != 0 {
         return Ok(());
     }
@@ -118,18 +133,13 @@ pub fn require_tracing_capabilities() -> Result<(), Failure> {
     if lacking.is_empty() {
         return Ok(());
     }
-    Err(Failure::environment(format!(
-        "cap-trace daemon needs {} to load its programs: run it as root, or grant them (see deploy/cap-trace.service)",
-        lacking.join(" and ")
-    )))
+    Err(PrivilegeError::Lacking(lacking))
 }
 
 /// Drops every capability but what tracing keeps needing, from the effective, permitted,
 /// inheritable, ambient and bounding sets. Returns the names kept.
-pub fn drop_to_tracing() -> Result<Vec<String>, Failure> {
-    let fail = |what: &str, e: std::io::Error| {
-        Failure::environment(format!("cannot drop privileges ({what}): {e}"))
-    };
+pub fn drop_to_tracing() -> Result<Vec<String>, PrivilegeError> {
+    let fail = |what: &'static str, source: std::io::Error| PrivilegeError::Drop { what, source };
     let (_, permitted, _) = get().map_err(|e| fail("capget", e))?;
     let keep = needed_after_attach() & permitted;
     // The bounding set first: dropping from it needs CAP_SETPCAP, which goes next.
