@@ -333,7 +333,7 @@ pub enum Command {
 #[derive(Args, Debug, Clone)]
 pub struct SocketArgs {
     /// The daemon's control socket.
-    #[arg(long, value_name = "PATH", default_value = crate::commands::daemon::DEFAULT_SOCKET)]
+    #[arg(long, value_name = "PATH", default_value = crate::model::control::DEFAULT_SOCKET)]
     pub socket: PathBuf,
 }
 

@@ -12,22 +12,21 @@ use std::os::unix::fs::PermissionsExt as _;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use serde::{Deserialize, Serialize};
 use tokio::io::{AsyncBufReadExt as _, AsyncReadExt as _, AsyncWriteExt as _, BufReader};
 use tokio::net::{UnixListener, UnixStream};
 use tokio::signal::unix::{SignalKind, signal};
 use tokio::sync::{mpsc, oneshot};
 
-use crate::error::Failure;
+use crate::cli::{DaemonArgs, GlobalArgs};
+use crate::commands::probe_options;
+use crate::error::{Failure, exit};
+use crate::model::control::{ContainerStatus, Reply, Request, Status};
 use crate::model::merge;
 use crate::model::profile::Profile;
 use crate::model::record::Losses;
 use crate::render::write::{Mode, write_file};
 use crate::session::follow::{self, FollowOptions, Opened};
 use crate::session::privilege;
-
-/// Default control socket.
-pub const DEFAULT_SOCKET: &str = "/run/cap-trace/control.sock";
 
 /// Largest request accepted on the socket.
 const MAX_REQUEST: usize = 64 * 1024;
@@ -37,83 +36,6 @@ pub struct DaemonOptions {
     pub socket: PathBuf,
     pub interval: Duration,
     pub follow: FollowOptions,
-}
-
-/// A request on the control socket (one JSON object per line).
-#[derive(Debug, Deserialize, Serialize, PartialEq)]
-#[serde(tag = "request", rename_all = "lowercase", deny_unknown_fields)]
-pub enum Request {
-    // Struct variants, so that unknown fields are refused for these too.
-    Status {},
-    Profile { name: String },
-    Profiles {},
-}
-
-/// The reply: `{"ok": true, ...}` or `{"ok": false, "error": "..."}`.
-#[derive(Debug, Deserialize, Serialize)]
-pub struct Reply {
-    pub ok: bool,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub error: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub status: Option<Status>,
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub profiles: Vec<Profile>,
-}
-
-impl Reply {
-    fn error(message: impl Into<String>) -> Reply {
-        Reply {
-            ok: false,
-            error: Some(message.into()),
-            status: None,
-            profiles: Vec::new(),
-        }
-    }
-
-    fn profiles(profiles: Vec<Profile>) -> Reply {
-        Reply {
-            ok: true,
-            error: None,
-            status: None,
-            profiles,
-        }
-    }
-}
-
-#[derive(Debug, Clone, Deserialize, Serialize)]
-pub struct Status {
-    pub backend: String,
-    pub hook: String,
-    /// How containers are named: engine API sockets, else CLIs.
-    pub engines: Vec<String>,
-    /// The capabilities the daemon kept after attaching.
-    pub capabilities: Vec<String>,
-    pub uptime_s: u64,
-    pub state_dir: String,
-    pub interval_s: f64,
-    /// Profiles held (saved ones and containers seen by this run).
-    pub profiles: usize,
-    /// Containers seen by this run, running now or exited.
-    pub containers: Vec<ContainerStatus>,
-    pub containers_seen: u64,
-    /// Capability checks seen in followed containers since start.
-    pub checks: u64,
-    /// Ring-buffer events received since start.
-    pub events: u64,
-    pub losses: Losses,
-    pub last_persist: Option<String>,
-    /// The last persist error, if the last persist failed (the daemon keeps tracing).
-    pub persist_error: Option<String>,
-    /// Peak resident memory of the daemon, KiB.
-    pub peak_rss_kib: u64,
-    pub rss_kib: u64,
-}
-
-#[derive(Debug, Clone, Deserialize, Serialize)]
-pub struct ContainerStatus {
-    pub name: String,
-    pub running: bool,
 }
 
 /// File name of a profile: the identity with `/` as `~` (compose `project/service`, Kubernetes
@@ -520,6 +442,26 @@ fn reply_line(reply: &Reply) -> String {
     let mut s = serde_json::to_string(reply).expect("reply serializes");
     s.push('\n');
     s
+}
+
+pub async fn command(args: DaemonArgs, global: &GlobalArgs) -> Result<u8, Failure> {
+    daemon(DaemonOptions {
+        state_dir: args.state_dir,
+        socket: args.socket.socket,
+        interval: args.interval,
+        follow: FollowOptions {
+            all: args.containers.is_empty(),
+            targets: args.containers,
+            duration: None,
+            wait: Duration::MAX,
+            probe: probe_options(&args.probe),
+            engine_socket: args.engine_socket,
+            verbose: global.verbose,
+            labels: args.labels,
+        },
+    })
+    .await?;
+    Ok(exit::OK)
 }
 
 pub async fn daemon(opts: DaemonOptions) -> Result<(), Failure> {

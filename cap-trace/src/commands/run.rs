@@ -1,7 +1,33 @@
 //! `cap-trace run -- CMD`: run a command in a fresh cgroup and learn what it needs.
 
-use crate::error::Failure;
-use crate::session::launch::User;
+use crate::cli::{Format, GlobalArgs, RunArgs};
+use crate::commands::{probe_options, render_all};
+use crate::error::{Failure, exit};
+use crate::model::profile::Profile;
+use crate::session::launch::{self, RunOptions, User};
+
+pub async fn command(args: RunArgs, global: &GlobalArgs) -> Result<u8, Failure> {
+    let profile = run_command(args, global).await?;
+    render_all(std::slice::from_ref(&profile), global, Format::Text)?;
+    Ok(exit::OK)
+}
+
+/// Runs the command traced and returns its profile.
+pub(crate) async fn run_command(args: RunArgs, global: &GlobalArgs) -> Result<Profile, Failure> {
+    let format = global.format();
+    let user = match &args.user {
+        Some(spec) => Some(resolve_user(spec)?),
+        None => None,
+    };
+    let options = RunOptions {
+        command: args.command,
+        user,
+        probe: probe_options(&args.probe),
+        command_stdout_to_stderr: format != Format::Text && global.output.is_none(),
+        verbose: global.verbose,
+    };
+    Ok(launch::run(options).await?.profile)
+}
 
 /// Resolves `name`, `uid`, `name:group` or `uid:gid` against the password and group files.
 pub fn resolve_user(spec: &str) -> Result<User, Failure> {

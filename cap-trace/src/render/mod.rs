@@ -3,5 +3,6 @@
 
 pub mod deploy;
 pub mod gate;
+pub mod status;
 pub mod text;
 pub mod write;
