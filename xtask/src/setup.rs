@@ -4,7 +4,7 @@ use std::process::Command;
 
 use anyhow::{Context, Result, bail};
 
-use crate::tasks::{is_root, run};
+use crate::util::{is_root, root, run};
 
 #[derive(Copy, Clone, PartialEq, Eq)]
 pub enum Scope {
@@ -43,7 +43,7 @@ const PYTHON_TOOLS: &[&str] = &[
 
 /// Where the Python tools live.
 pub fn python_tools() -> std::path::PathBuf {
-    crate::tasks::root().join("target/pytools")
+    root().join("target/pytools")
 }
 
 fn say(what: &str, outcome: &str) {

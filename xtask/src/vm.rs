@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result, bail};
 
 use crate::setup;
-use crate::tasks::{build_release, is_root, root, run};
+use crate::util::{build_release, is_root, root, run};
 
 const TIMEOUT: Duration = Duration::from_secs(900);
 
