@@ -103,7 +103,7 @@ impl std::error::Error for Failure {}
 
 impl From<crate::kernel::ProbeError> for Failure {
     fn from(e: crate::kernel::ProbeError) -> Failure {
-        use crate::kernel::ProbeError::*;
+        use crate::kernel::ProbeError::{Kernel, Map, NoBackend, NoBtf, NoPermission};
         match e {
             NoPermission | NoBtf | NoBackend { .. } | Kernel(_) => Failure::environment(e),
             Map(..) => Failure::runtime(e),
@@ -120,7 +120,7 @@ impl From<crate::session::cgroup::CgroupError> for Failure {
             {
                 Failure::environment(format!("{e} (run cap-trace as root)"))
             }
-            _ => Failure::runtime(e),
+            crate::session::cgroup::CgroupError::Io { .. } => Failure::runtime(e),
         }
     }
 }
@@ -133,7 +133,7 @@ impl From<crate::model::profile::ProfileError> for Failure {
 
 impl From<crate::session::SessionError> for Failure {
     fn from(e: crate::session::SessionError) -> Failure {
-        use crate::session::SessionError::*;
+        use crate::session::SessionError::{Cgroup, Environment, Probe, Runtime, Usage};
         match e {
             Probe(e) => e.into(),
             Cgroup(e) => e.into(),

@@ -1,5 +1,8 @@
 //! The `cap-trace` binary: parses the command line and hands it to [`dispatch`].
 
+// The binary links the library's dependencies, which the lint checks on the library.
+#![allow(unused_crate_dependencies)]
+
 use std::process::ExitCode;
 
 use clap::Parser;

@@ -10,7 +10,7 @@ use crate::util::{
     DEMO_IMAGE, PODMAN_LIMITS, build_release, ensure_demo_image, is_root, podman, run,
 };
 
-pub fn demo() -> Result<()> {
+pub(crate) fn demo() -> Result<()> {
     setup::install(setup::Scope::All)?;
     let bin = build_release()?;
     if !is_root() {

@@ -6,7 +6,7 @@ use anyhow::Result;
 use crate::setup;
 use crate::util::{build_capbench, cargo, is_root, run};
 
-pub fn test(extra: &[String]) -> Result<()> {
+pub(crate) fn test(extra: &[String]) -> Result<()> {
     setup::install(setup::Scope::All)?;
     // The integration tests run the release binary; build it (and the eBPF object) first so that
     // build output does not interleave with test output.

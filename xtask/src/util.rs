@@ -7,20 +7,20 @@ use std::process::Command;
 use anyhow::{Context, Result, bail};
 
 /// The workspace root (xtask lives one level below it).
-pub fn root() -> PathBuf {
+pub(crate) fn root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
         .parent()
         .expect("xtask has a parent directory")
         .to_path_buf()
 }
 
-pub fn cargo() -> Command {
+pub(crate) fn cargo() -> Command {
     let mut cmd = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
     cmd.current_dir(root());
     cmd
 }
 
-pub fn run(cmd: &mut Command) -> Result<()> {
+pub(crate) fn run(cmd: &mut Command) -> Result<()> {
     let status = cmd
         .status()
         .with_context(|| format!("cannot start {cmd:?}"))?;
@@ -30,7 +30,7 @@ pub fn run(cmd: &mut Command) -> Result<()> {
     Ok(())
 }
 
-pub fn is_root() -> bool {
+pub(crate) fn is_root() -> bool {
     Command::new("id")
         .arg("-u")
         .output()
@@ -38,30 +38,30 @@ pub fn is_root() -> bool {
 }
 
 /// Builds the release binary and returns its path.
-pub fn build_release() -> Result<PathBuf> {
+pub(crate) fn build_release() -> Result<PathBuf> {
     run(cargo().args(["build", "--release", "--package", "cap-trace"]))?;
     Ok(root().join("target/release/cap-trace"))
 }
 
 /// The busybox image the demo and the benchmark run containers from.
-pub const DEMO_IMAGE: &str = "localhost/cap-trace-demo:busybox";
+pub(crate) const DEMO_IMAGE: &str = "localhost/cap-trace-demo:busybox";
 
 /// Limits a container needs here: podman's defaults exceed what some sandboxes allow.
-pub const PODMAN_LIMITS: [&str; 4] = [
+pub(crate) const PODMAN_LIMITS: [&str; 4] = [
     "--ulimit",
     "nofile=20000:20000",
     "--ulimit",
     "nproc=1000:1000",
 ];
 
-pub fn podman() -> Command {
+pub(crate) fn podman() -> Command {
     let mut cmd = Command::new("podman");
     cmd.args(["--runtime", "runc"]);
     cmd
 }
 
 /// Builds the demo image (with `tests/image/build.sh`) unless it exists.
-pub fn ensure_demo_image() -> Result<()> {
+pub(crate) fn ensure_demo_image() -> Result<()> {
     let exists = podman()
         .args(["image", "exists", DEMO_IMAGE])
         .status()
@@ -75,7 +75,7 @@ pub fn ensure_demo_image() -> Result<()> {
 }
 
 /// Builds `capbench`, the capability-check workload (target/release/capbench).
-pub fn build_capbench() -> Result<()> {
+pub(crate) fn build_capbench() -> Result<()> {
     run(cargo().args([
         "build",
         "--release",

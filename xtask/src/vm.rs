@@ -174,7 +174,7 @@ fn initramfs(cap_trace: &Path) -> Result<PathBuf> {
     Ok(image)
 }
 
-pub fn vm_test() -> Result<()> {
+pub(crate) fn vm_test() -> Result<()> {
     setup::install(setup::Scope::All)?;
     if !is_root() {
         bail!("vm-test downloads kernel packages with apt: run it as root");
@@ -254,8 +254,7 @@ fn boot(vmlinuz: &Path, version: &str, image: &Path) -> Result<()> {
                     done = true;
                 }
             }
-            Err(mpsc::RecvTimeoutError::Timeout) => break,
-            Err(mpsc::RecvTimeoutError::Disconnected) => break,
+            Err(mpsc::RecvTimeoutError::Timeout | mpsc::RecvTimeoutError::Disconnected) => break,
         }
         if done {
             break;

@@ -13,8 +13,9 @@ use crate::render::gate as render_gate;
 pub async fn command(args: CheckArgs, global: &GlobalArgs) -> Result<u8, Failure> {
     let baselines = Profile::read_all(&args.baseline)?;
     let baseline_name = args.baseline.display().to_string();
-    let sources =
-        args.profile.is_some() as u8 + !args.containers.is_empty() as u8 + args.run.is_some() as u8;
+    let sources = u8::from(args.profile.is_some())
+        + u8::from(!args.containers.is_empty())
+        + u8::from(args.run.is_some());
     if sources != 1 {
         return Err(Failure::usage(
             "check needs exactly one workload: --profile FILE, --container NAME, or `run -- CMD`",

@@ -157,7 +157,11 @@ impl Daemon {
                 entries
                     .flatten()
                     .map(|e| e.file_name().to_string_lossy().into_owned())
-                    .filter(|n| n.ends_with(".json"))
+                    // The daemon names its files itself, in lower case.
+                    .filter(|n| {
+                        #[allow(clippy::case_sensitive_file_extension_comparisons)]
+                        n.ends_with(".json")
+                    })
                     .collect()
             })
             .unwrap_or_default();
@@ -383,7 +387,7 @@ fn bind(path: &Path) -> Result<UnixListener, Failure> {
 /// Serves one connection: requests line by line, each answered by the main loop. Only root
 /// may ask (the socket is 0600 too, but a descriptor can be passed on).
 async fn serve(stream: UnixStream, asks: mpsc::Sender<Ask>) {
-    let uid = stream.peer_cred().map(|c| c.uid()).unwrap_or(u32::MAX);
+    let uid = stream.peer_cred().map_or(u32::MAX, |c| c.uid());
     let (read, mut write) = stream.into_split();
     if uid != 0 {
         let reply = Reply::error("permission denied: the cap-trace control socket is root-only");
@@ -495,7 +499,10 @@ pub async fn daemon(opts: DaemonOptions) -> Result<(), Failure> {
              engine's socket (podman: `systemctl enable --now podman.socket`) or pass \
              --engine-socket to let it drop them"
         );
-        privilege::current().iter().map(|c| c.to_string()).collect()
+        privilege::current()
+            .iter()
+            .map(ToString::to_string)
+            .collect()
     } else {
         s.session.engines.clis.clear();
         privilege::drop_to_tracing()?
@@ -521,7 +528,7 @@ pub async fn daemon(opts: DaemonOptions) -> Result<(), Failure> {
     let mut d = Daemon {
         opts_dir: opts.state_dir.clone(),
         interval: opts.interval,
-        bases: Default::default(),
+        bases: std::collections::HashMap::default(),
         source: format!(
             "{}:{}",
             hostname(),
@@ -529,7 +536,7 @@ pub async fn daemon(opts: DaemonOptions) -> Result<(), Failure> {
         ),
         last_persist: None,
         persist_error: None,
-        containers_seen: Default::default(),
+        containers_seen: std::collections::BTreeSet::default(),
         engines,
         kept,
         retired: Vec::new(),
@@ -587,8 +594,7 @@ pub async fn daemon(opts: DaemonOptions) -> Result<(), Failure> {
 
 fn hostname() -> String {
     std::fs::read_to_string("/proc/sys/kernel/hostname")
-        .map(|h| h.trim().to_owned())
-        .unwrap_or_else(|_| "localhost".into())
+        .map_or_else(|_| "localhost".into(), |h| h.trim().to_owned())
 }
 
 /// A client of the control socket: sends one request, returns the reply.

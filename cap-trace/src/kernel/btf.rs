@@ -229,7 +229,7 @@ impl Btf {
                         KIND_TYPEDEF | KIND_VOLATILE | KIND_CONST | KIND_RESTRICT | KIND_TYPE_TAG
                     ) =>
                 {
-                    id = t.size_or_type
+                    id = t.size_or_type;
                 }
                 _ => break,
             }

@@ -17,13 +17,13 @@ const KFUNC_CALL_REGS: u8 = 2 << 4;
 const HARMLESS_HELPER: i32 = 8;
 
 /// An 8-byte aligned copy of an eBPF object, as aya's ELF reader wants it.
-pub struct Patched {
+pub(super) struct Patched {
     words: Vec<u64>,
     len: usize,
 }
 
 impl Patched {
-    pub fn bytes(&self) -> &[u8] {
+    pub(super) fn bytes(&self) -> &[u8] {
         // SAFETY: `words` holds at least `len` initialised bytes; u8 has no alignment needs.
         unsafe { std::slice::from_raw_parts(self.words.as_ptr().cast::<u8>(), self.len) }
     }
@@ -32,7 +32,7 @@ impl Patched {
 /// A copy of `object` whose placeholder calls call `kfunc` (the BTF id of `bpf_rdonly_cast` in
 /// the kernel's BTF) or, without it, a harmless helper. Returns the copy and how many calls were
 /// patched.
-pub fn patch(object: &[u8], kfunc: Option<u32>) -> Result<(Patched, usize), String> {
+pub(super) fn patch(object: &[u8], kfunc: Option<u32>) -> Result<(Patched, usize), String> {
     let mut words = vec![0u64; object.len().div_ceil(8)];
     // SAFETY: `words` spans at least `object.len()` bytes.
     let bytes =

@@ -168,8 +168,7 @@ pub struct Probe {
 /// The running kernel's release (`uname -r`).
 pub fn kernel_release() -> String {
     std::fs::read_to_string("/proc/sys/kernel/osrelease")
-        .map(|s| s.trim().to_owned())
-        .unwrap_or_else(|_| "unknown".into())
+        .map_or_else(|_| "unknown".into(), |s| s.trim().to_owned())
 }
 
 /// Whether this process holds what loading eBPF programs needs.
@@ -214,8 +213,7 @@ struct KernelLayout {
 }
 
 fn kernel_layout(btf: &Btf) -> Result<KernelLayout, ProbeError> {
-    let err =
-        |e: crate::kernel::btf::BtfError| ProbeError::Kernel(format!("reading kernel BTF: {e}"));
+    let err = |e: btf::BtfError| ProbeError::Kernel(format!("reading kernel BTF: {e}"));
     #[cfg(target_arch = "x86_64")]
     let syscall_reg = "orig_ax";
     #[cfg(target_arch = "aarch64")]
@@ -259,7 +257,7 @@ impl Probe {
         let started = std::time::Instant::now();
         let btf = match Btf::from_sys_fs() {
             Ok(btf) => btf,
-            Err(crate::kernel::btf::BtfError::Read { source, .. })
+            Err(btf::BtfError::Read { source, .. })
                 if source.kind() == std::io::ErrorKind::NotFound =>
             {
                 return Err(ProbeError::NoBtf);
@@ -315,12 +313,12 @@ impl Probe {
         object: &[u8],
     ) -> Result<Probe, AttemptError> {
         let mut settings = Settings::zeroed();
-        settings.stream = options.stream as u32;
+        settings.stream = u32::from(options.stream);
         settings.off_task_real_cred = layout.off_task_real_cred;
         settings.off_userns_level = layout.off_userns_level;
         settings.off_regs_syscall = layout.off_regs_syscall;
         settings.off_regs_sp = layout.off_regs_sp;
-        settings.containers = options.containers as u32;
+        settings.containers = u32::from(options.containers);
         settings.off_task_nsproxy = layout.off_task_nsproxy;
         settings.off_nsproxy_mnt_ns = layout.off_nsproxy_mnt_ns;
         settings.off_mntns_inum = layout.off_mntns_inum;
@@ -772,7 +770,7 @@ fn bump_memlock_rlimit() {
         rlim_max: libc::RLIM_INFINITY,
     };
     // SAFETY: setrlimit with a valid struct; failure only matters on old kernels.
-    let rc = unsafe { libc::setrlimit(libc::RLIMIT_MEMLOCK, &rlim) };
+    let rc = unsafe { libc::setrlimit(libc::RLIMIT_MEMLOCK, &raw const rlim) };
     if rc != 0 {
         log::debug!("could not raise RLIMIT_MEMLOCK (fine on Linux 5.11+)");
     }

@@ -68,7 +68,7 @@ pub fn merge(inputs: Vec<(String, Profile)>) -> Profile {
         for check in &p.checks {
             let mut check = check.clone();
             if check.sources.is_empty() {
-                check.sources = from.clone();
+                check.sources.clone_from(&from);
             }
             match checks.get_mut(&check.identity()) {
                 None => {

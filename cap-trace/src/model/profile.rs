@@ -234,8 +234,8 @@ impl Profile {
             }
             None => return Err(malformed(format!("no \"schema\": \"{SCHEMA}\" field"))),
         }
-        match value.get("version").and_then(|v| v.as_u64()) {
-            Some(v) if v == VERSION as u64 => {}
+        match value.get("version").and_then(serde_json::Value::as_u64) {
+            Some(v) if v == u64::from(VERSION) => {}
             Some(found) => {
                 return Err(ProfileError::WrongVersion {
                     path: name.to_owned(),
@@ -285,7 +285,7 @@ pub fn rfc3339(since_epoch: std::time::Duration) -> String {
     let mp = (5 * doy + 2) / 153;
     let day = doy - (153 * mp + 2) / 5 + 1;
     let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + if month <= 2 { 1 } else { 0 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
     format!(
         "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}.{millis:03}Z",
         rem / 3600,

@@ -182,10 +182,10 @@ pub fn suggest(checks: &[Check], outcomes: &[Outcome], base_level: u32) -> Sugge
                 .site
                 .as_deref()
                 .and_then(|site| audit::RULES.iter().find(|r| r.function == site))
-                .map(|r| r.reason.to_owned())
-                .unwrap_or_else(|| {
-                    "checked without audit: the kernel only asks, and works either way".into()
-                });
+                .map_or_else(
+                    || "checked without audit: the kernel only asks, and works either way".into(),
+                    |r| r.reason.to_owned(),
+                );
             entry.set(Status::Probed, reason);
             continue;
         }

@@ -117,7 +117,7 @@ fn workload_uids(p: &Profile) -> Vec<u32> {
         .filter(|c| c.phase == Phase::Workload)
         .filter_map(|c| c.uid)
         .collect();
-    uids.sort();
+    uids.sort_unstable();
     uids.dedup();
     uids
 }

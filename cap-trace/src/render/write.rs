@@ -294,7 +294,7 @@ fn fstat(fd: &OwnedFd) -> std::io::Result<libc::stat> {
     // SAFETY: an all-zero stat is a valid value to be overwritten.
     let mut st: libc::stat = unsafe { std::mem::zeroed() };
     // SAFETY: a live descriptor and a valid stat buffer.
-    check(unsafe { libc::fstat(fd.as_raw_fd(), &mut st) })?;
+    check(unsafe { libc::fstat(fd.as_raw_fd(), &raw mut st) })?;
     Ok(st)
 }
 
@@ -308,7 +308,7 @@ fn lstat_at(dir: &OwnedFd, name: &OsStr) -> std::io::Result<Option<libc::stat>> 
         libc::fstatat(
             dir.as_raw_fd(),
             c.as_ptr(),
-            &mut st,
+            &raw mut st,
             libc::AT_SYMLINK_NOFOLLOW,
         )
     };
@@ -471,7 +471,7 @@ fn replace(
             0o600,
         ) {
             Ok(fd) => break (tmp, std::fs::File::from(fd)),
-            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => continue,
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
             Err(e) => return Err(e),
         }
     };
@@ -511,7 +511,9 @@ fn on_procfs(dir: &OwnedFd) -> bool {
     // SAFETY: an all-zero statfs is a valid value to be overwritten.
     let mut fs: libc::statfs = unsafe { std::mem::zeroed() };
     // SAFETY: a live descriptor and a valid statfs buffer.
-    unsafe { libc::fstatfs(dir.as_raw_fd(), &mut fs) == 0 && fs.f_type == libc::PROC_SUPER_MAGIC }
+    unsafe {
+        libc::fstatfs(dir.as_raw_fd(), &raw mut fs) == 0 && fs.f_type == libc::PROC_SUPER_MAGIC
+    }
 }
 
 /// `name (uid N)` for a uid, or `uid N`.
@@ -532,7 +534,7 @@ fn user_name(uid: u32) -> String {
 mod tests {
     use super::*;
 
-    fn scratch_dir(name: &str) -> std::path::PathBuf {
+    fn scratch_dir(name: &str) -> PathBuf {
         let dir =
             std::env::temp_dir().join(format!("cap-trace-output-{name}-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
@@ -572,7 +574,7 @@ mod tests {
         use std::os::unix::fs::FileTypeExt as _;
         let dir = scratch_dir("fifo");
         let fifo = dir.join("pipe");
-        let c = std::ffi::CString::new(fifo.to_str().unwrap()).unwrap();
+        let c = CString::new(fifo.to_str().unwrap()).unwrap();
         // SAFETY: a valid NUL-terminated path.
         assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0);
         // A non-blocking reader lets the writer open the FIFO without a second thread.

@@ -63,8 +63,7 @@ pub fn cgroup_id(path: &Path) -> Result<u64, CgroupError> {
 /// Depth of a cgroup below the root (the root is level 0).
 pub fn level(root: &Path, path: &Path) -> u32 {
     path.strip_prefix(root)
-        .map(|rel| rel.components().count() as u32)
-        .unwrap_or(0)
+        .map_or(0, |rel| rel.components().count() as u32)
 }
 
 /// The cgroup v2 path of a process, relative to the hierarchy root (`0::/...` line).
@@ -119,7 +118,7 @@ pub fn wait_empty(path: &Path) -> Result<(), CgroupError> {
             revents: 0,
         };
         // SAFETY: one valid pollfd.
-        unsafe { libc::poll(&mut pfd, 1, 1000) };
+        unsafe { libc::poll(&raw mut pfd, 1, 1000) };
     }
 }
 

@@ -117,6 +117,8 @@ pub(crate) struct Session {
 }
 
 impl Session {
+    /// Every message of a session goes out here: one place decides where they go.
+    #[allow(clippy::unused_self)]
     pub(crate) fn say(&self, message: &str) {
         eprintln!("cap-trace: {message}");
     }
@@ -200,7 +202,7 @@ impl Session {
             self.known.insert(leaf, Some(index));
         }
         t.runtime = Some(found.runtime);
-        t.pod_uid = found.pod_uid.clone();
+        t.pod_uid.clone_from(&found.pod_uid);
         // One incarnation per container cgroup (a restart creates a new one).
         let incarnation = cgroup_id.or(leaf).unwrap_or_default();
         let new_start = t.incarnations.insert(incarnation);
@@ -210,8 +212,7 @@ impl Session {
             let (caps, seccomp) = info
                 .pid
                 .filter(|_| info.running)
-                .map(container::process_security)
-                .unwrap_or((None, None));
+                .map_or((None, None), container::process_security);
             t.caps = caps.or_else(|| info.configured_caps());
             t.seccomp = seccomp.or(Some(info.configured_seccomp()));
         }
@@ -481,7 +482,7 @@ impl Session {
             let ids: Vec<u64> = t.cgroups.iter().copied().collect();
             let (checks, outcomes) = self.tracer.records_in(&snapshot, &ids);
             let mut workload = container::workload(info, t.runtime, t.pod_uid.as_deref());
-            workload.capabilities = t.caps.clone();
+            workload.capabilities.clone_from(&t.caps);
             workload.seccomp = t.seccomp;
             let mut warnings = Vec::new();
             if let Some(w) =

@@ -121,7 +121,7 @@ pub async fn run(opts: RunOptions) -> Result<RunResult, SessionError> {
             // Still the launcher (its name marks these checks): drop to the user.
             if let Some(user) = user {
                 let gid = user.gid;
-                if libc::setgroups(1, &gid) != 0
+                if libc::setgroups(1, &raw const gid) != 0
                     || libc::setgid(user.gid) != 0
                     || libc::setuid(user.uid) != 0
                 {

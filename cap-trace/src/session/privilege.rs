@@ -43,7 +43,7 @@ fn get() -> std::io::Result<(u64, u64, u64)> {
     if rc != 0 {
         return Err(std::io::Error::last_os_error());
     }
-    let join = |f: fn(&Data) -> u32| f(&data[0]) as u64 | (f(&data[1]) as u64) << 32;
+    let join = |f: fn(&Data) -> u32| u64::from(f(&data[0])) | u64::from(f(&data[1])) << 32;
     Ok((
         join(|d| d.effective),
         join(|d| d.permitted),
@@ -147,8 +147,9 @@ pub fn drop_to_tracing() -> Result<Vec<String>, PrivilegeError> {
         for cap in 0..=last_cap() {
             if keep & (1 << cap) == 0 {
                 // SAFETY: plain prctl calls.
-                let rc =
-                    unsafe { libc::prctl(libc::PR_CAPBSET_DROP, cap as libc::c_ulong, 0, 0, 0) };
+                let rc = unsafe {
+                    libc::prctl(libc::PR_CAPBSET_DROP, libc::c_ulong::from(cap), 0, 0, 0)
+                };
                 if rc != 0 {
                     return Err(fail("bounding set", std::io::Error::last_os_error()));
                 }

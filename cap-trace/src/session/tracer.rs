@@ -170,8 +170,8 @@ impl Clock {
             tv_nsec: 0,
         };
         // SAFETY: valid timespec pointer.
-        unsafe { libc::clock_gettime(libc::CLOCK_BOOTTIME, &mut ts) };
-        let boot = ts.tv_sec as i128 * 1_000_000_000 + ts.tv_nsec as i128;
+        unsafe { libc::clock_gettime(libc::CLOCK_BOOTTIME, &raw mut ts) };
+        let boot = i128::from(ts.tv_sec) * 1_000_000_000 + i128::from(ts.tv_nsec);
         let real = SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .unwrap_or_default()
@@ -182,7 +182,7 @@ impl Clock {
     }
 
     pub fn wall(&self, boot_ns: u64) -> String {
-        let ns = (boot_ns as i128 + self.realtime_minus_boot).max(0) as u128;
+        let ns = (i128::from(boot_ns) + self.realtime_minus_boot).max(0) as u128;
         rfc3339(Duration::from_nanos(ns as u64))
     }
 }
@@ -510,19 +510,13 @@ mod tests {
             },
         };
         let bytes = unsafe {
-            std::slice::from_raw_parts(
-                (&ev as *const CheckEvent).cast::<u8>(),
-                size_of::<CheckEvent>(),
-            )
+            std::slice::from_raw_parts((&raw const ev).cast::<u8>(), size_of::<CheckEvent>())
         };
         c.on_record(bytes);
         let mut uncounted = ev;
         uncounted.kind = event_kind::CHECK_UNCOUNTED;
         let bytes2 = unsafe {
-            std::slice::from_raw_parts(
-                (&uncounted as *const CheckEvent).cast::<u8>(),
-                size_of::<CheckEvent>(),
-            )
+            std::slice::from_raw_parts((&raw const uncounted).cast::<u8>(), size_of::<CheckEvent>())
         };
         c.on_record(bytes2);
         c.on_record(bytes2);

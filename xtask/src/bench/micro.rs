@@ -43,7 +43,7 @@ pub(super) fn cap_trace_run(bin: &Path, args: &[&str]) -> Command {
 }
 
 pub(super) fn configs() -> Vec<Config> {
-    use Runner::*;
+    use Runner::{Bare, Bpftrace, CapTrace};
     vec![
         Config {
             key: "base",
@@ -133,7 +133,7 @@ pub(super) fn median(values: &mut [f64]) -> f64 {
     if n % 2 == 1 {
         values[n / 2]
     } else {
-        (values[n / 2 - 1] + values[n / 2]) / 2.0
+        f64::midpoint(values[n / 2 - 1], values[n / 2])
     }
 }
 
@@ -226,6 +226,7 @@ mod tests {
     }
 
     #[test]
+    #[allow(clippy::float_cmp)] // halves of small integers are exact
     fn medians() {
         assert_eq!(median(&mut [3.0, 1.0, 2.0]), 2.0);
         assert_eq!(median(&mut [4.0, 1.0, 2.0, 3.0]), 2.5);

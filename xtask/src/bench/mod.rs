@@ -17,7 +17,7 @@ use crate::bench::tracer::{attach_time, profile};
 use crate::setup;
 use crate::util::{build_capbench, build_release, ensure_demo_image, is_root, root};
 
-pub struct Options {
+pub(crate) struct Options {
     pub rounds: usize,
     pub calls: u64,
     /// Keys of the only configurations to run (empty: the whole benchmark).
@@ -32,7 +32,7 @@ struct Row {
     low: f64,
 }
 
-pub fn bench(opts: Options) -> Result<()> {
+pub(crate) fn bench(opts: Options) -> Result<()> {
     setup::install(setup::Scope::All)?;
     // The peer a user would pick instead.
     setup::debian_packages(&["bpftrace", "bpftool"])?;

@@ -2,7 +2,7 @@
 // (Linux 6.18). Numbers without a 64-bit entry point are empty strings.
 
 /// Name of each x86_64 system call, indexed by number.
-pub const X86_64: &[&str] = &[
+pub(super) const X86_64: &[&str] = &[
     "read", // 0
     "write", // 1
     "open", // 2

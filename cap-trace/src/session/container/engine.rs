@@ -301,7 +301,7 @@ fn apply_event<'a>(event: &'a Value, entry: &mut ContainerInfo) -> &'a str {
     let name = attrs["name"].as_str().or(event["Name"].as_str());
     let image = attrs["image"].as_str().or(event["Image"].as_str());
     if let Some(name) = name {
-        entry.name = name.trim_start_matches('/').to_owned();
+        name.trim_start_matches('/').clone_into(&mut entry.name);
     }
     if let Some(image) = image {
         entry.image = Some(image.to_owned());
@@ -348,7 +348,10 @@ impl Recent {
 
     fn record(&self, event: &Value, engine: &str) {
         let Some(id) = event_id(event) else { return };
-        let mut seen = self.seen.lock().unwrap_or_else(|e| e.into_inner());
+        let mut seen = self
+            .seen
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         let (entry, removed) = seen.entry(id.to_owned()).or_insert_with(|| {
             (
                 ContainerInfo {
@@ -368,14 +371,20 @@ impl Recent {
 
     /// What the events said about container `id`, once they named it.
     pub fn get(&self, id: &str) -> Option<ContainerInfo> {
-        let seen = self.seen.lock().unwrap_or_else(|e| e.into_inner());
+        let seen = self
+            .seen
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         seen.get(id)
             .map(|(info, _)| info.clone())
             .filter(|i| !i.name.is_empty())
     }
 
     pub fn len(&self) -> usize {
-        self.seen.lock().unwrap_or_else(|e| e.into_inner()).len()
+        self.seen
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .len()
     }
 
     pub fn is_empty(&self) -> bool {
@@ -736,7 +745,7 @@ impl Engines {
         Engines {
             apis,
             clis,
-            recent: Default::default(),
+            recent: std::sync::Arc::default(),
         }
     }
 
@@ -988,7 +997,7 @@ mod tests {
         http.push_str("0\r\n\r\n");
         let mut lines = Vec::new();
         read_streamed_lines(&mut http.as_bytes(), &mut |l| {
-            lines.push(String::from_utf8(l.to_vec()).unwrap())
+            lines.push(String::from_utf8(l.to_vec()).unwrap());
         })
         .unwrap();
         assert_eq!(lines, [first, second]);

@@ -141,7 +141,7 @@ pub fn learning_mode_warning(
     seccomp: Option<bool>,
     host: Option<&[Cap]>,
 ) -> Option<String> {
-    let host_count = host.map_or(caps::ALL.len(), |h| h.len());
+    let host_count = host.map_or(caps::ALL.len(), <[Cap]>::len);
     let lacking: Vec<Cap> = match (caps, host) {
         (Some(c), Some(h)) => h.iter().copied().filter(|x| !c.contains(x)).collect(),
         (Some(c), None) => caps::ALL

@@ -234,7 +234,7 @@ mod tests {
                 None,
             ),
             ("/".into(), None, "", None),
-            ("".into(), None, "", None),
+            (String::new(), None, "", None),
             (format!("/kubepods/besteffort/pod{UID}"), None, "", None),
             ("/libpod_parent/libpod-abc".into(), None, "", None),
             ("/cap-trace/run-123".into(), None, "", None),
