@@ -212,6 +212,34 @@ struct KernelLayout {
     rdonly_cast: Option<(u32, u32)>,
 }
 
+impl KernelLayout {
+    /// The load-time settings with this kernel's offsets filled in.
+    fn settings(&self, options: &ProbeOptions) -> Settings {
+        let mut settings = Settings::zeroed();
+        settings.stream = u32::from(options.stream);
+        settings.off_task_real_cred = self.off_task_real_cred;
+        settings.off_userns_level = self.off_userns_level;
+        settings.off_regs_syscall = self.off_regs_syscall;
+        settings.off_regs_sp = self.off_regs_sp;
+        settings.containers = u32::from(options.containers);
+        settings.off_task_nsproxy = self.off_task_nsproxy;
+        settings.off_nsproxy_mnt_ns = self.off_nsproxy_mnt_ns;
+        settings.off_mntns_inum = self.off_mntns_inum;
+        settings.off_task_cgroups = self.off_task_cgroups;
+        settings.off_css_set_dfl_cgrp = self.off_css_set_dfl_cgrp;
+        settings.off_cgroup_kn = self.off_cgroup_kn;
+        settings.off_kn_name = self.off_kn_name;
+        settings.off_kn_parent = self.off_kn_parent;
+        settings.off_task_comm = self.off_task_comm;
+        settings.off_kn_id = self.off_kn_id;
+        settings.cut = options.cut;
+        settings.off_task_stack = self.off_task_stack;
+        settings.off_cgroup_serial = self.off_cgroup_serial;
+        settings.cast_type = self.rdonly_cast.map_or(0, |(_, pt_regs)| pt_regs);
+        settings
+    }
+}
+
 fn kernel_layout(btf: &Btf) -> Result<KernelLayout, ProbeError> {
     let err = |e: btf::BtfError| ProbeError::Kernel(format!("reading kernel BTF: {e}"));
     #[cfg(target_arch = "x86_64")]
@@ -312,95 +340,16 @@ impl Probe {
         layout: &KernelLayout,
         object: &[u8],
     ) -> Result<Probe, AttemptError> {
-        let mut settings = Settings::zeroed();
-        settings.stream = u32::from(options.stream);
-        settings.off_task_real_cred = layout.off_task_real_cred;
-        settings.off_userns_level = layout.off_userns_level;
-        settings.off_regs_syscall = layout.off_regs_syscall;
-        settings.off_regs_sp = layout.off_regs_sp;
-        settings.containers = u32::from(options.containers);
-        settings.off_task_nsproxy = layout.off_task_nsproxy;
-        settings.off_nsproxy_mnt_ns = layout.off_nsproxy_mnt_ns;
-        settings.off_mntns_inum = layout.off_mntns_inum;
-        settings.off_task_cgroups = layout.off_task_cgroups;
-        settings.off_css_set_dfl_cgrp = layout.off_css_set_dfl_cgrp;
-        settings.off_cgroup_kn = layout.off_cgroup_kn;
-        settings.off_kn_name = layout.off_kn_name;
-        settings.off_kn_parent = layout.off_kn_parent;
-        settings.off_task_comm = layout.off_task_comm;
-        settings.off_kn_id = layout.off_kn_id;
-        settings.cut = options.cut;
-        settings.off_task_stack = layout.off_task_stack;
-        settings.off_cgroup_serial = layout.off_cgroup_serial;
-        settings.cast_type = layout.rdonly_cast.map_or(0, |(_, pt_regs)| pt_regs);
+        let mut settings = layout.settings(options);
         let mut sites = None;
         let mut flavor = None;
-
         match backend {
             Backend::Tracepoint => {
-                let root = tracefs::tracefs_root().ok_or_else(|| {
-                    AttemptError::Unavailable("tracefs is not mounted and cannot be mounted".into())
-                })?;
-                let format_path = root.join("events/capability/cap_capable/format");
-                let format = std::fs::read_to_string(&format_path).map_err(|_| {
-                    AttemptError::Unavailable(format!(
-                        "no capability:cap_capable tracepoint (added in Linux 6.15; this is {})",
-                        kernel_release()
-                    ))
-                })?;
-                let fields = tracefs::parse_format(&format)
-                    .map_err(|e| AttemptError::Unavailable(e.to_string()))?;
-                let off = |name, size| {
-                    tracefs::field_offset(&fields, name, size)
-                        .map_err(|e| AttemptError::Unavailable(e.to_string()))
-                };
-                settings.tp_off_cred = off("cred", 8)?;
-                settings.tp_off_target_ns = off("target_ns", 8)?;
-                settings.tp_off_cap = off("cap", 4)?;
-                settings.tp_off_ret = off("ret", 4)?;
-                let positions = tracefs::raw_positions(&fields, tp_params);
-                let pos = |name: &str| {
-                    positions
-                        .iter()
-                        .find(|(n, _)| n == name)
-                        .map(|(_, p)| *p)
-                        .ok_or_else(|| {
-                            AttemptError::Unavailable(format!(
-                                "raw tracepoint cap_capable has no argument for `{name}`"
-                            ))
-                        })
-                };
-                // The program reads the arguments at fixed positions.
-                for (name, expected) in [
-                    ("cred", raw_arg::CRED),
-                    ("target_ns", raw_arg::TARGET_NS),
-                    ("cap", raw_arg::CAP),
-                    ("ret", raw_arg::RET),
-                ] {
-                    let at = pos(name)?;
-                    if at as usize != expected {
-                        return Err(AttemptError::Unavailable(format!(
-                            "raw tracepoint cap_capable has `{name}` as argument {at}, not {expected}"
-                        )));
-                    }
-                }
-                let kallsyms = File::open("/proc/kallsyms").map_err(|e| {
-                    AttemptError::Unavailable(format!("cannot read /proc/kallsyms: {e}"))
-                })?;
-                let table = SiteTable::from_kallsyms(kallsyms)
-                    .map_err(|e| AttemptError::Unavailable(e.to_string()))?;
-                settings.cap_capable_start = table.cap_capable.0;
-                settings.cap_capable_end = table.cap_capable.1;
-                settings.nsites = table.ranges.len() as u32;
-                for (slot, range) in settings.sites.iter_mut().zip(&table.ranges) {
-                    *slot = *range;
-                }
-                debug_assert!(table.ranges.len() <= MAX_SITES);
+                sites = Some(tracepoint_settings(&mut settings, tp_params)?);
                 settings.backend = match options.flavor {
                     TracepointFlavor::Classic => backend::TRACEPOINT,
                     TracepointFlavor::Raw => backend::RAW_TRACEPOINT,
                 };
-                sites = Some(table);
                 flavor = Some(options.flavor);
             }
             Backend::Fexit => settings.backend = backend::FEXIT,
@@ -425,19 +374,20 @@ impl Probe {
             "{backend}: programs verified and attached in {} ms",
             t.elapsed().as_millis()
         );
-        if options.floor && options.floor_sys_exit {
-            let prog: &mut RawTracePoint = program(&mut ebpf, "floor_sys_exit")?;
-            prog.load()
-                .map_err(|e| fatal_or_unavailable("sys_exit", &e))?;
-            prog.attach("sys_exit")
-                .map_err(|e| fatal_or_unavailable("raw_syscalls:sys_exit", &e))?;
-        }
-        if !options.floor {
-            let prog: &mut RawTracePoint = program(&mut ebpf, "sys_exit")?;
-            prog.load()
-                .map_err(|e| fatal_or_unavailable("sys_exit", &e))?;
-            prog.attach("sys_exit")
-                .map_err(|e| fatal_or_unavailable("raw_syscalls:sys_exit", &e))?;
+        let sys_exit = match (options.floor, options.floor_sys_exit) {
+            (false, _) => Some("sys_exit"),
+            (true, true) => Some("floor_sys_exit"),
+            (true, false) => None,
+        };
+        if let Some(name) = sys_exit {
+            load_attach::<RawTracePoint, _>(
+                &mut ebpf,
+                name,
+                ("sys_exit", "raw_syscalls:sys_exit"),
+                RawTracePoint::load,
+                |p| p.attach("sys_exit"),
+            )
+            .map_err(AttemptError::Unavailable)?;
         }
         Ok(Probe {
             ebpf,
@@ -651,10 +601,6 @@ fn classify_load_error(message: &str) -> AttemptError {
     AttemptError::Unavailable(format!("loading the eBPF object failed: {message}"))
 }
 
-fn fatal_or_unavailable(what: &str, e: &aya::programs::ProgramError) -> AttemptError {
-    AttemptError::Unavailable(describe_program_error(what, e))
-}
-
 fn program<'a, T>(ebpf: &'a mut Ebpf, name: &str) -> Result<&'a mut T, AttemptError>
 where
     &'a mut T: TryFrom<&'a mut aya::programs::Program, Error = aya::programs::ProgramError>,
@@ -702,64 +648,147 @@ fn summarize_program_error(what: &str, text: &str) -> String {
     }
 }
 
-fn attach_backend(ebpf: &mut Ebpf, backend: Backend, options: &ProbeOptions) -> Result<(), String> {
-    let unavailable = |e: AttemptError| match e {
-        AttemptError::Unavailable(s) => s,
-        AttemptError::Fatal(e) => e.to_string(),
+/// What the tracepoint backends add to the settings: the tracepoint's field offsets (from its
+/// tracefs `format`), checked against the raw tracepoint's argument positions, and the audit
+/// call sites on this kernel. Returns the call-site table.
+fn tracepoint_settings(
+    settings: &mut Settings,
+    tp_params: Option<&[String]>,
+) -> Result<SiteTable, AttemptError> {
+    let root = tracefs::tracefs_root().ok_or_else(|| {
+        AttemptError::Unavailable("tracefs is not mounted and cannot be mounted".into())
+    })?;
+    let format_path = root.join("events/capability/cap_capable/format");
+    let format = std::fs::read_to_string(&format_path).map_err(|_| {
+        AttemptError::Unavailable(format!(
+            "no capability:cap_capable tracepoint (added in Linux 6.15; this is {})",
+            kernel_release()
+        ))
+    })?;
+    let fields =
+        tracefs::parse_format(&format).map_err(|e| AttemptError::Unavailable(e.to_string()))?;
+    let off = |name, size| {
+        tracefs::field_offset(&fields, name, size)
+            .map_err(|e| AttemptError::Unavailable(e.to_string()))
     };
-    match backend {
-        Backend::Tracepoint => match options.flavor {
-            TracepointFlavor::Classic => {
-                let name = if options.floor {
-                    "floor_tp"
-                } else {
-                    "cap_capable_tp"
-                };
-                let prog: &mut TracePoint = program(ebpf, name).map_err(unavailable)?;
-                prog.load()
-                    .map_err(|e| describe_program_error("tracepoint program", &e))?;
-                prog.attach("capability", "cap_capable")
-                    .map_err(|e| describe_program_error("capability:cap_capable", &e))?;
-            }
-            TracepointFlavor::Raw => {
-                let name = if options.floor {
-                    "floor_raw"
-                } else {
-                    "cap_capable_raw"
-                };
-                let prog: &mut RawTracePoint = program(ebpf, name).map_err(unavailable)?;
-                prog.load()
-                    .map_err(|e| describe_program_error("raw tracepoint program", &e))?;
-                prog.attach("cap_capable")
-                    .map_err(|e| describe_program_error("raw tracepoint cap_capable", &e))?;
-            }
-        },
-        Backend::Fexit => {
-            let btf = AyaBtf::from_sys_fs().map_err(|e| format!("kernel BTF: {e}"))?;
-            let prog: &mut FExit = program(ebpf, "cap_capable_fexit").map_err(unavailable)?;
-            prog.load("cap_capable", &btf)
-                .map_err(|e| describe_program_error("fexit program", &e))?;
-            prog.attach()
-                .map_err(|e| describe_program_error("fexit on cap_capable", &e))?;
+    settings.tp_off_cred = off("cred", 8)?;
+    settings.tp_off_target_ns = off("target_ns", 8)?;
+    settings.tp_off_cap = off("cap", 4)?;
+    settings.tp_off_ret = off("ret", 4)?;
+    let positions = tracefs::raw_positions(&fields, tp_params);
+    let pos = |name: &str| {
+        positions
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, p)| *p)
+            .ok_or_else(|| {
+                AttemptError::Unavailable(format!(
+                    "raw tracepoint cap_capable has no argument for `{name}`"
+                ))
+            })
+    };
+    // The program reads the arguments at fixed positions.
+    for (name, expected) in [
+        ("cred", raw_arg::CRED),
+        ("target_ns", raw_arg::TARGET_NS),
+        ("cap", raw_arg::CAP),
+        ("ret", raw_arg::RET),
+    ] {
+        let at = pos(name)?;
+        if at as usize != expected {
+            return Err(AttemptError::Unavailable(format!(
+                "raw tracepoint cap_capable has `{name}` as argument {at}, not {expected}"
+            )));
         }
-        Backend::Kprobe => {
+    }
+    let kallsyms = File::open("/proc/kallsyms")
+        .map_err(|e| AttemptError::Unavailable(format!("cannot read /proc/kallsyms: {e}")))?;
+    let table =
+        SiteTable::from_kallsyms(kallsyms).map_err(|e| AttemptError::Unavailable(e.to_string()))?;
+    settings.cap_capable_start = table.cap_capable.0;
+    settings.cap_capable_end = table.cap_capable.1;
+    settings.nsites = table.ranges.len() as u32;
+    for (slot, range) in settings.sites.iter_mut().zip(&table.ranges) {
+        *slot = *range;
+    }
+    debug_assert!(table.ranges.len() <= MAX_SITES);
+    Ok(table)
+}
+
+fn attach_backend(ebpf: &mut Ebpf, backend: Backend, options: &ProbeOptions) -> Result<(), String> {
+    match (backend, options.flavor) {
+        (Backend::Tracepoint, TracepointFlavor::Classic) => load_attach::<TracePoint, _>(
+            ebpf,
+            if options.floor {
+                "floor_tp"
+            } else {
+                "cap_capable_tp"
+            },
+            ("tracepoint program", "capability:cap_capable"),
+            TracePoint::load,
+            |p| p.attach("capability", "cap_capable"),
+        ),
+        (Backend::Tracepoint, TracepointFlavor::Raw) => load_attach::<RawTracePoint, _>(
+            ebpf,
+            if options.floor {
+                "floor_raw"
+            } else {
+                "cap_capable_raw"
+            },
+            ("raw tracepoint program", "raw tracepoint cap_capable"),
+            RawTracePoint::load,
+            |p| p.attach("cap_capable"),
+        ),
+        (Backend::Fexit, _) => {
+            let btf = AyaBtf::from_sys_fs().map_err(|e| format!("kernel BTF: {e}"))?;
+            load_attach::<FExit, _>(
+                ebpf,
+                "cap_capable_fexit",
+                ("fexit program", "fexit on cap_capable"),
+                |p| p.load("cap_capable", &btf),
+                FExit::attach,
+            )
+        }
+        (Backend::Kprobe, _) => {
             if !std::path::Path::new("/sys/bus/event_source/devices/kprobe").exists() {
                 return Err("kprobes are not enabled in this kernel (CONFIG_KPROBES)".into());
             }
-            let entry: &mut KProbe = program(ebpf, "cap_capable_entry").map_err(unavailable)?;
-            entry
-                .load()
-                .map_err(|e| describe_program_error("kprobe program", &e))?;
-            entry
-                .attach("cap_capable", 0)
-                .map_err(|e| describe_program_error("kprobe on cap_capable", &e))?;
-            let ret: &mut KProbe = program(ebpf, "cap_capable_return").map_err(unavailable)?;
-            ret.load()
-                .map_err(|e| describe_program_error("kretprobe program", &e))?;
-            ret.attach("cap_capable", 0)
-                .map_err(|e| describe_program_error("kretprobe on cap_capable", &e))?;
+            load_attach::<KProbe, _>(
+                ebpf,
+                "cap_capable_entry",
+                ("kprobe program", "kprobe on cap_capable"),
+                KProbe::load,
+                |p| p.attach("cap_capable", 0),
+            )?;
+            load_attach::<KProbe, _>(
+                ebpf,
+                "cap_capable_return",
+                ("kretprobe program", "kretprobe on cap_capable"),
+                KProbe::load,
+                |p| p.attach("cap_capable", 0),
+            )
         }
     }
+}
+
+/// Loads the program `name` and attaches it: the step every hook takes. `what` names the
+/// program and the hook, in that order, in the error.
+fn load_attach<T, Link>(
+    ebpf: &mut Ebpf,
+    name: &str,
+    (program_what, hook_what): (&str, &str),
+    load: impl FnOnce(&mut T) -> Result<(), aya::programs::ProgramError>,
+    attach: impl FnOnce(&mut T) -> Result<Link, aya::programs::ProgramError>,
+) -> Result<(), String>
+where
+    for<'a> &'a mut T: TryFrom<&'a mut aya::programs::Program, Error = aya::programs::ProgramError>,
+{
+    let prog: &mut T = program(ebpf, name).map_err(|e| match e {
+        AttemptError::Unavailable(s) => s,
+        AttemptError::Fatal(e) => e.to_string(),
+    })?;
+    load(prog).map_err(|e| describe_program_error(program_what, &e))?;
+    attach(prog).map_err(|e| describe_program_error(hook_what, &e))?;
     Ok(())
 }
 
