@@ -5,6 +5,7 @@ use std::ffi::{CString, OsString};
 use std::os::fd::AsFd as _;
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::process::ExitStatusExt;
+use std::path::Path;
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use cap_trace_common::{Traced, traced_kind};
@@ -89,7 +90,54 @@ pub async fn run(opts: RunOptions) -> Result<RunResult, SessionError> {
             level: cgroup::level(&root, &leaf.path),
         },
     )?;
+    let child = spawn_in_leaf(&opts, program, &leaf)?;
+    let status = wait_forwarding_signals(child, &mut tracer, &leaf.path).await?;
 
+    let stats = tracer.stats()?;
+    if opts.verbose {
+        eprintln!("cap-trace: kernel counters: {stats:?}");
+    }
+    let (checks, outcomes) = tracer.records(&[leaf.id])?;
+    drop(leaf);
+    let losses = Losses::from(&stats);
+    let total_checks = checks.iter().map(|c| c.count).sum();
+    let display = opts
+        .command
+        .iter()
+        .map(|a| a.to_string_lossy().into_owned())
+        .collect::<Vec<_>>();
+    let workload = Workload {
+        kind: Some(WorkloadKind::Command),
+        name: display.join(" "),
+        command: Some(display),
+        exit_status: status.code(),
+        exit_signal: status.signal(),
+        userns_level: own_userns_level(),
+        ..Default::default()
+    };
+    let trace = TraceInfo {
+        backend,
+        hook,
+        kernel: crate::kernel::kernel_release(),
+        started: rfc3339(started_wall),
+        duration_ms: started.elapsed().as_millis() as u64,
+        complete: losses.total() == 0,
+        losses,
+        total_checks,
+    };
+    Ok(RunResult {
+        profile: Profile::new(workload, trace, checks, outcomes, Vec::new()),
+        attach_ms,
+    })
+}
+
+/// Starts the command in the leaf cgroup: between fork and exec the launcher names itself
+/// [`LAUNCHER_COMM`] (its own checks are told apart), joins the leaf, and drops to the user.
+fn spawn_in_leaf(
+    opts: &RunOptions,
+    program: &OsString,
+    leaf: &Leaf,
+) -> Result<tokio::process::Child, SessionError> {
     let mut command = tokio::process::Command::new(program);
     command.args(&opts.command[1..]);
     if opts.command_stdout_to_stderr {
@@ -131,12 +179,7 @@ pub async fn run(opts: RunOptions) -> Result<RunResult, SessionError> {
             Ok(())
         });
     }
-    let display = opts
-        .command
-        .iter()
-        .map(|a| a.to_string_lossy().into_owned())
-        .collect::<Vec<_>>();
-    let mut child = command.spawn().map_err(|e| match e.kind() {
+    command.spawn().map_err(|e| match e.kind() {
         std::io::ErrorKind::NotFound => SessionError::usage(format!(
             "cannot run `{}`: command not found",
             program.to_string_lossy()
@@ -146,18 +189,25 @@ pub async fn run(opts: RunOptions) -> Result<RunResult, SessionError> {
             program.to_string_lossy()
         )),
         _ => SessionError::runtime(format!("cannot run `{}`: {e}", program.to_string_lossy())),
-    })?;
+    })
+}
 
+/// Waits for the command and then for its cgroup to empty (its descendants may outlive it),
+/// reading events meanwhile and passing Ctrl-C and SIGTERM on. Returns the command's status.
+async fn wait_forwarding_signals(
+    mut child: tokio::process::Child,
+    tracer: &mut Tracer,
+    cgroup_path: &Path,
+) -> Result<std::process::ExitStatus, SessionError> {
     let mut sigint = signal(SignalKind::interrupt()).map_err(SessionError::runtime)?;
     let mut sigterm = signal(SignalKind::terminate()).map_err(SessionError::runtime)?;
     let mut interrupts = 0;
     let mut status = None;
-    let cgroup_path = leaf.path.clone();
     let mut empty = None;
     loop {
         if status.is_some() && empty.is_none() {
             // The command is gone; its descendants may not be. Wait for the cgroup to empty.
-            let path = cgroup_path.clone();
+            let path = cgroup_path.to_path_buf();
             empty = Some(tokio::task::spawn_blocking(move || {
                 cgroup::wait_empty(&path)
             }));
@@ -171,47 +221,15 @@ pub async fn run(opts: RunOptions) -> Result<RunResult, SessionError> {
                 break;
             }
             result = tracer.pump() => result.map_err(SessionError::runtime)?,
-            _ = sigint.recv() => interrupts += forward(&cgroup_path, interrupts, libc::SIGINT),
-            _ = sigterm.recv() => interrupts += forward(&cgroup_path, interrupts, libc::SIGTERM),
+            _ = sigint.recv() => interrupts += forward(cgroup_path, interrupts, libc::SIGINT),
+            _ = sigterm.recv() => interrupts += forward(cgroup_path, interrupts, libc::SIGTERM),
         }
     }
-    let status = status.expect("command status");
-
-    let stats = tracer.stats()?;
-    if opts.verbose {
-        eprintln!("cap-trace: kernel counters: {stats:?}");
-    }
-    let (checks, outcomes) = tracer.records(&[leaf.id])?;
-    drop(leaf);
-    let losses = Losses::from(&stats);
-    let total_checks = checks.iter().map(|c| c.count).sum();
-    let workload = Workload {
-        kind: Some(WorkloadKind::Command),
-        name: display.join(" "),
-        command: Some(display),
-        exit_status: status.code(),
-        exit_signal: status.signal(),
-        userns_level: own_userns_level(),
-        ..Default::default()
-    };
-    let trace = TraceInfo {
-        backend,
-        hook,
-        kernel: crate::kernel::kernel_release(),
-        started: rfc3339(started_wall),
-        duration_ms: started.elapsed().as_millis() as u64,
-        complete: losses.total() == 0,
-        losses,
-        total_checks,
-    };
-    Ok(RunResult {
-        profile: Profile::new(workload, trace, checks, outcomes, Vec::new()),
-        attach_ms,
-    })
+    Ok(status.expect("command status"))
 }
 
 /// Passes a Ctrl-C or SIGTERM on to the traced processes; a second one kills them.
-fn forward(cgroup: &std::path::Path, interrupts: u32, signal: i32) -> u32 {
+fn forward(cgroup: &Path, interrupts: u32, signal: i32) -> u32 {
     if interrupts == 0 {
         if let Ok(procs) = std::fs::read_to_string(cgroup.join("cgroup.procs")) {
             for pid in procs.lines().filter_map(|l| l.trim().parse::<i32>().ok()) {
