@@ -146,6 +146,116 @@ impl Acc {
     }
 }
 
+/// Why a check made without audit is not a need: the call-site rule's reason, when the
+/// backend named the site.
+fn probed_reason(check: &Check) -> String {
+    check
+        .site
+        .as_deref()
+        .and_then(|site| audit::RULES.iter().find(|r| r.function == site))
+        .map_or_else(
+            || "checked without audit: the kernel only asks, and works either way".into(),
+            |r| r.reason.to_owned(),
+        )
+}
+
+/// A capability granted at an enforcement point: required, unless it was only the fallback
+/// after a narrower one was denied (and is never required on its own), in which case the
+/// narrow one is.
+fn granted(acc: &mut BTreeMap<Cap, Acc>, check: &Check, required_alone: &BTreeSet<Cap>) {
+    match narrow_denied_before(check.cap, &check.denied_before) {
+        Some(narrow) if !required_alone.contains(&check.cap) => {
+            acc.entry(check.cap).or_default().set(
+                Status::Replaced,
+                format!("used only as a fallback after {narrow} was denied; {narrow} is enough"),
+            );
+            let narrow_entry = acc.entry(narrow).or_default();
+            narrow_entry.set(
+                Status::Required,
+                format!(
+                    "least privilege for what the workload did with {}",
+                    check.cap
+                ),
+            );
+            narrow_entry
+                .evidence
+                .insert(format!("{} (instead of {})", evidence(check), check.cap));
+        }
+        _ => {
+            let reason = if check.audit == Audit::Unknown {
+                "granted at a call site cap-trace does not know; counted as required".into()
+            } else {
+                "granted at an enforcement point".into()
+            };
+            acc.entry(check.cap)
+                .or_default()
+                .set(Status::Required, reason);
+        }
+    }
+}
+
+/// A denied check, judged by how its syscall ended: a wall when the syscall failed with a
+/// permission error (or the result cannot tell), not required when it succeeded anyway or
+/// failed for another reason.
+fn denied(check: &Check, outcomes: &[Outcome]) -> (Status, String) {
+    let related: Vec<&Outcome> = outcomes
+        .iter()
+        .filter(|o| {
+            o.phase == Phase::Workload
+                && o.syscall == check.syscall
+                && o.comm == check.comm
+                && o.denied.contains(&check.cap)
+        })
+        .collect();
+    let failed: Vec<&&Outcome> = related.iter().filter(|o| o.permission_error()).collect();
+    let syscall = check.syscall.as_deref().unwrap_or("the operation");
+    if let Some(outcome) = failed.first() {
+        if let Some(narrow) = failed
+            .iter()
+            .find_map(|o| narrow_denied_before(check.cap, &o.denied))
+        {
+            (
+                Status::Replaced,
+                format!("{narrow} was denied first in the same {syscall}; {narrow} is enough"),
+            )
+        } else {
+            (
+                Status::Missing,
+                format!("denied, and {syscall} then failed with {}", outcome.result),
+            )
+        }
+    } else if check
+        .syscall
+        .as_deref()
+        .is_some_and(|s| RESULT_BLIND_SYSCALLS.contains(&s))
+    {
+        (
+            Status::Missing,
+            format!(
+                "denied in {syscall}; a netlink request reports its error in the reply, not in the syscall's result, so it is kept"
+            ),
+        )
+    } else if related.iter().any(|o| o.result == "ok") {
+        (
+            Status::NotRequired,
+            format!("denied, but {syscall} succeeded anyway (another path)"),
+        )
+    } else if let Some(outcome) = related.first() {
+        (
+            Status::NotRequired,
+            format!(
+                "denied, and {syscall} failed with {} (not a permission error)",
+                outcome.result
+            ),
+        )
+    } else {
+        (
+            Status::Missing,
+            format!("denied in {syscall}; how it ended is unknown, so it is kept"),
+        )
+    }
+}
+
 /// Derives the suggestion from a workload's checks and syscall outcomes. `base_level` is the
 /// depth of the workload's own user namespace.
 pub fn suggest(checks: &[Check], outcomes: &[Outcome], base_level: u32) -> Suggestion {
@@ -175,109 +285,13 @@ pub fn suggest(checks: &[Check], outcomes: &[Outcome], base_level: u32) -> Sugge
                 Status::ChildUserns,
                 "only checked against a user namespace the workload created; it does not need it in its own".into(),
             );
-            continue;
-        }
-        if !enforcing(check) {
-            let reason = check
-                .site
-                .as_deref()
-                .and_then(|site| audit::RULES.iter().find(|r| r.function == site))
-                .map_or_else(
-                    || "checked without audit: the kernel only asks, and works either way".into(),
-                    |r| r.reason.to_owned(),
-                );
-            entry.set(Status::Probed, reason);
-            continue;
-        }
-        match check.verdict {
-            Verdict::Granted => match narrow_denied_before(check.cap, &check.denied_before) {
-                Some(narrow) if !required_alone.contains(&check.cap) => {
-                    entry.set(
-                        Status::Replaced,
-                        format!(
-                            "used only as a fallback after {narrow} was denied; {narrow} is enough"
-                        ),
-                    );
-                    let narrow_entry = acc.entry(narrow).or_default();
-                    narrow_entry.set(
-                        Status::Required,
-                        format!(
-                            "least privilege for what the workload did with {}",
-                            check.cap
-                        ),
-                    );
-                    narrow_entry.evidence.insert(format!(
-                        "{} (instead of {})",
-                        evidence(check),
-                        check.cap
-                    ));
-                }
-                _ => {
-                    let reason = if check.audit == Audit::Unknown {
-                        "granted at a call site cap-trace does not know; counted as required".into()
-                    } else {
-                        "granted at an enforcement point".into()
-                    };
-                    entry.set(Status::Required, reason);
-                }
-            },
-            Verdict::Denied => {
-                let related: Vec<&Outcome> = outcomes
-                    .iter()
-                    .filter(|o| {
-                        o.phase == Phase::Workload
-                            && o.syscall == check.syscall
-                            && o.comm == check.comm
-                            && o.denied.contains(&check.cap)
-                    })
-                    .collect();
-                let failed: Vec<&&Outcome> =
-                    related.iter().filter(|o| o.permission_error()).collect();
-                let syscall = check.syscall.as_deref().unwrap_or("the operation");
-                if let Some(outcome) = failed.first() {
-                    if let Some(narrow) = failed
-                        .iter()
-                        .find_map(|o| narrow_denied_before(check.cap, &o.denied))
-                    {
-                        entry.set(
-                            Status::Replaced,
-                            format!("{narrow} was denied first in the same {syscall}; {narrow} is enough"),
-                        );
-                    } else {
-                        entry.set(
-                            Status::Missing,
-                            format!("denied, and {syscall} then failed with {}", outcome.result),
-                        );
-                    }
-                } else if check
-                    .syscall
-                    .as_deref()
-                    .is_some_and(|s| RESULT_BLIND_SYSCALLS.contains(&s))
-                {
-                    entry.set(
-                        Status::Missing,
-                        format!("denied in {syscall}; a netlink request reports its error in the reply, not in the syscall's result, so it is kept"),
-                    );
-                } else if related.iter().any(|o| o.result == "ok") {
-                    entry.set(
-                        Status::NotRequired,
-                        format!("denied, but {syscall} succeeded anyway (another path)"),
-                    );
-                } else if let Some(outcome) = related.first() {
-                    entry.set(
-                        Status::NotRequired,
-                        format!(
-                            "denied, and {syscall} failed with {} (not a permission error)",
-                            outcome.result
-                        ),
-                    );
-                } else {
-                    entry.set(
-                        Status::Missing,
-                        format!("denied in {syscall}; how it ended is unknown, so it is kept"),
-                    );
-                }
-            }
+        } else if !enforcing(check) {
+            entry.set(Status::Probed, probed_reason(check));
+        } else if check.verdict == Verdict::Granted {
+            granted(&mut acc, check, &required_alone);
+        } else {
+            let (status, reason) = denied(check, outcomes);
+            entry.set(status, reason);
         }
     }
 
