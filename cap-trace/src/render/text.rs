@@ -5,7 +5,7 @@ use std::fmt::Write as _;
 use crate::linux::caps::{Cap, Danger};
 use crate::model::profile::{Profile, WorkloadKind};
 use crate::model::record::{Audit, Check, Phase, Verdict};
-use crate::model::suggest::Status;
+use crate::model::suggest::{CapVerdict, Status};
 
 /// Terminal styling, only when writing to a TTY and `NO_COLOR` is unset.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -66,6 +66,35 @@ fn pad(text: &str, visible: usize, width: usize) -> String {
 /// The text report of one profile.
 pub fn text(profile: &Profile, style: Style, opts: TextOptions) -> String {
     let mut out = String::new();
+    header(&mut out, profile, style);
+    table(
+        &mut out,
+        &profile.suggestion.capabilities,
+        style,
+        opts.verbose,
+    );
+    let missing: Vec<Cap> = profile.suggestion.missing().map(|v| v.cap).collect();
+    if !missing.is_empty() {
+        let _ = writeln!(
+            out,
+            "\n  {} the workload hit a wall: {} was denied and the syscall failed; it is included below",
+            style.red("needed but missing:"),
+            cap_list(&missing)
+        );
+    }
+    if opts.verbose {
+        every_check(&mut out, profile, style);
+    }
+    out.push_str(&explain_section(profile, style, opts.explain));
+    for warning in &profile.warnings {
+        let _ = writeln!(out, "\n  {} {warning}", style.yellow("warning:"));
+    }
+    suggestion(&mut out, profile, style);
+    out
+}
+
+/// What was traced: the workload, how it ended, how it was traced, what it ran with.
+fn header(out: &mut String, profile: &Profile, style: Style) {
     let w = &profile.workload;
     let title = match w.kind {
         Some(WorkloadKind::Container) => format!("container {}", w.name),
@@ -89,117 +118,102 @@ pub fn text(profile: &Profile, style: Style, opts: TextOptions) -> String {
     if let Some(caps) = &w.capabilities {
         let _ = writeln!(out, "  ran with: {}", cap_list(caps));
     }
+}
 
-    let verdicts = &profile.suggestion.capabilities;
+/// The widest of `widths`, and at least `min`.
+fn width(widths: impl Iterator<Item = usize>, min: usize) -> usize {
+    widths.max().unwrap_or(min).max(min)
+}
+
+/// One row per capability: its status, its checks, why, and what made the checks (three
+/// lines of evidence, or all with --verbose).
+fn table(out: &mut String, verdicts: &[CapVerdict], style: Style, verbose: bool) {
     if verdicts.is_empty() {
         let _ = writeln!(out, "\n  no capability checks by the workload");
-    } else {
-        let name_w = verdicts
-            .iter()
-            .map(|v| v.cap.name().len())
-            .max()
-            .unwrap_or(10)
-            .max(10);
-        let status_w = verdicts
-            .iter()
-            .map(|v| v.status.label().len())
-            .max()
-            .unwrap_or(6)
-            .max(6);
+        return;
+    }
+    let name_w = width(verdicts.iter().map(|v| v.cap.name().len()), 10);
+    let status_w = width(verdicts.iter().map(|v| v.status.label().len()), 6);
+    let _ = writeln!(
+        out,
+        "\n  {}  {}  {:>7}  {}",
+        pad(&style.bold("CAPABILITY"), 10, name_w),
+        pad(&style.bold("STATUS"), 6, status_w),
+        style.bold("CHECKS"),
+        style.bold("WHY")
+    );
+    let under = |out: &mut String, text: &str| {
         let _ = writeln!(
             out,
-            "\n  {}  {}  {:>7}  {}",
-            pad(&style.bold("CAPABILITY"), 10, name_w),
-            pad(&style.bold("STATUS"), 6, status_w),
-            style.bold("CHECKS"),
-            style.bold("WHY")
+            "  {}  {}  {:>7}  {}",
+            " ".repeat(name_w),
+            " ".repeat(status_w),
+            "",
+            style.dim(text)
         );
-        for v in verdicts {
-            let label = v.status.label();
-            let painted = match v.status {
-                Status::Required => style.green(label),
-                Status::Missing => style.red(label),
-                Status::Probed | Status::ChildUserns | Status::NotRequired | Status::Replaced => {
-                    style.dim(label)
-                }
-            };
-            let _ = writeln!(
-                out,
-                "  {}  {}  {:>7}  {}",
-                pad(&v.cap.name(), v.cap.name().len(), name_w),
-                pad(&painted, label.len(), status_w),
-                v.count,
-                v.reason
-            );
-            let shown = if opts.verbose { v.evidence.len() } else { 3 };
-            for e in v.evidence.iter().take(shown) {
-                let _ = writeln!(
-                    out,
-                    "  {}  {}  {:>7}  {}",
-                    " ".repeat(name_w),
-                    " ".repeat(status_w),
-                    "",
-                    style.dim(e)
-                );
+    };
+    for v in verdicts {
+        let label = v.status.label();
+        let painted = match v.status {
+            Status::Required => style.green(label),
+            Status::Missing => style.red(label),
+            Status::Probed | Status::ChildUserns | Status::NotRequired | Status::Replaced => {
+                style.dim(label)
             }
-            if v.evidence.len() > shown {
-                let more = format!("... {} more (--verbose)", v.evidence.len() - shown);
-                let _ = writeln!(
-                    out,
-                    "  {}  {}  {:>7}  {}",
-                    " ".repeat(name_w),
-                    " ".repeat(status_w),
-                    "",
-                    style.dim(&more)
-                );
-            }
-        }
-    }
-
-    let missing: Vec<Cap> = profile.suggestion.missing().map(|v| v.cap).collect();
-    if !missing.is_empty() {
+        };
         let _ = writeln!(
             out,
-            "\n  {} the workload hit a wall: {} was denied and the syscall failed; it is included below",
-            style.red("needed but missing:"),
-            cap_list(&missing)
+            "  {}  {}  {:>7}  {}",
+            pad(&v.cap.name(), v.cap.name().len(), name_w),
+            pad(&painted, label.len(), status_w),
+            v.count,
+            v.reason
         );
-    }
-
-    if opts.verbose {
-        let runtime: Vec<_> = profile
-            .checks
-            .iter()
-            .filter(|c| c.phase == Phase::Runtime)
-            .collect();
-        if !runtime.is_empty() {
-            let _ = writeln!(
-                out,
-                "\n  {}",
-                style.bold("runtime set-up (not part of the workload):")
-            );
-            for c in runtime {
-                let _ = writeln!(out, "    {}", describe_check(c));
-            }
+        let shown = if verbose { v.evidence.len() } else { 3 };
+        for e in v.evidence.iter().take(shown) {
+            under(out, e);
         }
-        let _ = writeln!(out, "\n  {}", style.bold("all workload checks:"));
-        for c in profile.checks.iter().filter(|c| c.phase == Phase::Workload) {
+        if v.evidence.len() > shown {
+            under(
+                out,
+                &format!("... {} more (--verbose)", v.evidence.len() - shown),
+            );
+        }
+    }
+}
+
+/// With --verbose: the runtime's set-up checks, then every check of the workload.
+fn every_check(out: &mut String, profile: &Profile, style: Style) {
+    let runtime: Vec<_> = profile
+        .checks
+        .iter()
+        .filter(|c| c.phase == Phase::Runtime)
+        .collect();
+    if !runtime.is_empty() {
+        let _ = writeln!(
+            out,
+            "\n  {}",
+            style.bold("runtime set-up (not part of the workload):")
+        );
+        for c in runtime {
             let _ = writeln!(out, "    {}", describe_check(c));
         }
     }
-
-    out.push_str(&explain_section(profile, style, opts.explain));
-
-    for warning in &profile.warnings {
-        let _ = writeln!(out, "\n  {} {warning}", style.yellow("warning:"));
+    let _ = writeln!(out, "\n  {}", style.bold("all workload checks:"));
+    for c in profile.checks.iter().filter(|c| c.phase == Phase::Workload) {
+        let _ = writeln!(out, "    {}", describe_check(c));
     }
+}
+
+/// The suggested flags, and what they drop of what the workload runs with now.
+fn suggestion(out: &mut String, profile: &Profile, style: Style) {
     let _ = writeln!(
         out,
         "\n{} {}",
         style.bold("Suggestion:"),
         style.bold(&profile.suggestion.docker_flags())
     );
-    if let Some(current) = &w.capabilities {
+    if let Some(current) = &profile.workload.capabilities {
         let dropped: Vec<Cap> = current
             .iter()
             .copied()
@@ -214,7 +228,6 @@ pub fn text(profile: &Profile, style: Style, opts: TextOptions) -> String {
             );
         }
     }
-    out
 }
 
 fn describe_check(c: &Check) -> String {
