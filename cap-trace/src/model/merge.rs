@@ -32,19 +32,11 @@ pub fn merge(inputs: Vec<(String, Profile)>) -> Profile {
         };
         // Profiles that share a source (a run saved, then continued) list it once.
         for s in &from {
-            if !sources.contains(s) {
-                sources.push(s.clone());
-            }
+            push_once(&mut sources, s);
         }
-        if !names.contains(&p.workload.name) {
-            names.push(p.workload.name.clone());
-        }
-        if !kernels.contains(&p.trace.kernel) {
-            kernels.push(p.trace.kernel.clone());
-        }
-        if !hooks.contains(&p.trace.hook) {
-            hooks.push(p.trace.hook.clone());
-        }
+        push_once(&mut names, &p.workload.name);
+        push_once(&mut kernels, &p.trace.kernel);
+        push_once(&mut hooks, &p.trace.hook);
         if p.workload.userns_level != first.workload.userns_level {
             warnings.push(format!(
                 "{source} ran in a user namespace of another depth ({} instead of {}); its child-namespace checks are judged by the first profile's",
@@ -61,8 +53,8 @@ pub fn merge(inputs: Vec<(String, Profile)>) -> Profile {
             started = Some(p.trace.started.clone());
         }
         for w in &p.warnings {
-            if !w.starts_with("the trace is incomplete") && !warnings.contains(w) {
-                warnings.push(w.clone());
+            if !w.starts_with("the trace is incomplete") {
+                push_once(&mut warnings, w);
             }
         }
         for check in &p.checks {
@@ -74,21 +66,7 @@ pub fn merge(inputs: Vec<(String, Profile)>) -> Profile {
                 None => {
                     checks.insert(check.identity(), check);
                 }
-                Some(existing) => {
-                    existing.count += check.count;
-                    if check.first_seen.is_some()
-                        && (existing.first_seen.is_none() || check.first_seen < existing.first_seen)
-                    {
-                        existing.first_seen = check.first_seen;
-                        existing.pid = check.pid;
-                        existing.uid = check.uid;
-                    }
-                    for s in check.sources {
-                        if !existing.sources.contains(&s) {
-                            existing.sources.push(s);
-                        }
-                    }
-                }
+                Some(existing) => absorb(existing, check),
             }
         }
         for outcome in &p.outcomes {
@@ -99,28 +77,7 @@ pub fn merge(inputs: Vec<(String, Profile)>) -> Profile {
         }
     }
 
-    let same_workload = names.len() == 1;
-    let workload = Workload {
-        kind: if same_workload {
-            first.workload.kind
-        } else {
-            Some(WorkloadKind::Merged)
-        },
-        name: names.join(" + "),
-        sources,
-        // Facts of one run (its id, exit status, capability set) do not describe the merge.
-        id: None,
-        exit_status: None,
-        exit_signal: None,
-        capabilities: None,
-        seccomp: None,
-        command: if same_workload {
-            first.workload.command.clone()
-        } else {
-            None
-        },
-        ..first.workload.clone()
-    };
+    let workload = merged_workload(&first.workload, &names, sources);
     let trace = TraceInfo {
         backend: first.trace.backend,
         hook: hooks.join(", "),
@@ -138,6 +95,56 @@ pub fn merge(inputs: Vec<(String, Profile)>) -> Profile {
         outcomes.into_values().collect(),
         warnings,
     )
+}
+
+/// Adds `item` to `list` unless it is there already (first occurrence first).
+fn push_once<T: PartialEq + Clone>(list: &mut Vec<T>, item: &T) {
+    if !list.contains(item) {
+        list.push(item.clone());
+    }
+}
+
+/// Folds `check` into the same check from another profile: the counts add up, the earliest
+/// first occurrence is kept, and every source is listed once.
+fn absorb(existing: &mut Check, check: Check) {
+    existing.count += check.count;
+    if check.first_seen.is_some()
+        && (existing.first_seen.is_none() || check.first_seen < existing.first_seen)
+    {
+        existing.first_seen = check.first_seen;
+        existing.pid = check.pid;
+        existing.uid = check.uid;
+    }
+    for s in check.sources {
+        push_once(&mut existing.sources, &s);
+    }
+}
+
+/// The merged workload: the first profile's, named after every workload merged, without the
+/// facts of one run.
+fn merged_workload(first: &Workload, names: &[String], sources: Vec<String>) -> Workload {
+    let same_workload = names.len() == 1;
+    Workload {
+        kind: if same_workload {
+            first.kind
+        } else {
+            Some(WorkloadKind::Merged)
+        },
+        name: names.join(" + "),
+        sources,
+        // Facts of one run (its id, exit status, capability set) do not describe the merge.
+        id: None,
+        exit_status: None,
+        exit_signal: None,
+        capabilities: None,
+        seccomp: None,
+        command: if same_workload {
+            first.command.clone()
+        } else {
+            None
+        },
+        ..first.clone()
+    }
 }
 
 #[cfg(test)]
