@@ -25,6 +25,7 @@ use crate::model::merge;
 use crate::model::profile::Profile;
 use crate::model::record::Losses;
 use crate::render::write::{Mode, write_file};
+use crate::session::container::Engines;
 use crate::session::follow::{self, FollowOptions, Opened};
 use crate::session::privilege;
 
@@ -468,6 +469,38 @@ pub async fn command(args: DaemonArgs, global: &GlobalArgs) -> Result<u8, Failur
     Ok(exit::OK)
 }
 
+/// How the engines are reached, for `status`: API sockets, else CLIs.
+fn engine_names(engines: &Engines) -> Vec<String> {
+    engines
+        .apis
+        .iter()
+        .map(|(api, engine)| format!("{engine} at {}", api.socket.display()))
+        .chain(engines.clis.iter().map(|c| format!("{} CLI", c.program)))
+        .collect()
+}
+
+/// Everything that needs privilege is done: programs attached, socket bound. Naming
+/// containers through an engine's API socket needs none; its CLI (podman's at least) does,
+/// so without a socket the daemon keeps what it has rather than go blind. Returns the
+/// capabilities kept, by name.
+fn drop_privileges(engines: &mut Engines) -> Result<Vec<String>, Failure> {
+    if engines.apis.is_empty() && !engines.clis.is_empty() {
+        eprintln!(
+            "cap-trace: warning: no container engine API socket answers, and naming containers \
+             with the engine's CLI needs root's privileges, so the daemon keeps them; start the \
+             engine's socket (podman: `systemctl enable --now podman.socket`) or pass \
+             --engine-socket to let it drop them"
+        );
+        Ok(privilege::current()
+            .iter()
+            .map(ToString::to_string)
+            .collect())
+    } else {
+        engines.clis.clear();
+        Ok(privilege::drop_to_tracing()?)
+    }
+}
+
 pub async fn daemon(opts: DaemonOptions) -> Result<(), Failure> {
     privilege::require_tracing_capabilities()?;
     state_dir(&opts.state_dir)?;
@@ -475,38 +508,8 @@ pub async fn daemon(opts: DaemonOptions) -> Result<(), Failure> {
     let saved = read_saved(&opts.state_dir)?.len();
     let listener = bind(&opts.socket)?;
     let mut s = follow::open(&opts.follow)?;
-    let engines: Vec<String> = s
-        .session
-        .engines
-        .apis
-        .iter()
-        .map(|(api, engine)| format!("{engine} at {}", api.socket.display()))
-        .chain(
-            s.session
-                .engines
-                .clis
-                .iter()
-                .map(|c| format!("{} CLI", c.program)),
-        )
-        .collect();
-    // Everything that needs privilege is done: programs attached, socket bound. Naming
-    // containers through an engine's API socket needs none; its CLI (podman's at least) does,
-    // so without a socket the daemon keeps what it has rather than go blind.
-    let kept = if s.session.engines.apis.is_empty() && !s.session.engines.clis.is_empty() {
-        eprintln!(
-            "cap-trace: warning: no container engine API socket answers, and naming containers \
-             with the engine's CLI needs root's privileges, so the daemon keeps them; start the \
-             engine's socket (podman: `systemctl enable --now podman.socket`) or pass \
-             --engine-socket to let it drop them"
-        );
-        privilege::current()
-            .iter()
-            .map(ToString::to_string)
-            .collect()
-    } else {
-        s.session.engines.clis.clear();
-        privilege::drop_to_tracing()?
-    };
+    let engines = engine_names(&s.session.engines);
+    let kept = drop_privileges(&mut s.session.engines)?;
     eprintln!(
         "cap-trace: daemon tracing {} with {}; {} saved profile{} in {}; control socket {}; kept {}",
         if opts.follow.targets.is_empty() {
@@ -541,46 +544,7 @@ pub async fn daemon(opts: DaemonOptions) -> Result<(), Failure> {
         kept,
         retired: Vec::new(),
     };
-    let (ask_tx, mut ask_rx) = mpsc::channel::<Ask>(64);
-    let mut sigint = signal(SignalKind::interrupt()).map_err(Failure::runtime)?;
-    let mut sigterm = signal(SignalKind::terminate()).map_err(Failure::runtime)?;
-    let mut tick = tokio::time::interval(Duration::from_millis(100));
-    let mut persist = tokio::time::interval(opts.interval);
-    persist.tick().await;
-    loop {
-        tokio::select! {
-            result = s.session.tracer.pump() => result.map_err(Failure::runtime)?,
-            guard = s.watcher.readable_mut() => {
-                let mut guard = guard.map_err(Failure::runtime)?;
-                let created = guard.get_inner_mut().read(s.session.paths_mut());
-                guard.clear_ready();
-                s.session.on_created(&created);
-            }
-            accepted = listener.accept() => {
-                if let Ok((stream, _)) = accepted {
-                    tokio::spawn(serve(stream, ask_tx.clone()));
-                }
-            }
-            Some(ask) = ask_rx.recv() => {
-                s.session.tracer.drain();
-                s.session.classify_new_cgroups()?;
-                let reply = d.answer(&mut s, ask.request);
-                let _ = ask.reply.send(reply);
-            }
-            _ = sigint.recv() => break,
-            _ = sigterm.recv() => break,
-            _ = tick.tick() => {
-                s.session.classify_new_cgroups()?;
-                s.session.check_exits()?;
-                for t in &s.session.tracked {
-                    if t.info.is_some() && !d.containers_seen.contains(&t.target) {
-                        d.containers_seen.insert(t.target.clone());
-                    }
-                }
-            }
-            _ = persist.tick() => d.persist(&mut s)?,
-        }
-    }
+    d.run(&mut s, &listener).await?;
     s.session.tracer.drain();
     s.session.classify_new_cgroups()?;
     d.persist(&mut s)?;
@@ -590,6 +554,54 @@ pub async fn daemon(opts: DaemonOptions) -> Result<(), Failure> {
     );
     let _ = std::fs::remove_file(&opts.socket);
     Ok(())
+}
+
+impl Daemon {
+    /// Follows containers, answers the control socket and persists every interval, until
+    /// SIGINT or SIGTERM.
+    async fn run(&mut self, s: &mut Opened, listener: &UnixListener) -> Result<(), Failure> {
+        let (ask_tx, mut ask_rx) = mpsc::channel::<Ask>(64);
+        let mut sigint = signal(SignalKind::interrupt()).map_err(Failure::runtime)?;
+        let mut sigterm = signal(SignalKind::terminate()).map_err(Failure::runtime)?;
+        let mut tick = tokio::time::interval(Duration::from_millis(100));
+        let mut persist = tokio::time::interval(self.interval);
+        persist.tick().await;
+        loop {
+            tokio::select! {
+                result = s.session.tracer.pump() => result.map_err(Failure::runtime)?,
+                guard = s.watcher.readable_mut() => {
+                    let mut guard = guard.map_err(Failure::runtime)?;
+                    let created = guard.get_inner_mut().read(s.session.paths_mut());
+                    guard.clear_ready();
+                    s.session.on_created(&created);
+                }
+                accepted = listener.accept() => {
+                    if let Ok((stream, _)) = accepted {
+                        tokio::spawn(serve(stream, ask_tx.clone()));
+                    }
+                }
+                Some(ask) = ask_rx.recv() => {
+                    s.session.tracer.drain();
+                    s.session.classify_new_cgroups()?;
+                    let reply = self.answer(s, ask.request);
+                    let _ = ask.reply.send(reply);
+                }
+                _ = sigint.recv() => break,
+                _ = sigterm.recv() => break,
+                _ = tick.tick() => {
+                    s.session.classify_new_cgroups()?;
+                    s.session.check_exits()?;
+                    for t in &s.session.tracked {
+                        if t.info.is_some() && !self.containers_seen.contains(&t.target) {
+                            self.containers_seen.insert(t.target.clone());
+                        }
+                    }
+                }
+                _ = persist.tick() => self.persist(s)?,
+            }
+        }
+        Ok(())
+    }
 }
 
 fn hostname() -> String {
