@@ -810,6 +810,14 @@ mod tests {
     use super::*;
 
     #[test]
+    fn the_kernel_side_knows_every_capability() {
+        assert_eq!(
+            crate::linux::caps::ALL.len() as u32,
+            cap_trace_common::CAP_LAST_CAP + 1
+        );
+    }
+
+    #[test]
     fn program_errors_in_one_line() {
         // As aya reports a verifier rejection (Linux 6.12, shortened).
         let verifier = "the BPF_PROG_LOAD syscall returned Invalid argument (os error 22). \
