@@ -1,8 +1,44 @@
-//! BENCHMARKS.md, written from the figures: the targets met or not, the microbenchmark's
-//! table, the breakdown of a repeated check, streaming mode. Overheads and ratios come from the
-//! quickest tenth of each run (see `Timing`); the whole runs' figures are shown beside them.
+//! The figures the benchmark gathers, and BENCHMARKS.md written from them: the targets met or
+//! not, the microbenchmark's table, the breakdown of a repeated check, streaming mode.
+//! Overheads and ratios come from the quickest tenth of each run (see `Timing`); the whole
+//! runs' figures are shown beside them.
 
-use crate::bench::{Figures, Machine, Options};
+use crate::bench::breakdown::Breakdown;
+use crate::bench::macrobench::Macro;
+use crate::bench::micro::Timing;
+use crate::bench::tracer::Sample;
+
+/// A configuration's medians over the rounds.
+pub(super) struct Row {
+    pub(super) key: &'static str,
+    pub(super) label: &'static str,
+    /// Medians of the runs' [`Timing`]s.
+    pub(super) ns: f64,
+    pub(super) low: f64,
+}
+
+/// The machine the figures come from.
+pub(super) struct Machine {
+    pub(super) kernel: String,
+    pub(super) cpu: String,
+}
+
+/// Everything the report is written from.
+pub(super) struct Figures {
+    pub(super) rows: Vec<Row>,
+    /// Every run of each configuration, in the order of `rows`.
+    pub(super) samples: Vec<Vec<Timing>>,
+    /// The loop's SETGID checks as cap-trace counted them, and what its ring buffer lost.
+    pub(super) setgid_checks: u64,
+    pub(super) default_lost: u64,
+    /// cap-trace's own footprint while it counted them.
+    pub(super) default_sample: Sample,
+    pub(super) programs: Breakdown,
+    /// Streaming mode: (ring buffer size, events, lost, events per second, footprint).
+    pub(super) stream: Vec<(&'static str, u64, u64, f64, Sample)>,
+    pub(super) attach_ms: f64,
+    pub(super) mac: Macro,
+}
 
 impl Figures {
     /// A configuration's median ns per check over whole runs.
@@ -16,7 +52,7 @@ impl Figures {
     }
 }
 
-pub(super) fn report(f: &Figures, machine: &Machine, opts: &Options) -> String {
+pub(super) fn report(f: &Figures, machine: &Machine, rounds: usize, calls: u64) -> String {
     let Machine { kernel, cpu } = machine;
     let table = micro_table(f);
     let stream_table = stream_table(f);
@@ -49,12 +85,12 @@ pub(super) fn report(f: &Figures, machine: &Machine, opts: &Options) -> String {
          {:+.0} ns in the tight loop; the cap_capable program's part with 1 MiB written between checks: {:+.0} ns.\n\n\
          ## Streaming mode (every check through the ring buffer)\n\n\
          Two threads of capbench at full rate, 4,000,000 checks.\n\n{stream_table}\n",
-        (opts.rounds * (9 * 3 + 18) + opts.rounds.min(3) * 6 * 4 + 60) / 60,
-        opts.rounds,
-        opts.calls,
-        opts.rounds.min(3),
-        opts.calls,
-        opts.calls / 20,
+        (rounds * (9 * 3 + 18) + rounds.min(3) * 6 * 4 + 60) / 60,
+        rounds,
+        calls,
+        rounds.min(3),
+        calls,
+        calls / 20,
         f.programs.table(),
         f.programs.above_floor(),
         f.programs.cold_above_floor()

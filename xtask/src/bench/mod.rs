@@ -13,10 +13,11 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Result, bail};
 
-use crate::bench::breakdown::{Breakdown, COLD_KIB, breakdown};
-use crate::bench::macrobench::{Macro, macro_bench};
+use crate::bench::breakdown::{COLD_KIB, breakdown};
+use crate::bench::macrobench::macro_bench;
+use crate::bench::markdown::{Figures, Machine, Row};
 use crate::bench::micro::{Config, Timing, configs, median, run_once};
-use crate::bench::tracer::{Sample, attach_time, profile};
+use crate::bench::tracer::{attach_time, profile};
 use crate::setup;
 use crate::util::{build_capbench, build_release, ensure_demo_image, is_root, root};
 
@@ -25,38 +26,6 @@ pub(crate) struct Options {
     pub calls: u64,
     /// Keys of the only configurations to run (empty: the whole benchmark).
     pub only: Vec<String>,
-}
-
-/// A configuration's medians over the rounds.
-struct Row {
-    key: &'static str,
-    label: &'static str,
-    /// Medians of the runs' [`Timing`]s.
-    ns: f64,
-    low: f64,
-}
-
-/// The machine the figures come from.
-struct Machine {
-    kernel: String,
-    cpu: String,
-}
-
-/// Everything the report is written from.
-struct Figures {
-    rows: Vec<Row>,
-    /// Every run of each configuration, in the order of `rows`.
-    samples: Vec<Vec<Timing>>,
-    /// The loop's SETGID checks as cap-trace counted them, and what its ring buffer lost.
-    setgid_checks: u64,
-    default_lost: u64,
-    /// cap-trace's own footprint while it counted them.
-    default_sample: Sample,
-    programs: Breakdown,
-    /// Streaming mode: (ring buffer size, events, lost, events per second, footprint).
-    stream: Vec<(&'static str, u64, u64, f64, Sample)>,
-    attach_ms: f64,
-    mac: Macro,
 }
 
 pub(crate) fn bench(opts: Options) -> Result<()> {
@@ -74,7 +43,7 @@ pub(crate) fn bench(opts: Options) -> Result<()> {
         return Ok(());
     }
     let figures = measure(&bin, &opts, rows, samples)?;
-    let report = markdown::report(&figures, &machine, &opts);
+    let report = markdown::report(&figures, &machine, opts.rounds, opts.calls);
     println!("\n{report}");
     std::fs::write(root().join("BENCHMARKS.md"), &report)?;
     println!("bench: wrote BENCHMARKS.md");
