@@ -122,6 +122,26 @@ mod layering {
         })
     }
 
+    /// The child modules a module file names by a relative path (`child::item`).
+    fn children_used(file: &Path, code: &str) -> Vec<PathBuf> {
+        let dir = match file.file_name().and_then(|n| n.to_str()) {
+            Some("mod.rs" | "lib.rs") => file.parent().unwrap_or(Path::new("")).to_path_buf(),
+            _ => return Vec::new(),
+        };
+        code.lines()
+            .filter_map(|l| {
+                let l = l.trim_start().trim_start_matches("pub ");
+                l.strip_prefix("mod ")?.strip_suffix(';').map(str::to_owned)
+            })
+            .filter(|child| {
+                code.match_indices(&format!("{child}::")).any(|(i, _)| {
+                    !code[..i].ends_with(|c: char| c.is_alphanumeric() || c == '_' || c == ':')
+                })
+            })
+            .filter_map(|child| file_of(&[dir.join(child).to_string_lossy().into_owned()]))
+            .collect()
+    }
+
     fn all_files() -> Vec<PathBuf> {
         let mut all = Vec::new();
         files(&src(), &mut all);
@@ -187,9 +207,11 @@ mod layering {
         let graph: BTreeMap<PathBuf, BTreeSet<PathBuf>> = all_files()
             .into_iter()
             .map(|file| {
-                let uses = crate_paths(&code(&file, false))
+                let code = code(&file, false);
+                let uses = crate_paths(&code)
                     .iter()
                     .filter_map(|p| file_of(p))
+                    .chain(children_used(&file, &code))
                     .filter(|used| *used != file)
                     .collect();
                 (file, uses)

@@ -3,8 +3,8 @@
 
 use crate::cli::{CheckArgs, CheckRun, Format, GlobalArgs};
 use crate::commands::containers::follow_containers;
+use crate::commands::global::{emit, style, text_or_json_only};
 use crate::commands::run::run_command;
-use crate::commands::{emit, style, text_or_json_only};
 use crate::error::{Failure, exit};
 use crate::model::gate;
 use crate::model::profile::Profile;

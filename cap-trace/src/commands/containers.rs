@@ -2,7 +2,7 @@
 //! containers until they exit (or `--duration`, Ctrl-C, SIGTERM) and print a profile of each.
 
 use crate::cli::{ContainerArgs, FollowArgs, Format, GlobalArgs, ProbeArgs};
-use crate::commands::{probe_options, render_all};
+use crate::commands::global::{probe_options, render_all};
 use crate::error::{Failure, exit};
 use crate::model::profile::Profile;
 use crate::session::follow::{self, FollowOptions};

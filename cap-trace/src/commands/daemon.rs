@@ -18,7 +18,7 @@ use tokio::signal::unix::{SignalKind, signal};
 use tokio::sync::{mpsc, oneshot};
 
 use crate::cli::{DaemonArgs, GlobalArgs};
-use crate::commands::probe_options;
+use crate::commands::global::probe_options;
 use crate::error::{Failure, exit};
 use crate::model::control::{ContainerStatus, Reply, Request, Status};
 use crate::model::merge;

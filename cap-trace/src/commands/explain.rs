@@ -1,7 +1,7 @@
 //! `cap-trace explain CAP... | --all`: what a capability allows and how dangerous it is.
 
 use crate::cli::{ExplainArgs, Format, GlobalArgs};
-use crate::commands::{emit, style, text_or_json_only};
+use crate::commands::global::{emit, style, text_or_json_only};
 use crate::error::{Failure, exit};
 use crate::linux::caps::{self, Cap};
 

@@ -1,7 +1,7 @@
 //! `cap-trace merge A.json B.json ...`: one profile from several runs, replicas or nodes.
 
 use crate::cli::{Format, GlobalArgs, MergeArgs};
-use crate::commands::render_all;
+use crate::commands::global::render_all;
 use crate::error::{Failure, exit};
 use crate::model::merge::merge;
 use crate::model::profile::Profile;

@@ -1,7 +1,8 @@
 //! `cap-trace profile NAME`: one container's profile from a running daemon, in any format.
 
 use crate::cli::{Format, GlobalArgs, ProfileArgs};
-use crate::commands::{daemon, render_all};
+use crate::commands::daemon;
+use crate::commands::global::render_all;
 use crate::error::{Failure, exit};
 use crate::model::control::Request;
 

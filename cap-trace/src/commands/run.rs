@@ -1,7 +1,7 @@
 //! `cap-trace run -- CMD`: run a command in a fresh cgroup and learn what it needs.
 
 use crate::cli::{Format, GlobalArgs, RunArgs};
-use crate::commands::{probe_options, render_all};
+use crate::commands::global::{probe_options, render_all};
 use crate::error::{Failure, exit};
 use crate::model::profile::Profile;
 use crate::session::launch::{self, RunOptions, User};

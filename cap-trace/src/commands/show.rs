@@ -1,7 +1,7 @@
 //! `cap-trace show PROFILE.json`: render a saved profile, without tracing again.
 
 use crate::cli::{Format, GlobalArgs, ShowArgs};
-use crate::commands::render_all;
+use crate::commands::global::render_all;
 use crate::error::{Failure, exit};
 use crate::model::profile::Profile;
 

@@ -1,7 +1,8 @@
 //! `cap-trace status`: ask a running daemon how it is doing.
 
 use crate::cli::{Format, GlobalArgs, SocketArgs};
-use crate::commands::{daemon, emit, text_or_json_only};
+use crate::commands::daemon;
+use crate::commands::global::{emit, text_or_json_only};
 use crate::error::{Failure, exit};
 use crate::model::control::Request;
 use crate::render::status;
