@@ -1,4 +1,8 @@
 //! System call names, for reports ("which syscall triggered the check").
+//!
+//! Each architecture's table is a file beside this one, `include!`d as data rather than a
+//! module (`x86_64.rs`); another architecture's goes the same way, behind its own
+//! `#[cfg(target_arch = ...)]`, here and in [`name`].
 
 #[cfg(target_arch = "x86_64")]
 #[rustfmt::skip]
