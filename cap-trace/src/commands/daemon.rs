@@ -166,8 +166,8 @@ impl Daemon {
                     .collect()
             })
             .unwrap_or_default();
-        for t in s.session.tracked.iter().filter(|t| t.info.is_some()) {
-            names.insert(file_name(&t.target));
+        for (name, _) in s.session.containers() {
+            names.insert(file_name(name));
         }
         names.len()
     }
@@ -214,17 +214,10 @@ impl Daemon {
     }
 
     fn retire_exited(&mut self, s: &mut Opened) -> Result<(), Failure> {
-        let mut i = 0;
-        while i < s.session.tracked.len() {
-            let t = &s.session.tracked[i];
-            if t.live.is_some() || t.info.is_none() {
-                i += 1;
-                continue;
-            }
-            self.containers_seen.insert(t.target.clone());
+        for (target, ids) in s.session.retire_exited()? {
+            self.containers_seen.insert(target.clone());
             // Its profile is on disk now: a later incarnation starts from there.
-            self.bases.remove(&t.target);
-            let ids = s.session.retire(i)?;
+            self.bases.remove(&target);
             self.retired.push((std::time::Instant::now(), ids));
         }
         // A CPU's cache of its last check can still hold a retired container's repeats (they
@@ -257,9 +250,8 @@ impl Daemon {
                 name: name.clone(),
                 running: s
                     .session
-                    .tracked
-                    .iter()
-                    .any(|t| &t.target == name && t.info.is_some() && t.live.is_some()),
+                    .containers()
+                    .any(|(target, running)| target == name && running),
             })
             .collect();
         let (rss, peak) = memory();
@@ -568,13 +560,7 @@ impl Daemon {
         persist.tick().await;
         loop {
             tokio::select! {
-                result = s.session.tracer.pump() => result.map_err(Failure::runtime)?,
-                guard = s.watcher.readable_mut() => {
-                    let mut guard = guard.map_err(Failure::runtime)?;
-                    let created = guard.get_inner_mut().read(s.session.paths_mut());
-                    guard.clear_ready();
-                    s.session.on_created(&created);
-                }
+                result = s.take_in() => result?,
                 accepted = listener.accept() => {
                     if let Ok((stream, _)) = accepted {
                         tokio::spawn(serve(stream, ask_tx.clone()));
@@ -589,11 +575,10 @@ impl Daemon {
                 _ = sigint.recv() => break,
                 _ = sigterm.recv() => break,
                 _ = tick.tick() => {
-                    s.session.classify_new_cgroups()?;
-                    s.session.check_exits()?;
-                    for t in &s.session.tracked {
-                        if t.info.is_some() && !self.containers_seen.contains(&t.target) {
-                            self.containers_seen.insert(t.target.clone());
+                    s.session.tick()?;
+                    for (name, _) in s.session.containers() {
+                        if !self.containers_seen.contains(name) {
+                            self.containers_seen.insert(name.to_owned());
                         }
                     }
                 }

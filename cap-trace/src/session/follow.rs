@@ -49,16 +49,16 @@ const CONTAINER_PARENTS: &[&str] = &[
 ];
 
 /// One container being profiled (all its incarnations: restarts keep one profile).
-pub(crate) struct Tracked {
+struct Tracked {
     /// What the user asked for (name or id), or the identity with `--all-containers`.
-    pub(crate) target: String,
-    pub(crate) info: Option<ContainerInfo>,
+    target: String,
+    info: Option<ContainerInfo>,
     runtime: Option<Runtime>,
     pod_uid: Option<String>,
     /// Every cgroup id its checks were recorded under.
-    pub(crate) cgroups: BTreeSet<u64>,
+    cgroups: BTreeSet<u64>,
     /// The container cgroup while it runs: (id, path).
-    pub(crate) live: Option<(u64, PathBuf)>,
+    live: Option<(u64, PathBuf)>,
     /// Container cgroups seen (one per start).
     incarnations: BTreeSet<u64>,
     caps: Option<Vec<Cap>>,
@@ -94,7 +94,7 @@ pub(crate) struct Session {
     root: PathBuf,
     pub(crate) engines: Engines,
     pub(crate) tracer: Tracer,
-    pub(crate) tracked: Vec<Tracked>,
+    tracked: Vec<Tracked>,
     all: bool,
     labels: Vec<(String, String)>,
     /// Keep watching for restarts after a container exits (`--all-containers`, `--duration`).
@@ -278,7 +278,7 @@ impl Session {
 
     /// New cgroups below the engines' parents: ask the engine about containers at once, while
     /// they certainly exist.
-    pub(crate) fn on_created(&mut self, paths: &[PathBuf]) {
+    fn on_created(&mut self, paths: &[PathBuf]) {
         for path in paths {
             let Some(rel) = path
                 .strip_prefix(&self.root)
@@ -382,7 +382,7 @@ impl Session {
     }
 
     /// Notices containers whose cgroup emptied or disappeared.
-    pub(crate) fn check_exits(&mut self) -> Result<(), SessionError> {
+    fn check_exits(&mut self) -> Result<(), SessionError> {
         for i in 0..self.tracked.len() {
             let Some((id, path)) = self.tracked[i].live.clone() else {
                 continue;
@@ -515,15 +515,43 @@ impl Session {
         Ok(profiles)
     }
 
-    /// The cgroup id → path table the watcher fills.
-    pub(crate) fn paths_mut(&mut self) -> &mut HashMap<u64, PathBuf> {
-        &mut self.paths
+    /// What a session does on every tick: names the cgroups that produced checks, and notices
+    /// containers that exited.
+    pub(crate) fn tick(&mut self) -> Result<(), SessionError> {
+        self.classify_new_cgroups()?;
+        self.check_exits()
+    }
+
+    /// The containers named so far, by what they are followed as, and whether each runs now.
+    pub(crate) fn containers(&self) -> impl Iterator<Item = (&str, bool)> {
+        self.tracked
+            .iter()
+            .filter(|t| t.info.is_some())
+            .map(|t| (t.target.as_str(), t.live.is_some()))
+    }
+
+    /// Stops following every container that has exited (the caller has saved their profiles):
+    /// see [`Session::retire`]. Returns each one's name and the cgroup ids forgotten.
+    pub(crate) fn retire_exited(&mut self) -> Result<Vec<(String, Vec<u64>)>, SessionError> {
+        let mut retired = Vec::new();
+        let mut i = 0;
+        while i < self.tracked.len() {
+            let t = &self.tracked[i];
+            if t.live.is_some() || t.info.is_none() {
+                i += 1;
+                continue;
+            }
+            let target = t.target.clone();
+            let ids = self.retire(i)?;
+            retired.push((target, ids));
+        }
+        Ok(retired)
     }
 
     /// Stops following a container that has exited: forgets what the kernel and the event
     /// stream hold for it (the caller has saved its profile). Keeps memory flat under churn.
     /// Returns the cgroup ids forgotten.
-    pub(crate) fn retire(&mut self, index: usize) -> Result<Vec<u64>, SessionError> {
+    fn retire(&mut self, index: usize) -> Result<Vec<u64>, SessionError> {
         let ids: Vec<u64> = self.tracked[index].cgroups.iter().copied().collect();
         self.tracer.probe.forget(&ids)?;
         self.tracer.collector.forget(&ids);
@@ -578,9 +606,26 @@ fn scan(dir: &Path, depth: u32, into: &mut HashMap<u64, PathBuf>) {
 /// Everything a follow session runs on.
 pub(crate) struct Opened {
     pub(crate) session: Session,
-    pub(crate) watcher: tokio::io::unix::AsyncFd<cgroup::Watcher>,
+    watcher: tokio::io::unix::AsyncFd<cgroup::Watcher>,
     pub(crate) started_wall: Duration,
     pub(crate) started: Instant,
+}
+
+impl Opened {
+    /// Takes in what comes next: events from the ring buffer, or new cgroups below the
+    /// engines' parents (named at once, before a `--rm` container can vanish).
+    pub(crate) async fn take_in(&mut self) -> Result<(), SessionError> {
+        tokio::select! {
+            result = self.session.tracer.pump() => result.map_err(SessionError::runtime),
+            guard = self.watcher.readable_mut() => {
+                let mut guard = guard.map_err(SessionError::runtime)?;
+                let created = guard.get_inner_mut().read(&mut self.session.paths);
+                guard.clear_ready();
+                self.session.on_created(&created);
+                Ok(())
+            }
+        }
+    }
 }
 
 /// Loads the probe, finds the engines and starts watching for containers.
@@ -661,12 +706,9 @@ pub(crate) fn open(opts: &FollowOptions) -> Result<Opened, SessionError> {
 }
 
 pub async fn follow(opts: FollowOptions) -> Result<Vec<Profile>, SessionError> {
-    let Opened {
-        session: mut s,
-        mut watcher,
-        started_wall,
-        started,
-    } = open(&opts)?;
+    let mut opened = open(&opts)?;
+    let (started_wall, started) = (opened.started_wall, opened.started);
+    let s = &mut opened.session;
     let waiting: Vec<String> = s
         .tracked
         .iter()
@@ -694,18 +736,12 @@ pub async fn follow(opts: FollowOptions) -> Result<Vec<Profile>, SessionError> {
     let deadline = opts.duration.map(|d| started + d);
     loop {
         tokio::select! {
-            result = s.tracer.pump() => result.map_err(SessionError::runtime)?,
-            guard = watcher.readable_mut() => {
-                let mut guard = guard.map_err(SessionError::runtime)?;
-                let created = guard.get_inner_mut().read(&mut s.paths);
-                guard.clear_ready();
-                s.on_created(&created);
-            }
+            result = opened.take_in() => result?,
             _ = sigint.recv() => break,
             _ = sigterm.recv() => break,
             _ = tick.tick() => {
-                s.classify_new_cgroups()?;
-                s.check_exits()?;
+                let s = &mut opened.session;
+                s.tick()?;
                 if deadline.is_some_and(|d| Instant::now() >= d) {
                     break;
                 }
@@ -739,6 +775,7 @@ pub async fn follow(opts: FollowOptions) -> Result<Vec<Profile>, SessionError> {
             }
         }
     }
+    let s = &mut opened.session;
     s.tracer.drain();
     s.classify_new_cgroups()?;
     s.profiles((started_wall, started))
