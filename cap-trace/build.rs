@@ -1,8 +1,11 @@
 use anyhow::{Context as _, anyhow};
 use aya_build::Toolchain;
+// A build-dependency only so that cargo rebuilds the embedded object when the kernel side
+// changes (see Cargo.toml); the object itself is built below.
+use cap_trace_ebpf as _;
 
 /// Builds the kernel side (`cap-trace-ebpf`) with the nightly toolchain and bpf-linker; the
-/// object lands in `OUT_DIR` where `probe.rs` embeds it with `include_bytes_aligned!`.
+/// object lands in `OUT_DIR` where `kernel/mod.rs` embeds it with `include_bytes_aligned!`.
 fn main() -> anyhow::Result<()> {
     let cargo_metadata::Metadata { packages, .. } = cargo_metadata::MetadataCommand::new()
         .no_deps()

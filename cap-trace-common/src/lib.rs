@@ -468,7 +468,10 @@ impl LastCheck {
 
 #[cfg(feature = "user")]
 mod pod {
-    use super::*;
+    use super::{
+        CgroupEvent, CheckEvent, CheckKey, Config, KprobeArgs, LastCheck, OutcomeEvent, OutcomeKey,
+        Pending, Settings, SiteRange, Traced,
+    };
     unsafe impl aya::Pod for CheckKey {}
     unsafe impl aya::Pod for CheckEvent {}
     unsafe impl aya::Pod for OutcomeKey {}
@@ -485,16 +488,16 @@ mod pod {
 
 // The layouts above must not grow implicit padding: these sizes are what the kernel side writes.
 const _: () = {
-    assert!(core::mem::size_of::<CheckKey>() == 56);
-    assert!(core::mem::size_of::<CheckEvent>() == 96);
-    assert!(core::mem::size_of::<OutcomeKey>() == 40);
-    assert!(core::mem::size_of::<OutcomeEvent>() == 64);
-    assert!(core::mem::size_of::<CgroupEvent>() == 16 + CGROUP_NAME_LEN * CGROUP_LEVELS);
-    assert!(core::mem::size_of::<Pending>() == 40);
-    assert!(core::mem::size_of::<KprobeArgs>() == 24);
-    assert!(core::mem::size_of::<Traced>() == 8);
-    assert!(core::mem::size_of::<SiteRange>() == 24);
-    assert!(core::mem::size_of::<Settings>() == 120 + 24 * MAX_SITES);
-    assert!(core::mem::size_of::<Config>() == 16);
-    assert!(core::mem::size_of::<LastCheck>() == 88 + 48 + 16 + 32 + 56);
+    assert!(size_of::<CheckKey>() == 56);
+    assert!(size_of::<CheckEvent>() == 96);
+    assert!(size_of::<OutcomeKey>() == 40);
+    assert!(size_of::<OutcomeEvent>() == 64);
+    assert!(size_of::<CgroupEvent>() == 16 + CGROUP_NAME_LEN * CGROUP_LEVELS);
+    assert!(size_of::<Pending>() == 40);
+    assert!(size_of::<KprobeArgs>() == 24);
+    assert!(size_of::<Traced>() == 8);
+    assert!(size_of::<SiteRange>() == 24);
+    assert!(size_of::<Settings>() == 120 + 24 * MAX_SITES);
+    assert!(size_of::<Config>() == 16);
+    assert!(size_of::<LastCheck>() == 88 + 48 + 16 + 32 + 56);
 };

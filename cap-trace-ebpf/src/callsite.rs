@@ -3,7 +3,7 @@
 //!
 //! The tracepoint has no `opts`: the audit flag comes from the caller of `cap_capable` (and of
 //! `security_capable`, which only forwards its caller's), looked up in the call-site ranges
-//! userspace built from `/proc/kallsyms` (new rules go in the table in `cap-trace/src/audit.rs`,
+//! userspace built from `/proc/kallsyms` (new rules go in the table in `cap-trace/src/linux/audit.rs`,
 //! with a test case). A full stack walk (`bpf_get_stack`, ORC unwinding) costs about a
 //! microsecond, so it is only the slow path: the programs read the raw stack words above the
 //! tracepoint's frame and take the return addresses where a walk once found them

@@ -2,7 +2,7 @@
 //!
 //! One event, several hooks: every backend ends in [`check::on_check`] with the arguments and
 //! result of one `cap_capable` call. Userspace loads and attaches only the programs of the backend
-//! it picked (`cap-trace/src/probe/mod.rs`), and passes everything kernel-specific in the read-only
+//! it picked (`cap-trace/src/kernel/mod.rs`), and passes everything kernel-specific in the read-only
 //! [`SETTINGS`] global (`EbpfLoader::override_global`): struct offsets from BTF
 //! (`task_struct.real_cred`, `user_namespace.level`, `pt_regs.orig_ax`, `pt_regs.sp`, ...),
 //! tracepoint field offsets from the tracefs `format` file, and the call-site ranges from

@@ -11,7 +11,7 @@
 //! - Other kernel words (the call-site words, the saved syscall number) go through the kfunc
 //!   `bpf_rdonly_cast` ([`kernel_word`]). aya 0.14 cannot resolve kfuncs: the program makes a
 //!   placeholder call ([`RDONLY_CAST_MARK`](cap_trace_common::RDONLY_CAST_MARK)) that
-//!   `cap-trace/src/probe/kfunc.rs` patches in a copy of the object, or turns into a harmless
+//!   `cap-trace/src/kernel/kfunc.rs` patches in a copy of the object, or turns into a harmless
 //!   helper call on kernels before 6.2, where `Settings.cast_type` is 0 and the programs use
 //!   `bpf_probe_read_kernel` instead (`cargo xtask vm-test` runs that path on 6.1, and the kfunc
 //!   path with fexit and kprobes on 6.12).

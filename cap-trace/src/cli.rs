@@ -5,7 +5,9 @@ use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
-use crate::probe::{ProbeChoice, TracepointFlavor};
+use crate::error::exit;
+use crate::kernel::ProbeChoice;
+use crate::linux::hook::TracepointFlavor;
 
 const ABOUT: &str = "Learn which Linux capabilities a workload really needs.";
 
@@ -21,20 +23,18 @@ to how their syscall ended, and prefers narrow capabilities over broad ones
 
 Needs root (or CAP_BPF + CAP_PERFMON), kernel BTF and cgroup v2.";
 
-const AFTER_HELP: &str = "\
+const EXAMPLES: &str = "\
 Examples:
   cap-trace --container web                       # until the container exits
   cap-trace --container web --container db --duration 10m
   cap-trace --all-containers --duration 1h --format json --output fleet.json
   cap-trace run -- chown nobody /srv/data
-  cap-trace run --format json --output app.json -- ./app --selftest
+  cap-trace run --format json --output app.json -- ./app --selftest";
 
-Exit status:
-  0  success
-  1  check: the workload needs a capability the baseline does not have
-  2  usage or input error (bad arguments, unknown capability or probe, bad profile)
-  3  this machine cannot trace (not root, no usable kernel hook, no BTF, no cgroup v2)
-  4  tracing failed while running (engine error, container not found, write error)";
+/// The examples, then the exit codes (from `error::exit::TABLE`).
+fn after_help() -> String {
+    format!("{EXAMPLES}\n\n{}", exit::help())
+}
 
 #[derive(Parser, Debug)]
 #[command(
@@ -42,7 +42,7 @@ Exit status:
     version,
     about = ABOUT,
     long_about = LONG_ABOUT,
-    after_help = AFTER_HELP,
+    after_help = after_help(),
     propagate_version = true,
     args_conflicts_with_subcommands = true,
     subcommand_negates_reqs = true,
@@ -332,7 +332,7 @@ pub enum Command {
 #[derive(Args, Debug, Clone)]
 pub struct SocketArgs {
     /// The daemon's control socket.
-    #[arg(long, value_name = "PATH", default_value = crate::daemon::DEFAULT_SOCKET)]
+    #[arg(long, value_name = "PATH", default_value = crate::model::control::DEFAULT_SOCKET)]
     pub socket: PathBuf,
 }
 
@@ -552,7 +552,7 @@ mod tests {
         };
         assert_eq!(
             run.probe.probe,
-            ProbeChoice::Only(crate::probe::Backend::Fexit)
+            ProbeChoice::Only(crate::linux::hook::Backend::Fexit)
         );
         assert_eq!(run.command, ["true"]);
         let err = Cli::try_parse_from(["cap-trace", "run", "--probe", "magic", "--", "true"])

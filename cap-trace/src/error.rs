@@ -2,7 +2,8 @@
 
 use std::fmt;
 
-/// Documented exit codes (also in `cap-trace --help` and the README).
+/// Documented exit codes. [`exit::TABLE`] is their one description: `cap-trace --help` prints
+/// it, and a unit test holds the README's "Exit status" table to it.
 pub mod exit {
     /// Success.
     pub const OK: u8 = 0;
@@ -17,6 +18,49 @@ pub mod exit {
     /// Tracing failed while running: container engine error, container not found in time,
     /// I/O error writing the output.
     pub const RUNTIME: u8 = 4;
+
+    /// Every code and what it means, in the README's words (Markdown: `check` is code).
+    pub const TABLE: [(u8, &str); 5] = [
+        (OK, "success"),
+        (
+            CHECK_FAILED,
+            "`check`: the workload needs a capability the baseline does not grant, or hit a wall",
+        ),
+        (
+            USAGE,
+            "usage or input error: bad arguments, unknown probe or capability, malformed or unreadable profile, command not found",
+        ),
+        (
+            ENVIRONMENT,
+            "this machine cannot trace: not root, no usable kernel hook, no BTF, no cgroup v2",
+        ),
+        (
+            RUNTIME,
+            "tracing failed while running: engine error, container not found in time, write error",
+        ),
+    ];
+
+    /// The table as `--help` shows it, under an "Exit status:" heading, each meaning wrapped
+    /// under itself (clap would wrap a long line back to the margin).
+    pub fn help() -> String {
+        const WIDTH: usize = 96;
+        let mut out = String::from("Exit status:");
+        for (code, meaning) in TABLE {
+            let mut line = format!("  {code} ");
+            for word in meaning.replace('`', "").split(' ') {
+                if line.len() + 1 + word.len() > WIDTH {
+                    out.push('\n');
+                    out.push_str(&line);
+                    line = "    ".to_string();
+                }
+                line.push(' ');
+                line.push_str(word);
+            }
+            out.push('\n');
+            out.push_str(&line);
+        }
+        out
+    }
 }
 
 /// An error that ends the program: a message and the exit code that goes with it.
@@ -57,9 +101,9 @@ impl fmt::Display for Failure {
 
 impl std::error::Error for Failure {}
 
-impl From<crate::probe::ProbeError> for Failure {
-    fn from(e: crate::probe::ProbeError) -> Failure {
-        use crate::probe::ProbeError::*;
+impl From<crate::kernel::ProbeError> for Failure {
+    fn from(e: crate::kernel::ProbeError) -> Failure {
+        use crate::kernel::ProbeError::{Kernel, Map, NoBackend, NoBtf, NoPermission};
         match e {
             NoPermission | NoBtf | NoBackend { .. } | Kernel(_) => Failure::environment(e),
             Map(..) => Failure::runtime(e),
@@ -67,22 +111,113 @@ impl From<crate::probe::ProbeError> for Failure {
     }
 }
 
-impl From<crate::cgroup::CgroupError> for Failure {
-    fn from(e: crate::cgroup::CgroupError) -> Failure {
+impl From<crate::session::cgroup::CgroupError> for Failure {
+    fn from(e: crate::session::cgroup::CgroupError) -> Failure {
         match e {
-            crate::cgroup::CgroupError::NoCgroup2 => Failure::environment(e),
-            crate::cgroup::CgroupError::Io { ref source, .. }
+            crate::session::cgroup::CgroupError::NoCgroup2 => Failure::environment(e),
+            crate::session::cgroup::CgroupError::Io { ref source, .. }
                 if source.kind() == std::io::ErrorKind::PermissionDenied =>
             {
                 Failure::environment(format!("{e} (run cap-trace as root)"))
             }
-            _ => Failure::runtime(e),
+            crate::session::cgroup::CgroupError::Io { .. } => Failure::runtime(e),
         }
     }
 }
 
-impl From<crate::profile::ProfileError> for Failure {
-    fn from(e: crate::profile::ProfileError) -> Failure {
+impl From<crate::model::profile::ProfileError> for Failure {
+    fn from(e: crate::model::profile::ProfileError) -> Failure {
         Failure::usage(e)
+    }
+}
+
+impl From<crate::session::SessionError> for Failure {
+    fn from(e: crate::session::SessionError) -> Failure {
+        use crate::session::SessionError::{Cgroup, Environment, Probe, Runtime, Usage};
+        match e {
+            Probe(e) => e.into(),
+            Cgroup(e) => e.into(),
+            Usage(message) => Failure::usage(message),
+            Environment(message) => Failure::environment(message),
+            Runtime(message) => Failure::runtime(message),
+        }
+    }
+}
+
+impl From<crate::session::privilege::PrivilegeError> for Failure {
+    fn from(e: crate::session::privilege::PrivilegeError) -> Failure {
+        Failure::environment(e)
+    }
+}
+
+impl From<crate::render::write::WriteError> for Failure {
+    fn from(e: crate::render::write::WriteError) -> Failure {
+        Failure::runtime(e)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::render::write::WriteError;
+    use crate::session::SessionError;
+    use crate::session::privilege::PrivilegeError;
+
+    /// The rows of the README's "Exit status" table, as (code, meaning).
+    fn readme_table() -> Vec<(u8, String)> {
+        let readme = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../README.md"))
+            .expect("README.md beside the workspace's Cargo.toml");
+        let section = readme
+            .split("### Exit status")
+            .nth(1)
+            .expect("the README has an \"Exit status\" section");
+        section
+            .lines()
+            .skip_while(|l| !l.starts_with('|'))
+            .take_while(|l| l.starts_with('|'))
+            .filter_map(|l| {
+                let cells: Vec<&str> = l.trim_matches('|').split(" | ").map(str::trim).collect();
+                Some((cells.first()?.parse().ok()?, cells.get(1)?.to_string()))
+            })
+            .collect()
+    }
+
+    #[test]
+    fn the_readme_table_is_the_exit_table() {
+        let table: Vec<(u8, String)> = exit::TABLE
+            .iter()
+            .map(|(code, meaning)| (*code, meaning.to_string()))
+            .collect();
+        assert_eq!(readme_table(), table);
+    }
+
+    #[test]
+    fn help_lists_every_code() {
+        let help = exit::help();
+        let words = |s: &str| s.split_whitespace().collect::<Vec<_>>().join(" ");
+        for (code, meaning) in exit::TABLE {
+            assert!(
+                words(&help).contains(&format!("{code} {}", meaning.replace('`', ""))),
+                "{help}"
+            );
+        }
+        assert!(help.lines().all(|l| l.len() <= 96), "{help}");
+    }
+
+    #[test]
+    fn library_errors_keep_their_codes() {
+        let write = WriteError::Stdout(std::io::Error::other("x"));
+        assert_eq!(Failure::from(write).code, exit::RUNTIME);
+        let lacking = PrivilegeError::Lacking(vec!["BPF".into()]);
+        assert_eq!(Failure::from(lacking).code, exit::ENVIRONMENT);
+        assert_eq!(Failure::from(SessionError::usage("x")).code, exit::USAGE);
+        assert_eq!(
+            Failure::from(SessionError::environment("x")).code,
+            exit::ENVIRONMENT
+        );
+        assert_eq!(
+            Failure::from(SessionError::runtime("x")).code,
+            exit::RUNTIME
+        );
     }
 }

@@ -29,8 +29,7 @@ pub fn bin() -> &'static Path {
             .expect("run cargo build");
         assert!(status.success(), "building cap-trace failed");
         let target = std::env::var_os("CARGO_TARGET_DIR")
-            .map(PathBuf::from)
-            .unwrap_or_else(|| workspace_root().join("target"));
+            .map_or_else(|| workspace_root().join("target"), PathBuf::from);
         target.join("release/cap-trace")
     })
 }
@@ -46,9 +45,10 @@ pub fn privileged(test: &str) -> bool {
     if is_root() {
         return true;
     }
-    if std::env::var_os("CAP_TRACE_REQUIRE_ROOT_TESTS").is_some_and(|v| v == "1") {
-        panic!("{test}: needs root, and CAP_TRACE_REQUIRE_ROOT_TESTS=1 forbids skipping");
-    }
+    assert!(
+        std::env::var_os("CAP_TRACE_REQUIRE_ROOT_TESTS").is_none_or(|v| v != "1"),
+        "{test}: needs root, and CAP_TRACE_REQUIRE_ROOT_TESTS=1 forbids skipping"
+    );
     eprintln!("SKIPPED {test}: needs root (run `sudo cargo xtask test`)");
     false
 }
@@ -154,9 +154,9 @@ pub fn run_profile_under(wrapper: &[&str], extra: &[&str], command: &[&str]) -> 
     let mut args: Vec<String> = vec!["run".into(), "--format".into(), "json".into()];
     args.push("--output".into());
     args.push(out_path.display().to_string());
-    args.extend(extra.iter().map(|s| s.to_string()));
+    args.extend(extra.iter().map(ToString::to_string));
     args.push("--".into());
-    args.extend(command.iter().map(|s| s.to_string()));
+    args.extend(command.iter().map(ToString::to_string));
     let out = cap_trace_under(wrapper, &args);
     ok(&out);
     let text = std::fs::read_to_string(&out_path).expect("profile written");

@@ -40,9 +40,10 @@ pub fn available(test: &str) -> bool {
     if ok {
         return true;
     }
-    if std::env::var_os("CAP_TRACE_REQUIRE_ROOT_TESTS").is_some_and(|v| v == "1") {
-        panic!("{test}: podman is not installed (run `cargo xtask setup`)");
-    }
+    assert!(
+        std::env::var_os("CAP_TRACE_REQUIRE_ROOT_TESTS").is_none_or(|v| v != "1"),
+        "{test}: podman is not installed (run `cargo xtask setup`)"
+    );
     eprintln!("SKIPPED {test}: podman is not installed");
     false
 }
@@ -143,9 +144,10 @@ impl Background {
             if text.contains("waiting for") || text.contains("tracing") {
                 return bg;
             }
-            if text.contains("error:") || Instant::now() > deadline {
-                panic!("cap-trace did not start: {text}");
-            }
+            assert!(
+                !(text.contains("error:") || Instant::now() > deadline),
+                "cap-trace did not start: {text}"
+            );
             std::thread::sleep(Duration::from_millis(20));
         }
     }

@@ -1,5 +1,8 @@
 //! `cap-trace --container` against real podman containers (runc, a locally built busybox image).
 
+// Each test file is a crate of its own, linked with every dependency of the package.
+#![allow(unused_crate_dependencies)]
+
 use std::time::Duration;
 
 use cap_trace_tests::podman::{self, Background, LEARNING};
@@ -133,7 +136,7 @@ fn sufficient_and_minimal(w: &Workload) {
     for (mode, opts) in [("learning", LEARNING), ("default", &[][..])] {
         let (p, _) = profile(w.test, opts, w.script);
         let suggestion = suggested(&p);
-        let mut expected: Vec<String> = w.needs.iter().map(|s| s.to_string()).collect();
+        let mut expected: Vec<String> = w.needs.iter().map(ToString::to_string).collect();
         let mut got = suggestion.clone();
         expected.sort();
         got.sort();

@@ -1,6 +1,9 @@
 //! `cap-trace daemon` with real podman containers: profiles per container identity that
 //! survive a SIGKILL, the control socket (and what it refuses), churn, a full disk and load.
 
+// Each test file is a crate of its own, linked with every dependency of the package.
+#![allow(unused_crate_dependencies)]
+
 use std::io::{BufRead, BufReader, Write};
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
@@ -397,7 +400,9 @@ fn churn_of_200_containers_keeps_every_profile_and_memory_flat() {
     if !ready("churn_of_200_containers_keeps_every_profile_and_memory_flat") {
         return;
     }
-    let _heavy = HEAVY.lock().unwrap_or_else(|e| e.into_inner());
+    let _heavy = HEAVY
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
     let dir = TempDir::new("daemon-churn");
     let state = dir.join("state");
     let socket = dir.join("control.sock");
@@ -457,7 +462,9 @@ fn a_million_checks_per_second_are_all_counted() {
     if !ready("a_million_checks_per_second_are_all_counted") {
         return;
     }
-    let _heavy = HEAVY.lock().unwrap_or_else(|e| e.into_inner());
+    let _heavy = HEAVY
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
     let capbench = workspace_root().join("target/release/capbench");
     assert!(
         capbench.exists(),

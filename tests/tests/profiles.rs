@@ -1,6 +1,9 @@
 //! Shipping profiles: every format rendered from a saved profile, accepted by the tools that
 //! consume it (podman-compose, runc, the Kubernetes API types), merge, and the check gate.
 
+// Each test file is a crate of its own, linked with every dependency of the package.
+#![allow(unused_crate_dependencies)]
+
 use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
@@ -500,7 +503,7 @@ fn check_gate_on_a_container() {
     );
     let name = podman::name("gate");
     podman::image();
-    let child = std::process::Command::new(bin())
+    let child = Command::new(bin())
         .args([
             "check",
             "--baseline",

@@ -1,5 +1,8 @@
 //! `cap-trace run` against the real kernel: real eBPF programs, real commands.
 
+// Each test file is a crate of its own, linked with every dependency of the package.
+#![allow(unused_crate_dependencies)]
+
 use cap_trace_tests::*;
 
 #[test]

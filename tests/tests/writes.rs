@@ -1,6 +1,9 @@
 //! Files root writes cannot be hijacked by another local user: planted symbolic links,
 //! directories that user owns, and temp names planted ahead of time.
 
+// Each test file is a crate of its own, linked with every dependency of the package.
+#![allow(unused_crate_dependencies)]
+
 use std::os::unix::fs::{MetadataExt as _, PermissionsExt as _};
 use std::path::{Path, PathBuf};
 use std::process::Command;

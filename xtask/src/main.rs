@@ -4,8 +4,10 @@
 //! install what building cap-trace needs.
 
 mod bench;
+mod demo;
 mod setup;
-mod tasks;
+mod test;
+mod util;
 mod vm;
 
 use anyhow::Result;
@@ -60,7 +62,7 @@ fn main() {
         } else {
             setup::Scope::All
         }),
-        Task::Demo => tasks::demo(),
+        Task::Demo => demo::demo(),
         Task::VmTest => vm::vm_test(),
         Task::Bench {
             rounds,
@@ -71,7 +73,7 @@ fn main() {
             calls,
             only,
         }),
-        Task::Test { args } => tasks::test(&args),
+        Task::Test { args } => test::test(&args),
     };
     if let Err(e) = result {
         eprintln!("xtask: error: {e:#}");

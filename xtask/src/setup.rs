@@ -4,10 +4,10 @@ use std::process::Command;
 
 use anyhow::{Context, Result, bail};
 
-use crate::tasks::{is_root, run};
+use crate::util::{is_root, root, run};
 
 #[derive(Copy, Clone, PartialEq, Eq)]
-pub enum Scope {
+pub(crate) enum Scope {
     /// Building cap-trace: nightly rust-src, LLVM, bpf-linker.
     Build,
     /// Everything the tests, the demo and the benchmark use as well.
@@ -42,8 +42,8 @@ const PYTHON_TOOLS: &[&str] = &[
 ];
 
 /// Where the Python tools live.
-pub fn python_tools() -> std::path::PathBuf {
-    crate::tasks::root().join("target/pytools")
+pub(crate) fn python_tools() -> std::path::PathBuf {
+    root().join("target/pytools")
 }
 
 fn say(what: &str, outcome: &str) {
@@ -57,7 +57,7 @@ fn output(cmd: &mut Command) -> Option<String> {
         .then(|| String::from_utf8_lossy(&out.stdout).into_owned())
 }
 
-pub fn install(scope: Scope) -> Result<()> {
+pub(crate) fn install(scope: Scope) -> Result<()> {
     nightly_rust_src()?;
     let mut packages: Vec<&str> = BUILD_PACKAGES.to_vec();
     if scope == Scope::All {
@@ -106,7 +106,9 @@ fn python_tools_venv() -> Result<()> {
 fn nightly_rust_src() -> Result<()> {
     let toolchains = output(Command::new("rustup").args(["toolchain", "list"]))
         .context("rustup is needed to build the eBPF programs (https://rustup.rs)")?;
-    if !toolchains.lines().any(|l| l.starts_with("nightly")) {
+    if toolchains.lines().any(|l| l.starts_with("nightly")) {
+        say("nightly toolchain", "already installed");
+    } else {
         run(Command::new("rustup").args([
             "toolchain",
             "install",
@@ -115,8 +117,6 @@ fn nightly_rust_src() -> Result<()> {
             "minimal",
         ]))?;
         say("nightly toolchain", "installed");
-    } else {
-        say("nightly toolchain", "already installed");
     }
     let installed = output(Command::new("rustup").args([
         "component",
@@ -146,7 +146,7 @@ fn package_installed(name: &str) -> bool {
         .is_some_and(|s| s.contains("install ok installed"))
 }
 
-pub fn debian_packages(packages: &[&str]) -> Result<()> {
+pub(crate) fn debian_packages(packages: &[&str]) -> Result<()> {
     let missing: Vec<&str> = packages
         .iter()
         .copied()

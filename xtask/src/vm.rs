@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result, bail};
 
 use crate::setup;
-use crate::tasks::{build_release, is_root, root, run};
+use crate::util::{build_release, is_root, root, run};
 
 const TIMEOUT: Duration = Duration::from_secs(900);
 
@@ -174,7 +174,7 @@ fn initramfs(cap_trace: &Path) -> Result<PathBuf> {
     Ok(image)
 }
 
-pub fn vm_test() -> Result<()> {
+pub(crate) fn vm_test() -> Result<()> {
     setup::install(setup::Scope::All)?;
     if !is_root() {
         bail!("vm-test downloads kernel packages with apt: run it as root");
@@ -254,8 +254,7 @@ fn boot(vmlinuz: &Path, version: &str, image: &Path) -> Result<()> {
                     done = true;
                 }
             }
-            Err(mpsc::RecvTimeoutError::Timeout) => break,
-            Err(mpsc::RecvTimeoutError::Disconnected) => break,
+            Err(mpsc::RecvTimeoutError::Timeout | mpsc::RecvTimeoutError::Disconnected) => break,
         }
         if done {
             break;

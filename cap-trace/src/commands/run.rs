@@ -1,0 +1,107 @@
+//! `cap-trace run -- CMD`: run a command in a fresh cgroup and learn what it needs.
+
+use crate::cli::{Format, GlobalArgs, RunArgs};
+use crate::commands::global::{probe_options, render_all};
+use crate::error::{Failure, exit};
+use crate::model::profile::Profile;
+use crate::session::launch::{self, RunOptions, User};
+
+pub async fn command(args: RunArgs, global: &GlobalArgs) -> Result<u8, Failure> {
+    let profile = run_command(args, global).await?;
+    render_all(std::slice::from_ref(&profile), global, Format::Text)?;
+    Ok(exit::OK)
+}
+
+/// Runs the command traced and returns its profile.
+pub(crate) async fn run_command(args: RunArgs, global: &GlobalArgs) -> Result<Profile, Failure> {
+    let format = global.format();
+    let user = match &args.user {
+        Some(spec) => Some(resolve_user(spec)?),
+        None => None,
+    };
+    let options = RunOptions {
+        command: args.command,
+        user,
+        probe: probe_options(&args.probe),
+        command_stdout_to_stderr: format != Format::Text && global.output.is_none(),
+        verbose: global.verbose,
+    };
+    Ok(launch::run(options).await?.profile)
+}
+
+/// Resolves `name`, `uid`, `name:group` or `uid:gid` against the password and group files.
+pub fn resolve_user(spec: &str) -> Result<User, Failure> {
+    let (user, group) = match spec.split_once(':') {
+        Some((u, g)) => (u, Some(g)),
+        None => (spec, None),
+    };
+    let passwd = std::fs::read_to_string("/etc/passwd").unwrap_or_default();
+    let groups = std::fs::read_to_string("/etc/group").unwrap_or_default();
+    let (uid, primary) = match user.parse::<u32>() {
+        Ok(uid) => (
+            uid,
+            lookup(&passwd, |f| f[2] == user).and_then(|f| f[3].parse().ok()),
+        ),
+        Err(_) => {
+            let fields = lookup(&passwd, |f| f[0] == user).ok_or_else(|| {
+                Failure::usage(format!(
+                    "no user `{user}` in /etc/passwd (give a name or a uid)"
+                ))
+            })?;
+            (
+                fields[2]
+                    .parse()
+                    .map_err(|_| Failure::usage(format!("bad uid for `{user}` in /etc/passwd")))?,
+                fields[3].parse().ok(),
+            )
+        }
+    };
+    let gid = match group {
+        Some(g) => match g.parse::<u32>() {
+            Ok(gid) => gid,
+            Err(_) => lookup(&groups, |f| f[0] == g)
+                .and_then(|f| f[2].parse().ok())
+                .ok_or_else(|| Failure::usage(format!("no group `{g}` in /etc/group")))?,
+        },
+        None => primary.unwrap_or(uid),
+    };
+    Ok(User { uid, gid })
+}
+
+/// The fields of the first `:`-separated line (at least four fields) matching `pred`.
+fn lookup(file: &str, pred: impl Fn(&[&str]) -> bool) -> Option<Vec<&str>> {
+    file.lines()
+        .map(|l| l.split(':').collect::<Vec<_>>())
+        .find(|f| f.len() >= 4 && pred(f))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::error::exit;
+
+    #[test]
+    fn resolves_users_and_groups() {
+        assert_eq!(resolve_user("root").unwrap(), User { uid: 0, gid: 0 });
+        assert_eq!(resolve_user("0:0").unwrap(), User { uid: 0, gid: 0 });
+        assert_eq!(
+            resolve_user("1234:5678").unwrap(),
+            User {
+                uid: 1234,
+                gid: 5678
+            }
+        );
+        // A uid not in /etc/passwd gets its own number as group.
+        assert_eq!(
+            resolve_user("424242").unwrap(),
+            User {
+                uid: 424242,
+                gid: 424242
+            }
+        );
+        let err = resolve_user("no-such-user-here").unwrap_err();
+        assert_eq!(err.code, exit::USAGE);
+        assert!(err.message.contains("no user `no-such-user-here`"));
+        assert!(resolve_user("root:no-such-group-here").is_err());
+    }
+}

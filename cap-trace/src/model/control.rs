@@ -1,0 +1,87 @@
+//! The daemon's control protocol: what `cap-trace status`, `profile` and `export` ask on its
+//! socket (one JSON object per line) and what it answers.
+
+use serde::{Deserialize, Serialize};
+
+use crate::model::profile::Profile;
+use crate::model::record::Losses;
+
+/// Default control socket.
+pub const DEFAULT_SOCKET: &str = "/run/cap-trace/control.sock";
+
+/// A request on the control socket (one JSON object per line).
+#[derive(Debug, Deserialize, Serialize, PartialEq)]
+#[serde(tag = "request", rename_all = "lowercase", deny_unknown_fields)]
+pub enum Request {
+    // Struct variants, so that unknown fields are refused for these too.
+    Status {},
+    Profile { name: String },
+    Profiles {},
+}
+
+/// The reply: `{"ok": true, ...}` or `{"ok": false, "error": "..."}`.
+#[derive(Debug, Deserialize, Serialize)]
+pub struct Reply {
+    pub ok: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub status: Option<Status>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub profiles: Vec<Profile>,
+}
+
+impl Reply {
+    pub fn error(message: impl Into<String>) -> Reply {
+        Reply {
+            ok: false,
+            error: Some(message.into()),
+            status: None,
+            profiles: Vec::new(),
+        }
+    }
+
+    pub fn profiles(profiles: Vec<Profile>) -> Reply {
+        Reply {
+            ok: true,
+            error: None,
+            status: None,
+            profiles,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+pub struct Status {
+    pub backend: String,
+    pub hook: String,
+    /// How containers are named: engine API sockets, else CLIs.
+    pub engines: Vec<String>,
+    /// The capabilities the daemon kept after attaching.
+    pub capabilities: Vec<String>,
+    pub uptime_s: u64,
+    pub state_dir: String,
+    pub interval_s: f64,
+    /// Profiles held (saved ones and containers seen by this run).
+    pub profiles: usize,
+    /// Containers seen by this run, running now or exited.
+    pub containers: Vec<ContainerStatus>,
+    pub containers_seen: u64,
+    /// Capability checks seen in followed containers since start.
+    pub checks: u64,
+    /// Ring-buffer events received since start.
+    pub events: u64,
+    pub losses: Losses,
+    pub last_persist: Option<String>,
+    /// The last persist error, if the last persist failed (the daemon keeps tracing).
+    pub persist_error: Option<String>,
+    /// Peak resident memory of the daemon, KiB.
+    pub peak_rss_kib: u64,
+    pub rss_kib: u64,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+pub struct ContainerStatus {
+    pub name: String,
+    pub running: bool,
+}

@@ -1,0 +1,58 @@
+//! Profiles and records for the model's and the renderers' unit tests.
+
+use crate::linux::caps::Cap;
+use crate::linux::hook::Backend;
+use crate::model::profile::{Profile, TraceInfo, Workload, WorkloadKind};
+use crate::model::record::{Audit, Check, Losses, Phase, Verdict};
+
+pub(crate) fn check(cap: u32, verdict: Verdict, audit: Audit, syscall: &str, comm: &str) -> Check {
+    Check {
+        cap: Cap(cap),
+        verdict,
+        audit,
+        insetid: false,
+        userns_level: 0,
+        syscall: Some(syscall.into()),
+        comm: comm.into(),
+        phase: Phase::Workload,
+        denied_before: vec![],
+        site: None,
+        count: 1,
+        first_seen: None,
+        pid: None,
+        uid: None,
+        sources: vec![],
+    }
+}
+
+pub(crate) fn trace_info() -> TraceInfo {
+    TraceInfo {
+        backend: Backend::Tracepoint,
+        hook: "tracepoint".into(),
+        kernel: "6.18.0".into(),
+        started: "2026-11-22T10:00:00.000Z".into(),
+        duration_ms: 5,
+        complete: true,
+        losses: Losses::default(),
+        total_checks: 1,
+    }
+}
+
+pub(crate) fn sample() -> Profile {
+    Profile::new(
+        Workload {
+            kind: Some(WorkloadKind::Command),
+            name: "chown nobody /tmp/x".into(),
+            command: Some(vec!["chown".into(), "nobody".into(), "/tmp/x".into()]),
+            exit_status: Some(0),
+            ..Default::default()
+        },
+        trace_info(),
+        vec![
+            check(0, Verdict::Granted, Audit::Audited, "fchownat", "chown"),
+            check(21, Verdict::Granted, Audit::Noaudit, "mmap", "chown"),
+        ],
+        vec![],
+        vec![],
+    )
+}

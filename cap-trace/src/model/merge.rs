@@ -1,0 +1,222 @@
+//! `cap-trace merge`: one profile from several runs, replicas or nodes. Counts add up, and each
+//! check remembers which profiles it was seen in.
+
+use std::collections::BTreeMap;
+
+use crate::model::profile::{Profile, TraceInfo, Workload, WorkloadKind};
+use crate::model::record::{Check, Losses, Outcome};
+
+/// Merges `(source name, profile)` pairs; the suggestion is derived again from the union.
+pub fn merge(inputs: Vec<(String, Profile)>) -> Profile {
+    assert!(!inputs.is_empty(), "merge needs at least one profile");
+    let mut checks: BTreeMap<_, Check> = BTreeMap::new();
+    let mut outcomes: BTreeMap<_, Outcome> = BTreeMap::new();
+    let mut warnings: Vec<String> = Vec::new();
+    let mut names: Vec<String> = Vec::new();
+    let mut sources: Vec<String> = Vec::new();
+    let mut kernels: Vec<String> = Vec::new();
+    let mut hooks: Vec<String> = Vec::new();
+    let mut losses = Losses::default();
+    let mut complete = true;
+    let mut duration_ms = 0;
+    let mut total_checks = 0;
+    let mut started: Option<String> = None;
+    let first = inputs[0].1.clone();
+
+    for (source, p) in &inputs {
+        // A merged input contributes its own sources.
+        let from: Vec<String> = if p.workload.sources.is_empty() {
+            vec![source.clone()]
+        } else {
+            p.workload.sources.clone()
+        };
+        // Profiles that share a source (a run saved, then continued) list it once.
+        for s in &from {
+            push_once(&mut sources, s);
+        }
+        push_once(&mut names, &p.workload.name);
+        push_once(&mut kernels, &p.trace.kernel);
+        push_once(&mut hooks, &p.trace.hook);
+        if p.workload.userns_level != first.workload.userns_level {
+            warnings.push(format!(
+                "{source} ran in a user namespace of another depth ({} instead of {}); its child-namespace checks are judged by the first profile's",
+                p.workload.userns_level, first.workload.userns_level
+            ));
+        }
+        losses.ring_buffer += p.trace.losses.ring_buffer;
+        losses.probes_missed += p.trace.losses.probes_missed;
+        losses.outcomes += p.trace.losses.outcomes;
+        complete &= p.trace.complete;
+        duration_ms += p.trace.duration_ms;
+        total_checks += p.trace.total_checks;
+        if started.as_ref().is_none_or(|s| p.trace.started < *s) {
+            started = Some(p.trace.started.clone());
+        }
+        for w in &p.warnings {
+            if !w.starts_with("the trace is incomplete") {
+                push_once(&mut warnings, w);
+            }
+        }
+        for check in &p.checks {
+            let mut check = check.clone();
+            if check.sources.is_empty() {
+                check.sources.clone_from(&from);
+            }
+            match checks.get_mut(&check.identity()) {
+                None => {
+                    checks.insert(check.identity(), check);
+                }
+                Some(existing) => absorb(existing, check),
+            }
+        }
+        for outcome in &p.outcomes {
+            outcomes
+                .entry(outcome.identity())
+                .and_modify(|o| o.count += outcome.count)
+                .or_insert_with(|| outcome.clone());
+        }
+    }
+
+    let workload = merged_workload(&first.workload, &names, sources);
+    let trace = TraceInfo {
+        backend: first.trace.backend,
+        hook: hooks.join(", "),
+        kernel: kernels.join(", "),
+        started: started.unwrap_or_default(),
+        duration_ms,
+        complete,
+        losses,
+        total_checks,
+    };
+    Profile::new(
+        workload,
+        trace,
+        checks.into_values().collect(),
+        outcomes.into_values().collect(),
+        warnings,
+    )
+}
+
+/// Adds `item` to `list` unless it is there already (first occurrence first).
+fn push_once<T: PartialEq + Clone>(list: &mut Vec<T>, item: &T) {
+    if !list.contains(item) {
+        list.push(item.clone());
+    }
+}
+
+/// Folds `check` into the same check from another profile: the counts add up, the earliest
+/// first occurrence is kept, and every source is listed once.
+fn absorb(existing: &mut Check, check: Check) {
+    existing.count += check.count;
+    if check.first_seen.is_some()
+        && (existing.first_seen.is_none() || check.first_seen < existing.first_seen)
+    {
+        existing.first_seen = check.first_seen;
+        existing.pid = check.pid;
+        existing.uid = check.uid;
+    }
+    for s in check.sources {
+        push_once(&mut existing.sources, &s);
+    }
+}
+
+/// The merged workload: the first profile's, named after every workload merged, without the
+/// facts of one run.
+fn merged_workload(first: &Workload, names: &[String], sources: Vec<String>) -> Workload {
+    let same_workload = names.len() == 1;
+    Workload {
+        kind: if same_workload {
+            first.kind
+        } else {
+            Some(WorkloadKind::Merged)
+        },
+        name: names.join(" + "),
+        sources,
+        // Facts of one run (its id, exit status, capability set) do not describe the merge.
+        id: None,
+        exit_status: None,
+        exit_signal: None,
+        capabilities: None,
+        seccomp: None,
+        command: if same_workload {
+            first.command.clone()
+        } else {
+            None
+        },
+        ..first.clone()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::linux::caps::Cap;
+    use crate::model::fixtures::{check, sample};
+    use crate::model::record::{Audit, Verdict};
+
+    #[test]
+    fn union_of_replicas_with_counts_and_sources() {
+        let a = sample();
+        let mut b = sample();
+        b.checks.push(check(
+            27,
+            Verdict::Granted,
+            Audit::Audited,
+            "mknodat",
+            "mknod",
+        ));
+        b.trace.duration_ms = 10;
+        let merged = merge(vec![("a.json".into(), a.clone()), ("b.json".into(), b)]);
+        assert_eq!(merged.suggestion.add, vec![Cap(0), Cap(27)]);
+        assert_eq!(merged.workload.sources, ["a.json", "b.json"]);
+        assert_eq!(merged.workload.kind, a.workload.kind);
+        let chown = merged.checks.iter().find(|c| c.cap == Cap(0)).unwrap();
+        assert_eq!(chown.count, 2);
+        assert_eq!(chown.sources, ["a.json", "b.json"]);
+        let mknod = merged.checks.iter().find(|c| c.cap == Cap(27)).unwrap();
+        assert_eq!(mknod.sources, ["b.json"]);
+        assert_eq!(merged.trace.duration_ms, 15);
+        assert!(merged.trace.complete);
+        assert_eq!(merged.workload.exit_status, None);
+    }
+
+    #[test]
+    fn merging_merged_profiles_keeps_original_sources() {
+        let ab = merge(vec![
+            ("a.json".into(), sample()),
+            ("b.json".into(), sample()),
+        ]);
+        let abc = merge(vec![("ab.json".into(), ab), ("c.json".into(), sample())]);
+        assert_eq!(abc.workload.sources, ["a.json", "b.json", "c.json"]);
+        assert_eq!(
+            abc.checks.iter().find(|c| c.cap == Cap(0)).unwrap().count,
+            3
+        );
+    }
+
+    #[test]
+    fn a_source_shared_by_two_inputs_is_listed_once() {
+        // A daemon run saved (a, b), then continued as b: b's profile is merged in again.
+        let ab = merge(vec![
+            ("a.json".into(), sample()),
+            ("b.json".into(), sample()),
+        ]);
+        let again = merge(vec![("saved".into(), ab), ("b.json".into(), sample())]);
+        assert_eq!(again.workload.sources, ["a.json", "b.json"]);
+    }
+
+    #[test]
+    fn different_workloads_and_losses() {
+        let a = sample();
+        let mut b = sample();
+        b.workload.name = "other".into();
+        b.trace.complete = false;
+        b.trace.losses.ring_buffer = 4;
+        let merged = merge(vec![("a".into(), a), ("b".into(), b)]);
+        assert_eq!(merged.workload.kind, Some(WorkloadKind::Merged));
+        assert_eq!(merged.workload.name, "chown nobody /tmp/x + other");
+        assert!(!merged.trace.complete);
+        assert_eq!(merged.trace.losses.ring_buffer, 4);
+        assert!(merged.warnings[0].contains("incomplete"));
+    }
+}

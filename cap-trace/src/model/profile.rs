@@ -1,0 +1,377 @@
+//! The profile: everything one trace learned about one workload. Its JSON form (schema
+//! `cap-trace/profile`, version [`VERSION`], documented in `docs/profile-schema.md`) is the
+//! source of truth: every output format is rendered from it, and the suggestion is derived from
+//! its `checks` and `outcomes` again whenever a profile is read.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use serde::{Deserialize, Serialize};
+
+use crate::linux::caps::Cap;
+use crate::linux::hook::Backend;
+use crate::model::record::{Check, Losses, Outcome, Phase, describe_losses};
+use crate::model::suggest::{self, Suggestion};
+
+pub const SCHEMA: &str = "cap-trace/profile";
+pub const VERSION: u32 = 1;
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Profile {
+    /// Always [`SCHEMA`].
+    pub schema: String,
+    /// Bumped on incompatible changes; readers refuse versions they do not know.
+    pub version: u32,
+    /// The cap-trace that wrote the file, e.g. `cap-trace 0.1.0`.
+    pub generator: String,
+    pub workload: Workload,
+    pub trace: TraceInfo,
+    /// Derived from `checks` and `outcomes` (kept in the file for readers).
+    pub suggestion: Suggestion,
+    /// Every distinct kind of capability check, with how often it happened.
+    pub checks: Vec<Check>,
+    /// How syscalls that had a denied check ended.
+    #[serde(default)]
+    pub outcomes: Vec<Outcome>,
+    /// Things the reader should know about this profile (incomplete trace, seccomp, ...).
+    #[serde(default)]
+    pub warnings: Vec<String>,
+}
+
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[serde(rename_all = "snake_case")]
+pub enum WorkloadKind {
+    Command,
+    Container,
+    Merged,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Default)]
+pub struct Workload {
+    pub kind: Option<WorkloadKind>,
+    /// Command line, container name, or merged name.
+    pub name: String,
+    /// Container id, when a container.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub id: Option<String>,
+    /// What `cap-trace daemon` keeps the profile under across restarts and re-creations:
+    /// compose `project/service`, Kubernetes `namespace/workload/container`, else the name.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub identity: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub engine: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub image: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub command: Option<Vec<String>>,
+    /// Exit status of the command or container's main process.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub exit_status: Option<i32>,
+    /// Signal that ended it, if one did.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub exit_signal: Option<i32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub compose: Option<ComposeInfo>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kubernetes: Option<KubernetesInfo>,
+    /// Effective capabilities the workload ran with, when known.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub capabilities: Option<Vec<Cap>>,
+    /// Whether a seccomp filter was active (blocked syscalls never reach a capability check).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub seccomp: Option<bool>,
+    /// Depth of the workload's own user namespace (0: the initial one). Checks against deeper
+    /// (child) namespaces do not count for the workload's capability set.
+    #[serde(default)]
+    pub userns_level: u32,
+    /// Profiles this one was merged from.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub sources: Vec<String>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct ComposeInfo {
+    pub project: Option<String>,
+    pub service: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct KubernetesInfo {
+    pub namespace: Option<String>,
+    pub pod: Option<String>,
+    pub container: Option<String>,
+    pub pod_uid: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct TraceInfo {
+    pub backend: Backend,
+    /// The exact hook, e.g. `tracepoint (raw_tracepoint capability:cap_capable)`.
+    pub hook: String,
+    /// `uname -r` of the traced machine.
+    pub kernel: String,
+    /// RFC 3339 time the trace started.
+    pub started: String,
+    pub duration_ms: u64,
+    /// False when any event, count or outcome was lost: the profile may miss capabilities.
+    pub complete: bool,
+    pub losses: Losses,
+    /// Checks of the workload, including runtime set-up.
+    pub total_checks: u64,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ProfileError {
+    #[error("cannot read profile {path}: {source}")]
+    Read {
+        path: String,
+        source: std::io::Error,
+    },
+    #[error("{path} is not a cap-trace profile: {message}")]
+    Malformed { path: String, message: String },
+    #[error(
+        "{path} is a version {found} profile; this cap-trace reads version {VERSION} (upgrade cap-trace or re-trace the workload)"
+    )]
+    WrongVersion { path: String, found: u64 },
+}
+
+impl Profile {
+    /// Assembles a profile and derives its suggestion.
+    pub fn new(
+        workload: Workload,
+        trace: TraceInfo,
+        mut checks: Vec<Check>,
+        mut outcomes: Vec<Outcome>,
+        mut warnings: Vec<String>,
+    ) -> Profile {
+        checks.sort_by_key(Check::identity);
+        outcomes.sort_by_key(Outcome::identity);
+        if !trace.complete {
+            warnings.insert(
+                0,
+                format!(
+                    "the trace is incomplete ({} lost): the profile may miss capabilities; re-run with a larger --ring-buffer",
+                    describe_losses(&trace.losses)
+                ),
+            );
+        }
+        let suggestion = suggest::suggest(&checks, &outcomes, workload.userns_level);
+        Profile {
+            schema: SCHEMA.into(),
+            version: VERSION,
+            generator: format!("cap-trace {}", env!("CARGO_PKG_VERSION")),
+            workload,
+            trace,
+            suggestion,
+            checks,
+            outcomes,
+            warnings,
+        }
+    }
+
+    /// Reads and validates a profile file; the suggestion is derived again from its checks.
+    pub fn read(path: &Path) -> Result<Profile, ProfileError> {
+        let mut all = Self::read_all(path)?;
+        if all.len() != 1 {
+            return Err(ProfileError::Malformed {
+                path: path.display().to_string(),
+                message: format!("holds {} profiles where one was expected", all.len()),
+            });
+        }
+        Ok(all.remove(0))
+    }
+
+    /// Reads a file holding one profile or a JSON array of them.
+    pub fn read_all(path: &Path) -> Result<Vec<Profile>, ProfileError> {
+        let display = path.display().to_string();
+        let text = std::fs::read_to_string(path).map_err(|source| ProfileError::Read {
+            path: display.clone(),
+            source,
+        })?;
+        let value: serde_json::Value =
+            serde_json::from_str(&text).map_err(|e| ProfileError::Malformed {
+                path: display.clone(),
+                message: format!("invalid JSON: {e}"),
+            })?;
+        match value {
+            serde_json::Value::Array(items) => {
+                if items.is_empty() {
+                    return Err(ProfileError::Malformed {
+                        path: display,
+                        message: "an empty list of profiles".into(),
+                    });
+                }
+                items
+                    .into_iter()
+                    .enumerate()
+                    .map(|(i, v)| Self::from_value(v, &format!("{display} (profile {})", i + 1)))
+                    .collect()
+            }
+            v => Ok(vec![Self::from_value(v, &display)?]),
+        }
+    }
+
+    pub fn parse(text: &str, name: &str) -> Result<Profile, ProfileError> {
+        let value: serde_json::Value =
+            serde_json::from_str(text).map_err(|e| ProfileError::Malformed {
+                path: name.to_owned(),
+                message: format!("invalid JSON: {e}"),
+            })?;
+        Self::from_value(value, name)
+    }
+
+    fn from_value(value: serde_json::Value, name: &str) -> Result<Profile, ProfileError> {
+        let malformed = |message: String| ProfileError::Malformed {
+            path: name.to_owned(),
+            message,
+        };
+        match value.get("schema").and_then(|s| s.as_str()) {
+            Some(SCHEMA) => {}
+            Some(other) => {
+                return Err(malformed(format!(
+                    "schema is `{other}`, expected `{SCHEMA}`"
+                )));
+            }
+            None => return Err(malformed(format!("no \"schema\": \"{SCHEMA}\" field"))),
+        }
+        match value.get("version").and_then(serde_json::Value::as_u64) {
+            Some(v) if v == u64::from(VERSION) => {}
+            Some(found) => {
+                return Err(ProfileError::WrongVersion {
+                    path: name.to_owned(),
+                    found,
+                });
+            }
+            None => return Err(malformed("no numeric \"version\" field".into())),
+        }
+        let mut profile: Profile =
+            serde_json::from_value(value).map_err(|e| malformed(e.to_string()))?;
+        profile.suggestion = suggest::suggest(
+            &profile.checks,
+            &profile.outcomes,
+            profile.workload.userns_level,
+        );
+        Ok(profile)
+    }
+
+    pub fn to_json(&self) -> String {
+        let mut s = serde_json::to_string_pretty(self).expect("profile serializes");
+        s.push('\n');
+        s
+    }
+
+    /// Total checks per capability (workload phase only).
+    pub fn counts_by_cap(&self) -> BTreeMap<Cap, u64> {
+        let mut out = BTreeMap::new();
+        for check in self.checks.iter().filter(|c| c.phase == Phase::Workload) {
+            *out.entry(check.cap).or_default() += check.count;
+        }
+        out
+    }
+}
+
+/// RFC 3339 (UTC, millisecond precision) for a time since the Unix epoch.
+pub fn rfc3339(since_epoch: std::time::Duration) -> String {
+    let secs = since_epoch.as_secs() as i64;
+    let millis = since_epoch.subsec_millis();
+    let days = secs.div_euclid(86_400);
+    let rem = secs.rem_euclid(86_400);
+    // Civil date from days since 1970-01-01 (Howard Hinnant's algorithm).
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!(
+        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}.{millis:03}Z",
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::fixtures::{sample, trace_info};
+
+    #[test]
+    fn json_round_trip() {
+        let profile = sample();
+        let json = profile.to_json();
+        let back = Profile::parse(&json, "x.json").unwrap();
+        assert_eq!(back, profile);
+        assert_eq!(back.suggestion.add, vec![Cap(0)]);
+    }
+
+    #[test]
+    fn json_shape_is_stable() {
+        let v: serde_json::Value = serde_json::from_str(&sample().to_json()).unwrap();
+        assert_eq!(v["schema"], "cap-trace/profile");
+        assert_eq!(v["version"], 1);
+        assert_eq!(v["workload"]["kind"], "command");
+        assert_eq!(v["trace"]["backend"], "tracepoint");
+        assert_eq!(v["suggestion"]["add"], serde_json::json!(["CHOWN"]));
+        assert_eq!(v["checks"][0]["cap"], "CHOWN");
+        assert_eq!(v["checks"][0]["verdict"], "granted");
+        assert_eq!(v["checks"][0]["audit"], "audited");
+        assert_eq!(v["checks"][1]["audit"], "noaudit");
+    }
+
+    #[test]
+    fn rejects_bad_files() {
+        assert!(matches!(
+            Profile::parse("{", "a.json"),
+            Err(ProfileError::Malformed { .. })
+        ));
+        assert!(matches!(
+            Profile::parse(r#"{"schema":"other"}"#, "a.json"),
+            Err(ProfileError::Malformed { .. })
+        ));
+        let future = sample()
+            .to_json()
+            .replace("\"version\": 1", "\"version\": 99");
+        let err = Profile::parse(&future, "a.json").unwrap_err();
+        assert!(matches!(err, ProfileError::WrongVersion { found: 99, .. }));
+        assert!(err.to_string().contains("version 99"));
+        let bad_cap = sample().to_json().replace("\"CHOWN\"", "\"FLY\"");
+        let err = Profile::parse(&bad_cap, "a.json").unwrap_err();
+        assert!(
+            err.to_string().contains("unknown capability `FLY`"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn incomplete_trace_warns() {
+        let mut info = trace_info();
+        info.complete = false;
+        info.losses.ring_buffer = 3;
+        let p = Profile::new(Workload::default(), info, vec![], vec![], vec![]);
+        assert!(
+            p.warnings[0].contains("incomplete (3 ring-buffer events lost)"),
+            "{:?}",
+            p.warnings
+        );
+    }
+
+    #[test]
+    fn formats_times() {
+        assert_eq!(
+            rfc3339(std::time::Duration::from_millis(0)),
+            "1970-01-01T00:00:00.000Z"
+        );
+        assert_eq!(
+            rfc3339(std::time::Duration::from_millis(1_795_348_800_123)),
+            "2026-11-22T12:00:00.123Z"
+        );
+        assert_eq!(
+            rfc3339(std::time::Duration::from_secs(951_782_400)),
+            "2000-02-29T00:00:00.000Z"
+        );
+    }
+}

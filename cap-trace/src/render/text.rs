@@ -1,0 +1,360 @@
+//! The human-readable report: one table per workload, then the suggestion.
+
+use std::fmt::Write as _;
+
+use crate::linux::caps::{Cap, Danger};
+use crate::model::profile::{Profile, WorkloadKind};
+use crate::model::record::{Audit, Check, Phase, Verdict};
+use crate::model::suggest::{CapVerdict, Status};
+
+/// Terminal styling, only when writing to a TTY and `NO_COLOR` is unset.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Style {
+    pub color: bool,
+}
+
+impl Style {
+    pub fn detect(stream_is_tty: bool) -> Style {
+        let no_color = std::env::var_os("NO_COLOR").is_some_and(|v| !v.is_empty());
+        Style {
+            color: stream_is_tty && !no_color,
+        }
+    }
+
+    pub fn plain() -> Style {
+        Style { color: false }
+    }
+
+    fn paint(self, code: &str, text: &str) -> String {
+        if self.color {
+            format!("\x1b[{code}m{text}\x1b[0m")
+        } else {
+            text.to_owned()
+        }
+    }
+
+    pub fn bold(&self, t: &str) -> String {
+        self.paint("1", t)
+    }
+    pub fn red(&self, t: &str) -> String {
+        self.paint("1;31", t)
+    }
+    pub fn green(&self, t: &str) -> String {
+        self.paint("32", t)
+    }
+    pub fn yellow(&self, t: &str) -> String {
+        self.paint("33", t)
+    }
+    pub fn dim(&self, t: &str) -> String {
+        self.paint("2", t)
+    }
+}
+
+#[derive(Clone, Copy, Debug, Default)]
+pub struct TextOptions {
+    /// Show runtime set-up checks and every check record.
+    pub verbose: bool,
+    /// Add the explanation section.
+    pub explain: bool,
+}
+
+/// Pads `text` (which may contain escape codes) to `width` visible characters.
+fn pad(text: &str, visible: usize, width: usize) -> String {
+    format!("{text}{}", " ".repeat(width.saturating_sub(visible)))
+}
+
+/// The text report of one profile.
+pub fn text(profile: &Profile, style: Style, opts: TextOptions) -> String {
+    let mut out = String::new();
+    header(&mut out, profile, style);
+    table(
+        &mut out,
+        &profile.suggestion.capabilities,
+        style,
+        opts.verbose,
+    );
+    let missing: Vec<Cap> = profile.suggestion.missing().map(|v| v.cap).collect();
+    if !missing.is_empty() {
+        let _ = writeln!(
+            out,
+            "\n  {} the workload hit a wall: {} was denied and the syscall failed; it is included below",
+            style.red("needed but missing:"),
+            cap_list(&missing)
+        );
+    }
+    if opts.verbose {
+        every_check(&mut out, profile, style);
+    }
+    out.push_str(&explain_section(profile, style, opts.explain));
+    for warning in &profile.warnings {
+        let _ = writeln!(out, "\n  {} {warning}", style.yellow("warning:"));
+    }
+    suggestion(&mut out, profile, style);
+    out
+}
+
+/// What was traced: the workload, how it ended, how it was traced, what it ran with.
+fn header(out: &mut String, profile: &Profile, style: Style) {
+    let w = &profile.workload;
+    let title = match w.kind {
+        Some(WorkloadKind::Container) => format!("container {}", w.name),
+        Some(WorkloadKind::Merged) => format!("merged profile {}", w.name),
+        _ => format!("`{}`", w.name),
+    };
+    let _ = writeln!(out, "{}", style.bold(&title));
+    let mut facts = Vec::new();
+    if let Some(status) = w.exit_status {
+        facts.push(format!("exited with status {status}"));
+    } else if let Some(signal) = w.exit_signal {
+        facts.push(format!("killed by signal {signal}"));
+    }
+    facts.push(format!(
+        "traced for {:.2} s with {} on Linux {}",
+        profile.trace.duration_ms as f64 / 1000.0,
+        profile.trace.hook,
+        profile.trace.kernel
+    ));
+    let _ = writeln!(out, "  {}", facts.join(", "));
+    if let Some(caps) = &w.capabilities {
+        let _ = writeln!(out, "  ran with: {}", cap_list(caps));
+    }
+}
+
+/// The widest of `widths`, and at least `min`.
+fn width(widths: impl Iterator<Item = usize>, min: usize) -> usize {
+    widths.max().unwrap_or(min).max(min)
+}
+
+/// One row per capability: its status, its checks, why, and what made the checks (three
+/// lines of evidence, or all with --verbose).
+fn table(out: &mut String, verdicts: &[CapVerdict], style: Style, verbose: bool) {
+    if verdicts.is_empty() {
+        let _ = writeln!(out, "\n  no capability checks by the workload");
+        return;
+    }
+    let name_w = width(verdicts.iter().map(|v| v.cap.name().len()), 10);
+    let status_w = width(verdicts.iter().map(|v| v.status.label().len()), 6);
+    let _ = writeln!(
+        out,
+        "\n  {}  {}  {:>7}  {}",
+        pad(&style.bold("CAPABILITY"), 10, name_w),
+        pad(&style.bold("STATUS"), 6, status_w),
+        style.bold("CHECKS"),
+        style.bold("WHY")
+    );
+    let under = |out: &mut String, text: &str| {
+        let _ = writeln!(
+            out,
+            "  {}  {}  {:>7}  {}",
+            " ".repeat(name_w),
+            " ".repeat(status_w),
+            "",
+            style.dim(text)
+        );
+    };
+    for v in verdicts {
+        let label = v.status.label();
+        let painted = match v.status {
+            Status::Required => style.green(label),
+            Status::Missing => style.red(label),
+            Status::Probed | Status::ChildUserns | Status::NotRequired | Status::Replaced => {
+                style.dim(label)
+            }
+        };
+        let _ = writeln!(
+            out,
+            "  {}  {}  {:>7}  {}",
+            pad(&v.cap.name(), v.cap.name().len(), name_w),
+            pad(&painted, label.len(), status_w),
+            v.count,
+            v.reason
+        );
+        let shown = if verbose { v.evidence.len() } else { 3 };
+        for e in v.evidence.iter().take(shown) {
+            under(out, e);
+        }
+        if v.evidence.len() > shown {
+            under(
+                out,
+                &format!("... {} more (--verbose)", v.evidence.len() - shown),
+            );
+        }
+    }
+}
+
+/// With --verbose: the runtime's set-up checks, then every check of the workload.
+fn every_check(out: &mut String, profile: &Profile, style: Style) {
+    let runtime: Vec<_> = profile
+        .checks
+        .iter()
+        .filter(|c| c.phase == Phase::Runtime)
+        .collect();
+    if !runtime.is_empty() {
+        let _ = writeln!(
+            out,
+            "\n  {}",
+            style.bold("runtime set-up (not part of the workload):")
+        );
+        for c in runtime {
+            let _ = writeln!(out, "    {}", describe_check(c));
+        }
+    }
+    let _ = writeln!(out, "\n  {}", style.bold("all workload checks:"));
+    for c in profile.checks.iter().filter(|c| c.phase == Phase::Workload) {
+        let _ = writeln!(out, "    {}", describe_check(c));
+    }
+}
+
+/// The suggested flags, and what they drop of what the workload runs with now.
+fn suggestion(out: &mut String, profile: &Profile, style: Style) {
+    let _ = writeln!(
+        out,
+        "\n{} {}",
+        style.bold("Suggestion:"),
+        style.bold(&profile.suggestion.docker_flags())
+    );
+    if let Some(current) = &profile.workload.capabilities {
+        let dropped: Vec<Cap> = current
+            .iter()
+            .copied()
+            .filter(|c| !profile.suggestion.add.contains(c))
+            .collect();
+        if !dropped.is_empty() {
+            let _ = writeln!(
+                out,
+                "  drops {} it runs with now: {}",
+                dropped.len(),
+                cap_list(&dropped)
+            );
+        }
+    }
+}
+
+fn describe_check(c: &Check) -> String {
+    format!(
+        "{:<18} {:<7} {:<8} {:<16} {:<16} x{}{}",
+        c.cap.name(),
+        match c.verdict {
+            Verdict::Granted => "granted",
+            Verdict::Denied => "denied",
+        },
+        match c.audit {
+            Audit::Audited => "audited",
+            Audit::Noaudit => "noaudit",
+            Audit::Unknown => "unknown",
+        },
+        c.comm,
+        c.syscall.as_deref().unwrap_or("-"),
+        c.count,
+        c.site
+            .as_deref()
+            .map(|s| format!("  [{s}]"))
+            .unwrap_or_default()
+    )
+}
+
+pub fn cap_list(caps: &[Cap]) -> String {
+    if caps.is_empty() {
+        return "none".into();
+    }
+    caps.iter().map(|c| c.name()).collect::<Vec<_>>().join(", ")
+}
+
+/// What each suggested capability allows and how dangerous it is; `detailed` adds advice and
+/// the evidence that made it required.
+pub fn explain_section(profile: &Profile, style: Style, detailed: bool) -> String {
+    let mut out = String::new();
+    if profile.suggestion.add.is_empty() {
+        return out;
+    }
+    let _ = writeln!(
+        out,
+        "\n  {}",
+        style.bold("what the suggested capabilities allow:")
+    );
+    for cap in &profile.suggestion.add {
+        let Some(info) = cap.info() else { continue };
+        let danger = format!("{} risk", info.danger);
+        let danger = match info.danger {
+            Danger::Critical | Danger::High => style.red(&danger),
+            _ => danger,
+        };
+        let _ = writeln!(
+            out,
+            "    {} ({danger}): {}",
+            style.bold(info.name),
+            info.allows
+        );
+        if detailed {
+            let _ = writeln!(out, "      {}", info.advice);
+            if let Some(v) = profile.suggestion.verdict(*cap) {
+                let _ = writeln!(out, "      evidence: {}", v.evidence.join("; "));
+            }
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::fixtures::sample;
+
+    #[test]
+    fn plain_report_has_table_and_suggestion() {
+        let text = text(&sample(), Style::plain(), TextOptions::default());
+        assert!(text.contains("`chown nobody /tmp/x`"));
+        assert!(text.contains("exited with status 0"));
+        assert!(text.contains("CHOWN"));
+        assert!(text.contains("required"));
+        assert!(text.contains("probed, not required"));
+        assert!(
+            text.ends_with("Suggestion: --cap-drop=ALL --cap-add=CHOWN\n"),
+            "{text}"
+        );
+        assert!(!text.contains('\x1b'));
+    }
+
+    #[test]
+    fn colours_only_when_asked() {
+        let text = text(&sample(), Style { color: true }, TextOptions::default());
+        assert!(text.contains("\x1b[32mrequired\x1b[0m"));
+    }
+
+    #[test]
+    fn explains_what_kept_capabilities_allow() {
+        let short = text(&sample(), Style::plain(), TextOptions::default());
+        assert!(
+            short.contains("    CHOWN (medium risk): change the owner and group of any file\n"),
+            "{short}"
+        );
+        assert!(!short.contains("evidence:"));
+        let long = text(
+            &sample(),
+            Style::plain(),
+            TextOptions {
+                verbose: false,
+                explain: true,
+            },
+        );
+        assert!(long.contains("evidence: chown: fchownat"), "{long}");
+        assert!(long.contains("chown volumes at start-up"), "{long}");
+    }
+
+    #[test]
+    fn verbose_lists_every_check() {
+        let text = text(
+            &sample(),
+            Style::plain(),
+            TextOptions {
+                verbose: true,
+                explain: false,
+            },
+        );
+        assert!(text.contains("all workload checks:"));
+        assert!(
+            text.contains("SYS_ADMIN          granted noaudit  chown            mmap"),
+            "{text}"
+        );
+    }
+}

@@ -1,0 +1,1025 @@
+//! Talking to container engines: the Docker-compatible HTTP API on a unix socket (Docker and
+//! podman both serve it), with the engines' command-line tools as a fallback.
+
+use std::collections::BTreeMap;
+use std::io::{BufRead, BufReader, Write};
+use std::os::unix::net::UnixStream;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+/// What an engine says about a container.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct ContainerInfo {
+    pub id: String,
+    pub name: String,
+    /// `podman` or `docker` (what answered).
+    pub engine: String,
+    pub image: Option<String>,
+    pub running: bool,
+    pub pid: Option<u32>,
+    pub exit_code: Option<i32>,
+    pub labels: BTreeMap<String, String>,
+    pub cap_add: Vec<String>,
+    pub cap_drop: Vec<String>,
+    pub privileged: bool,
+    pub security_opt: Vec<String>,
+    /// The capability set the engine gave it, when the engine says (podman's EffectiveCaps).
+    pub effective_caps: Option<Vec<String>>,
+}
+
+impl ContainerInfo {
+    /// The capabilities it runs with, from the engine's configuration: podman's EffectiveCaps,
+    /// else Docker's default set adjusted by CapAdd/CapDrop (everything when privileged).
+    pub fn configured_caps(&self) -> Option<Vec<crate::linux::caps::Cap>> {
+        use crate::linux::caps::{ALL, Cap, defaults};
+        let parse = |names: &[String]| -> Vec<Cap> {
+            names.iter().filter_map(|n| n.parse::<Cap>().ok()).collect()
+        };
+        if self.privileged {
+            return Some(ALL.iter().map(|i| Cap(i.number)).collect());
+        }
+        if let Some(eff) = &self.effective_caps {
+            let mut caps = parse(eff);
+            caps.sort();
+            return Some(caps);
+        }
+        if self.engine != "docker" {
+            return None;
+        }
+        let all = |v: &[String]| v.iter().any(|c| c.eq_ignore_ascii_case("ALL"));
+        let mut caps: Vec<Cap> = if all(&self.cap_drop) {
+            Vec::new()
+        } else {
+            let dropped = parse(&self.cap_drop);
+            defaults::DOCKER
+                .iter()
+                .copied()
+                .filter(|c| !dropped.contains(c))
+                .collect()
+        };
+        if all(&self.cap_add) {
+            caps = ALL.iter().map(|i| Cap(i.number)).collect();
+        } else {
+            caps.extend(parse(&self.cap_add));
+        }
+        caps.sort();
+        caps.dedup();
+        Some(caps)
+    }
+
+    /// Whether it runs under a seccomp filter: engines apply their default profile unless told
+    /// `seccomp=unconfined` or running privileged.
+    pub fn configured_seccomp(&self) -> bool {
+        !self.privileged
+            && !self.security_opt.iter().any(|o| {
+                o.replace(':', "=")
+                    .eq_ignore_ascii_case("seccomp=unconfined")
+            })
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum EngineError {
+    #[error("{0}")]
+    Io(String),
+    #[error("engine answered HTTP {0}: {1}")]
+    Http(u16, String),
+    #[error("engine answered something that is not a container description: {0}")]
+    Parse(String),
+}
+
+/// Parses a Docker-format container description (`GET /containers/{id}/json`, `docker
+/// inspect`, `podman inspect`).
+pub fn parse_inspect(v: &Value, engine: &str) -> Result<ContainerInfo, EngineError> {
+    let id = v["Id"]
+        .as_str()
+        .ok_or_else(|| EngineError::Parse("no Id".into()))?
+        .to_owned();
+    let name = v["Name"]
+        .as_str()
+        .unwrap_or_default()
+        .trim_start_matches('/')
+        .to_owned();
+    let strings = |v: &Value| -> Vec<String> {
+        v.as_array()
+            .map(|a| {
+                a.iter()
+                    .filter_map(|s| s.as_str().map(str::to_owned))
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
+    let state = &v["State"];
+    let pid = state["Pid"].as_u64().filter(|&p| p > 0).map(|p| p as u32);
+    let running = state["Running"].as_bool().unwrap_or(false);
+    Ok(ContainerInfo {
+        id,
+        name,
+        engine: engine.to_owned(),
+        image: v["Config"]["Image"]
+            .as_str()
+            .or(v["ImageName"].as_str())
+            .map(str::to_owned),
+        running,
+        pid: if running { pid } else { None },
+        exit_code: (!running)
+            .then(|| state["ExitCode"].as_i64().map(|c| c as i32))
+            .flatten(),
+        labels: v["Config"]["Labels"]
+            .as_object()
+            .map(|m| {
+                m.iter()
+                    .filter_map(|(k, v)| Some((k.clone(), v.as_str()?.to_owned())))
+                    .collect()
+            })
+            .unwrap_or_default(),
+        cap_add: strings(&v["HostConfig"]["CapAdd"]),
+        cap_drop: strings(&v["HostConfig"]["CapDrop"]),
+        privileged: v["HostConfig"]["Privileged"].as_bool().unwrap_or(false),
+        security_opt: strings(&v["HostConfig"]["SecurityOpt"]),
+        effective_caps: v["EffectiveCaps"]
+            .as_array()
+            .map(|_| strings(&v["EffectiveCaps"])),
+    })
+}
+
+/// The Docker-compatible API on a unix socket.
+#[derive(Clone, Debug)]
+pub struct Api {
+    pub socket: PathBuf,
+}
+
+impl Api {
+    /// `GET path`: status and body.
+    fn get(&self, path: &str) -> Result<(u16, Vec<u8>), EngineError> {
+        let io = |e: std::io::Error| EngineError::Io(format!("{}: {e}", self.socket.display()));
+        let mut stream = UnixStream::connect(&self.socket).map_err(io)?;
+        stream
+            .set_read_timeout(Some(Duration::from_secs(10)))
+            .map_err(io)?;
+        stream
+            .set_write_timeout(Some(Duration::from_secs(10)))
+            .map_err(io)?;
+        write!(
+            stream,
+            "GET {path} HTTP/1.1\r\nHost: localhost\r\nUser-Agent: cap-trace\r\nAccept: application/json\r\nConnection: close\r\n\r\n"
+        )
+        .map_err(io)?;
+        let mut reader = BufReader::new(stream);
+        read_response(&mut reader).map_err(io)
+    }
+
+    fn get_json(&self, path: &str) -> Result<Option<Value>, EngineError> {
+        let (status, body) = self.get(path)?;
+        match status {
+            200 => serde_json::from_slice(&body)
+                .map(Some)
+                .map_err(|e| EngineError::Parse(e.to_string())),
+            404 => Ok(None),
+            _ => Err(EngineError::Http(
+                status,
+                String::from_utf8_lossy(&body)
+                    .trim()
+                    .chars()
+                    .take(200)
+                    .collect(),
+            )),
+        }
+    }
+
+    /// Which engine serves this socket.
+    pub fn engine(&self) -> Result<String, EngineError> {
+        let version = self.get_json("/version")?.unwrap_or_default();
+        let podman = version["Components"].as_array().is_some_and(|c| {
+            c.iter()
+                .any(|c| c["Name"].as_str().is_some_and(|n| n.contains("Podman")))
+        });
+        Ok(if podman { "podman" } else { "docker" }.to_owned())
+    }
+
+    pub fn inspect(
+        &self,
+        name_or_id: &str,
+        engine: &str,
+    ) -> Result<Option<ContainerInfo>, EngineError> {
+        let path = format!("/containers/{}/json", url_escape(name_or_id));
+        match self.get_json(&path)? {
+            Some(v) => parse_inspect(&v, engine).map(Some),
+            None => Ok(None),
+        }
+    }
+
+    /// A container that no longer exists, from the engine's event history since `since` (Unix
+    /// seconds): how a `--rm` container that already exited is named.
+    pub fn from_history(
+        &self,
+        id: &str,
+        since: u64,
+        engine: &str,
+    ) -> Result<Option<ContainerInfo>, EngineError> {
+        let until = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap_or_default()
+            .as_secs()
+            + 1;
+        let filters = url_escape(r#"{"type":["container"]}"#);
+        let (status, body) = self.get(&format!(
+            "/events?since={since}&until={until}&filters={filters}"
+        ))?;
+        if status != 200 {
+            return Err(EngineError::Http(
+                status,
+                String::from_utf8_lossy(&body).into_owned(),
+            ));
+        }
+        Ok(info_from_events(&body, id, engine))
+    }
+
+    /// Ids of running containers.
+    pub fn running(&self) -> Result<Vec<String>, EngineError> {
+        let list = self.get_json("/containers/json")?.unwrap_or_default();
+        Ok(list
+            .as_array()
+            .map(|a| {
+                a.iter()
+                    .filter_map(|c| c["Id"].as_str().map(str::to_owned))
+                    .collect()
+            })
+            .unwrap_or_default())
+    }
+}
+
+/// Finds container `id` in a stream of engine events (Docker API objects or `podman events
+/// --format json` lines).
+pub fn info_from_events(stream: &[u8], id: &str, engine: &str) -> Option<ContainerInfo> {
+    let mut info: Option<ContainerInfo> = None;
+    for event in serde_json::Deserializer::from_slice(stream).into_iter::<Value>() {
+        let Ok(event) = event else { break };
+        if event_id(&event) != Some(id) {
+            continue;
+        }
+        let entry = info.get_or_insert_with(|| ContainerInfo {
+            id: id.to_owned(),
+            engine: engine.to_owned(),
+            ..Default::default()
+        });
+        apply_event(&event, entry);
+    }
+    info.filter(|i| !i.name.is_empty())
+}
+
+/// Event attributes that are not the container's labels (Docker and podman put both in one
+/// object).
+const EVENT_ATTRIBUTES: &[&str] = &[
+    "name",
+    "image",
+    "exitCode",
+    "containerExitCode",
+    "podId",
+    "execID",
+    "signal",
+    "health_status",
+    "detach",
+];
+
+/// The container an event is about.
+fn event_id(event: &Value) -> Option<&str> {
+    // Docker API: {"Type","Action","Actor":{"ID","Attributes":{"name","image"}}};
+    // podman events: {"ID","Name","Image","Status","ContainerExitCode"}.
+    event["Actor"]["ID"]
+        .as_str()
+        .or(event["ID"].as_str())
+        .or(event["id"].as_str())
+}
+
+/// What an event says about its container: name, image, labels, exit code. Returns the action.
+fn apply_event<'a>(event: &'a Value, entry: &mut ContainerInfo) -> &'a str {
+    let attrs = &event["Actor"]["Attributes"];
+    let name = attrs["name"].as_str().or(event["Name"].as_str());
+    let image = attrs["image"].as_str().or(event["Image"].as_str());
+    if let Some(name) = name {
+        name.trim_start_matches('/').clone_into(&mut entry.name);
+    }
+    if let Some(image) = image {
+        entry.image = Some(image.to_owned());
+    }
+    if let Some(labels) = attrs.as_object() {
+        for (k, v) in labels {
+            if !EVENT_ATTRIBUTES.contains(&k.as_str())
+                && let Some(v) = v.as_str()
+            {
+                entry.labels.insert(k.clone(), v.to_owned());
+            }
+        }
+    }
+    let code = attrs["exitCode"]
+        .as_str()
+        .and_then(|c| c.parse::<i32>().ok())
+        .or(attrs["containerExitCode"]
+            .as_str()
+            .and_then(|c| c.parse::<i32>().ok()))
+        .or(event["ContainerExitCode"].as_i64().map(|c| c as i32));
+    let action = event["Action"]
+        .as_str()
+        .or(event["Status"].as_str())
+        .unwrap_or("");
+    if action == "died" || action == "die" {
+        // podman leaves ContainerExitCode out when it is 0.
+        entry.exit_code = code.or(Some(0));
+    }
+    action
+}
+
+/// Containers the engines announced on their live event streams, kept for a while after
+/// they are removed: a `--rm` container that lived for milliseconds is gone from the engine
+/// before its checks are looked at, and an event history query can come back empty while
+/// the engine rotates its event log.
+#[derive(Debug, Default)]
+pub struct Recent {
+    seen: std::sync::Mutex<std::collections::HashMap<String, (ContainerInfo, Option<Instant>)>>,
+}
+
+impl Recent {
+    /// How long a removed container stays nameable.
+    const KEEP: Duration = Duration::from_secs(120);
+
+    fn record(&self, event: &Value, engine: &str) {
+        let Some(id) = event_id(event) else { return };
+        let mut seen = self
+            .seen
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let (entry, removed) = seen.entry(id.to_owned()).or_insert_with(|| {
+            (
+                ContainerInfo {
+                    id: id.to_owned(),
+                    engine: engine.to_owned(),
+                    ..Default::default()
+                },
+                None,
+            )
+        });
+        if matches!(apply_event(event, entry), "remove" | "destroy") {
+            *removed = Some(Instant::now());
+        }
+        // Bounded under churn: forget what was removed long enough ago.
+        seen.retain(|_, (_, removed)| removed.is_none_or(|at| at.elapsed() < Self::KEEP));
+    }
+
+    /// What the events said about container `id`, once they named it.
+    pub fn get(&self, id: &str) -> Option<ContainerInfo> {
+        let seen = self
+            .seen
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        seen.get(id)
+            .map(|(info, _)| info.clone())
+            .filter(|i| !i.name.is_empty())
+    }
+
+    pub fn len(&self) -> usize {
+        self.seen
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+impl Api {
+    /// Follows the engine's container events from `since` (Unix seconds) into `recent`, on a
+    /// thread of its own, reconnecting if the engine goes away.
+    pub fn watch(&self, engine: String, since: u64, recent: std::sync::Arc<Recent>) {
+        let api = self.clone();
+        let spawned = std::thread::Builder::new()
+            .name("engine-events".into())
+            .spawn(move || {
+                let mut since = since;
+                loop {
+                    let started = std::time::SystemTime::now()
+                        .duration_since(std::time::UNIX_EPOCH)
+                        .unwrap_or_default()
+                        .as_secs();
+                    if let Err(e) = api.stream_events(since, &engine, &recent) {
+                        log::debug!("{} event stream: {e}", api.socket.display());
+                    }
+                    // Reconnect a little before where the broken stream started; events seen
+                    // twice do no harm.
+                    since = started.saturating_sub(5);
+                    std::thread::sleep(Duration::from_secs(1));
+                }
+            });
+        if let Err(e) = spawned {
+            log::debug!("cannot follow engine events: {e}");
+        }
+    }
+
+    fn stream_events(&self, since: u64, engine: &str, recent: &Recent) -> std::io::Result<()> {
+        let mut stream = UnixStream::connect(&self.socket)?;
+        let filters = url_escape(r#"{"type":["container"]}"#);
+        write!(
+            stream,
+            "GET /events?since={since}&filters={filters} HTTP/1.1\r\nHost: localhost\r\nUser-Agent: cap-trace\r\nAccept: application/json\r\n\r\n"
+        )?;
+        let mut reader = BufReader::new(stream);
+        let mut on_line = |line: &[u8]| {
+            if let Ok(event) = serde_json::from_slice::<Value>(line) {
+                recent.record(&event, engine);
+            }
+        };
+        read_streamed_lines(&mut reader, &mut on_line)
+    }
+}
+
+/// Reads a streaming HTTP/1.1 response (chunked or not) and hands each complete line of its
+/// body to `on_line`, until the stream ends.
+pub fn read_streamed_lines(
+    reader: &mut impl BufRead,
+    on_line: &mut impl FnMut(&[u8]),
+) -> std::io::Result<()> {
+    let head = read_head(reader)?;
+    if head.status != 200 {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::InvalidData,
+            format!("HTTP {}", head.status),
+        ));
+    }
+    let mut pending: Vec<u8> = Vec::new();
+    read_body(reader, &head, &mut |data| {
+        pending.extend_from_slice(data);
+        while let Some(end) = pending.iter().position(|&b| b == b'\n') {
+            let rest = pending.split_off(end + 1);
+            on_line(&pending[..end]);
+            pending = rest;
+        }
+    })
+}
+
+/// Reads an HTTP/1.1 response (Content-Length, chunked, or until close).
+pub fn read_response(reader: &mut impl BufRead) -> std::io::Result<(u16, Vec<u8>)> {
+    let head = read_head(reader)?;
+    let mut body = Vec::new();
+    read_body(reader, &head, &mut |data| body.extend_from_slice(data))?;
+    Ok((head.status, body))
+}
+
+/// An HTTP/1.1 response's status and how its body is framed.
+struct Head {
+    status: u16,
+    length: Option<usize>,
+    chunked: bool,
+}
+
+fn read_head(reader: &mut impl BufRead) -> std::io::Result<Head> {
+    let bad = |m: &str| std::io::Error::new(std::io::ErrorKind::InvalidData, m.to_owned());
+    let mut line = String::new();
+    reader.read_line(&mut line)?;
+    let status: u16 = line
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .ok_or_else(|| bad("not an HTTP response"))?;
+    let mut head = Head {
+        status,
+        length: None,
+        chunked: false,
+    };
+    loop {
+        line.clear();
+        if reader.read_line(&mut line)? == 0 {
+            break;
+        }
+        let header = line.trim_end();
+        if header.is_empty() {
+            break;
+        }
+        if let Some((name, value)) = header.split_once(':') {
+            let value = value.trim();
+            if name.eq_ignore_ascii_case("content-length") {
+                head.length = value.parse::<usize>().ok();
+            } else if name.eq_ignore_ascii_case("transfer-encoding") && value.contains("chunked") {
+                head.chunked = true;
+            }
+        }
+    }
+    Ok(head)
+}
+
+/// Hands the body to `on_data` as it arrives: chunk by chunk, `Content-Length` bytes, or
+/// until the connection closes.
+fn read_body(
+    reader: &mut impl BufRead,
+    head: &Head,
+    on_data: &mut impl FnMut(&[u8]),
+) -> std::io::Result<()> {
+    let bad = |m: &str| std::io::Error::new(std::io::ErrorKind::InvalidData, m.to_owned());
+    if head.chunked {
+        let mut line = String::new();
+        loop {
+            line.clear();
+            if reader.read_line(&mut line)? == 0 {
+                return Ok(());
+            }
+            let size = usize::from_str_radix(line.trim().split(';').next().unwrap_or(""), 16)
+                .map_err(|_| bad("bad chunk size"))?;
+            if size == 0 {
+                return Ok(());
+            }
+            let mut chunk = vec![0; size];
+            reader.read_exact(&mut chunk)?;
+            on_data(&chunk);
+            line.clear();
+            reader.read_line(&mut line)?;
+        }
+    } else if let Some(n) = head.length {
+        let mut body = vec![0; n];
+        reader.read_exact(&mut body)?;
+        on_data(&body);
+        Ok(())
+    } else {
+        let mut buf = [0u8; 8192];
+        loop {
+            let n = reader.read(&mut buf)?;
+            if n == 0 {
+                return Ok(());
+            }
+            on_data(&buf[..n]);
+        }
+    }
+}
+
+fn url_escape(s: &str) -> String {
+    s.bytes()
+        .map(|b| match b {
+            b'a'..=b'z' | b'A'..=b'Z' | b'0'..=b'9' | b'-' | b'_' | b'.' => (b as char).to_string(),
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
+/// Parses `crictl inspect` output (Kubernetes CRI runtimes: containerd, CRI-O).
+pub fn parse_crictl(v: &Value) -> Result<ContainerInfo, EngineError> {
+    let status = &v["status"];
+    let id = status["id"]
+        .as_str()
+        .ok_or_else(|| EngineError::Parse("no status.id".into()))?
+        .to_owned();
+    let labels: BTreeMap<String, String> = status["labels"]
+        .as_object()
+        .map(|m| {
+            m.iter()
+                .filter_map(|(k, v)| Some((k.clone(), v.as_str()?.to_owned())))
+                .collect()
+        })
+        .unwrap_or_default();
+    let running = status["state"].as_str() == Some("CONTAINER_RUNNING");
+    Ok(ContainerInfo {
+        id,
+        name: status["metadata"]["name"]
+            .as_str()
+            .or(labels
+                .get("io.kubernetes.container.name")
+                .map(String::as_str))
+            .unwrap_or_default()
+            .to_owned(),
+        engine: "cri".into(),
+        image: status["image"]["image"].as_str().map(str::to_owned),
+        running,
+        pid: v["info"]["pid"]
+            .as_u64()
+            .filter(|&p| p > 0 && running)
+            .map(|p| p as u32),
+        exit_code: (!running)
+            .then(|| status["exitCode"].as_i64().map(|c| c as i32))
+            .flatten(),
+        labels,
+        ..Default::default()
+    })
+}
+
+/// An engine's command-line tool (`podman`, `docker`, or `crictl` for CRI runtimes).
+#[derive(Clone, Debug)]
+pub struct Cli {
+    pub program: String,
+}
+
+impl Cli {
+    pub fn available(&self) -> bool {
+        Command::new(&self.program)
+            .arg("--version")
+            .output()
+            .is_ok_and(|o| o.status.success())
+    }
+
+    pub fn inspect(&self, name_or_id: &str) -> Result<Option<ContainerInfo>, EngineError> {
+        if self.program == "crictl" {
+            let out = Command::new(&self.program)
+                .args(["inspect", "--output", "json", name_or_id])
+                .output()
+                .map_err(|e| EngineError::Io(format!("crictl: {e}")))?;
+            if !out.status.success() {
+                return Ok(None);
+            }
+            let v: Value = serde_json::from_slice(&out.stdout)
+                .map_err(|e| EngineError::Parse(e.to_string()))?;
+            return parse_crictl(&v).map(Some);
+        }
+        let out = Command::new(&self.program)
+            .args(["inspect", "--type", "container", name_or_id])
+            .output()
+            .map_err(|e| EngineError::Io(format!("{}: {e}", self.program)))?;
+        if !out.status.success() {
+            // Both tools exit non-zero for "no such container".
+            return Ok(None);
+        }
+        let v: Value =
+            serde_json::from_slice(&out.stdout).map_err(|e| EngineError::Parse(e.to_string()))?;
+        match v.as_array().and_then(|a| a.first()) {
+            Some(first) => parse_inspect(first, &self.program).map(Some),
+            None => Ok(None),
+        }
+    }
+
+    pub fn from_history(&self, id: &str, since: u64) -> Result<Option<ContainerInfo>, EngineError> {
+        if self.program == "crictl" {
+            // CRI runtimes keep exited containers until the kubelet removes them.
+            return Ok(None);
+        }
+        let mut cmd = Command::new(&self.program);
+        cmd.args([
+            "events",
+            "--since",
+            &since.to_string(),
+            "--filter",
+            "type=container",
+        ]);
+        if self.program == "podman" {
+            cmd.args(["--stream=false", "--format", "json"]);
+        } else {
+            cmd.args(["--until", "0s", "--format", "{{json .}}"]);
+        }
+        let out = cmd
+            .output()
+            .map_err(|e| EngineError::Io(format!("{}: {e}", self.program)))?;
+        Ok(info_from_events(&out.stdout, id, &self.program))
+    }
+
+    pub fn running(&self) -> Result<Vec<String>, EngineError> {
+        if self.program == "crictl" {
+            let out = Command::new(&self.program)
+                .args(["ps", "--quiet", "--no-trunc"])
+                .output()
+                .map_err(|e| EngineError::Io(format!("crictl: {e}")))?;
+            return Ok(String::from_utf8_lossy(&out.stdout)
+                .lines()
+                .map(|l| l.trim().to_owned())
+                .filter(|l| !l.is_empty())
+                .collect());
+        }
+        let out = Command::new(&self.program)
+            .args(["ps", "--no-trunc", "--format", "{{.ID}}"])
+            .output()
+            .map_err(|e| EngineError::Io(format!("{}: {e}", self.program)))?;
+        Ok(String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .map(|l| l.trim().to_owned())
+            .filter(|l| !l.is_empty())
+            .collect())
+    }
+}
+
+/// Every way to reach an engine on this machine, most direct first.
+#[derive(Clone, Debug, Default)]
+pub struct Engines {
+    pub apis: Vec<(Api, String)>,
+    pub clis: Vec<Cli>,
+    /// Containers the API engines' live event streams announced (see [`Engines::watch`]).
+    pub recent: std::sync::Arc<Recent>,
+}
+
+impl Engines {
+    /// Finds engines: `socket` if given (else `$DOCKER_HOST`/`$CONTAINER_HOST` and the default
+    /// podman and Docker sockets), then the CLI tools.
+    pub fn discover(socket: Option<&Path>) -> Engines {
+        let mut candidates: Vec<PathBuf> = Vec::new();
+        if let Some(s) = socket {
+            candidates.push(s.to_owned());
+        } else {
+            for var in ["CONTAINER_HOST", "DOCKER_HOST"] {
+                if let Some(path) = std::env::var(var)
+                    .ok()
+                    .and_then(|v| v.strip_prefix("unix://").map(PathBuf::from))
+                {
+                    candidates.push(path);
+                }
+            }
+            candidates.push("/run/podman/podman.sock".into());
+            candidates.push("/var/run/docker.sock".into());
+        }
+        let mut apis = Vec::new();
+        for socket in candidates {
+            if !socket.exists() || apis.iter().any(|(a, _): &(Api, String)| a.socket == socket) {
+                continue;
+            }
+            let api = Api { socket };
+            match api.engine() {
+                Ok(engine) => apis.push((api, engine)),
+                Err(e) => log::debug!("engine socket {}: {e}", api.socket.display()),
+            }
+        }
+        let clis = if socket.is_some() {
+            Vec::new()
+        } else {
+            ["podman", "docker", "crictl"]
+                .into_iter()
+                .map(|p| Cli { program: p.into() })
+                .filter(Cli::available)
+                .collect()
+        };
+        Engines {
+            apis,
+            clis,
+            recent: std::sync::Arc::default(),
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.apis.is_empty() && self.clis.is_empty()
+    }
+
+    /// Starts following every API engine's container events from `since` (Unix seconds).
+    pub fn watch(&self, since: u64) {
+        for (api, engine) in &self.apis {
+            api.watch(engine.clone(), since, self.recent.clone());
+        }
+    }
+
+    /// A container that no longer exists: from the live event streams, else the engines'
+    /// event histories.
+    pub fn named_by_events(&self, id: &str, since: u64) -> Option<ContainerInfo> {
+        self.recent.get(id).or_else(|| self.from_history(id, since))
+    }
+
+    /// Looks a container up by name or id in every engine.
+    pub fn inspect(&self, name_or_id: &str) -> Option<ContainerInfo> {
+        for (api, engine) in &self.apis {
+            match api.inspect(name_or_id, engine) {
+                Ok(Some(info)) => return Some(info),
+                Ok(None) => {}
+                Err(e) => log::debug!("{}: {e}", api.socket.display()),
+            }
+        }
+        for cli in &self.clis {
+            match cli.inspect(name_or_id) {
+                Ok(Some(info)) => return Some(info),
+                Ok(None) => {}
+                Err(e) => log::debug!("{}: {e}", cli.program),
+            }
+        }
+        None
+    }
+
+    /// A container that no longer exists, from the engines' event histories.
+    pub fn from_history(&self, id: &str, since: u64) -> Option<ContainerInfo> {
+        for (api, engine) in &self.apis {
+            match api.from_history(id, since, engine) {
+                Ok(Some(info)) => return Some(info),
+                Ok(None) => {}
+                Err(e) => log::debug!("{} events: {e}", api.socket.display()),
+            }
+        }
+        for cli in &self.clis {
+            match cli.from_history(id, since) {
+                Ok(Some(info)) => return Some(info),
+                Ok(None) => {}
+                Err(e) => log::debug!("{} events: {e}", cli.program),
+            }
+        }
+        None
+    }
+
+    /// Ids of every running container every engine knows.
+    pub fn running(&self) -> Vec<String> {
+        let mut ids: Vec<String> = Vec::new();
+        for (api, _) in &self.apis {
+            ids.extend(api.running().unwrap_or_default());
+        }
+        if ids.is_empty() {
+            for cli in &self.clis {
+                ids.extend(cli.running().unwrap_or_default());
+            }
+        }
+        ids.sort();
+        ids.dedup();
+        ids
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_docker_api_inspect() {
+        let v: Value = serde_json::from_str(
+            r#"{"Id":"abc","Name":"/web","State":{"Status":"running","Running":true,"Pid":4242,"ExitCode":0},
+                "Config":{"Image":"nginx:1","Labels":{"com.docker.compose.service":"web","com.docker.compose.project":"shop"}},
+                "HostConfig":{"CapAdd":["NET_ADMIN"],"CapDrop":null,"Privileged":false,"SecurityOpt":["seccomp=unconfined"]}}"#,
+        )
+        .unwrap();
+        let info = parse_inspect(&v, "docker").unwrap();
+        assert_eq!(info.name, "web");
+        assert_eq!(info.pid, Some(4242));
+        assert!(info.running);
+        assert_eq!(info.image.as_deref(), Some("nginx:1"));
+        assert_eq!(info.labels["com.docker.compose.service"], "web");
+        assert_eq!(info.cap_add, ["NET_ADMIN"]);
+        assert!(info.cap_drop.is_empty());
+        assert_eq!(info.security_opt, ["seccomp=unconfined"]);
+        assert_eq!(info.exit_code, None);
+    }
+
+    #[test]
+    fn parses_exited_podman_inspect() {
+        let v: Value = serde_json::from_str(
+            r#"{"Id":"def","Name":"job","ImageName":"localhost/bb:1","State":{"Status":"exited","Running":false,"Pid":0,"ExitCode":3},
+                "Config":{"Labels":null},"HostConfig":{"CapAdd":[],"CapDrop":["ALL"]}}"#,
+        )
+        .unwrap();
+        let info = parse_inspect(&v, "podman").unwrap();
+        assert_eq!(info.name, "job");
+        assert_eq!(info.pid, None);
+        assert_eq!(info.exit_code, Some(3));
+        assert_eq!(info.image.as_deref(), Some("localhost/bb:1"));
+        assert_eq!(info.cap_drop, ["ALL"]);
+        assert!(parse_inspect(&serde_json::json!({}), "x").is_err());
+    }
+
+    #[test]
+    fn configured_capabilities() {
+        let docker = ContainerInfo {
+            engine: "docker".into(),
+            cap_add: vec!["NET_ADMIN".into()],
+            cap_drop: vec!["CHOWN".into(), "MKNOD".into()],
+            ..Default::default()
+        };
+        let caps = docker.configured_caps().unwrap();
+        assert_eq!(caps.len(), 14 - 2 + 1);
+        assert!(caps.contains(&crate::linux::caps::Cap(12)));
+        assert!(!caps.contains(&crate::linux::caps::Cap(0)));
+        let minimal = ContainerInfo {
+            engine: "docker".into(),
+            cap_drop: vec!["ALL".into()],
+            cap_add: vec!["CAP_CHOWN".into()],
+            ..Default::default()
+        };
+        assert_eq!(
+            minimal.configured_caps().unwrap(),
+            [crate::linux::caps::Cap(0)]
+        );
+        let podman = ContainerInfo {
+            engine: "podman".into(),
+            effective_caps: Some(vec!["CAP_CHOWN".into(), "CAP_KILL".into()]),
+            ..Default::default()
+        };
+        assert_eq!(podman.configured_caps().unwrap().len(), 2);
+        assert!(podman.configured_seccomp());
+        let privileged = ContainerInfo {
+            privileged: true,
+            ..Default::default()
+        };
+        assert_eq!(privileged.configured_caps().unwrap().len(), 41);
+        assert!(!privileged.configured_seccomp());
+        let unconfined = ContainerInfo {
+            security_opt: vec!["seccomp=unconfined".into()],
+            ..Default::default()
+        };
+        assert!(!unconfined.configured_seccomp());
+        assert_eq!(ContainerInfo::default().configured_caps(), None);
+    }
+
+    #[test]
+    fn parses_crictl_inspect() {
+        let v: Value = serde_json::from_str(
+            r#"{"status":{"id":"abc123","metadata":{"name":"nginx"},"state":"CONTAINER_RUNNING",
+                "image":{"image":"docker.io/library/nginx:1.27"},
+                "labels":{"io.kubernetes.container.name":"nginx","io.kubernetes.pod.name":"web-7d4b9c8f5-x2k9q",
+                          "io.kubernetes.pod.namespace":"prod","io.kubernetes.pod.uid":"0f9a4e2c-1b7d-4c6e-9a51-3d2f8e7b6a10"}},
+                "info":{"pid":4242}}"#,
+        )
+        .unwrap();
+        let info = parse_crictl(&v).unwrap();
+        assert_eq!(info.name, "nginx");
+        assert_eq!(info.pid, Some(4242));
+        assert!(info.running);
+        assert_eq!(
+            crate::session::container::identity(&info, None),
+            "prod/web/nginx"
+        );
+        let k8s = crate::session::container::kubernetes(&info, None).unwrap();
+        assert_eq!(k8s.pod.as_deref(), Some("web-7d4b9c8f5-x2k9q"));
+        assert!(parse_crictl(&serde_json::json!({"status":{}})).is_err());
+    }
+
+    #[test]
+    fn reads_http_responses() {
+        let plain =
+            b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 2\r\n\r\n{}";
+        assert_eq!(
+            read_response(&mut &plain[..]).unwrap(),
+            (200, b"{}".to_vec())
+        );
+        let chunked = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n3\r\n[1,\r\n2\r\n2]\r\n0\r\n\r\n";
+        assert_eq!(
+            read_response(&mut &chunked[..]).unwrap(),
+            (200, b"[1,2]".to_vec())
+        );
+        let closed = b"HTTP/1.0 404 Not Found\r\n\r\nno such container";
+        assert_eq!(read_response(&mut &closed[..]).unwrap().0, 404);
+        assert!(read_response(&mut &b"garbage"[..]).is_err());
+    }
+
+    #[test]
+    fn names_removed_containers_from_event_history() {
+        let podman = br#"{"ID":"aaa","Image":"localhost/bb:1","Name":"other","Status":"start","Type":"container"}
+{"ID":"bbb","Image":"localhost/bb:1","Name":"job","Status":"start","Type":"container","Attributes":{}}
+{"ID":"bbb","Image":"localhost/bb:1","Name":"job","Status":"died","ContainerExitCode":3,"Type":"container"}
+"#;
+        let info = info_from_events(podman, "bbb", "podman").unwrap();
+        assert_eq!(info.name, "job");
+        assert_eq!(info.image.as_deref(), Some("localhost/bb:1"));
+        assert_eq!(info.exit_code, Some(3));
+        assert!(!info.running);
+        let docker = br#"{"status":"start","id":"ccc","Type":"container","Action":"start","Actor":{"ID":"ccc","Attributes":{"name":"web","image":"nginx","com.docker.compose.service":"web"}},"time":1}{"Type":"container","Action":"die","Actor":{"ID":"ccc","Attributes":{"name":"web","exitCode":"0"}}}"#;
+        let info = info_from_events(docker, "ccc", "docker").unwrap();
+        assert_eq!(info.name, "web");
+        assert_eq!(info.exit_code, Some(0));
+        assert_eq!(info.labels["com.docker.compose.service"], "web");
+        assert_eq!(info_from_events(docker, "zzz", "docker"), None);
+        let zero = br#"{"ID":"ddd","Name":"ok","Status":"died","Type":"container"}"#;
+        assert_eq!(
+            info_from_events(zero, "ddd", "podman").unwrap().exit_code,
+            Some(0)
+        );
+        assert_eq!(info_from_events(b"not json", "ccc", "docker"), None);
+    }
+
+    #[test]
+    fn labels_without_dots_are_labels_and_attributes_are_not() {
+        let docker = br#"{"Type":"container","Action":"start","Actor":{"ID":"eee","Attributes":{"name":"w","image":"i","team":"shop","podId":"p","exitCode":"1"}}}"#;
+        let info = info_from_events(docker, "eee", "podman").unwrap();
+        assert_eq!(
+            info.labels.into_iter().collect::<Vec<_>>(),
+            [("team".to_string(), "shop".to_string())]
+        );
+    }
+
+    #[test]
+    fn streamed_events_are_read_line_by_line_across_chunks() {
+        // Two events split across chunks at awkward places, then the end of the stream.
+        let first = r#"{"Type":"container","Action":"start","Actor":{"ID":"a1","Attributes":{"name":"web"}}}"#;
+        let second = r#"{"Type":"container","Action":"remove","Actor":{"ID":"a1","Attributes":{"name":"web"}}}"#;
+        let body = format!("{first}\n{second}\n");
+        let (one, two) = body.split_at(30);
+        let (two, three) = two.split_at(70);
+        let mut http = String::from(
+            "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n",
+        );
+        for part in [one, two, three] {
+            http.push_str(&format!("{:x}\r\n{part}\r\n", part.len()));
+        }
+        http.push_str("0\r\n\r\n");
+        let mut lines = Vec::new();
+        read_streamed_lines(&mut http.as_bytes(), &mut |l| {
+            lines.push(String::from_utf8(l.to_vec()).unwrap());
+        })
+        .unwrap();
+        assert_eq!(lines, [first, second]);
+
+        let recent = Recent::default();
+        for line in &lines {
+            recent.record(&serde_json::from_str(line).unwrap(), "docker");
+        }
+        let info = recent.get("a1").unwrap();
+        assert_eq!(
+            (info.name.as_str(), info.engine.as_str()),
+            ("web", "docker")
+        );
+        assert_eq!(recent.get("zz"), None);
+
+        let refused = "HTTP/1.1 500 Internal Server Error\r\n\r\n";
+        assert!(read_streamed_lines(&mut refused.as_bytes(), &mut |_| {}).is_err());
+    }
+
+    #[test]
+    fn escapes_names_in_urls() {
+        assert_eq!(url_escape("web-1_a.b"), "web-1_a.b");
+        assert_eq!(url_escape("a/b c"), "a%2Fb%20c");
+    }
+}

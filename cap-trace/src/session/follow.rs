@@ -1,0 +1,782 @@
+//! `cap-trace --container NAME` and `--all-containers`: follow containers, from before they
+//! start until they exit (or `--duration`, Ctrl-C, SIGTERM), and profile each one.
+//!
+//! A container that is not running yet is caught without missing a check: while waiting, the
+//! kernel side records every task below the cgroups container engines create containers in
+//! (`DESCENDANTS`), under the task's own cgroup. Userspace maps each new cgroup to a container
+//! (path naming scheme + engine lookup) and keeps what belongs to the containers asked for.
+
+use std::collections::{BTreeSet, HashMap};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use cap_trace_common::{Traced, traced_kind};
+use tokio::signal::unix::{SignalKind, signal};
+
+use crate::kernel::{Probe, ProbeOptions};
+use crate::linux::caps::Cap;
+use crate::model::profile::{Profile, TraceInfo, rfc3339};
+use crate::model::record::Losses;
+use crate::session::SessionError;
+use crate::session::cgroup;
+use crate::session::container::path::{self as cpath, CgroupContainer, Runtime};
+use crate::session::container::{self, ContainerInfo, Engines};
+use crate::session::tracer::Tracer;
+
+pub struct FollowOptions {
+    /// Names or ids asked for (empty with `all`).
+    pub targets: Vec<String>,
+    pub all: bool,
+    pub duration: Option<Duration>,
+    pub wait: Duration,
+    pub probe: ProbeOptions,
+    pub engine_socket: Option<PathBuf>,
+    pub verbose: bool,
+    /// With `all`: only containers carrying every one of these labels.
+    pub labels: Vec<(String, String)>,
+}
+
+/// Where container engines create container cgroups (relative to the cgroup v2 root).
+const CONTAINER_PARENTS: &[&str] = &[
+    "libpod_parent",
+    "machine.slice",
+    "system.slice",
+    "docker",
+    "kubepods",
+    "kubepods.slice",
+    "default",
+    "user.slice",
+];
+
+/// One container being profiled (all its incarnations: restarts keep one profile).
+struct Tracked {
+    /// What the user asked for (name or id), or the identity with `--all-containers`.
+    target: String,
+    info: Option<ContainerInfo>,
+    runtime: Option<Runtime>,
+    pod_uid: Option<String>,
+    /// Every cgroup id its checks were recorded under.
+    cgroups: BTreeSet<u64>,
+    /// The container cgroup while it runs: (id, path).
+    live: Option<(u64, PathBuf)>,
+    /// Container cgroups seen (one per start).
+    incarnations: BTreeSet<u64>,
+    caps: Option<Vec<Cap>>,
+    seccomp: Option<bool>,
+    starts: u32,
+}
+
+impl Tracked {
+    fn new(target: String) -> Tracked {
+        Tracked {
+            target,
+            info: None,
+            runtime: None,
+            pod_uid: None,
+            cgroups: BTreeSet::new(),
+            live: None,
+            incarnations: BTreeSet::new(),
+            caps: None,
+            seccomp: None,
+            starts: 0,
+        }
+    }
+
+    fn matches(&self, info: &ContainerInfo) -> bool {
+        if let Some(known) = &self.info {
+            return known.id == info.id;
+        }
+        info.name == self.target || (self.target.len() >= 6 && info.id.starts_with(&self.target))
+    }
+}
+
+pub(crate) struct Session {
+    root: PathBuf,
+    pub(crate) engines: Engines,
+    pub(crate) tracer: Tracer,
+    tracked: Vec<Tracked>,
+    all: bool,
+    labels: Vec<(String, String)>,
+    /// Keep watching for restarts after a container exits (`--all-containers`, `--duration`).
+    follow_restarts: bool,
+    verbose: bool,
+    /// cgroup id → what it is, for cgroups seen in events.
+    known: HashMap<u64, Option<usize>>,
+    /// cgroup id → path, for cgroups below the watched parents.
+    paths: HashMap<u64, PathBuf>,
+    watching: bool,
+    watched_parents: Vec<u64>,
+    /// Unix time the trace started, minus a margin: where event histories are read from.
+    since: u64,
+    /// cgroups with checks that could not be named yet, and since when.
+    pending: HashMap<u64, Instant>,
+    /// What the engine said about containers when their cgroup appeared (before a `--rm`
+    /// container can vanish), by container id.
+    created: HashMap<String, ContainerInfo>,
+    last_scan: Instant,
+}
+
+impl Session {
+    /// Every message of a session goes out here: one place decides where they go.
+    #[allow(clippy::unused_self)]
+    pub(crate) fn say(&self, message: &str) {
+        eprintln!("cap-trace: {message}");
+    }
+
+    /// Starts recording every task below the container parents.
+    fn watch(&mut self) -> Result<(), SessionError> {
+        if self.watching {
+            return Ok(());
+        }
+        for parent in CONTAINER_PARENTS {
+            let path = self.root.join(parent);
+            if !path.is_dir() {
+                continue;
+            }
+            let id = cgroup::cgroup_id(&path)?;
+            self.tracer.probe.trace_cgroup(
+                id,
+                Traced {
+                    kind: traced_kind::DESCENDANTS,
+                    level: cgroup::level(&self.root, &path),
+                },
+            )?;
+            self.watched_parents.push(id);
+        }
+        self.watching = true;
+        Ok(())
+    }
+
+    fn unwatch(&mut self) -> Result<(), SessionError> {
+        for id in std::mem::take(&mut self.watched_parents) {
+            self.tracer.probe.untrace_cgroup(id)?;
+        }
+        self.watching = false;
+        Ok(())
+    }
+
+    /// The tracked entry a container belongs to (a new one with `--all-containers`).
+    fn index_for(&mut self, info: &ContainerInfo, pod_uid: Option<&str>) -> Option<usize> {
+        if let Some(i) = self.tracked.iter().position(|t| t.matches(info)) {
+            return Some(i);
+        }
+        if !self.all {
+            return None;
+        }
+        if !self
+            .labels
+            .iter()
+            .all(|(k, v)| info.labels.get(k).is_some_and(|l| l == v))
+        {
+            return None;
+        }
+        let identity = container::identity(info, pod_uid);
+        Some(
+            match self.tracked.iter().position(|t| t.target == identity) {
+                Some(i) => i,
+                None => {
+                    self.tracked.push(Tracked::new(identity));
+                    self.tracked.len() - 1
+                }
+            },
+        )
+    }
+
+    /// A container (running, or already gone) whose checks may be recorded under `leaf`: keep
+    /// them if it is one we follow, and trace its cgroup while it runs.
+    fn adopt(
+        &mut self,
+        leaf: Option<u64>,
+        found: &CgroupContainer,
+        info: ContainerInfo,
+    ) -> Result<Option<usize>, SessionError> {
+        let Some(index) = self.index_for(&info, found.pod_uid.as_deref()) else {
+            return Ok(None);
+        };
+        let path = self.root.join(found.cgroup.trim_start_matches('/'));
+        let cgroup_id = cgroup::cgroup_id(&path).ok();
+        let running = info.running && cgroup::populated(&path).unwrap_or(false);
+        let t = &mut self.tracked[index];
+        if let Some(leaf) = leaf {
+            t.cgroups.insert(leaf);
+            self.known.insert(leaf, Some(index));
+        }
+        t.runtime = Some(found.runtime);
+        t.pod_uid.clone_from(&found.pod_uid);
+        // One incarnation per container cgroup (a restart creates a new one).
+        let incarnation = cgroup_id.or(leaf).unwrap_or_default();
+        let new_start = t.incarnations.insert(incarnation);
+        if new_start {
+            t.starts += 1;
+            // What it runs with: from the kernel while it runs, else from the engine.
+            let (caps, seccomp) = info
+                .pid
+                .filter(|_| info.running)
+                .map_or((None, None), container::process_security);
+            t.caps = caps.or_else(|| info.configured_caps());
+            t.seccomp = seccomp.or(Some(info.configured_seccomp()));
+        }
+        let restart = new_start && t.starts > 1;
+        let name = info.name.clone();
+        t.info = Some(info);
+        if let (true, Some(id)) = (running, cgroup_id)
+            && t.live.as_ref().is_none_or(|(live, _)| *live != id)
+        {
+            t.cgroups.insert(id);
+            t.live = Some((id, path.clone()));
+            self.known.insert(id, Some(index));
+            self.tracer.probe.trace_cgroup(
+                id,
+                Traced {
+                    kind: traced_kind::SUBTREE,
+                    level: cgroup::level(&self.root, &path),
+                },
+            )?;
+        }
+        if new_start {
+            let what = if restart {
+                "following restarted"
+            } else {
+                "tracing"
+            };
+            if self.verbose {
+                self.say(&format!("{what} container {name} ({})", path.display()));
+            } else {
+                self.say(&format!("{what} container {name}"));
+            }
+        }
+        Ok(Some(index))
+    }
+
+    /// Looks up containers that are already running.
+    fn attach_running(&mut self) -> Result<(), SessionError> {
+        let candidates: Vec<String> = if self.all {
+            self.engines.running()
+        } else {
+            self.tracked
+                .iter()
+                .filter(|t| t.live.is_none())
+                .map(|t| t.target.clone())
+                .collect()
+        };
+        for name in candidates {
+            let Some(info) = self.engines.inspect(&name).filter(|i| i.running) else {
+                continue;
+            };
+            let Some(found) = info
+                .pid
+                .and_then(cgroup::process_cgroup)
+                .as_deref()
+                .and_then(cpath::parse)
+            else {
+                continue;
+            };
+            self.adopt(None, &found, info)?;
+        }
+        Ok(())
+    }
+
+    /// New cgroups below the engines' parents: ask the engine about containers at once, while
+    /// they certainly exist.
+    fn on_created(&mut self, paths: &[PathBuf]) {
+        for path in paths {
+            let Some(rel) = path
+                .strip_prefix(&self.root)
+                .ok()
+                .map(|r| format!("/{}", r.display()))
+            else {
+                continue;
+            };
+            let Some(found) = cpath::parse(&rel) else {
+                continue;
+            };
+            if self.created.contains_key(&found.id) {
+                continue;
+            }
+            if let Some(info) = self.engines.inspect(&found.id) {
+                self.created.insert(found.id.clone(), info);
+            }
+        }
+    }
+
+    /// Path of a cgroup id below the watched parents (from inotify, else a fresh scan).
+    fn path_of(&mut self, id: u64) -> Option<PathBuf> {
+        if let Some(p) = self.paths.get(&id) {
+            return Some(p.clone());
+        }
+        if self.last_scan.elapsed() > Duration::from_millis(200) {
+            self.last_scan = Instant::now();
+            for parent in CONTAINER_PARENTS {
+                scan(&self.root.join(parent), 6, &mut self.paths);
+            }
+        }
+        self.paths.get(&id).cloned()
+    }
+
+    /// Classifies cgroups that produced checks since the last look. A cgroup that looks like a
+    /// container the engine cannot name yet is retried for a while before it is dropped.
+    pub(crate) fn classify_new_cgroups(&mut self) -> Result<(), SessionError> {
+        const GIVE_UP: Duration = Duration::from_secs(10);
+        let new: BTreeSet<u64> = self
+            .tracer
+            .collector
+            .cgroups()
+            .filter(|id| !self.known.contains_key(id))
+            .collect();
+        let mut unrelated = Vec::new();
+        for id in new {
+            let first_seen = *self.pending.entry(id).or_insert_with(Instant::now);
+            // The kernel side names new cgroups itself; a scan of the tree is the fallback.
+            let path: Option<String> = match self.tracer.collector.cgroup_paths.get(&id) {
+                Some(p) => Some(p.clone()),
+                None => self
+                    .path_of(id)
+                    .and_then(|p| Some(format!("/{}", p.strip_prefix(&self.root).ok()?.display()))),
+            };
+            let found = path.as_deref().and_then(cpath::parse);
+            let decided = match (&path, found) {
+                // A cgroup that is not a container's (a service, a conmon).
+                (Some(_), None) => Some(None),
+                (None, _) => None,
+                (Some(_), Some(found)) => {
+                    // A container that already exited (and was removed, with --rm) is named
+                    // from the engine's event history.
+                    let info = self
+                        .engines
+                        .inspect(&found.id)
+                        .or_else(|| self.created.get(&found.id).cloned())
+                        .or_else(|| self.engines.named_by_events(&found.id, self.since));
+                    match info {
+                        Some(info) => {
+                            let adopted = self.adopt(Some(id), &found, info)?;
+                            if adopted.is_none() {
+                                // Not followed (filtered out): nothing to keep for it.
+                                self.created.remove(&found.id);
+                            }
+                            Some(adopted)
+                        }
+                        None => None,
+                    }
+                }
+            };
+            let decided = match decided {
+                Some(d) => d,
+                None if first_seen.elapsed() > GIVE_UP => {
+                    log::debug!("cgroup {id}: no container could be named for it; dropped");
+                    None
+                }
+                None => continue,
+            };
+            self.pending.remove(&id);
+            if decided.is_none() {
+                unrelated.push(id);
+            }
+            self.known.insert(id, decided);
+        }
+        if !unrelated.is_empty() {
+            // Services and other people's containers: drop what they produced.
+            self.tracer.probe.forget(&unrelated)?;
+            self.tracer.collector.forget(&unrelated);
+        }
+        Ok(())
+    }
+
+    /// Notices containers whose cgroup emptied or disappeared.
+    fn check_exits(&mut self) -> Result<(), SessionError> {
+        for i in 0..self.tracked.len() {
+            let Some((id, path)) = self.tracked[i].live.clone() else {
+                continue;
+            };
+            if cgroup::populated(&path).unwrap_or(false) {
+                continue;
+            }
+            self.tracked[i].live = None;
+            let _ = self.tracer.probe.untrace_cgroup(id);
+            // Its exit code, if the engine still knows the container.
+            let id_str = self.tracked[i].info.as_ref().map(|info| info.id.clone());
+            if let Some(id) = id_str {
+                let since = self.since;
+                let latest = self
+                    .engines
+                    .inspect(&id)
+                    .or_else(|| self.engines.named_by_events(&id, since));
+                if let (Some(latest), Some(info)) = (latest, self.tracked[i].info.as_mut()) {
+                    info.exit_code = latest.exit_code.or(info.exit_code);
+                    info.running = latest.running;
+                }
+            }
+            if self.verbose {
+                self.say(&format!("container {} exited", self.tracked[i].target));
+            }
+            if self.follow_restarts {
+                self.watch()?;
+            }
+        }
+        Ok(())
+    }
+
+    fn profiles(&mut self, started: (Duration, Instant)) -> Result<Vec<Profile>, SessionError> {
+        let mut profiles: Vec<Profile> = self
+            .profiles_by_target(started, true)?
+            .into_iter()
+            .map(|(_, p)| p)
+            .collect();
+        profiles.sort_by(|a, b| a.workload.name.cmp(&b.workload.name));
+        Ok(profiles)
+    }
+
+    /// Each followed container's profile, by what it was followed as (the name asked for, or
+    /// its identity with `--all-containers`). `settle` waits a moment for the exit codes of
+    /// containers that just exited.
+    pub(crate) fn profiles_by_target(
+        &mut self,
+        started: (Duration, Instant),
+        settle: bool,
+    ) -> Result<Vec<(String, Profile)>, SessionError> {
+        let stats = self.tracer.stats()?;
+        let losses = Losses::from(&stats);
+        let backend = self.tracer.probe.backend;
+        let hook = self.tracer.probe.hook_name();
+        // The engine records a container's exit a moment after its cgroup empties.
+        let deadline = Instant::now()
+            + if settle {
+                Duration::from_millis(1500)
+            } else {
+                Duration::ZERO
+            };
+        loop {
+            let mut missing = false;
+            for i in 0..self.tracked.len() {
+                let t = &self.tracked[i];
+                let Some(info) = t.info.as_ref().filter(|i| i.exit_code.is_none()) else {
+                    continue;
+                };
+                if t.live.is_some() {
+                    continue;
+                }
+                let id = info.id.clone();
+                let latest = self
+                    .engines
+                    .inspect(&id)
+                    .filter(|l| !l.running)
+                    .or_else(|| self.engines.named_by_events(&id, self.since));
+                match latest.and_then(|l| l.exit_code) {
+                    Some(code) => {
+                        if let Some(info) = self.tracked[i].info.as_mut() {
+                            info.exit_code = Some(code);
+                        }
+                    }
+                    None => missing = true,
+                }
+            }
+            if !missing || Instant::now() >= deadline {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        let host = container::host_capabilities();
+        let snapshot = self.tracer.snapshot()?;
+        let mut profiles = Vec::new();
+        for t in &self.tracked {
+            let Some(info) = &t.info else { continue };
+            let ids: Vec<u64> = t.cgroups.iter().copied().collect();
+            let (checks, outcomes) = self.tracer.records_in(&snapshot, &ids);
+            let mut workload = container::workload(info, t.runtime, t.pod_uid.as_deref());
+            workload.capabilities.clone_from(&t.caps);
+            workload.seccomp = t.seccomp;
+            let mut warnings = Vec::new();
+            if let Some(w) =
+                container::learning_mode_warning(t.caps.as_deref(), t.seccomp, host.as_deref())
+            {
+                warnings.push(w);
+            }
+            if t.starts > 1 {
+                warnings.push(format!(
+                    "the container started {} times; this profile covers every run",
+                    t.starts
+                ));
+            }
+            let total_checks = checks.iter().map(|c| c.count).sum();
+            let trace = TraceInfo {
+                backend,
+                hook: hook.clone(),
+                kernel: crate::kernel::kernel_release(),
+                started: rfc3339(started.0),
+                duration_ms: started.1.elapsed().as_millis() as u64,
+                complete: losses.total() == 0,
+                losses,
+                total_checks,
+            };
+            profiles.push((
+                t.target.clone(),
+                Profile::new(workload, trace, checks, outcomes, warnings),
+            ));
+        }
+        Ok(profiles)
+    }
+
+    /// What a session does on every tick: names the cgroups that produced checks, and notices
+    /// containers that exited.
+    pub(crate) fn tick(&mut self) -> Result<(), SessionError> {
+        self.classify_new_cgroups()?;
+        self.check_exits()
+    }
+
+    /// The containers named so far, by what they are followed as, and whether each runs now.
+    pub(crate) fn containers(&self) -> impl Iterator<Item = (&str, bool)> {
+        self.tracked
+            .iter()
+            .filter(|t| t.info.is_some())
+            .map(|t| (t.target.as_str(), t.live.is_some()))
+    }
+
+    /// Stops following every container that has exited (the caller has saved their profiles):
+    /// see [`Session::retire`]. Returns each one's name and the cgroup ids forgotten.
+    pub(crate) fn retire_exited(&mut self) -> Result<Vec<(String, Vec<u64>)>, SessionError> {
+        let mut retired = Vec::new();
+        let mut i = 0;
+        while i < self.tracked.len() {
+            let t = &self.tracked[i];
+            if t.live.is_some() || t.info.is_none() {
+                i += 1;
+                continue;
+            }
+            let target = t.target.clone();
+            let ids = self.retire(i)?;
+            retired.push((target, ids));
+        }
+        Ok(retired)
+    }
+
+    /// Stops following a container that has exited: forgets what the kernel and the event
+    /// stream hold for it (the caller has saved its profile). Keeps memory flat under churn.
+    /// Returns the cgroup ids forgotten.
+    fn retire(&mut self, index: usize) -> Result<Vec<u64>, SessionError> {
+        let ids: Vec<u64> = self.tracked[index].cgroups.iter().copied().collect();
+        self.tracer.probe.forget(&ids)?;
+        self.tracer.collector.forget(&ids);
+        for id in &ids {
+            self.known.remove(id);
+            self.paths.remove(id);
+        }
+        if let Some(info) = &self.tracked[index].info {
+            self.created.remove(&info.id);
+        }
+        if self.all {
+            // A later container of the same identity starts a new entry.
+            self.tracked.remove(index);
+            self.known.retain(|_, i| *i != Some(index));
+            for i in self.known.values_mut().flatten() {
+                if *i > index {
+                    *i -= 1;
+                }
+            }
+        } else {
+            // Still asked for: a container of that name started again is followed afresh.
+            let target = self.tracked[index].target.clone();
+            self.tracked[index] = Tracked::new(target);
+            self.known.retain(|_, i| *i != Some(index));
+        }
+        Ok(ids)
+    }
+}
+
+/// Records the id → path of every cgroup below `dir`, `depth` levels down.
+fn scan(dir: &Path, depth: u32, into: &mut HashMap<u64, PathBuf>) {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let Ok(kind) = entry.file_type() else {
+            continue;
+        };
+        if !kind.is_dir() {
+            continue;
+        }
+        let path = entry.path();
+        if let Ok(id) = cgroup::cgroup_id(&path) {
+            into.insert(id, path.clone());
+        }
+        if depth > 1 {
+            scan(&path, depth - 1, into);
+        }
+    }
+}
+
+/// Everything a follow session runs on.
+pub(crate) struct Opened {
+    pub(crate) session: Session,
+    watcher: tokio::io::unix::AsyncFd<cgroup::Watcher>,
+    pub(crate) started_wall: Duration,
+    pub(crate) started: Instant,
+}
+
+impl Opened {
+    /// Takes in what comes next: events from the ring buffer, or new cgroups below the
+    /// engines' parents (named at once, before a `--rm` container can vanish).
+    pub(crate) async fn take_in(&mut self) -> Result<(), SessionError> {
+        tokio::select! {
+            result = self.session.tracer.pump() => result.map_err(SessionError::runtime),
+            guard = self.watcher.readable_mut() => {
+                let mut guard = guard.map_err(SessionError::runtime)?;
+                let created = guard.get_inner_mut().read(&mut self.session.paths);
+                guard.clear_ready();
+                self.session.on_created(&created);
+                Ok(())
+            }
+        }
+    }
+}
+
+/// Loads the probe, finds the engines and starts watching for containers.
+pub(crate) fn open(opts: &FollowOptions) -> Result<Opened, SessionError> {
+    let started_wall = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or_default();
+    let started = Instant::now();
+    let engines = Engines::discover(opts.engine_socket.as_deref());
+    if engines.is_empty() {
+        return Err(SessionError::environment(match &opts.engine_socket {
+            Some(s) => format!(
+                "no container engine answers on {}: check the path, or start the API service (`podman system service` or the Docker daemon)",
+                s.display()
+            ),
+            None => "no container engine found: install podman or Docker, start its API socket, or pass --engine-socket PATH".into(),
+        }));
+    }
+    let probe = Probe::load(&ProbeOptions {
+        containers: true,
+        ..opts.probe.clone()
+    })?;
+    if opts.verbose {
+        eprintln!(
+            "cap-trace: attached to {} in {} ms",
+            probe.hook_name(),
+            started.elapsed().as_millis()
+        );
+        for rejected in &probe.rejected {
+            eprintln!(
+                "cap-trace: {} backend not used: {}",
+                rejected.backend, rejected.error
+            );
+        }
+    }
+    let mut tracer = Tracer::new(probe)?;
+    tracer.runtime_mntns = crate::session::tracer::host_mount_namespace();
+    let mut s = Session {
+        root: cgroup::cgroup2_root()?,
+        engines,
+        tracer,
+        tracked: opts.targets.iter().cloned().map(Tracked::new).collect(),
+        all: opts.all,
+        labels: opts.labels.clone(),
+        follow_restarts: opts.all || opts.duration.is_some(),
+        verbose: opts.verbose,
+        known: HashMap::new(),
+        paths: HashMap::new(),
+        watching: false,
+        watched_parents: Vec::new(),
+        since: started_wall.as_secs().saturating_sub(60),
+        pending: HashMap::new(),
+        created: HashMap::new(),
+        last_scan: Instant::now(),
+    };
+    s.engines.watch(s.since);
+    // New container cgroups are named the moment they appear, before they can vanish.
+    let mut watcher = cgroup::Watcher::new().map_err(SessionError::runtime)?;
+    for parent in CONTAINER_PARENTS {
+        let path = s.root.join(parent);
+        if path.is_dir() {
+            watcher.watch(&path, 4).map_err(SessionError::runtime)?;
+            scan(&path, 6, &mut s.paths);
+        }
+    }
+    // SAFETY: the watcher owns its descriptor for as long as the AsyncFd lives.
+    let watcher = unsafe { tokio::io::unix::AsyncFd::register(watcher) }
+        .map_err(|e| SessionError::runtime(e.to_string()))?;
+    // Watch first, then look: a container starting in between is caught by the watch.
+    s.watch()?;
+    s.attach_running()?;
+    Ok(Opened {
+        session: s,
+        watcher,
+        started_wall,
+        started,
+    })
+}
+
+pub async fn follow(opts: FollowOptions) -> Result<Vec<Profile>, SessionError> {
+    let mut opened = open(&opts)?;
+    let (started_wall, started) = (opened.started_wall, opened.started);
+    let s = &mut opened.session;
+    let waiting: Vec<String> = s
+        .tracked
+        .iter()
+        .filter(|t| t.live.is_none())
+        .map(|t| t.target.clone())
+        .collect();
+    if !waiting.is_empty() {
+        s.say(&format!(
+            "waiting for container{} {} to start (up to {} s)",
+            if waiting.len() > 1 { "s" } else { "" },
+            waiting.join(", "),
+            opts.wait.as_secs()
+        ));
+    } else if opts.all {
+        s.say(&format!(
+            "tracing {} running container{} and any started later; Ctrl-C to stop",
+            s.tracked.len(),
+            if s.tracked.len() == 1 { "" } else { "s" }
+        ));
+    }
+
+    let mut sigint = signal(SignalKind::interrupt()).map_err(SessionError::runtime)?;
+    let mut sigterm = signal(SignalKind::terminate()).map_err(SessionError::runtime)?;
+    let mut tick = tokio::time::interval(Duration::from_millis(100));
+    let deadline = opts.duration.map(|d| started + d);
+    loop {
+        tokio::select! {
+            result = opened.take_in() => result?,
+            _ = sigint.recv() => break,
+            _ = sigterm.recv() => break,
+            _ = tick.tick() => {
+                let s = &mut opened.session;
+                s.tick()?;
+                if deadline.is_some_and(|d| Instant::now() >= d) {
+                    break;
+                }
+                let never_seen: Vec<&Tracked> =
+                    s.tracked.iter().filter(|t| t.starts == 0).collect();
+                if !opts.all && started.elapsed() >= opts.wait && !never_seen.is_empty() {
+                    let t = never_seen[0];
+                    let known = s.engines.inspect(&t.target);
+                    return Err(SessionError::runtime(match known {
+                        Some(_) => format!(
+                            "container `{}` exists but did not start within {} s: start it, or raise --wait",
+                            t.target,
+                            opts.wait.as_secs()
+                        ),
+                        None => format!(
+                            "container `{}` not found: no container of that name or id started within {} s (check `podman ps -a` or `docker ps -a`, or raise --wait)",
+                            t.target,
+                            opts.wait.as_secs()
+                        ),
+                    }));
+                }
+                let all_started = never_seen.is_empty();
+                let none_live = s.tracked.iter().all(|t| t.live.is_none());
+                if !opts.all && deadline.is_none() && all_started && none_live {
+                    break;
+                }
+                // Everything asked for is found and running: stop recording other cgroups.
+                if !opts.all && all_started && !none_live && s.watching && deadline.is_none() {
+                    s.unwatch()?;
+                }
+            }
+        }
+    }
+    let s = &mut opened.session;
+    s.tracer.drain();
+    s.classify_new_cgroups()?;
+    s.profiles((started_wall, started))
+}

@@ -1,0 +1,202 @@
+//! The daemon's own privileges: checked before it starts, reduced once its programs are
+//! attached.
+//!
+//! Loading and attaching the programs needs CAP_BPF and CAP_PERFMON (CAP_SYS_ADMIN on kernels
+//! before 5.8), and the tracepoint backend reads `/proc/kallsyms` addresses (CAP_SYSLOG).
+//! Afterwards the daemon only reads and updates its maps through descriptors it already holds,
+//! reads `/proc` and `/sys/fs/cgroup`, and talks to the container engine's socket: CAP_BPF (or
+//! CAP_SYS_ADMIN where there is no CAP_BPF) is all it keeps, and the bounding set is cut to the
+//! same, so nothing it executes can regain more.
+
+use crate::linux::caps::Cap;
+
+const CAP_SYS_ADMIN: u32 = 21;
+const CAP_SETPCAP: u32 = 8;
+const CAP_PERFMON: u32 = 38;
+const CAP_BPF: u32 = 39;
+
+#[repr(C)]
+struct Header {
+    version: u32,
+    pid: i32,
+}
+
+#[repr(C)]
+#[derive(Default, Clone, Copy)]
+struct Data {
+    effective: u32,
+    permitted: u32,
+    inheritable: u32,
+}
+
+const VERSION_3: u32 = 0x2008_0522;
+
+/// The effective, permitted and inheritable sets of this process.
+fn get() -> std::io::Result<(u64, u64, u64)> {
+    let mut header = Header {
+        version: VERSION_3,
+        pid: 0,
+    };
+    let mut data = [Data::default(); 2];
+    // SAFETY: capget with a v3 header and room for two data structs.
+    let rc = unsafe { libc::syscall(libc::SYS_capget, &mut header, data.as_mut_ptr()) };
+    if rc != 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    let join = |f: fn(&Data) -> u32| u64::from(f(&data[0])) | u64::from(f(&data[1])) << 32;
+    Ok((
+        join(|d| d.effective),
+        join(|d| d.permitted),
+        join(|d| d.inheritable),
+    ))
+}
+
+fn set(effective: u64, permitted: u64) -> std::io::Result<()> {
+    let mut header = Header {
+        version: VERSION_3,
+        pid: 0,
+    };
+    let data = [
+        Data {
+            effective: effective as u32,
+            permitted: permitted as u32,
+            inheritable: 0,
+        },
+        Data {
+            effective: (effective >> 32) as u32,
+            permitted: (permitted >> 32) as u32,
+            inheritable: 0,
+        },
+    ];
+    // SAFETY: capset with a v3 header and two data structs.
+    let rc = unsafe { libc::syscall(libc::SYS_capset, &mut header, data.as_ptr()) };
+    if rc != 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+/// Highest capability this kernel knows.
+fn last_cap() -> u32 {
+    std::fs::read_to_string("/proc/sys/kernel/cap_last_cap")
+        .ok()
+        .and_then(|s| s.trim().parse().ok())
+        .unwrap_or(40)
+}
+
+/// What tracing needs to keep after attaching, on this kernel.
+fn needed_after_attach() -> u64 {
+    if last_cap() >= CAP_BPF {
+        1 << CAP_BPF
+    } else {
+        1 << CAP_SYS_ADMIN
+    }
+}
+
+/// Which capabilities, by name, `mask` lacks of `needed`.
+fn missing(mask: u64, needed: &[u32]) -> Vec<String> {
+    needed
+        .iter()
+        .filter(|&&c| mask & (1 << c) == 0)
+        .map(|&c| Cap(c).to_string())
+        .collect()
+}
+
+/// Why cap-trace's own capabilities are not what tracing takes.
+#[derive(Debug, thiserror::Error)]
+pub enum PrivilegeError {
+    #[error("cannot read own capabilities: {0}")]
+    Read(std::io::Error),
+    #[error(
+        "cap-trace daemon needs {} to load its programs: run it as root, or grant them (see deploy/cap-trace.service)",
+        .0.join(" and ")
+    )]
+    Lacking(Vec<String>),
+    #[error("cannot drop privileges ({what}): {source}")]
+    Drop {
+        what: &'static str,
+        source: std::io::Error,
+    },
+}
+
+/// Refuses to start without what loading the programs takes, naming what is missing.
+pub fn require_tracing_capabilities() -> Result<(), PrivilegeError> {
+    let (effective, _, _) = get().map_err(PrivilegeError::Read)?;
+    if effective & (1 << CAP_SYS_ADMIN) != 0 {
+        return Ok(());
+    }
+    let lacking = if last_cap() >= CAP_BPF {
+        missing(effective, &[CAP_BPF, CAP_PERFMON])
+    } else {
+        vec![Cap(CAP_SYS_ADMIN).to_string()]
+    };
+    if lacking.is_empty() {
+        return Ok(());
+    }
+    Err(PrivilegeError::Lacking(lacking))
+}
+
+/// Drops every capability but what tracing keeps needing, from the effective, permitted,
+/// inheritable, ambient and bounding sets. Returns the names kept.
+pub fn drop_to_tracing() -> Result<Vec<String>, PrivilegeError> {
+    let fail = |what: &'static str, source: std::io::Error| PrivilegeError::Drop { what, source };
+    let (_, permitted, _) = get().map_err(|e| fail("capget", e))?;
+    let keep = needed_after_attach() & permitted;
+    // The bounding set first: dropping from it needs CAP_SETPCAP, which goes next.
+    if permitted & (1 << CAP_SETPCAP) != 0 {
+        for cap in 0..=last_cap() {
+            if keep & (1 << cap) == 0 {
+                // SAFETY: plain prctl calls.
+                let rc = unsafe {
+                    libc::prctl(libc::PR_CAPBSET_DROP, libc::c_ulong::from(cap), 0, 0, 0)
+                };
+                if rc != 0 {
+                    return Err(fail("bounding set", std::io::Error::last_os_error()));
+                }
+            }
+        }
+    }
+    // SAFETY: plain prctl call.
+    unsafe {
+        libc::prctl(
+            libc::PR_CAP_AMBIENT,
+            libc::PR_CAP_AMBIENT_CLEAR_ALL,
+            0,
+            0,
+            0,
+        );
+    }
+    set(keep, keep).map_err(|e| fail("capset", e))?;
+    // SAFETY: plain prctl call; nothing the daemon runs may gain privileges either.
+    unsafe { libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) };
+    Ok((0..64)
+        .filter(|c| keep & (1 << c) != 0)
+        .map(|c| Cap(c).to_string())
+        .collect())
+}
+
+/// The capabilities of this process right now (for status and tests).
+pub fn current() -> Vec<Cap> {
+    get()
+        .map(|(e, _, _)| crate::linux::caps::from_mask(e))
+        .unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_what_is_missing() {
+        let mask = 1u64 << CAP_BPF;
+        assert_eq!(missing(mask, &[CAP_BPF, CAP_PERFMON]), vec!["PERFMON"]);
+        assert!(missing(u64::MAX, &[CAP_BPF, CAP_PERFMON]).is_empty());
+    }
+
+    #[test]
+    fn reads_own_capabilities() {
+        // Whatever we run as, the call works and effective is within permitted.
+        let (effective, permitted, _) = get().unwrap();
+        assert_eq!(effective & !permitted, 0);
+    }
+}
