@@ -41,17 +41,17 @@ pub(crate) fn classify_stack<C: EbpfContext>(ctx: &C, scratch: &mut Scratch) -> 
     let f2 = opaque(&scratch.f2);
     find_site(f1, scratch);
     let mut class = opaque(&scratch.class);
-    if class == site_class::FORWARD as u64 {
+    if class == u64::from(site_class::FORWARD) {
         scratch.used_f2 = 1;
         find_site(f2, scratch);
         class = opaque(&scratch.class);
     }
     let rule = opaque(&scratch.rule) as u32;
-    if class == site_class::AUDIT as u64 {
+    if class == u64::from(site_class::AUDIT) {
         (0, rule)
-    } else if class == site_class::NOAUDIT as u64 {
+    } else if class == u64::from(site_class::NOAUDIT) {
         (check_flags::NOAUDIT, rule)
-    } else if class == site_class::AUDIT_INSETID as u64 {
+    } else if class == u64::from(site_class::AUDIT_INSETID) {
         (check_flags::INSETID, rule)
     } else {
         // Unknown (or FORWARD twice): keep the frames so userspace can name the call site.
@@ -196,7 +196,7 @@ fn fast_frames<C: EbpfContext>(ctx: &C, scratch: &mut Scratch) -> bool {
     // A caller other than security_capable decides on its own; if it is security_capable
     // reached through another call site, only a walk can find its caller.
     find_site(f1, scratch);
-    opaque(&scratch.class) != site_class::FORWARD as u64
+    opaque(&scratch.class) != u64::from(site_class::FORWARD)
 }
 
 /// Caller of cap_capable and its caller from a real stack walk; also learns the layout the
@@ -286,7 +286,7 @@ fn learn_layout<C: EbpfContext>(ctx: &C, scratch: &mut Scratch, ra_cap: u64) {
     current.ra_cap_at = ra_cap_at;
     current.f1_at = f1_at;
     find_site(f1, scratch);
-    if f2_at != u64::MAX && opaque(&scratch.class) == site_class::FORWARD as u64 {
+    if f2_at != u64::MAX && opaque(&scratch.class) == u64::from(site_class::FORWARD) {
         current.ra_fwd = f1;
         current.f2_at = f2_at;
     }
@@ -298,7 +298,7 @@ fn learn_layout<C: EbpfContext>(ctx: &C, scratch: &mut Scratch, ra_cap: u64) {
 #[inline(always)]
 fn find_site(addr: u64, scratch: &mut Scratch) {
     scratch.lo = 0;
-    scratch.hi = (setting!(nsites) as u64).min(MAX_SITES as u64);
+    scratch.hi = u64::from(setting!(nsites)).min(MAX_SITES as u64);
     scratch.class = 0;
     scratch.rule = 0;
     let mut step = 0;
@@ -306,6 +306,9 @@ fn find_site(addr: u64, scratch: &mut Scratch) {
         let lo = opaque(&scratch.lo);
         let hi = opaque(&scratch.hi);
         if lo < hi {
+            // lo + hi stays under 2 * MAX_SITES, so the plain sum cannot overflow; midpoint()
+            // would be more instructions in a loop the verifier walks in full.
+            #[allow(clippy::manual_midpoint)]
             let mid = ((lo + hi) / 2) as usize & (MAX_SITES - 1);
             let range = setting!(sites[mid]);
             if addr < range.start {
@@ -313,8 +316,8 @@ fn find_site(addr: u64, scratch: &mut Scratch) {
             } else if addr >= range.end {
                 scratch.lo = mid as u64 + 1;
             } else {
-                scratch.class = range.class as u64;
-                scratch.rule = range.rule as u64;
+                scratch.class = u64::from(range.class);
+                scratch.rule = u64::from(range.rule);
                 scratch.hi = 0;
             }
         }

@@ -41,7 +41,7 @@ fn enter() -> Option<(*const u8, &'static mut LastCheck, u64)> {
 }
 
 #[tracepoint(category = "capability", name = "cap_capable")]
-pub fn cap_capable_tp(ctx: TracePointContext) -> u32 {
+pub(crate) fn cap_capable_tp(ctx: TracePointContext) -> u32 {
     let _ = try_cap_capable_tp(&ctx);
     0
 }
@@ -63,7 +63,7 @@ fn try_cap_capable_tp(ctx: &TracePointContext) -> Result<(), i32> {
 }
 
 #[raw_tracepoint(tracepoint = "cap_capable")]
-pub fn cap_capable_raw(ctx: RawTracePointContext) -> i32 {
+pub(crate) fn cap_capable_raw(ctx: RawTracePointContext) -> i32 {
     let _ = try_cap_capable_raw(&ctx);
     0
 }
@@ -84,7 +84,7 @@ fn try_cap_capable_raw(ctx: &RawTracePointContext) -> Result<(), i32> {
 }
 
 #[fexit(function = "cap_capable")]
-pub fn cap_capable_fexit(ctx: FExitContext) -> i32 {
+pub(crate) fn cap_capable_fexit(ctx: FExitContext) -> i32 {
     let _ = try_cap_capable_fexit(&ctx);
     0
 }
@@ -104,7 +104,7 @@ fn try_cap_capable_fexit(ctx: &FExitContext) -> Result<(), i32> {
 }
 
 #[kprobe(function = "cap_capable")]
-pub fn cap_capable_entry(ctx: ProbeContext) -> u32 {
+pub(crate) fn cap_capable_entry(ctx: ProbeContext) -> u32 {
     let _ = try_cap_capable_entry(&ctx);
     0
 }
@@ -126,7 +126,7 @@ fn try_cap_capable_entry(ctx: &ProbeContext) -> Result<(), i32> {
 }
 
 #[kretprobe(function = "cap_capable")]
-pub fn cap_capable_return(ctx: RetProbeContext) -> u32 {
+pub(crate) fn cap_capable_return(ctx: RetProbeContext) -> u32 {
     let _ = try_cap_capable_return(&ctx);
     0
 }
@@ -155,7 +155,7 @@ fn try_cap_capable_return(ctx: &RetProbeContext) -> Result<(), i32> {
 
 /// How a syscall that had a denied check ended.
 #[raw_tracepoint(tracepoint = "sys_exit")]
-pub fn sys_exit(ctx: RawTracePointContext) -> i32 {
+pub(crate) fn sys_exit(ctx: RawTracePointContext) -> i32 {
     let _ = try_sys_exit(&ctx);
     0
 }
@@ -163,16 +163,16 @@ pub fn sys_exit(ctx: RawTracePointContext) -> i32 {
 // Empty programs on the same hooks: the floor the benchmark compares against.
 
 #[tracepoint(category = "capability", name = "cap_capable")]
-pub fn floor_tp(_ctx: TracePointContext) -> u32 {
+pub(crate) fn floor_tp(_ctx: TracePointContext) -> u32 {
     0
 }
 
 #[raw_tracepoint(tracepoint = "cap_capable")]
-pub fn floor_raw(_ctx: RawTracePointContext) -> i32 {
+pub(crate) fn floor_raw(_ctx: RawTracePointContext) -> i32 {
     0
 }
 
 #[raw_tracepoint(tracepoint = "sys_exit")]
-pub fn floor_sys_exit(_ctx: RawTracePointContext) -> i32 {
+pub(crate) fn floor_sys_exit(_ctx: RawTracePointContext) -> i32 {
     0
 }

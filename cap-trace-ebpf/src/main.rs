@@ -30,10 +30,16 @@
 // key where it already is; passing it by value, as this lint asks, copies it to the stack first
 // (41 more instructions in the tracepoint program).
 #![allow(clippy::needless_borrows_for_generic_args)]
+// Kernel memory is read at offsets BTF gives for the field's own type, so the field is aligned
+// for it; a misaligned read would not pass the verifier in the first place.
+#![allow(clippy::cast_ptr_alignment)]
 // Every `unsafe` block says in one line why it is sound.
 #![warn(clippy::undocumented_unsafe_blocks)]
 
 use cap_trace_common::Settings;
+// The library target exists for cap-trace's build script (see lib.rs); the programs need
+// nothing from it.
+use cap_trace_ebpf as _;
 
 /// Everything kernel-specific, filled by userspace with `EbpfLoader::override_global`.
 #[unsafe(no_mangle)]

@@ -42,7 +42,7 @@ pub(crate) fn count_in<K>(map: &HashMap<K, u64>, key: &K, n: u64) -> Counted {
         atomic_add(total, n);
         return Counted::Existing;
     }
-    match map.insert(key, &n, BPF_NOEXIST as u64) {
+    match map.insert(key, &n, u64::from(BPF_NOEXIST)) {
         Ok(()) => Counted::New,
         Err(e) if e == -EEXIST => {
             // Another CPU inserted the same key between our lookup and insert.

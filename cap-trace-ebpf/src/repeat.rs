@@ -142,7 +142,7 @@ fn is_repeat<C: EbpfContext>(ctx: &C, task: *const u8, check: &Check, last: &Las
 #[inline(always)]
 fn key_comm_words(key: &CheckKey) -> [u64; 2] {
     const _: () = assert!(
-        core::mem::offset_of!(CheckKey, comm) % 8 == 0 && core::mem::align_of::<CheckKey>() == 8
+        core::mem::offset_of!(CheckKey, comm) % 8 == 0 && align_of::<CheckKey>() == 8
     );
     // SAFETY: `comm` is 16 bytes, 8-byte aligned in `CheckKey` (asserted above).
     unsafe { core::ptr::read((&raw const key.comm).cast::<[u64; 2]>()) }
@@ -228,13 +228,13 @@ fn flush(last: &mut LastCheck) {
         return;
     }
     // SAFETY: a store through a live `&mut`.
-    unsafe { core::ptr::write_volatile(&mut last.seq, last.seq + 1) };
+    unsafe { core::ptr::write_volatile(&raw mut last.seq, last.seq + 1) };
     let key = last.key;
     if let Counted::Full = count_in(&CHECKS, &key, count) {
         bump(stat::KEYS_FULL);
     }
     // SAFETY: a store through a live `&mut`.
-    unsafe { core::ptr::write_volatile(&mut last.count, 0) };
+    unsafe { core::ptr::write_volatile(&raw mut last.count, 0) };
     // SAFETY: a store through a live `&mut`.
-    unsafe { core::ptr::write_volatile(&mut last.seq, last.seq + 1) };
+    unsafe { core::ptr::write_volatile(&raw mut last.seq, last.seq + 1) };
 }

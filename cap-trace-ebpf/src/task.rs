@@ -54,7 +54,7 @@ pub(crate) fn kernel_word(addr: u64) -> u64 {
         core::arch::asm!(
             "call 0x63617374",
             inlateout("r1") addr => _,
-            inlateout("r2") setting!(cast_type) as u64 => _,
+            inlateout("r2") u64::from(setting!(cast_type)) => _,
             lateout("r0") ptr,
             lateout("r3") _,
             lateout("r4") _,
@@ -158,11 +158,11 @@ pub(crate) fn current_syscall(task: *const u8) -> u32 {
             // SAFETY: this CPU's element of a per-CPU array, valid for the run, and not aliased.
             let scratch = unsafe { &mut *scratch };
             // SAFETY: a store through a live `&mut`.
-            unsafe { core::ptr::write_volatile(&mut scratch.regs, regs as u64) };
+            unsafe { core::ptr::write_volatile(&raw mut scratch.regs, regs as u64) };
             let regs_at = opaque(&scratch.regs);
             // SAFETY: an aligned global `u64`; every writer stores the same kernel constant.
             unsafe {
-                core::ptr::write_volatile(&raw mut REGS_IN_STACK, regs_at.wrapping_sub(stack))
+                core::ptr::write_volatile(&raw mut REGS_IN_STACK, regs_at.wrapping_sub(stack));
             };
         }
         field::<i64>(regs, setting!(off_regs_syscall))
@@ -177,7 +177,7 @@ pub(crate) fn syscall_address(task: *const u8, in_stack: u64) -> Option<u64> {
         return None;
     }
     let stack: u64 = field(task, setting!(off_task_stack));
-    Some(stack + in_stack + setting!(off_regs_syscall) as u64)
+    Some(stack + in_stack + u64::from(setting!(off_regs_syscall)))
 }
 
 #[inline(always)]
