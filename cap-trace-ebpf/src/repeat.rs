@@ -141,9 +141,8 @@ fn is_repeat<C: EbpfContext>(ctx: &C, task: *const u8, check: &Check, last: &Las
 /// A key's `comm` as two words (8-byte aligned in `CheckKey`, so two loads instead of sixteen).
 #[inline(always)]
 fn key_comm_words(key: &CheckKey) -> [u64; 2] {
-    const _: () = assert!(
-        core::mem::offset_of!(CheckKey, comm) % 8 == 0 && align_of::<CheckKey>() == 8
-    );
+    const _: () =
+        assert!(core::mem::offset_of!(CheckKey, comm) % 8 == 0 && align_of::<CheckKey>() == 8);
     // SAFETY: `comm` is 16 bytes, 8-byte aligned in `CheckKey` (asserted above).
     unsafe { core::ptr::read((&raw const key.comm).cast::<[u64; 2]>()) }
 }
