@@ -274,7 +274,8 @@ pub struct Settings {
     pub off_task_real_cred: u32,
     /// Byte offset of `user_namespace.level`.
     pub off_userns_level: u32,
-    /// Byte offset, in `struct pt_regs`, of the syscall number (`orig_ax` on x86_64).
+    /// Byte offset, in `struct pt_regs`, of the syscall number (`orig_ax` on x86_64, `syscallno`
+    /// on arm64), read as a 4-byte `int` on both.
     pub off_regs_syscall: u32,
     /// Byte offset, in `struct pt_regs`, of the stack pointer.
     pub off_regs_sp: u32,

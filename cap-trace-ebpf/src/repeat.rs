@@ -111,7 +111,7 @@ fn is_repeat<C: EbpfContext>(ctx: &C, task: *const u8, check: &Check, last: &Las
         if field::<u64>(task, setting!(off_task_stack)) != last.stack {
             return false;
         }
-        syscall_number(kernel_word(last.syscall_at) as i64)
+        syscall_number(kernel_word(last.syscall_at) as i32)
     } else {
         current_syscall(task)
     };
@@ -195,7 +195,7 @@ pub(crate) fn remember<C: EbpfContext>(
     // SAFETY: REGS_IN_STACK is an aligned global `u64` (see `current_syscall`).
     if let Some(at) = syscall_address(task, unsafe {
         core::ptr::read_volatile(&raw const REGS_IN_STACK)
-    }) && syscall_number(kernel_word(at) as i64) == key.syscall
+    }) && syscall_number(kernel_word(at) as i32) == key.syscall
     {
         last.stack = field(task, setting!(off_task_stack));
         last.syscall_at = at;

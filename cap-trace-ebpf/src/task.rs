@@ -144,7 +144,7 @@ pub(crate) fn current_syscall(task: *const u8) -> u32 {
     // SAFETY: an aligned global `u64`; every writer stores the same kernel constant.
     let in_stack = unsafe { core::ptr::read_volatile(&raw const REGS_IN_STACK) };
     let nr = if let Some(at) = syscall_address(task, in_stack) {
-        kernel_word(at) as i64
+        kernel_word(at) as i32
     } else {
         // SAFETY: `task` comes from bpf_get_current_task_btf, as the helper requires.
         let regs = unsafe { bpf_task_pt_regs(task as *mut _) } as *const u8;
@@ -165,7 +165,7 @@ pub(crate) fn current_syscall(task: *const u8) -> u32 {
                 core::ptr::write_volatile(&raw mut REGS_IN_STACK, regs_at.wrapping_sub(stack));
             };
         }
-        field::<i64>(regs, setting!(off_regs_syscall))
+        field::<i32>(regs, setting!(off_regs_syscall))
     };
     syscall_number(nr)
 }
@@ -180,8 +180,12 @@ pub(crate) fn syscall_address(task: *const u8, in_stack: u64) -> Option<u64> {
     Some(stack + in_stack + u64::from(setting!(off_regs_syscall)))
 }
 
+/// The syscall number saved at kernel entry, as the `int` it is: arm64's `pt_regs.syscallno` is
+/// 4 bytes (the verifier refuses an 8-byte load of it), and x86_64's 8-byte `orig_ax` holds the
+/// same number in its low half (little-endian), -1 outside a syscall. A word read at its
+/// address is cut to its low half (`as i32`) for the same reason.
 #[inline(always)]
-pub(crate) fn syscall_number(nr: i64) -> u32 {
+pub(crate) fn syscall_number(nr: i32) -> u32 {
     if (0..4096).contains(&nr) {
         nr as u32
     } else {
