@@ -33,8 +33,9 @@ fn parse_line(line: &str) -> Option<(u64, &str, &str, bool)> {
     Some((addr, kind, name, fields.next().is_some()))
 }
 
-/// `[start, end)` of each wanted function (by base name), where `end` is the next text symbol.
-/// Functions not in the kernel are absent from the result.
+/// `[start, end)` of each wanted function (by base name), where `end` is the next text symbol,
+/// under its full name: a function's `.cold` part (or `.isra.0` copy) is its own range, and the
+/// caller tells it from the main body. Functions not in the kernel are absent from the result.
 pub fn function_ranges(
     reader: impl Read,
     wanted: &[&str],
@@ -64,7 +65,7 @@ pub fn function_ranges(
                 .map(|(a, _)| *a)
                 .find(|a| a > addr)
                 .unwrap_or(addr + 1);
-            out.push((base_name(name).to_owned(), *addr, end));
+            out.push((name.clone(), *addr, end));
         }
     }
     Ok(out)
@@ -131,9 +132,9 @@ ffffffffc0001000 t helper\t[some_module]
                     0xffffffff81366280,
                     0xffffffff81366290
                 ),
-                // The .cold part is its own range, same base name.
+                // The .cold part is its own range, under its own name.
                 (
-                    "ns_capable_noaudit".to_owned(),
+                    "ns_capable_noaudit.cold".to_owned(),
                     0xffffffff81366290,
                     0xffffffff81a80900
                 ),

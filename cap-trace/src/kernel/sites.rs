@@ -31,14 +31,19 @@ impl SiteTable {
         let found = kallsyms::function_ranges(reader, &wanted)?;
         let mut table = SiteTable::default();
         for (name, start, end) in found {
-            if name == "cap_capable" {
-                // The main body, not a .cold part.
-                if table.cap_capable.0 == 0 {
+            if kallsyms::base_name(&name) == "cap_capable" {
+                // The main body only, which makes the call into the tracepoint. Compilers move
+                // a function's unlikely paths to a `.cold` part elsewhere in the text (Debian's
+                // 6.16+ amd64 kernels list `cap_capable.cold` below `cap_capable`): a range
+                // there would never hold the return address the stack walk looks for.
+                if name == "cap_capable" {
                     table.cap_capable = (start, end);
                 }
                 continue;
             }
-            let Some(index) = RULES.iter().position(|r| r.function == name) else {
+            // A rule's `.cold` part is still that function's code.
+            let base = kallsyms::base_name(&name);
+            let Some(index) = RULES.iter().position(|r| r.function == base) else {
                 continue;
             };
             table.ranges.push(SiteRange {
@@ -204,6 +209,31 @@ ffffffff81a85c00 T security_mmap_file
             assert!(range.start < range.end, "{}", rule.function);
         }
         assert_eq!(t.ranges.len(), 13);
+    }
+
+    /// Debian's 6.16+ amd64 kernels split `cap_capable` and place its cold part lower in the
+    /// text: only the main body holds the return address the stack walk looks for.
+    #[test]
+    fn cap_capable_is_its_main_body_not_its_cold_part() {
+        let split = format!(
+            "ffffffff81200000 t cap_capable.cold\nffffffff81200040 t other.cold\n{KALLSYMS}"
+        );
+        let t = SiteTable::from_kallsyms(split.as_bytes()).unwrap();
+        assert_eq!(t.cap_capable, (0xffffffff81a80900, 0xffffffff81a80b10));
+        // A rule's cold part is still that function's code.
+        let cold = "ffffffff81300000 t capable.cold\nffffffff81300100 T unrelated\n";
+        let t = SiteTable::from_kallsyms(format!("{cold}{KALLSYMS}").as_bytes()).unwrap();
+        let (class, rule) = t.classify(0xffffffff81a8585b, 0xffffffff81300010).unwrap();
+        assert_eq!((class, rule.function), (Class::Audit, "capable"));
+    }
+
+    #[test]
+    fn a_cold_part_alone_is_no_cap_capable() {
+        let cold_only = "ffffffff81200000 t cap_capable.cold\nffffffff81366210 T capable\nffffffff81366280 T ns_capable_noaudit\n";
+        assert!(matches!(
+            SiteTable::from_kallsyms(cold_only.as_bytes()),
+            Err(SiteError::NoCapCapable)
+        ));
     }
 
     #[test]
