@@ -1,9 +1,10 @@
 #!/bin/sh
 # Builds the busybox image the container tests and the demo use, without a registry:
 # a busybox-static root with a user, a group, and a file only `nobody` may read.
-# Usage: build.sh IMAGE_NAME
+# Usage: build.sh IMAGE_NAME       build and import it into podman
+#        build.sh --rootfs OUT.tar write the root file system as a tarball (for `docker import`)
 set -eu
-image=${1:?usage: build.sh IMAGE_NAME}
+image=${1:?usage: build.sh IMAGE_NAME | --rootfs OUT.tar}
 busybox=$(command -v busybox || true)
 [ -n "$busybox" ] || { echo "busybox-static is not installed (run cargo xtask setup)" >&2; exit 1; }
 dir=$(mktemp -d)
@@ -20,5 +21,10 @@ printf 'top secret\n' > "$root/secret"
 chmod 600 "$root/secret"
 chown 65534:65534 "$root/secret"
 chmod 1777 "$root/tmp"
+if [ "$image" = --rootfs ]; then
+    out=${2:?usage: build.sh --rootfs OUT.tar}
+    tar -C "$root" -cf "$out" .
+    exit 0
+fi
 tar -C "$root" -cf "$dir/root.tar" .
 podman import --change ENV=PATH=/bin "$dir/root.tar" "$image" > /dev/null

@@ -4,6 +4,9 @@
 //! message, unless `CAP_TRACE_REQUIRE_ROOT_TESTS=1` (set by `cargo xtask test` when run as
 //! root, and so in CI), which turns a skip into a failure.
 
+pub mod background;
+pub mod docker;
+pub mod engine;
 pub mod podman;
 
 use std::path::{Path, PathBuf};
@@ -42,14 +45,17 @@ fn is_root() -> bool {
 /// True when the test can load eBPF programs; otherwise reports the skip (or fails, when
 /// skipping is not allowed).
 pub fn privileged(test: &str) -> bool {
-    if is_root() {
-        return true;
-    }
+    is_root() || skip_or_fail(test, "needs root (run `sudo cargo xtask test`)")
+}
+
+/// Reports that `test` cannot run, and why: a skip, or a failure when
+/// `CAP_TRACE_REQUIRE_ROOT_TESTS=1` forbids skipping. Returns false (the test does not run).
+pub fn skip_or_fail(test: &str, why: &str) -> bool {
     assert!(
         std::env::var_os("CAP_TRACE_REQUIRE_ROOT_TESTS").is_none_or(|v| v != "1"),
-        "{test}: needs root, and CAP_TRACE_REQUIRE_ROOT_TESTS=1 forbids skipping"
+        "{test}: {why}, and CAP_TRACE_REQUIRE_ROOT_TESTS=1 forbids skipping"
     );
-    eprintln!("SKIPPED {test}: needs root (run `sudo cargo xtask test`)");
+    eprintln!("SKIPPED {test}: {why}");
     false
 }
 

@@ -3,10 +3,11 @@
 
 use std::path::PathBuf;
 use std::process::{Child, Command, Output, Stdio};
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
-use crate::{TempDir, bin};
+use crate::TempDir;
+pub use crate::background::{Background, profiles};
 
 /// The image every container test uses.
 pub const IMAGE: &str = "localhost/cap-trace-test:busybox-2";
@@ -37,15 +38,7 @@ pub fn available(test: &str) -> bool {
         .arg("--version")
         .output()
         .is_ok_and(|o| o.status.success());
-    if ok {
-        return true;
-    }
-    assert!(
-        std::env::var_os("CAP_TRACE_REQUIRE_ROOT_TESTS").is_none_or(|v| v != "1"),
-        "{test}: podman is not installed (run `cargo xtask setup`)"
-    );
-    eprintln!("SKIPPED {test}: podman is not installed");
-    false
+    ok || crate::skip_or_fail(test, "podman is not installed (run `cargo xtask setup`)")
 }
 
 /// Builds the test image once (a busybox root with a user, a group, and a file only `nobody`
@@ -106,91 +99,6 @@ pub fn name(test: &str) -> String {
             .subsec_nanos()
             % 100_000
     )
-}
-
-/// `cap-trace` running in the background.
-pub struct Background {
-    child: Child,
-    stderr: Arc<Mutex<String>>,
-    pub output: PathBuf,
-    _dir: TempDir,
-}
-
-impl Background {
-    /// Starts `cap-trace ARGS --format json --output FILE` and waits until it says it is
-    /// waiting for (or tracing) its containers.
-    pub fn start(args: &[&str]) -> Background {
-        let dir = TempDir::new("background");
-        let output = dir.join("profiles.json");
-        let mut child = Command::new(bin())
-            .args(args)
-            .args(["--format", "json", "--output"])
-            .arg(&output)
-            .stderr(Stdio::piped())
-            .stdout(Stdio::null())
-            .env_remove("LD_LIBRARY_PATH")
-            .spawn()
-            .expect("start cap-trace");
-        let stderr = crate::capture_stderr(&mut child);
-        let bg = Background {
-            child,
-            stderr,
-            output,
-            _dir: dir,
-        };
-        let deadline = Instant::now() + Duration::from_secs(30);
-        loop {
-            let text = bg.stderr();
-            if text.contains("waiting for") || text.contains("tracing") {
-                return bg;
-            }
-            assert!(
-                !(text.contains("error:") || Instant::now() > deadline),
-                "cap-trace did not start: {text}"
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    }
-
-    pub fn stderr(&self) -> String {
-        self.stderr.lock().unwrap().clone()
-    }
-
-    /// Waits for cap-trace to finish and returns its exit code.
-    pub fn wait(mut self, timeout: Duration) -> (Option<i32>, String, Option<serde_json::Value>) {
-        let deadline = Instant::now() + timeout;
-        let status = loop {
-            if let Some(status) = self.child.try_wait().unwrap() {
-                break status;
-            }
-            if Instant::now() > deadline {
-                let _ = self.child.kill();
-                panic!("cap-trace did not finish in {timeout:?}: {}", self.stderr());
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        };
-        // Let the reader thread catch the last lines.
-        std::thread::sleep(Duration::from_millis(50));
-        let json = std::fs::read_to_string(&self.output)
-            .ok()
-            .map(|t| serde_json::from_str(&t).expect("cap-trace wrote JSON"));
-        (status.code(), self.stderr(), json)
-    }
-
-    /// Sends SIGTERM (as a service manager would) and returns what `wait` returns.
-    pub fn stop(self, timeout: Duration) -> (Option<i32>, String, Option<serde_json::Value>) {
-        // SAFETY: plain kill(2) on our child.
-        unsafe { libc::kill(self.child.id() as i32, libc::SIGTERM) };
-        self.wait(timeout)
-    }
-}
-
-/// The profiles of a cap-trace JSON output: one object, or an array of them.
-pub fn profiles(json: &serde_json::Value) -> Vec<serde_json::Value> {
-    match json.as_array() {
-        Some(a) => a.clone(),
-        None => vec![json.clone()],
-    }
 }
 
 /// `podman system service` on a private socket: the engine API (Docker-compatible) that

@@ -22,10 +22,15 @@ const BUILD_PACKAGES: &[&str] = &[
     "zlib1g-dev",
 ];
 
-/// Debian packages the container tests, the benchmark and the VM tests use.
+/// Debian packages the container tests, the benchmark and the VM tests use. The Docker
+/// engine (`docker.io`, with `containerd` and `ctr`) is only started by the tests, privately;
+/// installing it starts nothing (Debian's `policy-rc.d` or no systemd) and keeps runc.
 const TEST_PACKAGES: &[&str] = &[
     "podman",
     "runc",
+    "docker.io",
+    "containerd",
+    "docker-compose",
     "busybox-static",
     "bpftrace",
     "qemu-system-x86",
@@ -165,8 +170,11 @@ pub(crate) fn debian_packages(packages: &[&str]) -> Result<()> {
             missing.join(" ")
         );
     }
-    run(Command::new("apt-get").arg("update").arg("-q"))?;
+    // Others may hold the package lock for a while: wait for it rather than fail.
+    let lock = ["-o", "DPkg::Lock::Timeout=600"];
+    run(Command::new("apt-get").args(lock).arg("update").arg("-q"))?;
     run(Command::new("apt-get")
+        .args(lock)
         .args(["install", "-y", "-q", "--no-install-recommends"])
         .args(&missing)
         .env("DEBIAN_FRONTEND", "noninteractive"))?;
