@@ -12,7 +12,7 @@ use cap_trace_common::{Traced, traced_kind};
 use tokio::signal::unix::{SignalKind, signal};
 
 use crate::kernel::{Probe, ProbeOptions};
-use crate::model::profile::{Profile, TraceInfo, Workload, WorkloadKind, rfc3339};
+use crate::model::profile::{Profile, TraceInfo, Workload, WorkloadKind, rfc3339, text_from_bytes};
 use crate::model::record::Losses;
 use crate::session::SessionError;
 use crate::session::cgroup::{self, Leaf};
@@ -104,7 +104,7 @@ pub async fn run(opts: RunOptions) -> Result<RunResult, SessionError> {
     let display = opts
         .command
         .iter()
-        .map(|a| a.to_string_lossy().into_owned())
+        .map(|a| text_from_bytes(a.as_bytes()))
         .collect::<Vec<_>>();
     let workload = Workload {
         kind: Some(WorkloadKind::Command),
