@@ -155,7 +155,7 @@ pub struct GlobalArgs {
     pub explain: bool,
 
     /// How --format compose writes cap_add: `override` (`!override`, which replaces the list
-    /// compose.yaml sets: docker compose 2.24+, podman-compose 1.6) or `merge` (a plain list,
+    /// compose.yaml sets: docker compose v2, podman-compose 1.6) or `merge` (a plain list,
     /// which compose tools merge with compose.yaml's; for docker-compose 1.x).
     #[arg(long, value_enum, default_value_t = ComposeLists::Override, global = true, value_name = "HOW")]
     pub compose_lists: ComposeLists,
@@ -192,13 +192,15 @@ pub enum Format {
     Docker,
     /// `--cap-drop=ALL --cap-add=...` for `podman run`.
     Podman,
-    /// A compose file with cap_drop/cap_add per service, to pass as an extra `-f`.
+    /// A compose override for one project: cap_drop, cap_add and privileged per service, to
+    /// pass as an extra `-f`.
     Compose,
-    /// A container securityContext for a Kubernetes pod spec.
+    /// A strategic-merge patch of a Kubernetes workload's pod template (`kubectl patch`).
     K8s,
-    /// The process.capabilities object of an OCI runtime spec (config.json).
+    /// The process.capabilities object of an OCI runtime spec (config.json), for one workload.
     Oci,
-    /// CapabilityBoundingSet= and AmbientCapabilities= lines for a systemd unit.
+    /// [Service] lines for one systemd unit: CapabilityBoundingSet=, and AmbientCapabilities=
+    /// when learned with `run --user`.
     Systemd,
 }
 

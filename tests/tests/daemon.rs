@@ -284,7 +284,11 @@ fn status_shows_names_from_labels_escaped() {
         .args(RUN_OPTS)
         .args(podman::LEARNING)
         .arg(podman::image())
-        .args(["/bin/sh", "-c", "touch /tmp/f && chown nobody /tmp/f"])
+        .args([
+            "/bin/sh",
+            "-c",
+            "touch /tmp/f && chown nobody /tmp/f && sleep 1",
+        ])
         .output()
         .unwrap();
     assert!(run.status.success(), "{run:?}");

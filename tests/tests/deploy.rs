@@ -223,7 +223,8 @@ fn hostile_container_labels_are_escaped_in_every_format() {
     let k8s = podman::name("hostile-k8s");
     podman::image();
     let bg = Background::start(&["--container", &compose, "--container", &k8s, "--wait", "60"]);
-    let script = "touch /tmp/f && chown nobody /tmp/f";
+    // Alive a moment after its check, so that its labels are read before `--rm` removes it.
+    let script = "touch /tmp/f && chown nobody /tmp/f && sleep 1";
     let compose_labels = [
         "--label".to_owned(),
         format!("com.docker.compose.project={HOSTILE}"),
@@ -633,5 +634,28 @@ fn systemd_lines_are_read_by_systemd_as_written() {
     assert_eq!(
         systemd_setting(&dump, "AmbientCapabilities").as_deref(),
         Some("cap_chown")
+    );
+}
+
+/// A format that cannot render what was just traced does not lose the trace: the profile is
+/// written as JSON, and the one-line error says how to render it.
+#[test]
+fn a_trace_the_format_cannot_render_is_kept_as_json() {
+    if !privileged("a_trace_the_format_cannot_render_is_kept_as_json") {
+        return;
+    }
+    let out = cap_trace(["run", "--format", "compose", "--", "true"]);
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    let profile: Value = serde_json::from_str(&stdout(&out)).unwrap();
+    assert_eq!(profile["workload"]["name"], "true");
+    let err = stderr(&out);
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(
+        err.contains("no profile here is of a compose service"),
+        "{err}"
+    );
+    assert!(
+        err.contains("the profiles were written as JSON instead"),
+        "{err}"
     );
 }

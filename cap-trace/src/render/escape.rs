@@ -56,8 +56,9 @@ pub fn hash_comment(s: &str) -> String {
     format!("# {}\n", text(s))
 }
 
-/// A comment line of a systemd unit saying `s`: one line, and with its backslashes doubled, as
-/// a line that ends in a backslash is continued on the next one (which it would swallow).
+/// A comment line of a systemd unit saying `s`: one line, with its backslashes doubled so that
+/// it never ends in the backslash that continues a unit file's line on the next, whichever way
+/// a systemd version treats comment lines.
 pub fn systemd_comment(s: &str) -> String {
     format!("# {}\n", text(s).replace('\\', "\\\\"))
 }

@@ -50,8 +50,8 @@ fn lists_note(lists: Lists) -> &'static [&'static str] {
     match lists {
         Lists::Override => &[
             "cap_add is tagged !override: it replaces any cap_add compose.yaml sets (compose-spec:",
-            "docker compose 2.24 and later, podman-compose 1.6). docker-compose 1.x and podman-compose",
-            "1.0 refuse the tag, and podman-compose 1.6 fails on it for a service whose cap_add",
+            "docker compose v2, podman-compose 1.6). docker-compose 1.x and podman-compose 1.0",
+            "refuse the tag, and podman-compose 1.6 fails on it for a service whose cap_add",
             "compose.yaml does not set: render with --compose-lists merge for those.",
         ],
         Lists::Merge => &[

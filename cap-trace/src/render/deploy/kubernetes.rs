@@ -93,13 +93,19 @@ fn instructions(p: &Profile) -> Vec<String> {
                 PodOwner::DaemonSet => "daemonset",
                 PodOwner::StatefulSet => "statefulset",
             };
-            vec![
+            let mut lines = vec![
                 format!(
                     "a strategic-merge patch of the pod template of pod {pod}'s {kind}: apply it with"
                 ),
-                format!("  kubectl {ns}patch {kind} {} --patch-file THIS_FILE", shell_word(name)),
-                "(a pod that a Job started has a template that cannot change: re-create the Job with these fields)".into(),
-            ]
+                format!(
+                    "  kubectl {ns}patch {kind} {} --patch-file THIS_FILE",
+                    shell_word(name)
+                ),
+            ];
+            if owner == PodOwner::DaemonSet {
+                lines.push("(a Job's pods are named alike; a Job's template cannot change: re-create it with these fields)".into());
+            }
+            lines
         }
         None => vec![
             format!(
