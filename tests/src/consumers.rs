@@ -5,23 +5,13 @@
 //! `systemd-analyze verify` (what systemd makes of unit lines). `cargo xtask setup` installs
 //! them.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Output, Stdio};
 
 use serde_json::Value;
 
-use crate::{TempDir, workspace_root};
-
-/// A tool in the Python environment `cargo xtask setup` makes (`target/pytools/bin`).
-pub fn python_tool(name: &str) -> PathBuf {
-    let path = workspace_root().join("target/pytools/bin").join(name);
-    assert!(
-        path.exists(),
-        "{} missing: run `cargo xtask setup`",
-        path.display()
-    );
-    path
-}
+use crate::TempDir;
+pub use crate::engine::python_tool;
 
 /// Runs `cmd` with `input` on its stdin.
 pub fn with_stdin(cmd: &mut Command, input: &[u8]) -> Output {

@@ -10,14 +10,14 @@
 use std::ffi::OsStr;
 use std::os::unix::ffi::OsStrExt as _;
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::time::Duration;
 
 use cap_trace_tests::consumers::{
     compose_config, deployment, kubectl_patch, kubernetes_validate, python_tool, pyyaml,
     systemd_setting, systemd_verify,
 };
-use cap_trace_tests::podman::{self, Background, LEARNING};
+use cap_trace_tests::engine::{Engine, cap_eff_line};
+use cap_trace_tests::podman::{self, Background};
 use cap_trace_tests::*;
 use serde_json::{Value, json};
 
@@ -211,18 +211,30 @@ fn hostile_command_lines_and_thread_names_are_escaped_in_every_format() {
     assert_terminal_safe(&stdout(&out));
 }
 
-/// Containers whose compose and Kubernetes labels were set by whoever started them.
+/// Containers whose compose and Kubernetes labels were set by whoever started them, under
+/// podman and under Docker.
 #[test]
 fn hostile_container_labels_are_escaped_in_every_format() {
     let test = "hostile_container_labels_are_escaped_in_every_format";
-    if !(privileged(test) && podman::available(test)) {
+    if !privileged(test) {
         return;
     }
+    for engine in Engine::ALL {
+        if engine.available(test) {
+            hostile_labels_on(engine);
+        }
+    }
+}
+
+fn hostile_labels_on(engine: Engine) {
     let dir = TempDir::new("hostile-labels");
     let compose = podman::name("hostile-compose");
     let k8s = podman::name("hostile-k8s");
-    podman::image();
-    let bg = Background::start(&["--container", &compose, "--container", &k8s, "--wait", "60"]);
+    engine.image();
+    let bg = Background::for_engine(
+        engine,
+        &["--container", &compose, "--container", &k8s, "--wait", "60"],
+    );
     // Alive a moment after its check, so that its labels are read before `--rm` removes it.
     let script = "touch /tmp/f && chown nobody /tmp/f && sleep 1";
     let compose_labels = [
@@ -239,11 +251,12 @@ fn hostile_container_labels_are_escaped_in_every_format() {
         "--label".to_owned(),
         format!("io.kubernetes.container.name=-{HOSTILE}"),
     ];
+    let learning = engine.learning();
     for (name, labels) in [(&compose, &compose_labels[..]), (&k8s, &k8s_labels[..])] {
         let mut opts: Vec<&str> = labels.iter().map(String::as_str).collect();
-        opts.extend(LEARNING);
-        let run = podman::run(name, &opts, script);
-        assert!(run.status.success(), "{run:?}");
+        opts.extend(learning.iter().map(String::as_str));
+        let run = engine.run(name, &opts, script);
+        assert!(run.status.success(), "{engine:?}: {run:?}");
     }
     let (code, log, json) = bg.wait(Duration::from_secs(60));
     assert_eq!(code, Some(0), "{log}");
@@ -308,8 +321,9 @@ fn hostile_container_labels_are_escaped_in_every_format() {
     assert_eq!(merged["services"]["on"]["cap_drop"], json!(["ALL"]));
 }
 
-/// A compose service that runs httpd as nobody (SETUID, SETGID, NET_BIND_SERVICE) and one that
-/// chowns a file (CHOWN), in one project.
+/// A compose service that runs httpd as nobody (SETUID, SETGID, and NET_BIND_SERVICE under
+/// podman, whose containers keep the kernel's unprivileged port start) and one that chowns a
+/// file (CHOWN), in one project.
 fn compose_project(image: &str) -> String {
     let web = "grep CapEff /proc/self/status; httpd -f -p 80 -u nobody:nogroup & pid=$$!; sleep 1; \
                case \"$$(grep State /proc/$$pid/status)\" in *S*|*R*) echo WEB WORKS; exit 0;; *) echo WEB BROKEN; exit 1;; esac";
@@ -328,80 +342,111 @@ fn compose_project(image: &str) -> String {
     )
 }
 
-/// `podman-compose -p PROJECT -f FILE... ARGS` in `dir`, with runc.
-fn podman_compose(
-    dir: &TempDir,
-    project: &str,
-    files: &[&str],
-    args: &[&str],
-) -> std::process::Output {
-    let mut cmd = Command::new(python_tool("podman-compose"));
-    cmd.current_dir(dir.path())
-        .env("CONTAINERS_CONF", dir.join("containers.conf"))
-        .args(["-p", project]);
-    for f in files {
-        cmd.args(["-f", f]);
-    }
-    cmd.args(args).output().unwrap()
+/// A compose project of the test in a directory of its own, run with the engine's compose tool
+/// (podman-compose 1.6, or docker-compose 1.29 against the private Docker engine).
+struct Project {
+    engine: Engine,
+    dir: TempDir,
+    name: String,
 }
 
-/// Writes the project's files (compose.yml; learning.yml for learning mode; granting.yml, a
-/// deployed base that grants more than needed), learns both services in learning mode, and
-/// saves the profiles as two nodes would: node-a/shop.json and node-b/shop.json.
-fn learn_on_two_nodes(dir: &TempDir, project: &str) {
-    std::fs::write(
-        dir.join("containers.conf"),
-        "[engine]\nruntime = \"runc\"\n",
-    )
-    .unwrap();
-    std::fs::write(dir.join("compose.yml"), compose_project(podman::image())).unwrap();
-    std::fs::write(
-        dir.join("learning.yml"),
-        "services:\n  web:\n    cap_add: [ALL]\n    security_opt: [seccomp=unconfined]\n  worker:\n    cap_add: [ALL]\n    security_opt: [seccomp=unconfined]\n",
-    )
-    .unwrap();
-    std::fs::write(
-        dir.join("granting.yml"),
-        "services:\n  web:\n    cap_add: [SYS_ADMIN]\n  worker:\n    cap_add: [SYS_ADMIN, NET_ADMIN]\n",
-    )
-    .unwrap();
-    let compose = |files: &[&str], args: &[&str]| podman_compose(dir, project, files, args);
-    // podman-compose names the containers <project>_<service>_1.
-    let web = format!("{project}_web_1");
-    let worker = format!("{project}_worker_1");
-    let bg = Background::start(&["--container", &web, "--container", &worker, "--wait", "60"]);
-    let up = compose(&["compose.yml", "learning.yml"], &["up"]);
-    let out = String::from_utf8_lossy(&up.stdout);
-    assert!(
-        out.contains("WEB WORKS") && out.contains("WORKER WORKS"),
-        "{up:?}"
-    );
-    let (code, log, json) = bg.wait(Duration::from_secs(60));
-    compose(&["compose.yml", "learning.yml"], &["down", "-t", "0"]);
-    assert_eq!(code, Some(0), "{log}");
-    let profiles = Value::Array(podman::profiles(&json.unwrap()));
-    for node in ["node-a", "node-b"] {
-        std::fs::create_dir(dir.join(node)).unwrap();
-        std::fs::write(dir.join(node).join("shop.json"), profiles.to_string()).unwrap();
+impl Project {
+    /// Writes compose.yml; learning.yml (learning mode); granting.yml, a deployed base file
+    /// that grants more than the services need.
+    fn new(engine: Engine) -> Project {
+        let dir = TempDir::new("compose");
+        std::fs::write(dir.join("compose.yml"), compose_project(engine.image())).unwrap();
+        let drops: Vec<String> = engine
+            .learning()
+            .iter()
+            .filter_map(|f| f.strip_prefix("--cap-drop=").map(str::to_owned))
+            .collect();
+        let learning = format!(
+            "    cap_add: [ALL]\n    cap_drop: {}\n    security_opt: [seccomp=unconfined]\n",
+            serde_json::to_string(&drops).unwrap()
+        );
+        std::fs::write(
+            dir.join("learning.yml"),
+            format!("services:\n  web:\n{learning}  worker:\n{learning}"),
+        )
+        .unwrap();
+        std::fs::write(
+            dir.join("granting.yml"),
+            "services:\n  web:\n    cap_add: [SYS_ADMIN]\n  worker:\n    cap_add: [SYS_ADMIN, NET_ADMIN]\n",
+        )
+        .unwrap();
+        let name = format!("ctcompose{}{}", std::process::id(), engine.name());
+        Project { engine, dir, name }
+    }
+
+    /// `TOOL -p PROJECT -f FILE... up`, then `down`: what the containers printed.
+    fn up(&self, files: &[&str]) -> String {
+        let run = |args: &[&str]| {
+            let mut cmd = self.engine.compose(self.dir.path());
+            cmd.args(["-p", &self.name]);
+            for f in files {
+                cmd.args(["-f", f]);
+            }
+            cmd.args(args).output().unwrap()
+        };
+        let up = run(&["up"]);
+        run(&["down", "-t", "0"]);
+        format!(
+            "{}{}",
+            String::from_utf8_lossy(&up.stdout),
+            String::from_utf8_lossy(&up.stderr)
+        )
+    }
+
+    /// Learns both services in learning mode and saves their profiles as two nodes would:
+    /// node-a/shop.json and node-b/shop.json.
+    fn learn_on_two_nodes(&self) {
+        // Both tools name the containers <project>_<service>_1.
+        let web = format!("{}_web_1", self.name);
+        let worker = format!("{}_worker_1", self.name);
+        let bg = Background::for_engine(
+            self.engine,
+            &["--container", &web, "--container", &worker, "--wait", "60"],
+        );
+        let out = self.up(&["compose.yml", "learning.yml"]);
+        assert!(
+            out.contains("WEB WORKS") && out.contains("WORKER WORKS"),
+            "{out}"
+        );
+        let (code, log, json) = bg.wait(Duration::from_secs(60));
+        assert_eq!(code, Some(0), "{log}");
+        let profiles = Value::Array(podman::profiles(&json.unwrap()));
+        for node in ["node-a", "node-b"] {
+            std::fs::create_dir(self.dir.join(node)).unwrap();
+            std::fs::write(self.dir.join(node).join("shop.json"), profiles.to_string()).unwrap();
+        }
+    }
+
+    /// `cap-trace merge node-a/shop.json node-b/shop.json ARGS`.
+    fn merge(&self, args: &[&str]) -> std::process::Output {
+        let mut all = vec![
+            "merge".to_owned(),
+            self.dir.join("node-a/shop.json").display().to_string(),
+            self.dir.join("node-b/shop.json").display().to_string(),
+        ];
+        all.extend(args.iter().map(|a| (*a).to_owned()));
+        cap_trace(&all)
     }
 }
 
 /// docker-compose 1.x refuses the `!override` tag loudly, and merges plain lists as the file
 /// says it does.
-fn docker_compose_v1_does_what_the_files_say(dir: &TempDir) {
+fn docker_compose_v1_does_what_the_files_say(project: &Project) {
     let v1 = Path::new("/usr/bin/docker-compose");
-    let refused = compose_config(v1, dir.path(), &["compose.yml", "granting.yml", "caps.yml"]);
+    let dir = project.dir.path();
+    let refused = compose_config(v1, dir, &["compose.yml", "granting.yml", "caps.yml"]);
     assert!(!refused.status.success());
     assert!(
         stderr(&refused).contains("!override"),
         "{}",
         stderr(&refused)
     );
-    let union = compose_config(
-        v1,
-        dir.path(),
-        &["compose.yml", "granting.yml", "caps-plain.yml"],
-    );
+    let union = compose_config(v1, dir, &["compose.yml", "granting.yml", "caps-plain.yml"]);
     assert!(union.status.success(), "{}", stderr(&union));
     let union = pyyaml(&stdout(&union));
     assert_eq!(
@@ -410,71 +455,80 @@ fn docker_compose_v1_does_what_the_files_say(dir: &TempDir) {
     );
 }
 
-/// The compose override end to end: two services learned under podman-compose, the README's
-/// `merge node-a/*.json node-b/*.json --format compose`, deployed over a base file that adds
-/// SYS_ADMIN (which `!override` takes away) and over one that adds nothing (where
-/// `--compose-lists merge` is exact); docker-compose 1.x shows what each mode means to it.
+/// The compose override end to end, under podman-compose 1.6 and docker-compose 1.29 (against
+/// Docker): two services learned under the tool, the README's `merge node-a/*.json
+/// node-b/*.json --format compose`, deployed with exactly the learned sets: with `!override`
+/// over a base file that adds SYS_ADMIN (podman-compose; docker-compose 1.x refuses the tag),
+/// and with `--compose-lists merge` over a base that adds nothing (both tools).
 #[test]
 fn compose_override_deploys_exactly_the_learned_sets() {
     let test = "compose_override_deploys_exactly_the_learned_sets";
-    if !(privileged(test) && podman::available(test)) {
+    if !privileged(test) {
         return;
     }
-    let dir = TempDir::new("compose");
-    let project = format!("ctcompose{}", std::process::id());
-    let compose = |files: &[&str], args: &[&str]| podman_compose(&dir, &project, files, args);
-    learn_on_two_nodes(&dir, &project);
-    let merge = |args: &[&str]| {
-        let mut all = vec![
-            "merge".to_owned(),
-            dir.join("node-a/shop.json").display().to_string(),
-            dir.join("node-b/shop.json").display().to_string(),
-        ];
-        all.extend(args.iter().map(|a| (*a).to_owned()));
-        cap_trace(&all)
-    };
+    for engine in Engine::ALL {
+        if engine.available(test) {
+            compose_on(engine);
+        }
+    }
+}
+
+fn compose_on(engine: Engine) {
+    let project = Project::new(engine);
+    project.learn_on_two_nodes();
     // Each service stays its own profile, with both nodes' runs.
-    let merged: Value = serde_json::from_str(&ok(&merge(&[]))).unwrap();
+    let merged: Value = serde_json::from_str(&ok(&project.merge(&[]))).unwrap();
     let merged = merged.as_array().unwrap();
     assert_eq!(merged.len(), 2, "{merged:#?}");
     for p in merged {
         assert_eq!(p["workload"]["sources"].as_array().unwrap().len(), 2);
     }
-    let caps_yml = ok(&merge(&["--format", "compose"]));
+    let learned = |service: &str| {
+        let p = merged
+            .iter()
+            .find(|p| p["workload"]["compose"]["service"] == service)
+            .unwrap();
+        suggested(p)
+    };
+    let (web, worker) = (learned("web"), learned("worker"));
+    // Docker lets any user bind low ports in its containers; podman does not.
+    let mut web_needs = vec!["SETGID", "SETUID"];
+    if engine.unprivileged_port_start() > 80 {
+        web_needs.push("NET_BIND_SERVICE");
+    }
+    assert_eq!(web, web_needs);
+    assert_eq!(worker, ["CHOWN"]);
+    let deployed_exactly = |out: &str| {
+        assert!(out.contains(&cap_eff_line(&web)), "web, {engine:?}: {out}");
+        assert!(
+            out.contains(&cap_eff_line(&worker)),
+            "worker, {engine:?}: {out}"
+        );
+        assert!(
+            out.contains("WEB WORKS") && out.contains("WORKER WORKS"),
+            "{out}"
+        );
+    };
+
+    let caps_yml = ok(&project.merge(&["--format", "compose"]));
     assert!(caps_yml.contains("    cap_add: !override\n"), "{caps_yml}");
-    std::fs::write(dir.join("caps.yml"), &caps_yml).unwrap();
+    std::fs::write(project.dir.join("caps.yml"), &caps_yml).unwrap();
     let doc = pyyaml(&caps_yml);
-    assert_eq!(
-        doc["services"]["web"]["cap_add"],
-        json!(["SETGID", "SETUID", "NET_BIND_SERVICE"])
-    );
-    assert_eq!(doc["services"]["worker"]["cap_add"], json!(["CHOWN"]));
-
-    // Deployed over the granting base: !override replaces its cap_add, exactly the sets.
-    let up = compose(&["compose.yml", "granting.yml", "caps.yml"], &["up"]);
-    compose(
-        &["compose.yml", "granting.yml", "caps.yml"],
-        &["down", "-t", "0"],
-    );
-    let out = String::from_utf8_lossy(&up.stdout);
-    assert!(out.contains("CapEff:\t00000000000004c0"), "web: {up:?}");
-    assert!(out.contains("CapEff:\t0000000000000001"), "worker: {up:?}");
-    assert!(
-        out.contains("WEB WORKS") && out.contains("WORKER WORKS"),
-        "{out}"
-    );
-
-    // With plain lists, over a base that adds nothing: exact as well, and the file says why.
-    let plain = ok(&merge(&["--format", "compose", "--compose-lists", "merge"]));
+    assert_eq!(doc["services"]["web"]["cap_add"], json!(web));
+    assert_eq!(doc["services"]["worker"]["cap_add"], json!(worker));
+    let plain = ok(&project.merge(&["--format", "compose", "--compose-lists", "merge"]));
     assert!(plain.contains("MERGES"), "{plain}");
-    std::fs::write(dir.join("caps-plain.yml"), &plain).unwrap();
-    let up = compose(&["compose.yml", "caps-plain.yml"], &["up"]);
-    compose(&["compose.yml", "caps-plain.yml"], &["down", "-t", "0"]);
-    let out = String::from_utf8_lossy(&up.stdout);
-    assert!(out.contains("CapEff:\t00000000000004c0"), "{up:?}");
-    assert!(out.contains("CapEff:\t0000000000000001"), "{up:?}");
+    std::fs::write(project.dir.join("caps-plain.yml"), &plain).unwrap();
 
-    docker_compose_v1_does_what_the_files_say(&dir);
+    match engine {
+        // !override replaces the granting base's cap_add.
+        Engine::Podman => {
+            deployed_exactly(&project.up(&["compose.yml", "granting.yml", "caps.yml"]));
+        }
+        Engine::Docker => docker_compose_v1_does_what_the_files_say(&project),
+    }
+    // Plain lists over a base that adds nothing: exact, with either tool.
+    deployed_exactly(&project.up(&["compose.yml", "caps-plain.yml"]));
 
     // Another project's `web` does not collide with this one's: the file is refused until one
     // project is picked.
@@ -482,7 +536,7 @@ fn compose_override_deploys_exactly_the_learned_sets() {
     other["workload"]["name"] = json!("blog/web");
     other["workload"]["compose"]["project"] = json!("blog");
     let two = save(
-        &dir,
+        &project.dir,
         "two.json",
         &json!([merged[0].clone(), merged[1].clone(), other]),
     );
@@ -493,7 +547,10 @@ fn compose_override_deploys_exactly_the_learned_sets() {
         "{}",
         stderr(&out)
     );
-    let picked = ok(&show(&two, &["--format", "compose", "--name", &project]));
+    let picked = ok(&show(
+        &two,
+        &["--format", "compose", "--name", &project.name],
+    ));
     assert_eq!(pyyaml(&picked)["services"].as_object().unwrap().len(), 2);
 }
 
