@@ -4,7 +4,6 @@
 //! its `checks` and `outcomes` again whenever a profile is read.
 
 use std::collections::BTreeMap;
-use std::fmt::Write as _;
 use std::path::Path;
 
 use serde::{Deserialize, Serialize};
@@ -153,19 +152,6 @@ pub fn select(profiles: Vec<Profile>, names: &[String]) -> Result<Vec<Profile>, 
         ));
     }
     Ok(chosen)
-}
-
-/// Text from outside (a command line, a thread name) that need not be UTF-8: valid UTF-8 as it
-/// is, each byte that is not written `\xNN`, so nothing is lost or replaced by U+FFFD.
-pub fn text_from_bytes(bytes: &[u8]) -> String {
-    let mut out = String::with_capacity(bytes.len());
-    for chunk in bytes.utf8_chunks() {
-        out.push_str(chunk.valid());
-        for b in chunk.invalid() {
-            let _ = write!(out, "\\x{b:02x}");
-        }
-    }
-    out
 }
 
 /// The workload a Kubernetes pod belongs to, from its generated name: `web-7d4b9c8f5-x2k9q`
@@ -542,14 +528,6 @@ mod tests {
             assert_eq!(workload_of_pod(pod), workload, "{pod}");
             assert_eq!(pod_owner(pod), owner, "{pod}");
         }
-    }
-
-    #[test]
-    fn text_from_bytes_keeps_what_is_not_utf8() {
-        assert_eq!(text_from_bytes(b"chown"), "chown");
-        assert_eq!(text_from_bytes("café".as_bytes()), "café");
-        assert_eq!(text_from_bytes(b"a\xffb\xc3"), "a\\xffb\\xc3");
-        assert_eq!(text_from_bytes(b"\n\x1b"), "\n\u{1b}");
     }
 
     #[test]

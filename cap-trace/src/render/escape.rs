@@ -7,48 +7,10 @@
 use std::borrow::Cow;
 use std::fmt::Write as _;
 
-/// Whether `c` must not reach a terminal or a comment as it is: control characters (C0, DEL,
-/// C1: they move the cursor, end lines, start escape sequences), Unicode's line and paragraph
-/// separators (line breaks to YAML 1.1), the bidirectional controls that reorder what a reader
-/// sees, the byte-order mark, and the two noncharacters YAML parsers refuse.
-fn unsafe_char(c: char) -> bool {
-    c.is_control()
-        || matches!(
-            c,
-            '\u{061c}'
-                | '\u{200e}'
-                | '\u{200f}'
-                | '\u{2028}'..='\u{202e}'
-                | '\u{2066}'..='\u{2069}'
-                | '\u{feff}'
-                | '\u{fffe}'
-                | '\u{ffff}'
-        )
-}
-
-/// `s` for a terminal or inside a one-line comment: every [`unsafe_char`] shown escaped (`\n`,
-/// `\r`, `\t`, `\e`, `\x7f`, `\u{2028}`), everything else as it is. The result is one line.
+/// `s` for a terminal or inside a one-line comment: control characters and the like shown
+/// escaped ([`crate::model::text::shown`]); the result is one line.
 pub fn text(s: &str) -> Cow<'_, str> {
-    if !s.chars().any(unsafe_char) {
-        return Cow::Borrowed(s);
-    }
-    let mut out = String::with_capacity(s.len() + 8);
-    for c in s.chars() {
-        match c {
-            '\n' => out.push_str("\\n"),
-            '\r' => out.push_str("\\r"),
-            '\t' => out.push_str("\\t"),
-            '\u{1b}' => out.push_str("\\e"),
-            c if unsafe_char(c) && u32::from(c) < 0x100 => {
-                let _ = write!(out, "\\x{:02x}", u32::from(c));
-            }
-            c if unsafe_char(c) => {
-                let _ = write!(out, "\\u{{{:04x}}}", u32::from(c));
-            }
-            c => out.push(c),
-        }
-    }
-    Cow::Owned(out)
+    crate::model::text::shown(s)
 }
 
 /// A `#` comment line (YAML, shell) saying `s`, which cannot end the comment early.
@@ -104,6 +66,7 @@ pub fn yaml(s: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::model::text::unsafe_char;
 
     /// Strings made of what breaks outputs: line breaks of every kind, quotes, YAML indicators,
     /// escape sequences, NUL, bidirectional overrides, non-ASCII, astral characters.
@@ -260,12 +223,6 @@ mod tests {
                 !systemd_comment(&s).ends_with("\\\n") || systemd_comment(&s).ends_with("\\\\\n")
             );
         }
-        assert_eq!(text("web"), "web");
-        assert!(matches!(text("web"), Cow::Borrowed(_)));
-        assert_eq!(
-            text("a\nb\r\t\u{1b}[31m\0\u{7f}\u{85}\u{2028}\u{202e}é"),
-            r"a\nb\r\t\e[31m\x00\x7f\x85\u{2028}\u{202e}é"
-        );
         assert_eq!(systemd_comment("ends in \\"), "# ends in \\\\\n");
     }
 
