@@ -31,20 +31,30 @@ pub fn dns_label(s: &str) -> String {
     }
 }
 
-/// The container's name in the pod spec: Kubernetes' own when known, else the compose service,
-/// the program a command ran, or the container's name.
-fn container_name(p: &Profile) -> String {
+/// The container's name in the pod spec, and where it comes from: Kubernetes' own when known,
+/// else the compose service, the program a command ran, or the container's name.
+fn named(p: &Profile) -> (String, &'static str) {
     let w = &p.workload;
     if let Some(name) = w.kubernetes.as_ref().and_then(|k| k.container.as_deref()) {
-        return dns_label(name);
+        return (dns_label(name), "its Kubernetes label");
     }
     if let Some(c) = &w.compose {
-        return dns_label(&c.service);
+        return (dns_label(&c.service), "the compose service");
     }
     if let Some(program) = w.command.as_ref().and_then(|c| c.first()) {
-        return dns_label(program.rsplit('/').next().unwrap_or(program));
+        return (
+            dns_label(program.rsplit('/').next().unwrap_or(program)),
+            "the command",
+        );
     }
-    dns_label(w.name.rsplit('/').next().unwrap_or(&w.name))
+    (
+        dns_label(w.name.rsplit('/').next().unwrap_or(&w.name)),
+        "the container's name",
+    )
+}
+
+fn container_name(p: &Profile) -> String {
+    named(p).0
 }
 
 /// The workload a profile's pod belongs to: namespace and pod, when Kubernetes ran it.
@@ -72,15 +82,12 @@ fn instructions(p: &Profile) -> Vec<String> {
         return vec![
             "a strategic-merge patch of a workload's pod template: apply it with".into(),
             "  kubectl patch deployment|statefulset|daemonset NAME --patch-file THIS_FILE".into(),
-            format!(
-                "the container is named {} here (from {}): use the name it has in your pod spec",
-                container_name(p),
-                if p.workload.compose.is_some() {
-                    "the compose service"
-                } else {
-                    "the command"
-                }
-            ),
+            {
+                let (name, from) = named(p);
+                format!(
+                    "the container is named {name} here (from {from}): use the name it has in your pod spec"
+                )
+            },
         ];
     };
     let ns = namespace
