@@ -194,7 +194,7 @@ pub fn kubernetes(profiles: &[Profile]) -> Result<String, RenderError> {
     for p in profiles {
         if !seen.insert(container_name(p)) {
             return Err(RenderError(format!(
-                "several profiles are of container `{}`: merge them first (cap-trace merge)",
+                "several profiles are of container `{}`: merge them first (`cap-trace merge FILES --as NAME` for replicas such as a StatefulSet's pods)",
                 container_name(p)
             )));
         }
