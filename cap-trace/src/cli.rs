@@ -153,6 +153,18 @@ pub struct GlobalArgs {
     /// Add what each suggested capability allows and the evidence for it to text output.
     #[arg(long, global = true)]
     pub explain: bool,
+
+    /// How --format compose writes cap_add: `override` (`!override`, which replaces the list
+    /// compose.yaml sets: docker compose v2, podman-compose 1.6) or `merge` (a plain list,
+    /// which compose tools merge with compose.yaml's; for docker-compose 1.x).
+    #[arg(long, value_enum, default_value_t = ComposeLists::Override, global = true, value_name = "HOW")]
+    pub compose_lists: ComposeLists,
+}
+
+#[derive(Copy, Clone, Debug, PartialEq, Eq, ValueEnum)]
+pub enum ComposeLists {
+    Override,
+    Merge,
 }
 
 impl GlobalArgs {
@@ -180,13 +192,15 @@ pub enum Format {
     Docker,
     /// `--cap-drop=ALL --cap-add=...` for `podman run`.
     Podman,
-    /// A compose file with cap_drop/cap_add per service, to pass as an extra `-f`.
+    /// A compose override for one project: cap_drop, cap_add and privileged per service, to
+    /// pass as an extra `-f`.
     Compose,
-    /// A container securityContext for a Kubernetes pod spec.
+    /// A strategic-merge patch of a Kubernetes workload's pod template (`kubectl patch`).
     K8s,
-    /// The process.capabilities object of an OCI runtime spec (config.json).
+    /// The process.capabilities object of an OCI runtime spec (config.json), for one workload.
     Oci,
-    /// CapabilityBoundingSet= and AmbientCapabilities= lines for a systemd unit.
+    /// [Service] lines for one systemd unit: CapabilityBoundingSet=, and AmbientCapabilities=
+    /// when learned with `run --user`.
     Systemd,
 }
 
@@ -278,15 +292,16 @@ pub enum Command {
 
     /// Render a saved JSON profile in any output format, without tracing again.
     #[command(
-        after_help = "Examples:\n  cap-trace show web.json --format compose --output compose.caps.yaml\n  cap-trace show web.json --format k8s"
+        after_help = "Examples:\n  cap-trace show web.json --format compose --output caps.yaml\n  cap-trace show fleet.json --name prod/web --format k8s"
     )]
     Show(ShowArgs),
 
-    /// Merge several profiles (runs, replicas, nodes) into one: counts add up, each check keeps
-    /// which profiles it came from, and the suggestion covers them all. Writes JSON unless
-    /// --format says otherwise.
+    /// Merge profiles of the same workloads (runs, replicas, nodes): counts add up, each check
+    /// keeps which profiles it came from, and each workload's suggestion covers all its runs.
+    /// Different workloads stay separate profiles (a JSON list) unless --as folds them into
+    /// one. Writes JSON unless --format says otherwise.
     #[command(
-        after_help = "Example:\n  cap-trace merge node1/web.json node2/web.json --output web.json"
+        after_help = "Examples:\n  cap-trace merge node1/web.json node2/web.json --output web.json\n  cap-trace merge node-a/*.json node-b/*.json --format compose --name shop\n  cap-trace merge web.json web-canary.json --as web"
     )]
     Merge(MergeArgs),
 
@@ -418,6 +433,18 @@ pub struct ShowArgs {
     /// A profile written by `--format json` (one profile, or a list of them).
     #[arg(value_name = "PROFILE")]
     pub profile: PathBuf,
+
+    #[command(flatten)]
+    pub select: SelectArgs,
+}
+
+/// Picking profiles from a file that holds several.
+#[derive(Args, Debug, Clone)]
+pub struct SelectArgs {
+    /// Only the workload named NAME (repeatable): its name or identity, or a leading part of
+    /// them up to a `/` (a compose project, a Kubernetes namespace/workload).
+    #[arg(long = "name", value_name = "NAME")]
+    pub names: Vec<String>,
 }
 
 #[derive(Args, Debug)]
@@ -425,6 +452,14 @@ pub struct MergeArgs {
     /// Profiles to merge.
     #[arg(value_name = "PROFILE", required = true, num_args = 1..)]
     pub profiles: Vec<PathBuf>,
+
+    /// Fold every profile into one named NAME, whatever workloads they are of (by default
+    /// each workload keeps its own profile).
+    #[arg(long = "as", value_name = "NAME")]
+    pub fold_as: Option<String>,
+
+    #[command(flatten)]
+    pub select: SelectArgs,
 }
 
 #[derive(Args, Debug)]

@@ -10,6 +10,7 @@ use clap::Parser;
 use cap_trace::cli::Cli;
 use cap_trace::commands::dispatch;
 use cap_trace::error::exit;
+use cap_trace::render::escape;
 
 fn main() -> ExitCode {
     // Start-up parses the kernel's BTF twice (ours for offsets, aya's in its loader): large,
@@ -35,7 +36,8 @@ fn main() -> ExitCode {
     match runtime.block_on(dispatch(cli)) {
         Ok(code) => ExitCode::from(code),
         Err(failure) => {
-            eprintln!("cap-trace: error: {}", failure.message);
+            // Messages quote names from workloads and engines: shown, never obeyed.
+            eprintln!("cap-trace: error: {}", escape::text(&failure.message));
             ExitCode::from(failure.code)
         }
     }
@@ -92,7 +94,7 @@ fn init_logging(verbose: bool) {
                 eprintln!(
                     "cap-trace: {}: {}",
                     record.level().as_str().to_lowercase(),
-                    record.args()
+                    escape::text(&record.args().to_string())
                 );
             }
         }

@@ -76,6 +76,18 @@ const CAP_NAMES: [&str; 41] = [
 /// BPF and CHECKPOINT_RESTORE.
 const DOCKER_20_LAST_CAP: usize = 37;
 
+/// The `CapEff:` line of `/proc/PID/status` for a process holding exactly `caps`.
+pub fn cap_eff_line(caps: &[String]) -> String {
+    let mask = caps.iter().fold(0u64, |mask, cap| {
+        let number = CAP_NAMES
+            .iter()
+            .position(|n| n == cap)
+            .unwrap_or_else(|| panic!("unknown capability {cap}"));
+        mask | 1 << number
+    });
+    format!("CapEff:\t{mask:016x}")
+}
+
 /// Capabilities the host's bounding set lacks (no container here can hold them).
 pub fn host_lacks() -> Vec<&'static str> {
     let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();

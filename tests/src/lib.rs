@@ -5,6 +5,7 @@
 //! root, and so in CI), which turns a skip into a failure.
 
 pub mod background;
+pub mod consumers;
 pub mod docker;
 pub mod engine;
 pub mod podman;

@@ -177,7 +177,7 @@ fn profiles_survive_sigkill_and_continue_after_restart() {
         "profile",
         &name,
         "--format",
-        "compose",
+        "docker",
         "--socket",
         socket.to_str().unwrap(),
     ]);
@@ -254,6 +254,74 @@ impl Profile {
     fn read(path: &Path) -> Value {
         serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
     }
+}
+
+/// A container whose compose labels carry a line break and escape sequences: `status` and
+/// `profile` show them escaped, so the terminal neither obeys them nor shows a made-up line.
+#[test]
+fn status_shows_names_from_labels_escaped() {
+    if !ready("status_shows_names_from_labels_escaped") {
+        return;
+    }
+    let dir = TempDir::new("daemon-names");
+    let state = dir.join("state");
+    let socket = dir.join("control.sock");
+    let label = podman::name("names");
+    let d = Daemon::start(&state, &socket, &label);
+    let project = "shop\n  running fake/web\u{1b}]0;title\u{7}\u{1b}[31m";
+    let run = podman::podman()
+        .args([
+            "run",
+            "--rm",
+            "--name",
+            &podman::name("names-web"),
+            "--label",
+        ])
+        .arg(format!("cap-trace-test={label}"))
+        .arg("--label")
+        .arg(format!("com.docker.compose.project={project}"))
+        .args(["--label", "com.docker.compose.service=web"])
+        .args(RUN_OPTS)
+        .args(podman::LEARNING)
+        .arg(podman::image())
+        .args([
+            "/bin/sh",
+            "-c",
+            "touch /tmp/f && chown nobody /tmp/f && sleep 1",
+        ])
+        .output()
+        .unwrap();
+    assert!(run.status.success(), "{run:?}");
+    let identity = format!("{project}/web");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !d.status()["containers"].to_string().contains("web") {
+        assert!(Instant::now() < deadline, "{:#}", d.status());
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let sock = socket.to_str().unwrap();
+    let text = ok(&cap_trace(["status", "--socket", sock]));
+    assert!(
+        !text.chars().any(|c| c.is_control() && c != '\n'),
+        "{text:?}"
+    );
+    assert!(
+        text.contains("shop\\n  running fake/web\\e]0;title\\x07\\e[31m/web"),
+        "{text}"
+    );
+    assert!(
+        !text.lines().any(|l| l.starts_with("  running fake")),
+        "{text}"
+    );
+    let report = ok(&cap_trace(["profile", &identity, "--socket", sock]));
+    assert!(
+        !report.chars().any(|c| c.is_control() && c != '\n'),
+        "{report:?}"
+    );
+    assert!(
+        report.contains("Suggestion: --cap-drop=ALL --cap-add=CHOWN"),
+        "{report}"
+    );
+    d.stop();
 }
 
 #[test]

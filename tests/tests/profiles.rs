@@ -1,5 +1,6 @@
-//! Shipping profiles: every format rendered from a saved profile, accepted by the tools that
-//! consume it (podman-compose, runc, the Kubernetes API types), merge, and the check gate.
+//! Shipping profiles: every format rendered from a saved profile (the OCI fragment run by
+//! runc; compose, Kubernetes and systemd with their consumers in `deploy.rs`), merge, and the
+//! check gate.
 
 // Each test file is a crate of its own, linked with every dependency of the package.
 #![allow(unused_crate_dependencies)]
@@ -8,18 +9,8 @@ use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
 
-use cap_trace_tests::podman::{self, Background, LEARNING};
+use cap_trace_tests::podman::{self, LEARNING};
 use cap_trace_tests::*;
-
-fn python_tool(name: &str) -> std::path::PathBuf {
-    let path = workspace_root().join("target/pytools/bin").join(name);
-    assert!(
-        path.exists(),
-        "{} missing: run `cargo xtask setup`",
-        path.display()
-    );
-    path
-}
 
 fn write_profile(dir: &TempDir, name: &str, command: &[&str]) -> std::path::PathBuf {
     write_profile_with(dir, name, &[], command)
@@ -38,173 +29,6 @@ fn write_profile_with(
     args.extend(command);
     ok(&cap_trace(&args));
     path
-}
-
-#[test]
-fn compose_file_runs_with_exactly_those_capabilities_under_podman_compose() {
-    if !(privileged("compose_file_runs_with_exactly_those_capabilities_under_podman_compose")
-        && podman::available(
-            "compose_file_runs_with_exactly_those_capabilities_under_podman_compose",
-        ))
-    {
-        return;
-    }
-    let compose_bin = python_tool("podman-compose");
-    let dir = TempDir::new("compose");
-    std::fs::write(
-        dir.join("containers.conf"),
-        "[engine]\nruntime = \"runc\"\n",
-    )
-    .unwrap();
-    // The service as it would be deployed, and a staging override for learning mode.
-    let script = "grep CapEff /proc/self/status; httpd -f -p 80 -u nobody:nogroup & pid=$$!; sleep 1; \
-                  case \"$$(grep State /proc/$$pid/status)\" in *S*|*R*) echo WORKS; exit 0;; *) echo BROKEN; exit 1;; esac";
-    let compose_yml = format!(
-        "services:\n  web:\n    image: {}\n    command: [\"sh\", \"-c\", {}]\n    network_mode: none\n    ulimits:\n      nofile: {{soft: 20000, hard: 20000}}\n      nproc: {{soft: 1000, hard: 1000}}\n",
-        podman::image(),
-        serde_json::to_string(script).unwrap()
-    );
-    std::fs::write(dir.join("compose.yml"), compose_yml).unwrap();
-    std::fs::write(
-        dir.join("learning.yml"),
-        "services:\n  web:\n    cap_add: [ALL]\n    security_opt: [seccomp=unconfined]\n",
-    )
-    .unwrap();
-    let project = format!("ctcompose{}", std::process::id());
-    let compose = |files: &[&str], args: &[&str]| {
-        let mut cmd = Command::new(&compose_bin);
-        cmd.current_dir(dir.path())
-            .env("CONTAINERS_CONF", dir.join("containers.conf"))
-            .args(["-p", &project]);
-        for f in files {
-            cmd.args(["-f", f]);
-        }
-        cmd.args(args).output().unwrap()
-    };
-
-    // Profile the staging run (podman-compose names the container <project>_web_1).
-    let container = format!("{project}_web_1");
-    let bg = Background::start(&["--container", &container, "--wait", "60"]);
-    let up = compose(&["compose.yml", "learning.yml"], &["up"]);
-    assert!(
-        String::from_utf8_lossy(&up.stdout).contains("WORKS"),
-        "{up:?}"
-    );
-    let (code, stderr, json) = bg.wait(Duration::from_secs(60));
-    assert_eq!(code, Some(0), "{stderr}");
-    compose(&["compose.yml", "learning.yml"], &["down"]);
-    let profile = podman::profiles(&json.unwrap()).remove(0);
-    // Named after the compose service, not the container: re-created containers keep it.
-    assert_eq!(profile["workload"]["name"], format!("{project}/web"));
-    assert_eq!(profile["workload"]["compose"]["service"], "web");
-    let saved = dir.join("web.json");
-    std::fs::write(&saved, profile.to_string()).unwrap();
-
-    // Render the compose override from the saved profile, without tracing again.
-    let caps_yml = dir.join("caps.yml");
-    ok(&cap_trace([
-        "show",
-        saved.to_str().unwrap(),
-        "--format",
-        "compose",
-        "--output",
-        caps_yml.to_str().unwrap(),
-    ]));
-    let text = std::fs::read_to_string(&caps_yml).unwrap();
-    assert!(
-        text.contains("services:\n  web:\n    cap_drop:\n      - ALL\n"),
-        "{text}"
-    );
-
-    // Deploy with it: the container gets exactly SETGID, SETUID, NET_BIND_SERVICE and works.
-    let up = compose(&["compose.yml", "caps.yml"], &["up"]);
-    compose(&["compose.yml", "caps.yml"], &["down"]);
-    let out = String::from_utf8_lossy(&up.stdout);
-    assert!(out.contains("CapEff:\t00000000000004c0"), "{out}");
-    assert!(out.contains("WORKS"), "{out}");
-}
-
-#[test]
-fn kubernetes_snippet_is_a_valid_security_context() {
-    if !privileged("kubernetes_snippet_is_a_valid_security_context") {
-        return;
-    }
-    let dir = TempDir::new("k8s");
-    let file = dir.join("f");
-    std::fs::write(&file, "x").unwrap();
-    let chown = write_profile(
-        &dir,
-        "chown.json",
-        &["chown", "nobody", file.to_str().unwrap()],
-    );
-    let nothing = write_profile_with(&dir, "true.json", &["--user", "nobody"], &["true"]);
-    for (profile, expect_add) in [(chown, vec!["CHOWN"]), (nothing, vec![])] {
-        let out = ok(&cap_trace([
-            "show",
-            profile.to_str().unwrap(),
-            "--format",
-            "k8s",
-        ]));
-        // The Kubernetes API's own model types: every field must be known, of the right type,
-        // and survive a round trip unchanged.
-        let check = r#"
-import sys, json, yaml
-from kubernetes.client import ApiClient
-doc = yaml.safe_load(sys.stdin.read())
-api = ApiClient()
-out = []
-for c in doc["containers"]:
-    c = dict(c, image="x")
-    model = api._ApiClient__deserialize(c, "V1Container")
-    back = api.sanitize_for_serialization(model)
-    assert back["securityContext"] == c["securityContext"], (back, c)
-    sc = model.security_context
-    assert isinstance(sc.allow_privilege_escalation, bool)
-    assert all(isinstance(x, str) for x in sc.capabilities.drop + sc.capabilities.add)
-    out.append({"add": sc.capabilities.add, "drop": sc.capabilities.drop,
-                "runAsNonRoot": sc.run_as_non_root})
-print(json.dumps(out))
-"#;
-        let mut child = Command::new(python_tool("python"))
-            .args(["-c", check])
-            .stdin(std::process::Stdio::piped())
-            .stdout(std::process::Stdio::piped())
-            .stderr(std::process::Stdio::piped())
-            .spawn()
-            .unwrap();
-        use std::io::Write;
-        child
-            .stdin
-            .take()
-            .unwrap()
-            .write_all(out.as_bytes())
-            .unwrap();
-        let result = child.wait_with_output().unwrap();
-        assert!(
-            result.status.success(),
-            "{out}\n{}",
-            String::from_utf8_lossy(&result.stderr)
-        );
-        let parsed: serde_json::Value = serde_json::from_slice(&result.stdout).unwrap();
-        assert_eq!(parsed[0]["drop"], serde_json::json!(["ALL"]));
-        assert_eq!(
-            parsed[0]["add"],
-            serde_json::json!(expect_add),
-            "{}",
-            std::fs::read_to_string(&profile).unwrap()
-        );
-        // runAsNonRoot only where the profile shows it is safe.
-        let non_root = expect_add.is_empty();
-        assert_eq!(
-            parsed[0]["runAsNonRoot"],
-            if non_root {
-                serde_json::json!(true)
-            } else {
-                serde_json::Value::Null
-            },
-            "{out}"
-        );
-    }
 }
 
 /// A runc bundle with the test image's root filesystem.
@@ -309,11 +133,10 @@ fn every_format_renders_from_a_saved_profile() {
     let show = |format: &str| ok(&cap_trace(["show", p, "--format", format]));
     assert_eq!(show("docker"), "--cap-drop=ALL --cap-add=CHOWN\n");
     assert_eq!(show("podman"), "--cap-drop=ALL --cap-add=CHOWN\n");
+    // Run as root: the bounding set alone, no ambient set.
     let systemd = show("systemd");
     assert!(
-        systemd.contains(
-            "[Service]\nCapabilityBoundingSet=CAP_CHOWN\nAmbientCapabilities=CAP_CHOWN\n"
-        ),
+        systemd.ends_with("[Service]\nCapabilityBoundingSet=CAP_CHOWN\n"),
         "{systemd}"
     );
     let text = show("text");
@@ -325,8 +148,8 @@ fn every_format_renders_from_a_saved_profile() {
 }
 
 #[test]
-fn merge_unions_runs_and_keeps_sources() {
-    if !privileged("merge_unions_runs_and_keeps_sources") {
+fn merge_unions_runs_of_a_workload_and_keeps_workloads_apart() {
+    if !privileged("merge_unions_runs_of_a_workload_and_keeps_workloads_apart") {
         return;
     }
     let dir = TempDir::new("merge");
@@ -339,11 +162,37 @@ fn merge_unions_runs_and_keeps_sources() {
         "b.json",
         &["mknod", node.to_str().unwrap(), "c", "1", "3"],
     );
+    // Two different commands stay two profiles, each with its own set.
+    let apart: serde_json::Value = serde_json::from_str(&ok(&cap_trace([
+        "merge",
+        a.to_str().unwrap(),
+        b.to_str().unwrap(),
+    ])))
+    .unwrap();
+    let apart = apart.as_array().unwrap();
+    assert_eq!(apart.len(), 2);
+    assert_eq!(suggested(&apart[0]), ["CHOWN"]);
+    assert_eq!(suggested(&apart[1]), ["MKNOD"]);
+    // --name picks one of them.
+    let picked = ok(&cap_trace([
+        "merge",
+        a.to_str().unwrap(),
+        b.to_str().unwrap(),
+        "--name",
+        apart[1]["workload"]["name"].as_str().unwrap(),
+        "--format",
+        "docker",
+    ]));
+    assert_eq!(picked, "--cap-drop=ALL --cap-add=MKNOD\n");
+
+    // --as folds them into one, on purpose.
     let merged = dir.join("merged.json");
     ok(&cap_trace([
         "merge",
         a.to_str().unwrap(),
         b.to_str().unwrap(),
+        "--as",
+        "tools",
         "--output",
         merged.to_str().unwrap(),
     ]));
@@ -352,6 +201,7 @@ fn merge_unions_runs_and_keeps_sources() {
     assert_eq!(m["schema"], "cap-trace/profile");
     assert_eq!(suggested(&m), ["CHOWN", "MKNOD"]);
     assert_eq!(m["workload"]["kind"], "merged");
+    assert_eq!(m["workload"]["name"], "tools");
     assert_eq!(m["workload"]["sources"].as_array().unwrap().len(), 2);
     let chown = m["checks"]
         .as_array()
@@ -360,7 +210,8 @@ fn merge_unions_runs_and_keeps_sources() {
         .find(|c| c["cap"] == "CHOWN")
         .unwrap();
     assert_eq!(chown["sources"], serde_json::json!([a.to_str().unwrap()]));
-    // Merging a profile with itself doubles the counts.
+    // Runs of the same command are one workload: merging a profile with itself doubles the
+    // counts.
     let twice = ok(&cap_trace([
         "merge",
         a.to_str().unwrap(),
@@ -441,6 +292,8 @@ fn check_gate_exit_codes_with_real_workloads() {
         "merge",
         b,
         new.to_str().unwrap(),
+        "--as",
+        "chown and mknod",
         "--output",
         merged.to_str().unwrap(),
     ]));

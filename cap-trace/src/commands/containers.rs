@@ -16,7 +16,7 @@ pub async fn command(args: ContainerArgs, global: &GlobalArgs) -> Result<u8, Fai
         global,
     )
     .await?;
-    render_all(&profiles, global, Format::Text)?;
+    render_all(&profiles, global, Format::Text, true)?;
     Ok(exit::OK)
 }
 

@@ -3,12 +3,13 @@
 
 use std::io::IsTerminal;
 
-use crate::cli::{ColorChoice, Format, GlobalArgs, ProbeArgs};
+use crate::cli::{ColorChoice, ComposeLists, Format, GlobalArgs, ProbeArgs};
 use crate::error::Failure;
 use crate::kernel::ProbeOptions;
 use crate::model::profile::Profile;
+use crate::render::deploy::{self, RenderError, compose, kubernetes, systemd};
 use crate::render::text::{self, Style, TextOptions};
-use crate::render::{deploy, write};
+use crate::render::write;
 
 fn format_name(f: Format) -> &'static str {
     match f {
@@ -60,14 +61,44 @@ pub(crate) fn emit(global: &GlobalArgs, text: &str) -> Result<(), Failure> {
 }
 
 /// Renders profiles in the format asked for (or `default`). One profile renders as itself;
-/// several as a JSON array, or text reports one after another.
+/// several as a JSON array, text reports one after another, or what the deploy format makes of
+/// them. `traced`: the profiles come from a trace just made, so when the format cannot render
+/// them they are written as JSON instead of being lost, and the error says so.
 pub(crate) fn render_all(
     profiles: &[Profile],
     global: &GlobalArgs,
     default: Format,
+    traced: bool,
 ) -> Result<(), Failure> {
-    let format = global.format_or(default);
-    let text = match format {
+    match render(profiles, global, default) {
+        Ok(text) => emit(global, &text),
+        Err(e) if traced && !profiles.is_empty() => {
+            emit(global, &json(profiles))?;
+            Err(Failure::usage(format!(
+                "{e}; the profiles were written as JSON instead: save them and render with `cap-trace show FILE --name NAME --format {}`",
+                format_name(global.format_or(default))
+            )))
+        }
+        Err(e) => Err(Failure::usage(e)),
+    }
+}
+
+fn json(profiles: &[Profile]) -> String {
+    match profiles {
+        [one] => one.to_json(),
+        many => format!(
+            "{}\n",
+            serde_json::to_string_pretty(many).expect("profiles serialize")
+        ),
+    }
+}
+
+fn render(
+    profiles: &[Profile],
+    global: &GlobalArgs,
+    default: Format,
+) -> Result<String, RenderError> {
+    Ok(match global.format_or(default) {
         Format::Text => {
             if profiles.is_empty() {
                 "no workload was traced\n".to_owned()
@@ -83,18 +114,17 @@ pub(crate) fn render_all(
                     .join("\n")
             }
         }
-        Format::Json => match profiles {
-            [one] => one.to_json(),
-            many => format!(
-                "{}\n",
-                serde_json::to_string_pretty(many).expect("profiles serialize")
-            ),
-        },
+        Format::Json => json(profiles),
         Format::Docker | Format::Podman => deploy::engine_flags(profiles),
-        Format::Compose => deploy::compose(profiles),
-        Format::K8s => deploy::kubernetes(profiles),
-        Format::Oci => deploy::oci(profiles),
-        Format::Systemd => deploy::systemd(profiles),
-    };
-    emit(global, &text)
+        Format::Compose => compose::compose(
+            profiles,
+            match global.compose_lists {
+                ComposeLists::Override => compose::Lists::Override,
+                ComposeLists::Merge => compose::Lists::Merge,
+            },
+        )?,
+        Format::K8s => kubernetes::kubernetes(profiles)?,
+        Format::Oci => deploy::oci(profiles)?,
+        Format::Systemd => systemd::systemd(profiles)?,
+    })
 }

@@ -8,6 +8,6 @@ use crate::model::control::Request;
 
 pub async fn command(args: ProfileArgs, global: &GlobalArgs) -> Result<u8, Failure> {
     let reply = daemon::ask(&args.socket.socket, &Request::Profile { name: args.name }).await?;
-    render_all(&reply.profiles, global, Format::Text)?;
+    render_all(&reply.profiles, global, Format::Text, false)?;
     Ok(exit::OK)
 }

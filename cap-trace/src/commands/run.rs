@@ -3,12 +3,12 @@
 use crate::cli::{Format, GlobalArgs, RunArgs};
 use crate::commands::global::{probe_options, render_all};
 use crate::error::{Failure, exit};
-use crate::model::profile::Profile;
+use crate::model::profile::{Profile, RunUser};
 use crate::session::launch::{self, RunOptions, User};
 
 pub async fn command(args: RunArgs, global: &GlobalArgs) -> Result<u8, Failure> {
     let profile = run_command(args, global).await?;
-    render_all(std::slice::from_ref(&profile), global, Format::Text)?;
+    render_all(std::slice::from_ref(&profile), global, Format::Text, true)?;
     Ok(exit::OK)
 }
 
@@ -19,6 +19,11 @@ pub(crate) async fn run_command(args: RunArgs, global: &GlobalArgs) -> Result<Pr
         Some(spec) => Some(resolve_user(spec)?),
         None => None,
     };
+    let run_user = args.user.as_ref().zip(user).map(|(spec, u)| RunUser {
+        name: spec.split(':').next().unwrap_or(spec).to_owned(),
+        uid: u.uid,
+        gid: u.gid,
+    });
     let options = RunOptions {
         command: args.command,
         user,
@@ -26,7 +31,9 @@ pub(crate) async fn run_command(args: RunArgs, global: &GlobalArgs) -> Result<Pr
         command_stdout_to_stderr: format != Format::Text && global.output.is_none(),
         verbose: global.verbose,
     };
-    Ok(launch::run(options).await?.profile)
+    let mut profile = launch::run(options).await?.profile;
+    profile.workload.user = run_user;
+    Ok(profile)
 }
 
 /// Resolves `name`, `uid`, `name:group` or `uid:gid` against the password and group files.

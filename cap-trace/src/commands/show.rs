@@ -3,10 +3,11 @@
 use crate::cli::{Format, GlobalArgs, ShowArgs};
 use crate::commands::global::render_all;
 use crate::error::{Failure, exit};
-use crate::model::profile::Profile;
+use crate::model::profile::{Profile, select};
 
 pub fn command(args: &ShowArgs, global: &GlobalArgs) -> Result<u8, Failure> {
-    let profiles = Profile::read_all(&args.profile)?;
-    render_all(&profiles, global, Format::Text)?;
+    let profiles = select(Profile::read_all(&args.profile)?, &args.select.names)
+        .map_err(|e| Failure::usage(format!("{}: {e}", args.profile.display())))?;
+    render_all(&profiles, global, Format::Text, false)?;
     Ok(exit::OK)
 }

@@ -1,12 +1,39 @@
-//! `cap-trace merge`: one profile from several runs, replicas or nodes. Counts add up, and each
-//! check remembers which profiles it was seen in.
+//! `cap-trace merge`: one profile per workload from several runs, replicas or nodes. Counts add
+//! up, and each check remembers which profiles it was seen in. Different workloads stay apart
+//! unless they are folded into one on purpose ([`fold`]).
 
 use std::collections::BTreeMap;
 
 use crate::model::profile::{Profile, TraceInfo, Workload, WorkloadKind};
 use crate::model::record::{Check, Losses, Outcome};
 
-/// Merges `(source name, profile)` pairs; the suggestion is derived again from the union.
+/// Merges `(source name, profile)` pairs workload by workload: profiles of the same workload
+/// (the same [`Workload::key`]: the daemon's identity, else the name) become one, different
+/// workloads stay separate profiles, in the order they first appear.
+pub fn merge_by_workload(inputs: Vec<(String, Profile)>) -> Vec<Profile> {
+    let mut groups: Vec<(String, Vec<(String, Profile)>)> = Vec::new();
+    for (source, profile) in inputs {
+        let key = profile.workload.key().to_owned();
+        match groups.iter_mut().find(|(k, _)| *k == key) {
+            Some((_, group)) => group.push((source, profile)),
+            None => groups.push((key, vec![(source, profile)])),
+        }
+    }
+    groups.into_iter().map(|(_, group)| merge(group)).collect()
+}
+
+/// Folds every input into one profile named `name`, whatever workloads they are of: the set
+/// that covers them all (for a container image run under several names, say).
+pub fn fold(inputs: Vec<(String, Profile)>, name: &str) -> Profile {
+    let mut folded = merge(inputs);
+    folded.workload.kind = Some(WorkloadKind::Merged);
+    name.clone_into(&mut folded.workload.name);
+    folded.workload.identity = Some(name.to_owned());
+    folded
+}
+
+/// Merges `(source name, profile)` pairs into one; the suggestion is derived again from the
+/// union.
 pub fn merge(inputs: Vec<(String, Profile)>) -> Profile {
     assert!(!inputs.is_empty(), "merge needs at least one profile");
     let mut checks: BTreeMap<_, Check> = BTreeMap::new();
@@ -77,7 +104,8 @@ pub fn merge(inputs: Vec<(String, Profile)>) -> Profile {
         }
     }
 
-    let workload = merged_workload(&first.workload, &names, sources);
+    let workloads: Vec<&Workload> = inputs.iter().map(|(_, p)| &p.workload).collect();
+    let workload = merged_workload(&workloads, &names, sources);
     let trace = TraceInfo {
         backend: first.trace.backend,
         hook: hooks.join(", "),
@@ -121,10 +149,29 @@ fn absorb(existing: &mut Check, check: Check) {
 }
 
 /// The merged workload: the first profile's, named after every workload merged, without the
-/// facts of one run.
-fn merged_workload(first: &Workload, names: &[String], sources: Vec<String>) -> Workload {
+/// facts of one run, and with the compose, Kubernetes and user facts only where every input
+/// agrees on them.
+fn merged_workload(all: &[&Workload], names: &[String], sources: Vec<String>) -> Workload {
+    let first = all[0];
     let same_workload = names.len() == 1;
+    let agreed = |f: &dyn Fn(&Workload) -> bool| all.iter().all(|w| f(w));
     Workload {
+        compose: first
+            .compose
+            .clone()
+            .filter(|_| agreed(&|w| w.compose == first.compose)),
+        kubernetes: first
+            .kubernetes
+            .clone()
+            .filter(|_| agreed(&|w| w.kubernetes == first.kubernetes)),
+        user: first
+            .user
+            .clone()
+            .filter(|_| agreed(&|w| w.user == first.user)),
+        identity: first
+            .identity
+            .clone()
+            .filter(|_| agreed(&|w| w.identity == first.identity)),
         kind: if same_workload {
             first.kind
         } else {
@@ -203,6 +250,36 @@ mod tests {
         ]);
         let again = merge(vec![("saved".into(), ab), ("b.json".into(), sample())]);
         assert_eq!(again.workload.sources, ["a.json", "b.json"]);
+    }
+
+    #[test]
+    fn different_workloads_stay_apart_unless_folded() {
+        let mut web = sample();
+        web.workload.name = "shop/web".into();
+        web.workload.compose = Some(crate::model::profile::ComposeInfo {
+            project: Some("shop".into()),
+            service: "web".into(),
+        });
+        let mut worker = web.clone();
+        worker.workload.name = "shop/worker".into();
+        worker.workload.compose.as_mut().unwrap().service = "worker".into();
+        let inputs = vec![
+            ("a/web.json".into(), web.clone()),
+            ("a/worker.json".into(), worker.clone()),
+            ("b/web.json".into(), web.clone()),
+        ];
+        let merged = merge_by_workload(inputs.clone());
+        assert_eq!(merged.len(), 2);
+        assert_eq!(merged[0].workload.name, "shop/web");
+        assert_eq!(merged[0].workload.sources, ["a/web.json", "b/web.json"]);
+        assert_eq!(merged[0].workload.compose, web.workload.compose);
+        assert_eq!(merged[1].workload.name, "shop/worker");
+        assert_eq!(merged[1].workload.sources, ["a/worker.json"]);
+        let all = fold(inputs, "shop");
+        assert_eq!(all.workload.name, "shop");
+        assert_eq!(all.workload.kind, Some(WorkloadKind::Merged));
+        // Folded services are no one service: the compose facts are not kept.
+        assert_eq!(all.workload.compose, None);
     }
 
     #[test]

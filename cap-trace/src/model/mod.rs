@@ -9,3 +9,4 @@ pub mod merge;
 pub mod profile;
 pub mod record;
 pub mod suggest;
+pub mod text;

@@ -87,6 +87,115 @@ pub struct Workload {
     /// Profiles this one was merged from.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub sources: Vec<String>,
+    /// The user a command was run as (`cap-trace run --user`), as a service's `User=` would.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub user: Option<RunUser>,
+}
+
+/// The user `cap-trace run --user` ran a command as.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct RunUser {
+    /// As given: a name, or a number.
+    pub name: String,
+    pub uid: u32,
+    pub gid: u32,
+}
+
+impl Workload {
+    /// What profiles of the same workload share (runs, replicas, restarts): the identity the
+    /// daemon keeps it under, else its name.
+    pub fn key(&self) -> &str {
+        self.identity.as_deref().unwrap_or(&self.name)
+    }
+
+    /// Whether `name` names this workload: its name or identity, or a leading part of them
+    /// that ends at a `/` (`shop` names compose services `shop/web` and `shop/worker`,
+    /// `prod/web` the containers of Kubernetes workload `prod/web`).
+    pub fn is_named(&self, name: &str) -> bool {
+        let named = |full: &str| {
+            full == name
+                || full
+                    .strip_prefix(name)
+                    .is_some_and(|rest| rest.starts_with('/') && !name.is_empty())
+        };
+        named(&self.name) || self.identity.as_deref().is_some_and(named)
+    }
+}
+
+/// The profiles that `names` name (all of them when `names` is empty), or an error listing
+/// the names there are.
+pub fn select(profiles: Vec<Profile>, names: &[String]) -> Result<Vec<Profile>, String> {
+    if names.is_empty() {
+        return Ok(profiles);
+    }
+    let available: Vec<String> = profiles
+        .iter()
+        .map(|p| p.workload.key().to_owned())
+        .collect();
+    let chosen: Vec<Profile> = profiles
+        .into_iter()
+        .filter(|p| names.iter().any(|n| p.workload.is_named(n)))
+        .collect();
+    if chosen.is_empty() {
+        return Err(format!(
+            "no profile is named {}: there are {}",
+            names
+                .iter()
+                .map(|n| format!("`{n}`"))
+                .collect::<Vec<_>>()
+                .join(" or "),
+            available
+                .iter()
+                .map(|n| format!("`{n}`"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        ));
+    }
+    Ok(chosen)
+}
+
+/// The workload a Kubernetes pod belongs to, from its generated name: `web-7d4b9c8f5-x2k9q`
+/// (Deployment) is `web`, `db-0` (StatefulSet) stays `db-0` (each replica its own), and
+/// `agent-x2k9q` (DaemonSet) is `agent`.
+pub fn workload_of_pod(pod: &str) -> &str {
+    match pod_owner(pod) {
+        Some((PodOwner::Deployment | PodOwner::DaemonSet, name)) => name,
+        _ => pod,
+    }
+}
+
+/// The kind and name of the workload that owns a pod, as far as its generated name shows.
+pub fn pod_owner(pod: &str) -> Option<(PodOwner, &str)> {
+    let lower_alnum = |s: &str| {
+        s.bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit())
+    };
+    let random = |s: &str| s.len() == 5 && lower_alnum(s);
+    let hash = |s: &str| (6..=10).contains(&s.len()) && lower_alnum(s);
+    let parts: Vec<&str> = pod.rsplitn(3, '-').collect();
+    match parts.as_slice() {
+        [suffix, hash_part, _] if random(suffix) && hash(hash_part) => Some((
+            PodOwner::Deployment,
+            &pod[..pod.len() - suffix.len() - hash_part.len() - 2],
+        )),
+        [suffix, _, ..] if random(suffix) => {
+            Some((PodOwner::DaemonSet, &pod[..pod.len() - suffix.len() - 1]))
+        }
+        [ordinal, _, ..] if !ordinal.is_empty() && ordinal.bytes().all(|b| b.is_ascii_digit()) => {
+            Some((PodOwner::StatefulSet, &pod[..pod.len() - ordinal.len() - 1]))
+        }
+        _ => None,
+    }
+}
+
+/// The kind of workload a pod's name shows it belongs to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PodOwner {
+    Deployment,
+    /// A DaemonSet, or a Job: both add five random characters to the name.
+    DaemonSet,
+    /// A StatefulSet: its pods are `NAME-ORDINAL`.
+    StatefulSet,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
@@ -357,6 +466,68 @@ mod tests {
             "{:?}",
             p.warnings
         );
+    }
+
+    #[test]
+    fn profiles_are_selected_by_name_identity_or_a_leading_part() {
+        let named = |name: &str, identity: Option<&str>| {
+            let mut p = sample();
+            p.workload.name = name.into();
+            p.workload.identity = identity.map(Into::into);
+            p
+        };
+        let all = vec![
+            named("shop/web", None),
+            named("shop/worker", None),
+            named("blog/web", None),
+            named("web-1", Some("prod/web/nginx")),
+        ];
+        let pick = |names: &[&str]| {
+            select(
+                all.clone(),
+                &names.iter().map(|n| (*n).to_owned()).collect::<Vec<_>>(),
+            )
+            .map(|ps| ps.into_iter().map(|p| p.workload.name).collect::<Vec<_>>())
+        };
+        assert_eq!(pick(&[]).unwrap().len(), 4);
+        assert_eq!(pick(&["shop"]).unwrap(), ["shop/web", "shop/worker"]);
+        assert_eq!(pick(&["blog/web", "web-1"]).unwrap(), ["blog/web", "web-1"]);
+        assert_eq!(pick(&["prod/web"]).unwrap(), ["web-1"]);
+        assert_eq!(pick(&["prod/web/nginx"]).unwrap(), ["web-1"]);
+        let err = pick(&["sho"]).unwrap_err();
+        assert!(
+            err.contains("no profile is named `sho`: there are `shop/web`"),
+            "{err}"
+        );
+        assert!(pick(&[""]).is_err());
+    }
+
+    #[test]
+    fn pod_workloads() {
+        for (pod, workload, owner) in [
+            (
+                "web-7d4b9c8f5-x2k9q",
+                "web",
+                Some((PodOwner::Deployment, "web")),
+            ),
+            (
+                "my-api-5f6c7d8b9-abcde",
+                "my-api",
+                Some((PodOwner::Deployment, "my-api")),
+            ),
+            ("agent-x2k9q", "agent", Some((PodOwner::DaemonSet, "agent"))),
+            ("db-0", "db-0", Some((PodOwner::StatefulSet, "db"))),
+            (
+                "my-db-12",
+                "my-db-12",
+                Some((PodOwner::StatefulSet, "my-db")),
+            ),
+            ("standalone", "standalone", None),
+            ("-", "-", None),
+        ] {
+            assert_eq!(workload_of_pod(pod), workload, "{pod}");
+            assert_eq!(pod_owner(pod), owner, "{pod}");
+        }
     }
 
     #[test]

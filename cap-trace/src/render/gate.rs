@@ -3,12 +3,13 @@
 use std::fmt::Write as _;
 
 use crate::model::gate::{GateVerdict, Trigger};
+use crate::render::escape;
 use crate::render::text::Style;
 
 fn describe(t: &Trigger) -> String {
     format!(
         "{}: {} (x{})",
-        t.comm,
+        escape::text(&t.comm),
         t.syscall.as_deref().unwrap_or("(no syscall)"),
         t.count
     )
@@ -22,7 +23,12 @@ pub fn text(verdicts: &[GateVerdict], style: Style) -> String {
         } else {
             style.red("FAILED")
         };
-        let _ = writeln!(out, "check {head}: {} against {}", v.workload, v.baseline);
+        let _ = writeln!(
+            out,
+            "check {head}: {} against {}",
+            escape::text(&v.workload),
+            escape::text(&v.baseline)
+        );
         let findings = v
             .new
             .iter()

@@ -2,6 +2,7 @@
 //! result (atomically) where it was asked for.
 
 pub mod deploy;
+pub mod escape;
 pub mod gate;
 pub mod status;
 pub mod text;

@@ -1,7 +1,9 @@
-//! `cap-trace status`: a running daemon's status, in words.
+//! `cap-trace status`: a running daemon's status, in words; the names containers and engines
+//! chose are shown escaped ([`escape::text`]).
 
 use crate::model::control::Status;
 use crate::model::record::describe_losses;
+use crate::render::escape;
 
 /// The status as `cap-trace status` prints it.
 pub fn text(s: &Status) -> String {
@@ -14,19 +16,19 @@ pub fn text(s: &Status) -> String {
         if s.engines.is_empty() {
             "none (containers are named from cgroup paths only)".to_string()
         } else {
-            s.engines.join(", ")
+            escape::text(&s.engines.join(", ")).into_owned()
         },
         if s.capabilities.is_empty() {
             "none".to_string()
         } else {
             s.capabilities.join(",")
         },
-        s.state_dir,
+        escape::text(&s.state_dir),
         s.interval_s,
-        s.last_persist.as_deref().unwrap_or("never"),
+        escape::text(s.last_persist.as_deref().unwrap_or("never")),
         s.persist_error
             .as_deref()
-            .map(|e| format!("; LAST WRITE FAILED: {e}"))
+            .map(|e| format!("; LAST WRITE FAILED: {}", escape::text(e)))
             .unwrap_or_default(),
         s.containers_seen,
         running,
@@ -41,8 +43,52 @@ pub fn text(s: &Status) -> String {
         out.push_str(&format!(
             "  {} {}\n",
             if c.running { "running" } else { "exited " },
-            c.name
+            escape::text(&c.name)
         ));
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::control::ContainerStatus;
+    use crate::model::record::Losses;
+
+    #[test]
+    fn names_reach_the_terminal_escaped() {
+        let status = Status {
+            backend: "tracepoint".into(),
+            hook: "raw_tracepoint".into(),
+            engines: vec!["podman \u{1b}[2J".into()],
+            capabilities: vec!["BPF".into()],
+            uptime_s: 3,
+            state_dir: "/var/lib/cap-trace".into(),
+            interval_s: 30.0,
+            profiles: 1,
+            containers: vec![ContainerStatus {
+                name: "shop/web\n  running fake\u{1b}[31m".into(),
+                running: true,
+            }],
+            containers_seen: 1,
+            checks: 0,
+            events: 0,
+            losses: Losses::default(),
+            last_persist: None,
+            persist_error: Some("disk\rfull".into()),
+            peak_rss_kib: 1024,
+            rss_kib: 1024,
+        };
+        let out = text(&status);
+        assert!(!out.contains('\u{1b}') && !out.contains('\r'), "{out}");
+        assert!(
+            out.contains("  running shop/web\\n  running fake\\e[31m\n"),
+            "{out}"
+        );
+        assert_eq!(
+            out.lines().filter(|l| l.starts_with("  running ")).count(),
+            1,
+            "{out}"
+        );
+    }
 }

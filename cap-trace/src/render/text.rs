@@ -1,4 +1,6 @@
-//! The human-readable report: one table per workload, then the suggestion.
+//! The human-readable report: one table per workload, then the suggestion. Every string that
+//! came from the workload or an engine (names, thread names, warnings that quote them) goes
+//! through [`escape::text`]: control characters are shown, never sent to the terminal.
 
 use std::fmt::Write as _;
 
@@ -6,6 +8,7 @@ use crate::linux::caps::{Cap, Danger};
 use crate::model::profile::{Profile, WorkloadKind};
 use crate::model::record::{Audit, Check, Phase, Verdict};
 use crate::model::suggest::{CapVerdict, Status};
+use crate::render::escape;
 
 /// Terminal styling, only when writing to a TTY and `NO_COLOR` is unset.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -87,7 +90,12 @@ pub fn text(profile: &Profile, style: Style, opts: TextOptions) -> String {
     }
     out.push_str(&explain_section(profile, style, opts.explain));
     for warning in &profile.warnings {
-        let _ = writeln!(out, "\n  {} {warning}", style.yellow("warning:"));
+        let _ = writeln!(
+            out,
+            "\n  {} {}",
+            style.yellow("warning:"),
+            escape::text(warning)
+        );
     }
     suggestion(&mut out, profile, style);
     out
@@ -96,10 +104,11 @@ pub fn text(profile: &Profile, style: Style, opts: TextOptions) -> String {
 /// What was traced: the workload, how it ended, how it was traced, what it ran with.
 fn header(out: &mut String, profile: &Profile, style: Style) {
     let w = &profile.workload;
+    let name = escape::text(&w.name);
     let title = match w.kind {
-        Some(WorkloadKind::Container) => format!("container {}", w.name),
-        Some(WorkloadKind::Merged) => format!("merged profile {}", w.name),
-        _ => format!("`{}`", w.name),
+        Some(WorkloadKind::Container) => format!("container {name}"),
+        Some(WorkloadKind::Merged) => format!("merged profile {name}"),
+        _ => format!("`{name}`"),
     };
     let _ = writeln!(out, "{}", style.bold(&title));
     let mut facts = Vec::new();
@@ -111,8 +120,8 @@ fn header(out: &mut String, profile: &Profile, style: Style) {
     facts.push(format!(
         "traced for {:.2} s with {} on Linux {}",
         profile.trace.duration_ms as f64 / 1000.0,
-        profile.trace.hook,
-        profile.trace.kernel
+        escape::text(&profile.trace.hook),
+        escape::text(&profile.trace.kernel)
     ));
     let _ = writeln!(out, "  {}", facts.join(", "));
     if let Some(caps) = &w.capabilities {
@@ -171,7 +180,7 @@ fn table(out: &mut String, verdicts: &[CapVerdict], style: Style, verbose: bool)
         );
         let shown = if verbose { v.evidence.len() } else { 3 };
         for e in v.evidence.iter().take(shown) {
-            under(out, e);
+            under(out, &escape::text(e));
         }
         if v.evidence.len() > shown {
             under(
@@ -243,12 +252,12 @@ fn describe_check(c: &Check) -> String {
             Audit::Noaudit => "noaudit",
             Audit::Unknown => "unknown",
         },
-        c.comm,
+        escape::text(&c.comm),
         c.syscall.as_deref().unwrap_or("-"),
         c.count,
         c.site
             .as_deref()
-            .map(|s| format!("  [{s}]"))
+            .map(|s| format!("  [{}]", escape::text(s)))
             .unwrap_or_default()
     )
 }
@@ -288,7 +297,11 @@ pub fn explain_section(profile: &Profile, style: Style, detailed: bool) -> Strin
         if detailed {
             let _ = writeln!(out, "      {}", info.advice);
             if let Some(v) = profile.suggestion.verdict(*cap) {
-                let _ = writeln!(out, "      evidence: {}", v.evidence.join("; "));
+                let _ = writeln!(
+                    out,
+                    "      evidence: {}",
+                    escape::text(&v.evidence.join("; "))
+                );
             }
         }
     }
@@ -313,6 +326,34 @@ mod tests {
             "{text}"
         );
         assert!(!text.contains('\x1b'));
+    }
+
+    #[test]
+    fn workload_strings_reach_the_terminal_escaped() {
+        let mut p = sample();
+        p.workload.name = "evil\n\u{1b}]0;title\u{7}\u{1b}[31m".into();
+        for c in &mut p.checks {
+            c.comm = "ch\rown\u{1b}[2J".into();
+        }
+        p.warnings.push("saw \u{1b}[5m".into());
+        let p = Profile::new(p.workload, p.trace, p.checks, p.outcomes, p.warnings);
+        for opts in [
+            TextOptions::default(),
+            TextOptions {
+                verbose: true,
+                explain: true,
+            },
+        ] {
+            let text = text(&p, Style::plain(), opts);
+            assert!(!text.contains('\u{1b}') && !text.contains('\r'), "{text}");
+            assert!(!text.contains('\u{7}'), "{text}");
+            assert!(
+                text.starts_with("`evil\\n\\e]0;title\\x07\\e[31m`\n"),
+                "{text}"
+            );
+            assert!(text.contains("ch\\rown\\e[2J: fchownat"), "{text}");
+            assert!(text.contains("warning: saw \\e[5m"), "{text}");
+        }
     }
 
     #[test]

@@ -17,6 +17,7 @@ use crate::kernel::{Probe, ProbeOptions};
 use crate::linux::caps::Cap;
 use crate::model::profile::{Profile, TraceInfo, rfc3339};
 use crate::model::record::Losses;
+use crate::model::text;
 use crate::session::SessionError;
 use crate::session::cgroup;
 use crate::session::container::path::{self as cpath, CgroupContainer, Runtime};
@@ -117,10 +118,11 @@ pub(crate) struct Session {
 }
 
 impl Session {
-    /// Every message of a session goes out here: one place decides where they go.
+    /// Every message of a session goes out here: one place decides where they go. They name
+    /// containers as their engines and labels do: shown escaped.
     #[allow(clippy::unused_self)]
     pub(crate) fn say(&self, message: &str) {
-        eprintln!("cap-trace: {message}");
+        eprintln!("cap-trace: {}", text::shown(message));
     }
 
     /// Starts recording every task below the container parents.

@@ -14,6 +14,7 @@ use tokio::signal::unix::{SignalKind, signal};
 use crate::kernel::{Probe, ProbeOptions};
 use crate::model::profile::{Profile, TraceInfo, Workload, WorkloadKind, rfc3339};
 use crate::model::record::Losses;
+use crate::model::text;
 use crate::session::SessionError;
 use crate::session::cgroup::{self, Leaf};
 use crate::session::tracer::{LAUNCHER_COMM, Tracer};
@@ -104,7 +105,7 @@ pub async fn run(opts: RunOptions) -> Result<RunResult, SessionError> {
     let display = opts
         .command
         .iter()
-        .map(|a| a.to_string_lossy().into_owned())
+        .map(|a| text::from_bytes(a.as_bytes()))
         .collect::<Vec<_>>();
     let workload = Workload {
         kind: Some(WorkloadKind::Command),

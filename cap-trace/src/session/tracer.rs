@@ -18,6 +18,7 @@ use crate::linux::errno::errno_name;
 use crate::linux::{audit, syscalls};
 use crate::model::profile::rfc3339;
 use crate::model::record::{Audit, Check, Losses, Outcome, Phase, Verdict};
+use crate::model::text;
 
 /// `comm` cap-trace's launcher takes between fork and the command's exec, so that its own
 /// checks are told apart from the command's.
@@ -439,9 +440,10 @@ pub fn cgroup_path<const N: usize>(names: &[[u8; N]]) -> String {
     if path.is_empty() { "/".into() } else { path }
 }
 
+/// A thread name (`comm`): the workload chose it, so bytes that are not UTF-8 are kept as `\xNN`.
 pub fn comm_str(comm: &[u8]) -> String {
     let end = comm.iter().position(|&b| b == 0).unwrap_or(comm.len());
-    String::from_utf8_lossy(&comm[..end]).into_owned()
+    text::from_bytes(&comm[..end])
 }
 
 pub fn syscall_name(nr: u32) -> Option<String> {

@@ -5,7 +5,7 @@ pub mod engine;
 pub mod path;
 
 use crate::linux::caps::{self, Cap};
-use crate::model::profile::{ComposeInfo, KubernetesInfo, Workload, WorkloadKind};
+use crate::model::profile::{ComposeInfo, KubernetesInfo, Workload, WorkloadKind, workload_of_pod};
 
 pub use engine::{ContainerInfo, Engines};
 
@@ -49,29 +49,6 @@ pub fn identity(info: &ContainerInfo, pod_uid: Option<&str>) -> String {
         info.id.chars().take(12).collect()
     } else {
         info.name.clone()
-    }
-}
-
-/// The workload a pod belongs to, from its generated name: `web-7d4b9c8f5-x2k9q` (Deployment)
-/// is `web`, `db-0` (StatefulSet) stays `db-0`, `agent-x2k9q` (DaemonSet) is `agent`.
-pub fn workload_of_pod(pod: &str) -> &str {
-    let parts: Vec<&str> = pod.rsplitn(3, '-').collect();
-    let random = |s: &str| {
-        s.len() == 5
-            && s.bytes()
-                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit())
-    };
-    let hash = |s: &str| {
-        (6..=10).contains(&s.len())
-            && s.bytes()
-                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit())
-    };
-    match parts.as_slice() {
-        [suffix, hash_part, _] if random(suffix) && hash(hash_part) => {
-            &pod[..pod.len() - suffix.len() - hash_part.len() - 2]
-        }
-        [suffix, ..] if random(suffix) && parts.len() > 1 => &pod[..pod.len() - suffix.len() - 1],
-        _ => pod,
     }
 }
 
@@ -208,19 +185,6 @@ mod tests {
             ..Default::default()
         };
         assert_eq!(identity(&unnamed, None), "0123456789ab");
-    }
-
-    #[test]
-    fn pod_workloads() {
-        for (pod, workload) in [
-            ("web-7d4b9c8f5-x2k9q", "web"),
-            ("my-api-5f6c7d8b9-abcde", "my-api"),
-            ("agent-x2k9q", "agent"),
-            ("db-0", "db-0"),
-            ("standalone", "standalone"),
-        ] {
-            assert_eq!(workload_of_pod(pod), workload, "{pod}");
-        }
     }
 
     #[test]

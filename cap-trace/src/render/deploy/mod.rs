@@ -1,0 +1,220 @@
+//! Rendering profiles for where they are deployed: container engine flags, a compose override
+//! file ([`compose`]), a Kubernetes patch ([`kubernetes`]), an OCI runtime spec fragment, systemd
+//! unit lines ([`systemd`]). Every format that has comments starts with [`header`], escaped for
+//! it; strings from the workload reach no output any other way than through
+//! [`crate::render::escape`].
+
+pub mod compose;
+pub mod kubernetes;
+pub mod systemd;
+
+use std::fmt::Write as _;
+
+use crate::linux::caps::Cap;
+use crate::model::profile::{Profile, WorkloadKind};
+use crate::model::record::{Phase, describe_losses};
+use crate::render::escape;
+
+/// A profile set that a format cannot render as asked (several where it describes one, none
+/// that fits): a usage error that says how to pick.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct RenderError(pub String);
+
+/// What every deploy format says first, one line each, unescaped (each format writes them as its
+/// own comments): where the set was learned, and whether the trace was complete.
+pub fn header(p: &Profile) -> Vec<String> {
+    let w = &p.workload;
+    let what = match w.kind {
+        Some(WorkloadKind::Container) => format!("container {}", w.name),
+        Some(WorkloadKind::Merged) => format!("the profiles merged as {}", w.name),
+        _ => format!("`{}`", w.name),
+    };
+    let merged = match w.sources.len() {
+        0 | 1 => String::new(),
+        n => format!(" ({n} profiles merged)"),
+    };
+    vec![
+        format!("learned by {} from {what}{merged}", p.generator),
+        if p.trace.complete {
+            "complete trace: nothing was lost".to_owned()
+        } else {
+            format!(
+                "INCOMPLETE trace ({} lost): the set may miss capabilities",
+                describe_losses(&p.trace.losses)
+            )
+        },
+    ]
+}
+
+/// The header of `p` as `#` comment lines, indented by `indent` spaces.
+pub(crate) fn hash_header(out: &mut String, p: &Profile, indent: usize) {
+    for line in header(p) {
+        let _ = write!(out, "{:indent$}{}", "", escape::hash_comment(&line));
+    }
+}
+
+/// Workload names for an error message: escaped, quoted, comma-separated.
+pub(crate) fn listed(names: impl IntoIterator<Item = impl AsRef<str>>) -> String {
+    names
+        .into_iter()
+        .map(|n| format!("`{}`", escape::text(n.as_ref())))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// The one profile a single-workload format describes, or an error naming the choices.
+pub(crate) fn only_one<'a>(
+    profiles: &'a [Profile],
+    format: &str,
+) -> Result<&'a Profile, RenderError> {
+    match profiles {
+        [one] => Ok(one),
+        [] => Err(RenderError(format!("no profile to render as {format}"))),
+        many => Err(RenderError(format!(
+            "the {format} format describes one workload and there are {} profiles ({}): pick one with --name NAME",
+            many.len(),
+            listed(many.iter().map(|p| p.workload.key()))
+        ))),
+    }
+}
+
+pub(crate) fn names(caps: &[Cap]) -> Vec<String> {
+    caps.iter().map(|c| c.name()).collect()
+}
+
+pub(crate) fn kernel_names(caps: &[Cap]) -> Vec<String> {
+    caps.iter().map(|c| c.kernel_name()).collect()
+}
+
+/// A YAML block sequence of `items` after a key (` []` when empty).
+pub(crate) fn yaml_list(out: &mut String, indent: usize, items: &[String]) {
+    if items.is_empty() {
+        out.push_str(" []\n");
+        return;
+    }
+    out.push('\n');
+    for item in items {
+        let _ = writeln!(out, "{:indent$}- {}", "", escape::yaml(item));
+    }
+}
+
+/// Users the workload's own checks ran as (first occurrence of each kind of check).
+pub(crate) fn workload_uids(p: &Profile) -> Vec<u32> {
+    let mut uids: Vec<u32> = p
+        .checks
+        .iter()
+        .filter(|c| c.phase == Phase::Workload)
+        .filter_map(|c| c.uid)
+        .collect();
+    uids.sort_unstable();
+    uids.dedup();
+    uids
+}
+
+/// `--cap-drop=ALL --cap-add=A --cap-add=B`, one line per profile (same flags for Docker and
+/// podman), each after a comment naming its workload when there are several.
+pub fn engine_flags(profiles: &[Profile]) -> String {
+    let mut out = String::new();
+    for p in profiles {
+        if profiles.len() > 1 {
+            out.push_str(&escape::hash_comment(&p.workload.name));
+        }
+        let _ = writeln!(out, "{}", p.suggestion.docker_flags());
+    }
+    out
+}
+
+/// The `process.capabilities` object of an OCI runtime spec. A workload that runs as root gets
+/// the set as bounding, effective and permitted; one that runs as another user needs it
+/// inheritable and ambient too, or it would lose it at exec.
+pub fn oci_value(p: &Profile) -> serde_json::Value {
+    let set = kernel_names(&p.suggestion.add);
+    let non_root = {
+        let uids = workload_uids(p);
+        !uids.is_empty() && !uids.contains(&0)
+    };
+    let passed_on = if non_root { set.clone() } else { Vec::new() };
+    serde_json::json!({
+        "bounding": set,
+        "effective": set,
+        "permitted": set,
+        "inheritable": passed_on,
+        "ambient": passed_on,
+    })
+}
+
+/// `process.capabilities` for the one profile (a runtime spec is one container's).
+pub fn oci(profiles: &[Profile]) -> Result<String, RenderError> {
+    let p = only_one(profiles, "oci")?;
+    Ok(format!(
+        "{}\n",
+        serde_json::to_string_pretty(&oci_value(p)).expect("json")
+    ))
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+    use crate::model::fixtures::sample;
+
+    /// A profile whose every name is hostile: line breaks, a unit section and directive, an
+    /// escape sequence, quotes, YAML indicators, a NUL, a byte that was not UTF-8.
+    pub(crate) const HOSTILE: &str =
+        "web\n[Service]\nExecStartPre=/tmp/evil\r\n\u{1b}[31mRED \"q\" 'q' a: b # c\0 \\xff\\";
+
+    #[test]
+    fn header_is_escaped_in_every_comment() {
+        let mut p = sample();
+        p.workload.name = HOSTILE.into();
+        let lines = header(&p);
+        assert!(lines[0].contains(HOSTILE));
+        let mut out = String::new();
+        hash_header(&mut out, &p, 2);
+        assert_eq!(out.lines().count(), 2, "{out}");
+        assert!(out.lines().all(|l| l.starts_with("  # ")), "{out}");
+        assert!(!out.contains('\u{1b}') && !out.contains('\r') && !out.contains('\0'));
+        let flags = engine_flags(&[p.clone(), sample()]);
+        assert_eq!(flags.lines().count(), 4, "{flags}");
+        assert!(
+            flags
+                .lines()
+                .all(|l| l.starts_with("# ") || l.starts_with("--cap-drop=ALL"))
+        );
+    }
+
+    #[test]
+    fn engine_flags_line() {
+        assert_eq!(
+            engine_flags(&[sample()]),
+            "--cap-drop=ALL --cap-add=CHOWN\n"
+        );
+    }
+
+    #[test]
+    fn oci_capabilities() {
+        let v = oci_value(&sample());
+        assert_eq!(v["bounding"], serde_json::json!(["CAP_CHOWN"]));
+        assert_eq!(v["effective"], serde_json::json!(["CAP_CHOWN"]));
+        assert_eq!(v["permitted"], serde_json::json!(["CAP_CHOWN"]));
+        assert_eq!(v["ambient"], serde_json::json!([]));
+        let mut non_root = sample();
+        for c in &mut non_root.checks {
+            c.uid = Some(1000);
+        }
+        assert_eq!(
+            oci_value(&non_root)["ambient"],
+            serde_json::json!(["CAP_CHOWN"])
+        );
+    }
+
+    #[test]
+    fn single_workload_formats_ask_to_pick_one() {
+        let mut a = sample();
+        a.workload.name = "a\u{1b}".into();
+        let err = oci(&[a, sample()]).unwrap_err().to_string();
+        assert!(err.contains("pick one with --name"), "{err}");
+        assert!(err.contains("`a\\e`"), "{err}");
+        assert!(oci(&[sample()]).is_ok());
+    }
+}
