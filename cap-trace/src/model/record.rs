@@ -17,7 +17,16 @@ pub struct Losses {
 
 impl Losses {
     pub fn total(&self) -> u64 {
-        self.ring_buffer + self.probes_missed + self.outcomes
+        self.ring_buffer
+            .saturating_add(self.probes_missed)
+            .saturating_add(self.outcomes)
+    }
+
+    /// Adds `other` (saturating: counts from files are not trusted to stay small).
+    pub fn add(&mut self, other: &Losses) {
+        self.ring_buffer = self.ring_buffer.saturating_add(other.ring_buffer);
+        self.probes_missed = self.probes_missed.saturating_add(other.probes_missed);
+        self.outcomes = self.outcomes.saturating_add(other.outcomes);
     }
 }
 
