@@ -399,7 +399,7 @@ fn merge_checks(checks: Vec<Check>) -> Vec<Check> {
             }
             std::collections::btree_map::Entry::Occupied(mut o) => {
                 let existing = o.get_mut();
-                existing.count += check.count;
+                existing.count = existing.count.saturating_add(check.count);
                 if existing.first_seen.is_none()
                     || (check.first_seen.is_some() && check.first_seen < existing.first_seen)
                 {
@@ -418,7 +418,7 @@ fn merge_outcomes(outcomes: Vec<Outcome>) -> Vec<Outcome> {
     for outcome in outcomes {
         by_id
             .entry(outcome.identity())
-            .and_modify(|o| o.count += outcome.count)
+            .and_modify(|o| o.count = o.count.saturating_add(outcome.count))
             .or_insert(outcome);
     }
     by_id.into_values().collect()
