@@ -10,7 +10,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::linux::caps::Cap;
 use crate::linux::hook::Backend;
-use crate::model::record::{Check, Losses, Outcome, Phase, describe_losses};
+use crate::model::record::{Check, Losses, Outcome, Phase, describe_losses, loss_advice};
 use crate::model::suggest::{self, Suggestion};
 
 pub const SCHEMA: &str = "cap-trace/profile";
@@ -173,8 +173,9 @@ impl Profile {
             warnings.insert(
                 0,
                 format!(
-                    "the trace is incomplete ({} lost): the profile may miss capabilities; re-run with a larger --ring-buffer",
-                    describe_losses(&trace.losses)
+                    "the trace is incomplete ({}): the profile may miss capabilities; {}",
+                    describe_losses(&trace.losses),
+                    loss_advice(&trace.losses)
                 ),
             );
         }

@@ -13,10 +13,9 @@ use tokio::signal::unix::{SignalKind, signal};
 
 use crate::kernel::{Probe, ProbeOptions};
 use crate::model::profile::{Profile, TraceInfo, Workload, WorkloadKind, rfc3339};
-use crate::model::record::Losses;
 use crate::session::SessionError;
 use crate::session::cgroup::{self, Leaf};
-use crate::session::tracer::{LAUNCHER_COMM, Tracer};
+use crate::session::tracer::{LAUNCHER_COMM, Migration, Tracer};
 
 /// The highest signal number on Linux (`_NSIG - 1`).
 const SIGNALS: i32 = 64;
@@ -95,6 +94,7 @@ pub async fn run(opts: RunOptions) -> Result<RunResult, SessionError> {
             level: cgroup::level(&root, &leaf.path),
         },
     )?;
+    let leaf_id = leaf.id;
     let child = spawn_in_leaf(&opts, program, &leaf)?;
     let status = wait_forwarding_signals(child, &mut tracer, &leaf.path).await?;
 
@@ -102,9 +102,18 @@ pub async fn run(opts: RunOptions) -> Result<RunResult, SessionError> {
     if opts.verbose {
         eprintln!("cap-trace: kernel counters: {stats:?}");
     }
-    let (checks, outcomes) = tracer.records(&[leaf.id])?;
+    let snapshot = tracer.snapshot()?;
+    let (checks, outcomes) = tracer.records_in(&snapshot, &[leaf.id]);
     drop(leaf);
-    let losses = Losses::from(&stats);
+    // Its own losses, and any the kernel side could not count against a cgroup (it traced
+    // nothing else).
+    let mut losses = snapshot.losses_of(&[leaf_id]);
+    losses.ring_buffer = losses.ring_buffer.saturating_add(stats.losses_unattributed);
+    let warnings: Vec<String> = tracer
+        .collector
+        .migrations_from(&[leaf_id])
+        .map(Migration::warning)
+        .collect();
     let total_checks = checks.iter().map(|c| c.count).sum();
     let display = opts
         .command
@@ -131,7 +140,7 @@ pub async fn run(opts: RunOptions) -> Result<RunResult, SessionError> {
         total_checks,
     };
     Ok(RunResult {
-        profile: Profile::new(workload, trace, checks, outcomes, Vec::new()),
+        profile: Profile::new(workload, trace, checks, outcomes, warnings),
         attach_ms,
     })
 }
