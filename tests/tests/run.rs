@@ -399,3 +399,41 @@ fn ctrl_c_reaches_the_command_even_when_cap_trace_started_with_it_ignored() {
         "{profile:#}"
     );
 }
+
+#[test]
+fn a_process_that_leaves_the_traced_cgroup_makes_the_profile_incomplete_and_is_named() {
+    if !privileged(
+        "a_process_that_leaves_the_traced_cgroup_makes_the_profile_incomplete_and_is_named",
+    ) {
+        return;
+    }
+    let dir = TempDir::new("escape");
+    let file = dir.join("f");
+    std::fs::write(&file, "").unwrap();
+    let mounts = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
+    let root = mounts
+        .lines()
+        .find(|l| l.contains(" - cgroup2 ") && l.split_whitespace().nth(3) == Some("/"))
+        .and_then(|l| l.split_whitespace().nth(4))
+        .expect("a cgroup2 mount")
+        .to_owned();
+    // The shell moves itself to the root cgroup, then chowns: out of the trace.
+    let script = format!("echo $$ > {root}/cgroup.procs; chown 1 {}", file.display());
+    let p = run_profile(&[], &["sh", "-c", &script]);
+    assert_eq!(p["trace"]["complete"], false, "{p:#}");
+    assert_eq!(p["trace"]["losses"]["migrated"], 1, "{p:#}");
+    let warnings = p["warnings"].to_string();
+    assert!(
+        warnings.contains("1 process left the traced cgroup"),
+        "{warnings}"
+    );
+    assert!(
+        warnings.contains("(sh) left the traced cgroup for cgroup /"),
+        "{warnings}"
+    );
+    // A process that stays is traced whole, and nothing is said.
+    let script = format!("chown 1 {}", file.display());
+    let p = run_profile(&[], &["sh", "-c", &script]);
+    assert_eq!(p["trace"]["complete"], true, "{p:#}");
+    assert_eq!(suggested(&p), ["CHOWN"]);
+}
