@@ -38,6 +38,8 @@ pub mod event_kind {
     pub const CGROUP: u32 = 4;
     /// An [`crate::OutcomeEvent`].
     pub const OUTCOME: u32 = 2;
+    /// A [`crate::MigrationEvent`].
+    pub const MIGRATION: u32 = 5;
 }
 
 /// Positions of the fields cap-trace reads among the raw `cap_capable` tracepoint's arguments
@@ -67,6 +69,10 @@ pub mod traced_kind {
     /// Tasks anywhere below this cgroup (not in it), each recorded under its own cgroup: how a
     /// container whose cgroup does not exist yet is caught without missing its first checks.
     pub const DESCENDANTS: u32 = 3;
+    /// Tasks whose own cgroup is this one are not traced, even below a DESCENDANTS entry: a
+    /// cgroup userspace found it does not follow (a service, a container filtered out), so that
+    /// it stops adding entries to the maps. Removed once the cgroup is gone.
+    pub const IGNORED: u32 = 4;
 }
 
 /// Indices of the per-CPU `STATS` array.
@@ -111,7 +117,26 @@ pub mod stat {
     pub const STACK_ERRORS: u32 = 8;
     /// Full kernel stack walks (the slow path of the tracepoint backends' call-site reading).
     pub const STACK_WALKS: u32 = 9;
-    pub const COUNT: u32 = 10;
+    /// Losses that could not be counted against their cgroup (`LOSSES` full): every profile
+    /// followed at the time must be taken as incomplete.
+    pub const LOSSES_UNATTRIBUTED: u32 = 10;
+    /// Traced tasks that moved out of the cgroup their checks were recorded under.
+    pub const MIGRATIONS: u32 = 11;
+    pub const COUNT: u32 = 12;
+}
+
+/// What a cgroup lost: indices of [`CgroupLosses::counts`] (the `LOSSES` map, by cgroup id).
+pub mod loss_kind {
+    /// Ring-buffer records that could not be reserved.
+    pub const RING_BUFFER: usize = 0;
+    /// Missed kprobe or kretprobe firings.
+    pub const PROBES: usize = 1;
+    /// Denials whose syscall outcome could not be followed.
+    pub const OUTCOMES: usize = 2;
+    /// Traced tasks that left the cgroup (or could not be watched for it): what they did
+    /// afterwards is not recorded.
+    pub const MIGRATED: usize = 3;
+    pub const COUNT: usize = 4;
 }
 
 /// Classes of a call site in the audit-classification table (tracepoint backends).
@@ -219,6 +244,37 @@ pub struct OutcomeEvent {
     pub key: OutcomeKey,
 }
 
+/// Value of the `LOSSES` map: what one cgroup lost, by [`loss_kind`].
+#[repr(C)]
+#[derive(Copy, Clone, Debug, Default, PartialEq, Eq)]
+pub struct CgroupLosses {
+    pub counts: [u64; loss_kind::COUNT],
+}
+
+/// Bytes kept of the path of the cgroup a task moved to.
+pub const CGROUP_PATH_LEN: usize = 128;
+
+/// A traced task moved to a cgroup outside the one its checks were recorded under
+/// (`cgroup:cgroup_attach_task` on the unified hierarchy, or a child born elsewhere with
+/// `clone3(CLONE_INTO_CGROUP)`): its later checks are no longer this workload's.
+#[repr(C)]
+#[derive(Copy, Clone, Debug)]
+pub struct MigrationEvent {
+    /// [`event_kind::MIGRATION`].
+    pub kind: u32,
+    pub tgid: u32,
+    pub tid: u32,
+    pub _pad: u32,
+    /// The cgroup the task's checks were recorded under.
+    pub from_cgroup: u64,
+    /// The cgroup it moved to.
+    pub to_cgroup: u64,
+    pub comm: [u8; COMM_LEN],
+    /// Path of `to_cgroup` below the cgroup v2 root (NUL-terminated, cut at
+    /// [`CGROUP_PATH_LEN`]; empty when the kernel did not give it).
+    pub path: [u8; CGROUP_PATH_LEN],
+}
+
 /// Per-thread state of a syscall that had a denied check, until `sys_exit`.
 #[repr(C)]
 #[derive(Copy, Clone, Debug)]
@@ -314,6 +370,9 @@ pub struct Settings {
     /// Byte offset of a cgroup's serial number (`cgroup.self.serial_nr`): unique for the
     /// kernel's lifetime, so it names a cgroup one load short of `kernfs_node.id`.
     pub off_cgroup_serial: u32,
+    /// Byte offsets of `task_struct.pid` and `task_struct.tgid`.
+    pub off_task_pid: u32,
+    pub off_task_tgid: u32,
 
     /// `[start, end)` of `cap_capable`, to find its frame in a kernel stack.
     pub cap_capable_start: u64,
@@ -351,6 +410,8 @@ impl Settings {
             cast_type: 0,
             off_task_stack: 0,
             off_cgroup_serial: 0,
+            off_task_pid: 0,
+            off_task_tgid: 0,
             cap_capable_start: 0,
             cap_capable_end: 0,
             sites: [SiteRange {
@@ -470,14 +531,16 @@ impl LastCheck {
 #[cfg(feature = "user")]
 mod pod {
     use super::{
-        CgroupEvent, CheckEvent, CheckKey, Config, KprobeArgs, LastCheck, OutcomeEvent, OutcomeKey,
-        Pending, Settings, SiteRange, Traced,
+        CgroupEvent, CgroupLosses, CheckEvent, CheckKey, Config, KprobeArgs, LastCheck,
+        MigrationEvent, OutcomeEvent, OutcomeKey, Pending, Settings, SiteRange, Traced,
     };
     unsafe impl aya::Pod for CheckKey {}
     unsafe impl aya::Pod for CheckEvent {}
     unsafe impl aya::Pod for OutcomeKey {}
     unsafe impl aya::Pod for OutcomeEvent {}
     unsafe impl aya::Pod for CgroupEvent {}
+    unsafe impl aya::Pod for CgroupLosses {}
+    unsafe impl aya::Pod for MigrationEvent {}
     unsafe impl aya::Pod for Pending {}
     unsafe impl aya::Pod for KprobeArgs {}
     unsafe impl aya::Pod for Traced {}
@@ -498,7 +561,9 @@ const _: () = {
     assert!(size_of::<KprobeArgs>() == 24);
     assert!(size_of::<Traced>() == 8);
     assert!(size_of::<SiteRange>() == 24);
-    assert!(size_of::<Settings>() == 120 + 24 * MAX_SITES);
+    assert!(size_of::<Settings>() == 128 + 24 * MAX_SITES);
+    assert!(size_of::<CgroupLosses>() == 8 * loss_kind::COUNT);
+    assert!(size_of::<MigrationEvent>() == 48 + CGROUP_PATH_LEN);
     assert!(size_of::<Config>() == 16);
     assert!(size_of::<LastCheck>() == 88 + 48 + 16 + 32 + 56);
 };

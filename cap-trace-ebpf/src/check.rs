@@ -14,11 +14,12 @@ use aya_ebpf::{
 };
 use cap_trace_common::{
     CGROUP_LEVELS, CgroupEvent, CheckEvent, CheckKey, LastCheck, Pending, check_flags, event_kind,
-    stat,
+    loss_kind, stat,
 };
 
 use crate::{
     callsite::{SCRATCH, classify_stack, opaque},
+    losses::lost,
     maps::{CHECKS, Counted, EVENTS, bump, count_in},
     outcome::note_denial,
     repeat::{count_if_repeat, remember},
@@ -177,6 +178,7 @@ fn audit<C: EbpfContext>(ctx: &C, check: &Check) -> Option<Audit> {
 /// Sends a check to userspace: the first of its key (`counted`), or one occurrence of it.
 #[inline(always)]
 fn send_check(pid_tgid: u64, counted: bool, frames: [u64; 2], key: CheckKey) {
+    let cgroup_id = key.cgroup_id;
     match EVENTS.reserve::<CheckEvent>(0) {
         Some(mut entry) => {
             entry.write(CheckEvent {
@@ -195,7 +197,7 @@ fn send_check(pid_tgid: u64, counted: bool, frames: [u64; 2], key: CheckKey) {
             });
             entry.submit(0);
         }
-        None => bump(stat::RINGBUF_LOST),
+        None => lost(stat::RINGBUF_LOST, cgroup_id, loss_kind::RING_BUFFER),
     }
 }
 
@@ -203,7 +205,7 @@ fn send_check(pid_tgid: u64, counted: bool, frames: [u64; 2], key: CheckKey) {
 #[inline(never)]
 fn send_cgroup_names(task: *const u8, cgroup_id: u64) {
     let Some(mut entry) = EVENTS.reserve::<CgroupEvent>(0) else {
-        bump(stat::RINGBUF_LOST);
+        lost(stat::RINGBUF_LOST, cgroup_id, loss_kind::RING_BUFFER);
         return;
     };
     let ev = entry.as_mut_ptr();

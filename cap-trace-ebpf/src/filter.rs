@@ -1,7 +1,8 @@
 //! The cgroup filter: which workload, if any, a task's check is recorded under.
 //!
 //! `TRACED` holds the cgroups userspace asked for, each matched exactly, with its subtree, or by
-//! its descendants only ([`traced_kind`]). The answer for the CPU's last cgroup is cached in
+//! its descendants only, and the cgroups it found it does not follow, which are not traced even
+//! below a watched parent ([`traced_kind`]). The answer for the CPU's last cgroup is cached in
 //! [`LastCheck`] (`cg_*`), keyed by the cgroup's serial number (`cgroup.self.serial_nr`, never
 //! reused, one dependent load short of the id: each load of that chain is a cache miss when the
 //! workload ran in between), until userspace changes `TRACED` and bumps
@@ -14,7 +15,7 @@ use cap_trace_common::{Config, LastCheck, Traced, traced_kind};
 use crate::task::{dfl_cgroup, field, id_of};
 
 #[map]
-static TRACED: HashMap<u64, Traced> = HashMap::with_max_entries(4096, 0);
+static TRACED: HashMap<u64, Traced> = HashMap::with_max_entries(16384, 0);
 
 /// Settings that change while tracing, rewritten whole by userspace. The program never writes
 /// `.data` (its own variables live in `.bss`), so userspace's writes race with nothing. A global
@@ -52,13 +53,17 @@ pub(crate) fn traced_cgroup(task: *const u8, last: &mut LastCheck) -> Option<u64
     traced
 }
 
+/// The workload the current task's checks are recorded under, when its cgroup is `leaf`.
 #[inline(always)]
-fn lookup_traced(leaf: u64) -> Option<u64> {
+pub(crate) fn lookup_traced(leaf: u64) -> Option<u64> {
     if let Some(traced) = TRACED.get_ptr(&leaf) {
         // SAFETY: `traced` is from a map lookup that succeeded: valid for the whole run.
         let kind = unsafe { (*traced).kind };
         if kind == traced_kind::EXACT || kind == traced_kind::SUBTREE {
             return Some(leaf);
+        }
+        if kind == traced_kind::IGNORED {
+            return None;
         }
     }
     // SAFETY: a plain-data global the programs never write (userspace rewrites it whole).
@@ -89,4 +94,11 @@ fn lookup_traced(leaf: u64) -> Option<u64> {
         level += 1;
     }
     None
+}
+
+/// The `TRACED` entry of a cgroup, if it has one.
+#[inline(always)]
+pub(crate) fn traced_entry(id: u64) -> Option<Traced> {
+    // SAFETY: from a map lookup that succeeded: valid for the whole run.
+    TRACED.get_ptr(&id).map(|t| unsafe { *t })
 }

@@ -16,12 +16,13 @@ use aya_ebpf::{
         FExitContext, ProbeContext, RawTracePointContext, RetProbeContext, TracePointContext,
     },
 };
-use cap_trace_common::{KprobeArgs, LastCheck, cut, raw_arg, stat};
+use cap_trace_common::{KprobeArgs, LastCheck, cut, loss_kind, raw_arg, stat};
 
 use crate::{
     check::{Check, on_check},
     filter::traced_cgroup,
-    maps::bump,
+    losses::lost,
+    members::{on_attach, on_exit, on_fork},
     outcome::try_sys_exit,
     repeat::last_check,
     task::current_task,
@@ -110,7 +111,7 @@ pub(crate) fn cap_capable_entry(ctx: ProbeContext) -> u32 {
 }
 
 fn try_cap_capable_entry(ctx: &ProbeContext) -> Result<(), i32> {
-    enter().ok_or(0)?;
+    let (_, _, cgroup) = enter().ok_or(0)?;
     let tid = bpf_get_current_pid_tgid() as u32;
     let args = KprobeArgs {
         cred: ctx.arg::<u64>(0).ok_or(0)?,
@@ -120,7 +121,7 @@ fn try_cap_capable_entry(ctx: &ProbeContext) -> Result<(), i32> {
     };
     // cap_capable does not recurse: a leftover entry means its return probe was missed.
     if KPROBE_ARGS.get_ptr(&tid).is_some() {
-        bump(stat::KRETPROBE_MISSED);
+        lost(stat::KRETPROBE_MISSED, cgroup, loss_kind::PROBES);
     }
     KPROBE_ARGS.insert(&tid, &args, 0)
 }
@@ -134,8 +135,8 @@ pub(crate) fn cap_capable_return(ctx: RetProbeContext) -> u32 {
 fn try_cap_capable_return(ctx: &RetProbeContext) -> Result<(), i32> {
     let tid = bpf_get_current_pid_tgid() as u32;
     let Some(args) = KPROBE_ARGS.get_ptr(&tid) else {
-        if enter().is_some() {
-            bump(stat::KPROBE_ENTRY_MISSED);
+        if let Some((_, _, cgroup)) = enter() {
+            lost(stat::KPROBE_ENTRY_MISSED, cgroup, loss_kind::PROBES);
         }
         return Ok(());
     };
@@ -157,6 +158,27 @@ fn try_cap_capable_return(ctx: &RetProbeContext) -> Result<(), i32> {
 #[raw_tracepoint(tracepoint = "sys_exit")]
 pub(crate) fn sys_exit(ctx: RawTracePointContext) -> i32 {
     let _ = try_sys_exit(&ctx);
+    0
+}
+
+/// A task moved to another cgroup: a traced one that leaves is reported ([`crate::members`]).
+#[raw_tracepoint(tracepoint = "cgroup_attach_task")]
+pub(crate) fn cgroup_attach(ctx: RawTracePointContext) -> i32 {
+    on_attach(&ctx);
+    0
+}
+
+/// A task forked: a traced task's child is traced too ([`crate::members`]).
+#[raw_tracepoint(tracepoint = "sched_process_fork")]
+pub(crate) fn process_fork(ctx: RawTracePointContext) -> i32 {
+    on_fork(&ctx);
+    0
+}
+
+/// A task exits ([`crate::members`]).
+#[raw_tracepoint(tracepoint = "sched_process_exit")]
+pub(crate) fn process_exit(_ctx: RawTracePointContext) -> i32 {
+    on_exit();
     0
 }
 

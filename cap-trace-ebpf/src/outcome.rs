@@ -14,8 +14,9 @@ use aya_ebpf::{
     maps::{HashMap, LruHashMap},
     programs::RawTracePointContext,
 };
-use cap_trace_common::{OutcomeEvent, OutcomeKey, Pending, event_kind, stat};
+use cap_trace_common::{OutcomeEvent, OutcomeKey, Pending, event_kind, loss_kind, stat};
 
+use crate::losses::lost;
 use crate::maps::{BPF_F_NO_PREALLOC, Counted, EVENTS, bump, count_in};
 
 /// Number of live `PENDING` entries: lets `sys_exit` return after one load in the common case.
@@ -74,7 +75,7 @@ fn open_pending(tid: u32, pending: &Pending) {
         // SAFETY: an atomic add to an aligned global `u64`.
         unsafe { atomic_xadd::<u64, u64, { AtomicOrdering::Relaxed }>(&raw mut PENDING_NOW, 1) };
     } else {
-        bump(stat::PENDING_FULL);
+        lost(stat::PENDING_FULL, pending.cgroup_id, loss_kind::OUTCOMES);
     }
 }
 
@@ -102,7 +103,7 @@ pub(crate) fn try_sys_exit(ctx: &RawTracePointContext) -> Result<(), i32> {
     match count_in(&OUTCOMES, &key, 1) {
         Counted::Existing => return Ok(()),
         Counted::New => {}
-        Counted::Full => bump(stat::OUTCOME_KEYS_FULL),
+        Counted::Full => lost(stat::OUTCOME_KEYS_FULL, key.cgroup_id, loss_kind::OUTCOMES),
     }
     match EVENTS.reserve::<OutcomeEvent>(0) {
         Some(mut entry) => {
@@ -117,7 +118,7 @@ pub(crate) fn try_sys_exit(ctx: &RawTracePointContext) -> Result<(), i32> {
             });
             entry.submit(0);
         }
-        None => bump(stat::RINGBUF_LOST),
+        None => lost(stat::RINGBUF_LOST, key.cgroup_id, loss_kind::RING_BUFFER),
     }
     Ok(())
 }

@@ -105,7 +105,11 @@ pub struct FollowArgs {
     pub engine_socket: Option<PathBuf>,
 }
 
-/// `90`, `90s`, `10m`, `2h`, `500ms`.
+/// The longest duration accepted: ten years. Anything longer is a typo, and a deadline that far
+/// away would not fit the clock.
+pub const MAX_DURATION: std::time::Duration = std::time::Duration::from_secs(10 * 365 * 86_400);
+
+/// `90`, `90s`, `10m`, `2h`, `500ms`; at most [`MAX_DURATION`].
 pub fn parse_duration(s: &str) -> Result<std::time::Duration, String> {
     let s = s.trim();
     let split = s
@@ -125,7 +129,24 @@ pub fn parse_duration(s: &str) -> Result<std::time::Duration, String> {
     if !secs.is_finite() || secs < 0.0 {
         return Err(format!("`{s}` is not a duration"));
     }
-    Ok(std::time::Duration::from_secs_f64(secs))
+    if secs > MAX_DURATION.as_secs_f64() {
+        return Err(format!(
+            "`{s}` is too long (at most {}h, ten years)",
+            MAX_DURATION.as_secs() / 3600
+        ));
+    }
+    std::time::Duration::try_from_secs_f64(secs).map_err(|_| format!("`{s}` is not a duration"))
+}
+
+/// How often the daemon writes its profiles: a duration of at least a second.
+pub fn parse_interval(s: &str) -> Result<std::time::Duration, String> {
+    let d = parse_duration(s)?;
+    if d < std::time::Duration::from_secs(1) {
+        return Err(format!(
+            "`{s}` is too short: profiles are written at most every 1s"
+        ));
+    }
+    Ok(d)
 }
 
 #[derive(Args, Debug, Clone)]
@@ -271,7 +292,7 @@ fn parse_size(s: &str) -> Result<u32, String> {
     let n: u64 = digits
         .parse()
         .map_err(|_| format!("`{s}` is not a size (examples: 4096, 256K, 16M)"))?;
-    let bytes = n * mult;
+    let bytes = n.saturating_mul(mult);
     if bytes < 4096 || !bytes.is_power_of_two() || bytes > 1 << 30 {
         return Err(format!("`{s}` must be a power of two between 4K and 1024M"));
     }
@@ -357,8 +378,8 @@ pub struct DaemonArgs {
     #[arg(long, value_name = "DIR", required = true)]
     pub state_dir: PathBuf,
 
-    /// How often profiles are written.
-    #[arg(long, value_name = "TIME", default_value = "30s", value_parser = parse_duration)]
+    /// How often profiles are written (at least 1s).
+    #[arg(long, value_name = "TIME", default_value = "30s", value_parser = parse_interval)]
     pub interval: std::time::Duration,
 
     /// Follow only containers with this name or id (repeatable).
@@ -418,13 +439,9 @@ pub struct RunArgs {
     #[arg(long, value_name = "USER[:GROUP]")]
     pub user: Option<String>,
 
-    /// The command to trace, after `--`.
-    #[arg(
-        required = true,
-        trailing_var_arg = true,
-        allow_hyphen_values = true,
-        value_name = "CMD"
-    )]
+    /// The command to trace, after `--` (everything after it is the command's own: a
+    /// misspelt option before it is an error, not a command).
+    #[arg(required = true, trailing_var_arg = true, value_name = "CMD")]
     pub command: Vec<OsString>,
 }
 
@@ -533,6 +550,21 @@ mod tests {
         assert!(parse_duration("soon").is_err());
         assert!(parse_duration("5 days").is_err());
         assert!(parse_duration("10y").is_err());
+        // Absurd values are refused, never a panic.
+        for absurd in [
+            "99999999999999999999h",
+            "99999999999999999999",
+            "1e400",
+            "87601h",
+        ] {
+            let err = parse_duration(absurd).unwrap_err();
+            assert!(err.contains(absurd), "{err}");
+        }
+        assert_eq!(parse_duration("87600h"), Ok(MAX_DURATION));
+        assert!(parse_interval("0").unwrap_err().contains("too short"));
+        assert!(parse_interval("500ms").is_err());
+        assert_eq!(parse_interval("1s"), Ok(Duration::from_secs(1)));
+        assert!(parse_interval("99999999999999999999").is_err());
     }
 
     #[test]
@@ -576,6 +608,10 @@ mod tests {
         assert!(parse_size("1000").is_err());
         assert!(parse_size("1K").is_err());
         assert!(parse_size("big").is_err());
+        // 17592186044417M overflows 64 bits to exactly 1M when it wraps: refused all the same.
+        assert!(parse_size("17592186044417M").is_err());
+        assert!(parse_size("18446744073709551616").is_err());
+        assert!(parse_size("2048M").is_err());
     }
 
     #[test]
@@ -605,5 +641,37 @@ mod tests {
             panic!()
         };
         assert_eq!(run.command, ["ls", "-la", "--color"]);
+        let cli = Cli::try_parse_from(["cap-trace", "run", "ls", "-la"]).unwrap();
+        let Some(Command::Run(run)) = cli.command else {
+            panic!()
+        };
+        assert_eq!(run.command, ["ls", "-la"]);
+        let cli = Cli::try_parse_from(["cap-trace", "run", "--", "--odd-name"]).unwrap();
+        let Some(Command::Run(run)) = cli.command else {
+            panic!()
+        };
+        assert_eq!(run.command, ["--odd-name"]);
+    }
+
+    #[test]
+    fn a_misspelt_option_is_not_the_command() {
+        for args in [
+            &["cap-trace", "run", "--bogus", "--", "true"][..],
+            &["cap-trace", "run", "--bogus"],
+            &[
+                "cap-trace",
+                "check",
+                "--baseline",
+                "b.json",
+                "run",
+                "--bogus",
+                "--",
+                "true",
+            ],
+        ] {
+            let err = Cli::try_parse_from(args).unwrap_err();
+            assert_eq!(err.exit_code(), 2, "{args:?}");
+            assert!(err.to_string().contains("--bogus"), "{err}");
+        }
     }
 }

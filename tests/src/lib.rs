@@ -225,3 +225,43 @@ pub fn capture_stderr(child: &mut std::process::Child) -> std::sync::Arc<std::sy
     });
     stderr
 }
+
+/// How many entries the eBPF map `name` of process `pid` holds (its map descriptors, found in
+/// `/proc/PID/fdinfo`, read with `bpftool`), or `None` if it has no such map.
+pub fn kernel_map_entries(pid: u32, name: &str) -> Option<usize> {
+    let fds = std::fs::read_dir(format!("/proc/{pid}/fd")).ok()?;
+    for fd in fds.flatten() {
+        let is_map = std::fs::read_link(fd.path())
+            .is_ok_and(|l| l.to_string_lossy() == "anon_inode:bpf-map");
+        if !is_map {
+            continue;
+        }
+        let info = std::fs::read_to_string(format!(
+            "/proc/{pid}/fdinfo/{}",
+            fd.file_name().to_string_lossy()
+        ))
+        .unwrap_or_default();
+        let Some(id) = info
+            .lines()
+            .find_map(|l| l.strip_prefix("map_id:"))
+            .map(|v| v.trim().to_owned())
+        else {
+            continue;
+        };
+        let show = Command::new("bpftool")
+            .args(["--json", "map", "show", "id", &id])
+            .output()
+            .expect("bpftool (run `cargo xtask setup`)");
+        let shown: serde_json::Value = serde_json::from_slice(&show.stdout).unwrap_or_default();
+        if shown["name"] != name {
+            continue;
+        }
+        let dump = Command::new("bpftool")
+            .args(["--json", "map", "dump", "id", &id])
+            .output()
+            .expect("bpftool");
+        let entries: serde_json::Value = serde_json::from_slice(&dump.stdout).unwrap_or_default();
+        return Some(entries.as_array().map_or(0, Vec::len));
+    }
+    None
+}

@@ -113,6 +113,15 @@ impl ApiService {
     pub fn start() -> ApiService {
         let dir = TempDir::new("engine-api");
         let socket = dir.join("engine.sock");
+        let child = Self::spawn(&socket);
+        ApiService {
+            child,
+            socket,
+            _dir: dir,
+        }
+    }
+
+    fn spawn(socket: &std::path::Path) -> Child {
         let child = podman()
             .args(["system", "service", "--time=0"])
             .arg(format!("unix://{}", socket.display()))
@@ -128,11 +137,20 @@ impl ApiService {
             );
             std::thread::sleep(Duration::from_millis(50));
         }
-        ApiService {
-            child,
-            socket,
-            _dir: dir,
-        }
+        child
+    }
+
+    /// Stops the service, as an engine that goes down: its socket answers no more.
+    pub fn stop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let _ = std::fs::remove_file(&self.socket);
+    }
+
+    /// Starts the service again on the same socket.
+    pub fn restart(&mut self) {
+        self.stop();
+        self.child = Self::spawn(&self.socket);
     }
 }
 

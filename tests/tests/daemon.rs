@@ -30,34 +30,62 @@ struct Daemon {
     child: Child,
     stderr: Arc<Mutex<String>>,
     socket: PathBuf,
-    _engine: podman::ApiService,
+    engine: podman::ApiService,
 }
 
 impl Daemon {
     fn start(state: &Path, socket: &Path, label: &str) -> Daemon {
+        Daemon::start_with(state, socket, label, &["--interval", "1s"], None)
+    }
+
+    /// A daemon with `extra` arguments, and at most `nofile` descriptors if given (as a
+    /// service started with `LimitNOFILE=` or under `ulimit -n`).
+    fn start_with(
+        state: &Path,
+        socket: &Path,
+        label: &str,
+        extra: &[&str],
+        nofile: Option<u64>,
+    ) -> Daemon {
+        use std::os::unix::process::CommandExt as _;
         podman::image();
         let engine = podman::ApiService::start();
-        let mut child = Command::new(bin())
-            .arg("daemon")
+        let mut cmd = Command::new(bin());
+        cmd.arg("daemon")
             .arg("--state-dir")
             .arg(state)
             .arg("--socket")
             .arg(socket)
             .arg("--engine-socket")
             .arg(&engine.socket)
-            .args(["--interval", "1s", "--label"])
+            .args(extra)
+            .arg("--label")
             .arg(format!("cap-trace-test={label}"))
             .stderr(Stdio::piped())
             .stdout(Stdio::null())
-            .env_remove("LD_LIBRARY_PATH")
-            .spawn()
-            .expect("start the daemon");
+            .env_remove("LD_LIBRARY_PATH");
+        if let Some(n) = nofile {
+            // SAFETY: setrlimit(2) between fork and exec.
+            unsafe {
+                cmd.pre_exec(move || {
+                    let limit = libc::rlimit {
+                        rlim_cur: n,
+                        rlim_max: n,
+                    };
+                    if libc::setrlimit(libc::RLIMIT_NOFILE, &raw const limit) != 0 {
+                        return Err(std::io::Error::last_os_error());
+                    }
+                    Ok(())
+                });
+            }
+        }
+        let mut child = cmd.spawn().expect("start the daemon");
         let stderr = capture_stderr(&mut child);
         let d = Daemon {
             child,
             stderr,
             socket: socket.to_owned(),
-            _engine: engine,
+            engine,
         };
         let deadline = Instant::now() + Duration::from_secs(30);
         while !d.stderr().contains("control socket") {
@@ -69,6 +97,10 @@ impl Daemon {
             std::thread::sleep(Duration::from_millis(50));
         }
         d
+    }
+
+    fn pid(&self) -> u32 {
+        self.child.id()
     }
 
     fn stderr(&self) -> String {
@@ -122,19 +154,33 @@ fn run_labelled(name: &str, label: &str, script: &str) -> std::process::Output {
 
 /// Waits until the saved profile of `name` satisfies `check`.
 fn wait_for_profile(state: &Path, name: &str, check: impl Fn(&Value) -> bool) -> Value {
+    wait_for_profile_of(None, state, name, check)
+}
+
+/// [`wait_for_profile`], saying what the daemon said if it does not come.
+fn wait_for_profile_of(
+    d: Option<&Daemon>,
+    state: &Path,
+    name: &str,
+    check: impl Fn(&Value) -> bool,
+) -> Value {
     let path = state.join(format!("{name}.json"));
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
-        if let Ok(text) = std::fs::read_to_string(&path) {
-            let p: Value = serde_json::from_str(&text).expect("saved profiles are valid JSON");
+        let saved = std::fs::read_to_string(&path).ok();
+        if let Some(text) = &saved {
+            let p: Value = serde_json::from_str(text).expect("saved profiles are valid JSON");
             if check(&p) {
                 return p;
             }
         }
         assert!(
             Instant::now() < deadline,
-            "no matching profile at {}",
-            path.display()
+            "no matching profile at {}: {}\n{}",
+            path.display(),
+            saved.unwrap_or_default(),
+            d.map(|d| format!("{:#}\n{}", d.status(), d.stderr()))
+                .unwrap_or_default()
         );
         std::thread::sleep(Duration::from_millis(100));
     }
@@ -369,6 +415,36 @@ fn control_socket_refuses_bad_requests_and_other_users() {
     let reply: Value = serde_json::from_str(&line).unwrap();
     assert_eq!(reply["ok"], true, "{reply}");
     assert!(reply["status"]["uptime_s"].is_u64());
+
+    // As docs/control-api.md says: a line that is not UTF-8 or too long is answered with an
+    // error, and a connection carries any number of requests (well past a megabyte).
+    let mut ask = |line: &[u8]| -> Value {
+        stream.write_all(line).unwrap();
+        stream.write_all(b"\n").unwrap();
+        let mut reply = String::new();
+        reader.read_line(&mut reply).unwrap();
+        serde_json::from_str(&reply).unwrap_or_else(|e| panic!("{e}: {reply:?}"))
+    };
+    let reply = ask(b"\xff\xfe{}");
+    assert!(
+        reply["error"].as_str().unwrap().contains("not UTF-8"),
+        "{reply}"
+    );
+    let reply = ask(&vec![b'x'; 70 * 1024]);
+    assert!(
+        reply["error"].as_str().unwrap().contains("too large"),
+        "{reply}"
+    );
+    let padded = format!(
+        r#"{{"request":"status","padding":"{}"}}"#,
+        "x".repeat(60_000)
+    );
+    for _ in 0..20 {
+        let reply = ask(padded.as_bytes());
+        assert_eq!(reply["ok"], false, "{reply}");
+    }
+    let reply = ask(br#"{"request":"status"}"#);
+    assert_eq!(reply["ok"], true, "{reply}");
 
     // A client that is not root: the socket's mode stops it...
     let nobody = [
@@ -720,4 +796,549 @@ fn the_deployed_capability_set_is_enough_and_each_one_is_needed() {
         );
         assert_eq!(err.trim().lines().count(), 1, "{err}");
     }
+}
+
+/// `podman run --rm` without the test's label: a container the daemon does not follow.
+fn run_unlabelled(name: &str, script: &str) -> std::process::Output {
+    podman::podman()
+        .args(["run", "--rm", "--name", name])
+        .args(RUN_OPTS)
+        .args(podman::LEARNING)
+        .arg(podman::image())
+        .args(["/bin/sh", "-c", script])
+        .output()
+        .expect("run podman")
+}
+
+/// Waits until `status` satisfies `check`; returns it.
+fn wait_for_status(d: &Daemon, what: &str, check: impl Fn(&Value) -> bool) -> Value {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let s = d.status();
+        if check(&s) {
+            return s;
+        }
+        assert!(Instant::now() < deadline, "{what}: {s:#}\n{}", d.stderr());
+        std::thread::sleep(Duration::from_millis(250));
+    }
+}
+
+#[test]
+fn containers_the_daemon_does_not_follow_leave_no_kernel_entries() {
+    if !ready("containers_the_daemon_does_not_follow_leave_no_kernel_entries") {
+        return;
+    }
+    let _heavy = HEAVY
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    let dir = TempDir::new("daemon-filtered");
+    let state = dir.join("state");
+    let socket = dir.join("control.sock");
+    let label = podman::name("filtered");
+    let d = Daemon::start(&state, &socket, &label);
+    // CAP_TRACE_CHURN_SECONDS=3600 makes this the hour of filtered churn (figures every
+    // minute); by default, a dozen containers.
+    let traced_before = d.status()["map_entries"]["traced"].as_u64().unwrap();
+    let seconds: u64 = std::env::var("CAP_TRACE_CHURN_SECONDS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0);
+    let base = podman::name("unfollowed");
+    let started = Instant::now();
+    let mut round = 0;
+    let mut last_report = Instant::now();
+    // Each makes the same checks again and again, long after the daemon found it does not
+    // follow it (and forgot what it had recorded).
+    let script = "touch /tmp/f; i=0; while [ $i -lt 8 ]; do chown nobody /tmp/f; sleep 0.3; i=$((i+1)); done";
+    loop {
+        let handles: Vec<_> = (0..4)
+            .map(|j| {
+                let name = format!("{base}-{round}-{j}");
+                std::thread::spawn(move || run_unlabelled(&name, script))
+            })
+            .collect();
+        for h in handles {
+            assert!(h.join().unwrap().status.success());
+        }
+        round += 1;
+        if seconds > 0 && last_report.elapsed() >= Duration::from_secs(60) {
+            last_report = Instant::now();
+            eprintln!(
+                "after {} s, {} unfollowed containers: CHECKS holds {:?} entries",
+                started.elapsed().as_secs(),
+                round * 4,
+                kernel_map_entries(d.pid(), "CHECKS")
+            );
+        }
+        if round >= 3 && started.elapsed().as_secs() >= seconds {
+            break;
+        }
+    }
+    // One the daemon follows, meanwhile: profiled as ever.
+    let name = podman::name("filtered-web");
+    assert!(
+        run_labelled(&name, &label, "touch /tmp/f && chown nobody /tmp/f")
+            .status
+            .success()
+    );
+    wait_for_profile(&state, &name, |p| suggested(p) == ["CHOWN"]);
+    // Once everything has exited and the maps were swept: nothing left of the containers
+    // not followed (nor of the one followed, retired once its profile was written).
+    let deadline = Instant::now() + Duration::from_secs(40);
+    let entries = loop {
+        let entries = kernel_map_entries(d.pid(), "CHECKS").expect("the daemon's CHECKS map");
+        if entries <= 4 || Instant::now() > deadline {
+            break entries;
+        }
+        std::thread::sleep(Duration::from_secs(1));
+    };
+    let status = d.status();
+    eprintln!(
+        "after {} unfollowed containers: CHECKS holds {entries} entries (status: {})",
+        round * 4,
+        status["map_entries"]
+    );
+    assert!(entries <= 4, "{entries} entries left: {status:#}");
+    // Ignored cgroups are let go once gone: what stays traced is what was before.
+    assert!(
+        status["map_entries"]["traced"].as_u64().unwrap() <= traced_before + 2,
+        "{traced_before} before: {status:#}"
+    );
+    d.stop();
+}
+
+#[test]
+fn a_ring_buffer_loss_marks_only_the_profile_that_lost() {
+    if !ready("a_ring_buffer_loss_marks_only_the_profile_that_lost") {
+        return;
+    }
+    let _heavy = HEAVY
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    let capbench = workspace_root().join("target/release/capbench");
+    assert!(
+        capbench.exists(),
+        "{} is built by `cargo xtask test`",
+        capbench.display()
+    );
+    let dir = TempDir::new("daemon-losses");
+    let state = dir.join("state");
+    let socket = dir.join("control.sock");
+    let label = podman::name("losses");
+    // Every check through the ring buffer, which a burst overruns while the daemon does not
+    // read (stopped, as a daemon that falls behind).
+    let d = Daemon::start_with(
+        &state,
+        &socket,
+        &label,
+        &["--interval", "1s", "--stream"],
+        None,
+    );
+    // SAFETY: kill(2) on our child.
+    unsafe { libc::kill(d.pid() as i32, libc::SIGSTOP) };
+    struct Continue(u32);
+    impl Drop for Continue {
+        fn drop(&mut self) {
+            // SAFETY: kill(2) on our child.
+            unsafe { libc::kill(self.0 as i32, libc::SIGCONT) };
+        }
+    }
+    let stopped = Continue(d.pid());
+    let burst = podman::name("losses-burst");
+    // It goes on running a while after its burst, so that the daemon, woken meanwhile, can
+    // still name it whatever else it missed (an exited --rm container is named from its
+    // cgroup's path, which the kernel side sends with its first check: lost too, here).
+    let out = podman::podman()
+        .args(["run", "-d", "--rm", "--name", &burst, "--label"])
+        .arg(format!("cap-trace-test={label}"))
+        .args(RUN_OPTS)
+        .args(["-v", "/lib:/lib:ro", "-v", "/lib64:/lib64:ro", "-v"])
+        .arg(format!("{}:/capbench:ro", capbench.display()))
+        .arg(podman::image())
+        .args([
+            "/bin/sh",
+            "-c",
+            "/capbench 300000 && touch /tmp/done && sleep 5",
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !podman::podman()
+        .args(["exec", &burst, "test", "-e", "/tmp/done"])
+        .status()
+        .is_ok_and(|s| s.success())
+    {
+        assert!(Instant::now() < deadline, "the burst did not end");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    drop(stopped);
+    let lost = wait_for_profile_of(Some(&d), &state, &burst, |p| {
+        p["trace"]["complete"] == false
+    });
+    let ring = lost["trace"]["losses"]["ring_buffer"].as_u64().unwrap();
+    assert!(ring > 0, "{lost:#}");
+    assert!(
+        lost["warnings"][0]
+            .as_str()
+            .unwrap()
+            .contains(&format!("{ring} ring-buffer events lost")),
+        "{lost:#}"
+    );
+    // A container after it lost nothing: its profile is complete.
+    let calm = podman::name("losses-calm");
+    assert!(
+        run_labelled(&calm, &label, "touch /tmp/f && chown nobody /tmp/f")
+            .status
+            .success()
+    );
+    let p = wait_for_profile(&state, &calm, |p| suggested(p) == ["CHOWN"]);
+    assert_eq!(p["trace"]["complete"], true, "{p:#}");
+    assert_eq!(p["trace"]["losses"]["ring_buffer"], 0, "{p:#}");
+    // The daemon's own count is every loss.
+    assert!(d.status()["losses"]["ring_buffer"].as_u64().unwrap() >= ring);
+    d.stop();
+}
+
+/// The saved profile whose identity is `identity`, whatever its file is called.
+fn saved_profile(state: &Path, identity: &str) -> Option<Value> {
+    std::fs::read_dir(state).ok()?.flatten().find_map(|e| {
+        let text = std::fs::read_to_string(e.path()).ok()?;
+        let p: Value = serde_json::from_str(&text).ok()?;
+        (p["workload"]["identity"] == identity).then_some(p)
+    })
+}
+
+#[test]
+fn a_profile_that_cannot_be_written_holds_up_no_other() {
+    if !ready("a_profile_that_cannot_be_written_holds_up_no_other") {
+        return;
+    }
+    let dir = TempDir::new("daemon-names");
+    let state = dir.join("state");
+    let socket = dir.join("control.sock");
+    let label = podman::name("names");
+    std::fs::create_dir_all(&state).unwrap();
+    // A compose project of 245 characters: its profile's name must stay short.
+    let project = "p".repeat(245);
+    let long_identity = format!("{project}/web");
+    let d = Daemon::start(&state, &socket, &label);
+    // A profile that cannot be written: a directory stands where it goes.
+    let blocked = podman::name("names-blocked");
+    std::fs::create_dir(state.join(format!("{blocked}.json"))).unwrap();
+    let long = podman::name("names-long");
+    let out = podman::podman()
+        .args(["run", "--rm", "--name", &long, "--label"])
+        .arg(format!("cap-trace-test={label}"))
+        .args(["--label", &format!("com.docker.compose.project={project}")])
+        .args(["--label", "com.docker.compose.service=web"])
+        .args(RUN_OPTS)
+        .args(podman::LEARNING)
+        .arg(podman::image())
+        .args(["/bin/sh", "-c", "touch /tmp/f && chown nobody /tmp/f"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        run_labelled(&blocked, &label, "mknod /tmp/null c 1 3")
+            .status
+            .success()
+    );
+    let plain = podman::name("names-plain");
+    assert!(
+        run_labelled(&plain, &label, "touch /tmp/f && chown nobody /tmp/f")
+            .status
+            .success()
+    );
+    wait_for_profile(&state, &plain, |p| suggested(p) == ["CHOWN"]);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let saved = loop {
+        if let Some(p) = saved_profile(&state, &long_identity) {
+            break p;
+        }
+        assert!(Instant::now() < deadline, "{}", d.stderr());
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    assert_eq!(suggested(&saved), ["CHOWN"]);
+    for entry in std::fs::read_dir(&state).unwrap().flatten() {
+        assert!(entry.file_name().len() <= 230, "{:?}", entry.file_name());
+    }
+    // The failure is the blocked profile's alone, and says so.
+    let status = wait_for_status(&d, "the blocked profile's error", |s| {
+        s["persist_error"]
+            .as_str()
+            .is_some_and(|e| e.contains(&blocked))
+    });
+    let error = status["persist_error"].as_str().unwrap();
+    assert!(!error.contains("more"), "{status:#}");
+
+    // Export writes every profile; one it cannot write is named, and the rest are written.
+    let export = dir.join("export");
+    std::fs::create_dir_all(export.join(format!("{plain}.json"))).unwrap();
+    let out = cap_trace([
+        "export",
+        export.to_str().unwrap(),
+        "--socket",
+        socket.to_str().unwrap(),
+    ]);
+    assert_eq!(out.status.code(), Some(4), "{}", stderr(&out));
+    let err = stderr(&out);
+    assert!(err.contains(&plain), "{err}");
+    assert!(
+        err.contains("1 of 3 profiles could not be written"),
+        "{err}"
+    );
+    assert!(saved_profile(&export, &long_identity).is_some(), "{err}");
+    assert!(saved_profile(&export, &blocked).is_some(), "{err}");
+    d.stop();
+}
+
+/// Every connection's reply to a `profiles` request, read to its end: the bytes received.
+fn profiles_request(socket: &Path) -> usize {
+    let mut stream = UnixStream::connect(socket).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(120)))
+        .unwrap();
+    writeln!(stream, r#"{{"request":"profiles"}}"#).unwrap();
+    let mut line = String::new();
+    BufReader::new(stream).read_line(&mut line).unwrap();
+    line.len()
+}
+
+#[test]
+fn fifty_clients_asking_for_700_profiles_at_once_keep_memory_small() {
+    if !ready("fifty_clients_asking_for_700_profiles_at_once_keep_memory_small") {
+        return;
+    }
+    let _heavy = HEAVY
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    let dir = TempDir::new("daemon-index");
+    let state = dir.join("state");
+    let socket = dir.join("control.sock");
+    let label = podman::name("index");
+    // 700 saved profiles: one real one, under 700 identities.
+    let d = Daemon::start(&state, &socket, &label);
+    let name = podman::name("index-web");
+    assert!(
+        run_labelled(&name, &label, "touch /tmp/f && chown nobody /tmp/f")
+            .status
+            .success()
+    );
+    let mut p = wait_for_profile(&state, &name, |p| suggested(p) == ["CHOWN"]);
+    d.stop();
+    for i in 0..700 {
+        let identity = format!("shop{i:03}/web");
+        p["workload"]["identity"] = identity.clone().into();
+        p["workload"]["name"] = format!("shop{i:03}-web-1").into();
+        std::fs::write(
+            state.join(format!("shop{i:03}~web.json")),
+            serde_json::to_string_pretty(&p).unwrap(),
+        )
+        .unwrap();
+    }
+    let d = Daemon::start(&state, &socket, &label);
+    assert!(d.stderr().contains("701 saved profiles"), "{}", d.stderr());
+    let before = d.status()["rss_kib"].as_u64().unwrap();
+    let handles: Vec<_> = (0..50)
+        .map(|_| {
+            let socket = socket.clone();
+            std::thread::spawn(move || profiles_request(&socket))
+        })
+        .collect();
+    let sizes: Vec<usize> = handles.into_iter().map(|h| h.join().unwrap()).collect();
+    assert!(
+        sizes.iter().all(|&n| n == sizes[0] && n > 700 * 1000),
+        "{sizes:?}"
+    );
+    let reply: Value = {
+        let out = cap_trace([
+            "profile",
+            "shop123-web-1",
+            "--json",
+            "--socket",
+            socket.to_str().unwrap(),
+        ]);
+        serde_json::from_str(&ok(&out)).unwrap()
+    };
+    assert_eq!(reply["workload"]["identity"], "shop123/web");
+    let status = d.status();
+    let peak = status["peak_rss_kib"].as_u64().unwrap();
+    eprintln!(
+        "50 concurrent `profiles` requests on {} profiles ({:.1} MB each reply): RSS {:.1} MiB before, peak {:.1} MiB",
+        status["profiles"],
+        sizes[0] as f64 / 1e6,
+        before as f64 / 1024.0,
+        peak as f64 / 1024.0
+    );
+    // The target (64 MB) is the benchmark's; this only holds the order of magnitude.
+    assert!(peak < 256 * 1024, "peak RSS {peak} KiB");
+    d.stop();
+}
+
+#[test]
+fn a_second_daemon_on_the_same_state_dir_is_refused() {
+    if !ready("a_second_daemon_on_the_same_state_dir_is_refused") {
+        return;
+    }
+    let dir = TempDir::new("daemon-lock");
+    let state = dir.join("state");
+    let d = Daemon::start(&state, &dir.join("control.sock"), &podman::name("lock"));
+    let out = Command::new("timeout")
+        .arg("60")
+        .arg(bin())
+        .arg("daemon")
+        .arg("--state-dir")
+        .arg(&state)
+        .arg("--socket")
+        .arg(dir.join("other.sock"))
+        .arg("--engine-socket")
+        .arg(&d.engine.socket)
+        .env_remove("LD_LIBRARY_PATH")
+        .output()
+        .unwrap();
+    let err = stderr(&out);
+    assert_eq!(out.status.code(), Some(3), "{err}");
+    assert!(
+        err.contains(&format!("another cap-trace daemon (pid {})", d.pid())),
+        "{err}"
+    );
+    assert_eq!(err.trim().lines().count(), 1, "{err}");
+    assert!(!dir.join("other.sock").exists());
+    assert!(d.status()["uptime_s"].is_u64());
+    d.stop();
+}
+
+/// The daemon's CPU time so far (user + system), in clock ticks.
+fn cpu_ticks(pid: u32) -> u64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+    let after = &stat[stat.rfind(')').unwrap() + 2..];
+    let fields: Vec<&str> = after.split_whitespace().collect();
+    fields[11].parse::<u64>().unwrap() + fields[12].parse::<u64>().unwrap()
+}
+
+#[test]
+fn idle_connections_past_the_descriptor_limit_do_not_stop_status() {
+    if !ready("idle_connections_past_the_descriptor_limit_do_not_stop_status") {
+        return;
+    }
+    let dir = TempDir::new("daemon-fds");
+    let state = dir.join("state");
+    let socket = dir.join("control.sock");
+    let d = Daemon::start_with(
+        &state,
+        &socket,
+        &podman::name("fds"),
+        &["--interval", "1s"],
+        Some(128),
+    );
+    // 150 connections that say nothing.
+    let idle: Vec<UnixStream> = (0..150)
+        .map(|_| UnixStream::connect(&socket).unwrap())
+        .collect();
+    std::thread::sleep(Duration::from_secs(1));
+    let ticks = cpu_ticks(d.pid());
+    let started = Instant::now();
+    let out = Command::new("timeout")
+        .arg("30")
+        .arg(bin())
+        .args(["status", "--json", "--socket"])
+        .arg(&socket)
+        .output()
+        .unwrap();
+    let status: Value = serde_json::from_str(&ok(&out)).unwrap();
+    assert!(status["uptime_s"].is_u64());
+    let answered = started.elapsed();
+    std::thread::sleep(Duration::from_secs(3));
+    let hz = 100.0;
+    let cpu = (cpu_ticks(d.pid()) - ticks) as f64 / hz;
+    let wall = started.elapsed().as_secs_f64();
+    eprintln!(
+        "150 idle connections under a limit of 128 descriptors: status answered in {:.2} s; daemon CPU {:.0}% over {wall:.1} s",
+        answered.as_secs_f64(),
+        100.0 * cpu / wall
+    );
+    // Spinning on accept would burn a CPU; a few ticks of work is not that.
+    assert!(cpu < wall / 2.0, "{cpu} s of CPU in {wall} s");
+    drop(idle);
+    d.stop();
+}
+
+#[test]
+fn sighup_saves_and_the_daemon_goes_on() {
+    if !ready("sighup_saves_and_the_daemon_goes_on") {
+        return;
+    }
+    let dir = TempDir::new("daemon-hup");
+    let state = dir.join("state");
+    let socket = dir.join("control.sock");
+    let label = podman::name("hup");
+    // No interval write before the test is over: only SIGHUP and the stop write.
+    let d = Daemon::start_with(&state, &socket, &label, &["--interval", "1h"], None);
+    let name = podman::name("hup-web");
+    assert!(
+        run_labelled(&name, &label, "touch /tmp/f && chown nobody /tmp/f")
+            .status
+            .success()
+    );
+    wait_for_status(&d, "the container followed", |s| {
+        s["containers"].to_string().contains(&name)
+    });
+    assert!(!state.join(format!("{name}.json")).exists());
+    // SAFETY: kill(2) on our child.
+    unsafe { libc::kill(d.pid() as i32, libc::SIGHUP) };
+    let p = wait_for_profile(&state, &name, |p| suggested(p) == ["CHOWN"]);
+    assert_eq!(p["trace"]["complete"], true);
+    assert!(d.status()["uptime_s"].is_u64(), "still running");
+    assert!(
+        d.stderr().contains("SIGHUP: profiles written"),
+        "{}",
+        d.stderr()
+    );
+    d.stop();
+    assert!(!socket.exists(), "the socket is removed on exit");
+}
+
+#[test]
+fn containers_started_while_the_engine_is_down_are_named_when_it_is_back() {
+    if !ready("containers_started_while_the_engine_is_down_are_named_when_it_is_back") {
+        return;
+    }
+    let dir = TempDir::new("daemon-engine-down");
+    let state = dir.join("state");
+    let socket = dir.join("control.sock");
+    let label = podman::name("down");
+    let mut d = Daemon::start(&state, &socket, &label);
+    d.engine.stop();
+    // podman's CLI does not need the API service: the container runs, and exits, meanwhile.
+    let name = podman::name("down-web");
+    assert!(
+        run_labelled(&name, &label, "touch /tmp/f && chown nobody /tmp/f")
+            .status
+            .success()
+    );
+    let status = wait_for_status(&d, "the engine seen down", |s| {
+        s["engine_state"][0]["answering"] == false && s["waiting_for_names"].as_u64() > Some(0)
+    });
+    assert!(status["engine_state"][0]["error"].is_string(), "{status:#}");
+    // Down for longer than a cgroup is ever waited for while the engine answers.
+    std::thread::sleep(Duration::from_secs(12));
+    assert!(!state.join(format!("{name}.json")).exists());
+    d.engine.restart();
+    let p = wait_for_profile(&state, &name, |p| suggested(p) == ["CHOWN"]);
+    assert_eq!(p["workload"]["name"], name.as_str());
+    let status = wait_for_status(&d, "the engine answering again", |s| {
+        s["engine_state"][0]["answering"] == true
+    });
+    assert_eq!(status["waiting_for_names"], 0, "{status:#}");
+    assert!(d.stderr().contains("answers again"), "{}", d.stderr());
+    d.stop();
 }

@@ -339,3 +339,101 @@ fn json_to_stdout_stays_parseable_when_the_command_prints() {
     assert_eq!(profile["version"], 1);
     assert!(stderr(&out).contains("hello"));
 }
+
+#[test]
+fn ctrl_c_reaches_the_command_even_when_cap_trace_started_with_it_ignored() {
+    if !privileged("ctrl_c_reaches_the_command_even_when_cap_trace_started_with_it_ignored") {
+        return;
+    }
+    use std::os::unix::process::CommandExt as _;
+    let dir = TempDir::new("sigint");
+    let output = dir.join("profile.json");
+    // As a script's background job starts it: SIGINT ignored.
+    let mut cmd = std::process::Command::new(bin());
+    cmd.args(["run", "--json", "-o"])
+        .arg(&output)
+        .args(["--", "sleep", "30"])
+        .env_remove("LD_LIBRARY_PATH");
+    // SAFETY: signal(2) between fork and exec.
+    unsafe {
+        cmd.pre_exec(|| {
+            libc::signal(libc::SIGINT, libc::SIG_IGN);
+            Ok(())
+        });
+    }
+    let mut child = cmd.spawn().unwrap();
+    // Wait for the command to run (cap-trace's child), then press Ctrl-C once.
+    let children = format!("/proc/{0}/task/{0}/children", child.id());
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while std::fs::read_to_string(&children)
+        .unwrap_or_default()
+        .trim()
+        .is_empty()
+    {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the command did not start"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    std::thread::sleep(std::time::Duration::from_millis(200));
+    // SAFETY: kill(2) on our child.
+    unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        if std::time::Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("the command ignored the Ctrl-C passed on to it");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    };
+    assert!(status.success(), "{status}");
+    let profile: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&output).unwrap()).unwrap();
+    assert_eq!(
+        profile["workload"]["exit_signal"],
+        libc::SIGINT,
+        "{profile:#}"
+    );
+}
+
+#[test]
+fn a_process_that_leaves_the_traced_cgroup_makes_the_profile_incomplete_and_is_named() {
+    if !privileged(
+        "a_process_that_leaves_the_traced_cgroup_makes_the_profile_incomplete_and_is_named",
+    ) {
+        return;
+    }
+    let dir = TempDir::new("escape");
+    let file = dir.join("f");
+    std::fs::write(&file, "").unwrap();
+    let mounts = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
+    let root = mounts
+        .lines()
+        .find(|l| l.contains(" - cgroup2 ") && l.split_whitespace().nth(3) == Some("/"))
+        .and_then(|l| l.split_whitespace().nth(4))
+        .expect("a cgroup2 mount")
+        .to_owned();
+    // The shell moves itself to the root cgroup, then chowns: out of the trace.
+    let script = format!("echo $$ > {root}/cgroup.procs; chown 1 {}", file.display());
+    let p = run_profile(&[], &["sh", "-c", &script]);
+    assert_eq!(p["trace"]["complete"], false, "{p:#}");
+    assert_eq!(p["trace"]["losses"]["migrated"], 1, "{p:#}");
+    let warnings = p["warnings"].to_string();
+    assert!(
+        warnings.contains("1 process left the traced cgroup"),
+        "{warnings}"
+    );
+    assert!(
+        warnings.contains("(sh) left the traced cgroup for cgroup /"),
+        "{warnings}"
+    );
+    // A process that stays is traced whole, and nothing is said.
+    let script = format!("chown 1 {}", file.display());
+    let p = run_profile(&[], &["sh", "-c", &script]);
+    assert_eq!(p["trace"]["complete"], true, "{p:#}");
+    assert_eq!(suggested(&p), ["CHOWN"]);
+}

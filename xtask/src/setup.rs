@@ -34,6 +34,7 @@ const TEST_PACKAGES: &[&str] = &[
     "docker-compose",
     "busybox-static",
     "bpftrace",
+    "bpftool",
     "qemu-system-x86",
     "cpio",
 ];

@@ -3,7 +3,7 @@
 
 use std::io::IsTerminal;
 
-use crate::cli::{ColorChoice, ComposeLists, Format, GlobalArgs, ProbeArgs};
+use crate::cli::{ColorChoice, Command, ComposeLists, Format, GlobalArgs, ProbeArgs};
 use crate::error::Failure;
 use crate::kernel::ProbeOptions;
 use crate::model::profile::Profile;
@@ -55,9 +55,117 @@ pub(crate) fn style(global: &GlobalArgs) -> Style {
     }
 }
 
-/// Writes a command's text result to `--output` (atomically) or stdout.
+/// The formats a command can write (`None`: it takes no `--format`, `--json` or `--output`).
+fn formats_of(command: Option<&Command>) -> Option<&'static [Format]> {
+    const TEXT_OR_JSON: &[Format] = &[Format::Text, Format::Json];
+    const ALL: &[Format] = &[
+        Format::Text,
+        Format::Json,
+        Format::Docker,
+        Format::Podman,
+        Format::Compose,
+        Format::K8s,
+        Format::Oci,
+        Format::Systemd,
+    ];
+    match command {
+        None
+        | Some(Command::Run(_) | Command::Show(_) | Command::Merge(_) | Command::Profile(_)) => {
+            Some(ALL)
+        }
+        Some(Command::Check(_) | Command::Status(_) | Command::Explain(_)) => Some(TEXT_OR_JSON),
+        Some(Command::Daemon(_) | Command::Export(_)) => None,
+    }
+}
+
+fn command_name(command: Option<&Command>) -> &'static str {
+    match command {
+        None => "tracing containers",
+        Some(Command::Run(_)) => "run",
+        Some(Command::Show(_)) => "show",
+        Some(Command::Merge(_)) => "merge",
+        Some(Command::Check(_)) => "check",
+        Some(Command::Explain(_)) => "explain",
+        Some(Command::Daemon(_)) => "daemon",
+        Some(Command::Status(_)) => "status",
+        Some(Command::Profile(_)) => "profile",
+        Some(Command::Export(_)) => "export",
+    }
+}
+
+/// Checks the global options before any work is done: `--json` with another `--format`, a
+/// format the command cannot write, and an `--output` that could not be written (its
+/// directory missing, not writable, or one cap-trace refuses to write into) are refused now
+/// rather than after a trace.
+pub(crate) fn validate(global: &GlobalArgs, command: Option<&Command>) -> Result<(), Failure> {
+    let name = command_name(command);
+    if global.json
+        && let Some(other) = global.format.filter(|f| *f != Format::Json)
+    {
+        return Err(Failure::usage(format!(
+            "--json means --format json, not --format {}: give one of them",
+            format_name(other)
+        )));
+    }
+    match formats_of(command) {
+        None => {
+            let given = if global.json {
+                Some("--json")
+            } else if global.format.is_some() {
+                Some("--format")
+            } else if global.output.is_some() {
+                Some("--output")
+            } else {
+                None
+            };
+            if let Some(option) = given {
+                return Err(Failure::usage(format!("{name} does not take {option}")));
+            }
+        }
+        Some(formats) => {
+            let format = global.format_or(if matches!(command, Some(Command::Merge(_))) {
+                Format::Json
+            } else {
+                Format::Text
+            });
+            if !formats.contains(&format) {
+                return Err(text_or_json_only(name, format));
+            }
+        }
+    }
+    if let Some(output) = &global.output {
+        write::check_writable(output)?;
+    }
+    Ok(())
+}
+
+/// Writes a command's text result to `--output` (atomically) or stdout. A result that cannot
+/// be written where it was asked for is not lost: it goes to stdout instead (or, if stdout is
+/// closed too, to a private file the error names), and the error says so.
 pub(crate) fn emit(global: &GlobalArgs, text: &str) -> Result<(), Failure> {
-    Ok(write::emit(global.output.as_deref(), text)?)
+    let Some(output) = global.output.as_deref() else {
+        return Ok(write::emit(None, text)?);
+    };
+    let Err(error) = write::emit(Some(output), text) else {
+        return Ok(());
+    };
+    let kept = match write::emit(None, text) {
+        Ok(()) => "it was written to stdout instead".to_owned(),
+        Err(_) => {
+            let copy = std::env::temp_dir().join(format!(
+                "cap-trace-{}-{}",
+                std::process::id(),
+                output
+                    .file_name()
+                    .map_or_else(|| "output".into(), |n| n.to_string_lossy())
+            ));
+            match write::write_file(&copy, text.as_bytes(), write::Mode::Private) {
+                Ok(()) => format!("a copy is in {}", copy.display()),
+                Err(e) => format!("and no copy could be kept ({e})"),
+            }
+        }
+    };
+    Err(Failure::runtime(format!("{error}; {kept}")))
 }
 
 /// Renders profiles in the format asked for (or `default`). One profile renders as itself;

@@ -20,6 +20,7 @@ use crate::error::Failure;
 /// Runs the command a command line asks for; returns the exit code.
 pub async fn dispatch(cli: Cli) -> Result<u8, Failure> {
     let global = cli.global;
+    global::validate(&global, cli.command.as_ref())?;
     let Some(command) = cli.command else {
         return containers::command(cli.containers, &global).await;
     };

@@ -72,6 +72,15 @@ pub fn resolve_user(spec: &str) -> Result<User, Failure> {
         },
         None => primary.unwrap_or(uid),
     };
+    // (uid_t)-1 means "leave unchanged" to setuid(2) and friends: no user has it.
+    for (what, id) in [("user", uid), ("group", gid)] {
+        if id == u32::MAX {
+            return Err(Failure::usage(format!(
+                "{id} is not a valid {what} id (ids go up to {})",
+                u32::MAX - 1
+            )));
+        }
+    }
     Ok(User { uid, gid })
 }
 
@@ -110,5 +119,14 @@ mod tests {
         assert_eq!(err.code, exit::USAGE);
         assert!(err.message.contains("no user `no-such-user-here`"));
         assert!(resolve_user("root:no-such-group-here").is_err());
+        for invalid in ["4294967295", "0:4294967295", "4294967295:0"] {
+            let err = resolve_user(invalid).unwrap_err();
+            assert_eq!(err.code, exit::USAGE, "{invalid}");
+            assert!(
+                err.message.contains("4294967295 is not a valid"),
+                "{}",
+                err.message
+            );
+        }
     }
 }

@@ -20,7 +20,8 @@ use aya::maps::{Array, HashMap, MapData, PerCpuArray, RingBuf};
 use aya::programs::{FExit, KProbe, RawTracePoint, TracePoint};
 use aya::{Btf as AyaBtf, Ebpf, EbpfLoader};
 use cap_trace_common::{
-    CheckKey, Config, LastCheck, MAX_SITES, OutcomeKey, Settings, Traced, backend, raw_arg, stat,
+    CgroupLosses, CheckKey, Config, LastCheck, MAX_SITES, OutcomeKey, Settings, Traced, backend,
+    raw_arg, stat, traced_kind,
 };
 use serde::{Deserialize, Serialize};
 
@@ -139,6 +140,10 @@ pub struct Stats {
     pub outcome_keys_full: u64,
     pub stack_errors: u64,
     pub stack_walks: u64,
+    /// Losses that could not be counted against their cgroup.
+    pub losses_unattributed: u64,
+    /// Traced tasks that left the cgroup their checks were recorded under.
+    pub migrations: u64,
 }
 
 impl Stats {
@@ -163,6 +168,9 @@ pub struct Probe {
     levels: u64,
     /// Bumped on every change to `TRACED` (see `Config::generation`).
     generation: u64,
+    /// What `TRACED` holds, as written: `levels` is worked out from it rather than from the
+    /// map (which holds an entry for every ignored cgroup).
+    traced: std::collections::HashMap<u64, Traced>,
 }
 
 /// The running kernel's release (`uname -r`).
@@ -208,6 +216,8 @@ struct KernelLayout {
     off_kn_id: u32,
     off_task_stack: u32,
     off_cgroup_serial: u32,
+    off_task_pid: u32,
+    off_task_tgid: u32,
     /// BTF ids of the kfunc `bpf_rdonly_cast` and of `struct pt_regs`, when the kernel has it.
     rdonly_cast: Option<(u32, u32)>,
 }
@@ -235,6 +245,8 @@ impl KernelLayout {
         settings.cut = options.cut;
         settings.off_task_stack = self.off_task_stack;
         settings.off_cgroup_serial = self.off_cgroup_serial;
+        settings.off_task_pid = self.off_task_pid;
+        settings.off_task_tgid = self.off_task_tgid;
         settings.cast_type = self.rdonly_cast.map_or(0, |(_, pt_regs)| pt_regs);
         settings
     }
@@ -271,6 +283,8 @@ fn kernel_layout(btf: &Btf) -> Result<KernelLayout, ProbeError> {
             + btf
                 .member_offset("cgroup_subsys_state", "serial_nr")
                 .map_err(err)?,
+        off_task_pid: btf.member_offset("task_struct", "pid").map_err(err)?,
+        off_task_tgid: btf.member_offset("task_struct", "tgid").map_err(err)?,
         rdonly_cast: btf.func_id("bpf_rdonly_cast").zip(btf.struct_id("pt_regs")),
     })
 }
@@ -389,6 +403,35 @@ impl Probe {
             )
             .map_err(AttemptError::Unavailable)?;
         }
+        if !options.floor {
+            // Traced tasks that leave their cgroup (see cap-trace-ebpf/src/members.rs).
+            for (name, what, tracepoint) in [
+                (
+                    "process_fork",
+                    "sched:sched_process_fork",
+                    "sched_process_fork",
+                ),
+                (
+                    "process_exit",
+                    "sched:sched_process_exit",
+                    "sched_process_exit",
+                ),
+                (
+                    "cgroup_attach",
+                    "cgroup:cgroup_attach_task",
+                    "cgroup_attach_task",
+                ),
+            ] {
+                load_attach::<RawTracePoint, _>(
+                    &mut ebpf,
+                    name,
+                    (what, what),
+                    RawTracePoint::load,
+                    |p| p.attach(tracepoint),
+                )
+                .map_err(AttemptError::Unavailable)?;
+            }
+        }
         Ok(Probe {
             ebpf,
             backend,
@@ -397,6 +440,7 @@ impl Probe {
             sites,
             levels: 0,
             generation: 0,
+            traced: std::collections::HashMap::new(),
         })
     }
 
@@ -415,32 +459,39 @@ impl Probe {
         }
     }
 
-    /// Starts tracing a cgroup (by its cgroup v2 id).
+    /// Starts tracing a cgroup (by its cgroup v2 id), or, with [`traced_kind::IGNORED`], stops
+    /// tracing the tasks whose own cgroup it is.
     pub fn trace_cgroup(&mut self, id: u64, traced: Traced) -> Result<(), ProbeError> {
         let map_err = |e: aya::maps::MapError| ProbeError::Map("TRACED", e.to_string());
         let mut map: HashMap<_, u64, Traced> =
             HashMap::try_from(self.ebpf.map_mut("TRACED").expect("TRACED map")).map_err(map_err)?;
         map.insert(id, traced, 0).map_err(map_err)?;
-        if traced.kind != cap_trace_common::traced_kind::EXACT && traced.level < 31 {
-            self.levels |= 1 << traced.level;
-        }
-        // Invalidates the kernel side's cached "not traced" answers.
+        self.traced.insert(id, traced);
+        self.levels = levels(self.traced.values());
+        // Invalidates the kernel side's cached answers.
         self.generation += 1;
         self.write_config()
     }
 
-    /// Stops tracing a cgroup.
+    /// Ignores a cgroup found not to be followed (see [`traced_kind::IGNORED`]).
+    pub fn ignore_cgroup(&mut self, id: u64) -> Result<(), ProbeError> {
+        self.trace_cgroup(
+            id,
+            Traced {
+                kind: traced_kind::IGNORED,
+                level: 0,
+            },
+        )
+    }
+
+    /// Stops tracing (or ignoring) a cgroup.
     pub fn untrace_cgroup(&mut self, id: u64) -> Result<(), ProbeError> {
         let map_err = |e: aya::maps::MapError| ProbeError::Map("TRACED", e.to_string());
         let mut map: HashMap<_, u64, Traced> =
             HashMap::try_from(self.ebpf.map_mut("TRACED").expect("TRACED map")).map_err(map_err)?;
         let _ = map.remove(&id);
-        let levels = map
-            .iter()
-            .filter_map(Result::ok)
-            .filter(|(_, t)| t.kind != cap_trace_common::traced_kind::EXACT && t.level < 31)
-            .fold(0u64, |acc, (_, t)| acc | 1 << t.level);
-        self.levels = levels;
+        self.traced.remove(&id);
+        self.levels = levels(self.traced.values());
         self.generation += 1;
         self.write_config()
     }
@@ -521,7 +572,49 @@ impl Probe {
         })?;
         remove_keys(&mut self.ebpf, "OUTCOMES", |k: &OutcomeKey| {
             cgroup_ids.contains(&k.cgroup_id)
-        })
+        })?;
+        let map_err = |e: aya::maps::MapError| ProbeError::Map("LOSSES", e.to_string());
+        let mut losses: HashMap<_, u64, CgroupLosses> =
+            HashMap::try_from(self.ebpf.map_mut("LOSSES").expect("LOSSES map")).map_err(map_err)?;
+        for id in &cgroup_ids {
+            let _ = losses.remove(id);
+        }
+        Ok(())
+    }
+
+    /// What each cgroup lost, by cgroup id.
+    pub fn losses(&self) -> Result<std::collections::HashMap<u64, CgroupLosses>, ProbeError> {
+        let map_err = |e: aya::maps::MapError| ProbeError::Map("LOSSES", e.to_string());
+        let map: HashMap<_, u64, CgroupLosses> =
+            HashMap::try_from(self.ebpf.map("LOSSES").expect("LOSSES map")).map_err(map_err)?;
+        map.iter().map(|r| r.map_err(map_err)).collect()
+    }
+
+    /// Enters tasks already in a traced cgroup when tracing began as members of `cgroup_id`
+    /// (new ones are entered by the kernel side as they fork or move in): so that one that
+    /// leaves is noticed. A task already entered keeps its entry.
+    pub fn enter_members(&mut self, tids: &[u32], cgroup_id: u64) -> Result<(), ProbeError> {
+        let map_err = |e: aya::maps::MapError| ProbeError::Map("MEMBERS", e.to_string());
+        let mut map: HashMap<_, u32, u64> =
+            HashMap::try_from(self.ebpf.map_mut("MEMBERS").expect("MEMBERS map"))
+                .map_err(map_err)?;
+        for tid in tids {
+            // BPF_NOEXIST: the kernel side may have entered it meanwhile, and knows better.
+            let _ = map.insert(tid, cgroup_id, 1);
+        }
+        Ok(())
+    }
+
+    /// How many entries the maps hold now: checks, outcomes, traced cgroups, cgroups with
+    /// losses, tasks watched.
+    pub fn map_entries(&self) -> [u64; 5] {
+        [
+            count_keys::<CheckKey, u64>(&self.ebpf, "CHECKS"),
+            count_keys::<OutcomeKey, u64>(&self.ebpf, "OUTCOMES"),
+            self.traced.len() as u64,
+            count_keys::<u64, CgroupLosses>(&self.ebpf, "LOSSES"),
+            count_keys::<u32, u64>(&self.ebpf, "MEMBERS"),
+        ]
     }
 
     /// Kernel-side counters, summed over CPUs.
@@ -545,8 +638,26 @@ impl Probe {
             outcome_keys_full: values[stat::OUTCOME_KEYS_FULL as usize],
             stack_errors: values[stat::STACK_ERRORS as usize],
             stack_walks: values[stat::STACK_WALKS as usize],
+            losses_unattributed: values[stat::LOSSES_UNATTRIBUTED as usize],
+            migrations: values[stat::MIGRATIONS as usize],
         })
     }
+}
+
+/// The cgroup levels at which SUBTREE and DESCENDANTS entries live (see `Config::levels`).
+fn levels<'a>(traced: impl Iterator<Item = &'a Traced>) -> u64 {
+    traced
+        .filter(|t| {
+            matches!(t.kind, traced_kind::SUBTREE | traced_kind::DESCENDANTS) && t.level < 31
+        })
+        .fold(0u64, |acc, t| acc | 1 << t.level)
+}
+
+/// How many keys the hash map `name` holds (0 if it cannot be read).
+fn count_keys<K: aya::Pod, V: aya::Pod>(ebpf: &Ebpf, name: &str) -> u64 {
+    ebpf.map(name)
+        .and_then(|m| HashMap::<_, K, V>::try_from(m).ok())
+        .map_or(0, |map| map.keys().flatten().count() as u64)
 }
 
 /// Removes the keys of the hash map `name` that `doomed` picks.

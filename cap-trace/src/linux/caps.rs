@@ -143,6 +143,9 @@ caps! {
         "the narrow alternative to SYS_ADMIN for CRIU";
 }
 
+/// How many capabilities a kernel can define: its capability sets are 64-bit masks.
+pub const MAX_CAPS: u32 = 64;
+
 /// A capability, by number. Displays as its name without the `CAP_` prefix.
 #[derive(Copy, Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct Cap(pub u32);
@@ -212,8 +215,19 @@ impl Serialize for Cap {
 impl<'de> Deserialize<'de> for Cap {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
         let s = String::deserialize(deserializer)?;
-        if let Some(n) = s.strip_prefix("CAP_").and_then(|n| n.parse::<u32>().ok()) {
-            return Ok(Cap(n));
+        // `CAP_<n>`: a capability newer than this build, as a profile traced on a newer
+        // kernel names it. Capability sets are 64-bit masks: no kernel can define 64 or more.
+        if let Some(n) = s.strip_prefix("CAP_").and_then(|n| n.parse::<u64>().ok()) {
+            return u32::try_from(n)
+                .ok()
+                .filter(|&n| n < MAX_CAPS)
+                .map(Cap)
+                .ok_or_else(|| {
+                    serde::de::Error::custom(format!(
+                        "unknown capability `{s}`: capability numbers go from 0 to {}",
+                        MAX_CAPS - 1
+                    ))
+                });
         }
         s.parse().map_err(serde::de::Error::custom)
     }
@@ -294,6 +308,20 @@ mod tests {
         let back: Vec<Cap> = serde_json::from_str(&json).unwrap();
         assert_eq!(back, vec![Cap(0), Cap(10), Cap(60)]);
         assert!(serde_json::from_str::<Cap>(r#""WIZARD""#).is_err());
+        assert_eq!(serde_json::from_str::<Cap>(r#""CAP_63""#).unwrap(), Cap(63));
+        for beyond in [
+            "CAP_64",
+            "CAP_99",
+            "CAP_4294967296",
+            "CAP_99999999999999999999",
+        ] {
+            let err = serde_json::from_str::<Cap>(&format!("\"{beyond}\"")).unwrap_err();
+            assert!(
+                err.to_string()
+                    .contains(&format!("unknown capability `{beyond}`")),
+                "{err}"
+            );
+        }
     }
 
     #[test]

@@ -57,6 +57,13 @@ pub struct Status {
     pub hook: String,
     /// How containers are named: engine API sockets, else CLIs.
     pub engines: Vec<String>,
+    /// Whether each of them answers now.
+    #[serde(default)]
+    pub engine_state: Vec<EngineState>,
+    /// cgroups with checks that wait for a container name (while no engine answers, say):
+    /// their checks are kept, and they are named once an engine answers.
+    #[serde(default)]
+    pub waiting_for_names: u64,
     /// The capabilities the daemon kept after attaching.
     pub capabilities: Vec<String>,
     pub uptime_s: u64,
@@ -64,7 +71,7 @@ pub struct Status {
     pub interval_s: f64,
     /// Profiles held (saved ones and containers seen by this run).
     pub profiles: usize,
-    /// Containers seen by this run, running now or exited.
+    /// Containers followed now, and the latest that exited (at most 100).
     pub containers: Vec<ContainerStatus>,
     pub containers_seen: u64,
     /// Capability checks seen in followed containers since start.
@@ -72,6 +79,9 @@ pub struct Status {
     /// Ring-buffer events received since start.
     pub events: u64,
     pub losses: Losses,
+    /// How many entries the kernel side's maps hold: flat under churn.
+    #[serde(default)]
+    pub map_entries: MapEntries,
     pub last_persist: Option<String>,
     /// The last persist error, if the last persist failed (the daemon keeps tracing).
     pub persist_error: Option<String>,
@@ -84,4 +94,32 @@ pub struct Status {
 pub struct ContainerStatus {
     pub name: String,
     pub running: bool,
+}
+
+/// Whether an engine answers.
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq, Eq)]
+pub struct EngineState {
+    /// `podman at /run/podman/podman.sock`, `docker CLI`, ...
+    pub engine: String,
+    pub answering: bool,
+    /// When it last started or stopped answering (RFC 3339).
+    pub since: String,
+    /// Why it does not answer.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+/// How many entries the kernel side's maps hold.
+#[derive(Debug, Clone, Copy, Default, Deserialize, Serialize, PartialEq, Eq)]
+pub struct MapEntries {
+    /// Distinct checks counted.
+    pub checks: u64,
+    /// Distinct syscall outcomes counted.
+    pub outcomes: u64,
+    /// cgroups traced, watched or ignored.
+    pub traced: u64,
+    /// cgroups with losses counted.
+    pub losses: u64,
+    /// Tasks watched for leaving their cgroup.
+    pub members: u64,
 }

@@ -70,12 +70,11 @@ pub fn merge(inputs: Vec<(String, Profile)>) -> Profile {
                 p.workload.userns_level, first.workload.userns_level
             ));
         }
-        losses.ring_buffer += p.trace.losses.ring_buffer;
-        losses.probes_missed += p.trace.losses.probes_missed;
-        losses.outcomes += p.trace.losses.outcomes;
+        losses.add(&p.trace.losses);
         complete &= p.trace.complete;
-        duration_ms += p.trace.duration_ms;
-        total_checks += p.trace.total_checks;
+        // Counts saturate: a hostile or corrupt input must not wrap them round to small ones.
+        duration_ms = p.trace.duration_ms.saturating_add(duration_ms);
+        total_checks = p.trace.total_checks.saturating_add(total_checks);
         if started.as_ref().is_none_or(|s| p.trace.started < *s) {
             started = Some(p.trace.started.clone());
         }
@@ -99,7 +98,7 @@ pub fn merge(inputs: Vec<(String, Profile)>) -> Profile {
         for outcome in &p.outcomes {
             outcomes
                 .entry(outcome.identity())
-                .and_modify(|o| o.count += outcome.count)
+                .and_modify(|o| o.count = o.count.saturating_add(outcome.count))
                 .or_insert_with(|| outcome.clone());
         }
     }
@@ -135,7 +134,7 @@ fn push_once<T: PartialEq + Clone>(list: &mut Vec<T>, item: &T) {
 /// Folds `check` into the same check from another profile: the counts add up, the earliest
 /// first occurrence is kept, and every source is listed once.
 fn absorb(existing: &mut Check, check: Check) {
-    existing.count += check.count;
+    existing.count = existing.count.saturating_add(check.count);
     if check.first_seen.is_some()
         && (existing.first_seen.is_none() || check.first_seen < existing.first_seen)
     {
@@ -295,5 +294,24 @@ mod tests {
         assert!(!merged.trace.complete);
         assert_eq!(merged.trace.losses.ring_buffer, 4);
         assert!(merged.warnings[0].contains("incomplete"));
+    }
+
+    #[test]
+    fn counts_saturate_instead_of_wrapping() {
+        let mut a = sample();
+        a.checks[0].count = u64::MAX - 1;
+        a.trace.total_checks = u64::MAX;
+        a.trace.duration_ms = u64::MAX;
+        a.trace.losses.ring_buffer = u64::MAX;
+        a.trace.complete = false;
+        let b = sample();
+        let merged = merge(vec![("a".into(), a), ("b".into(), b.clone())]);
+        let chown = merged.checks.iter().find(|c| c.cap == Cap(0)).unwrap();
+        assert_eq!(chown.count, u64::MAX);
+        assert_eq!(merged.trace.total_checks, u64::MAX);
+        assert_eq!(merged.trace.duration_ms, u64::MAX);
+        assert_eq!(merged.trace.losses.ring_buffer, u64::MAX);
+        assert_eq!(merged.trace.losses.total(), u64::MAX);
+        assert_eq!(merged.counts_by_cap()[&Cap(0)], u64::MAX);
     }
 }

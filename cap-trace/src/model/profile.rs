@@ -10,11 +10,29 @@ use serde::{Deserialize, Serialize};
 
 use crate::linux::caps::Cap;
 use crate::linux::hook::Backend;
-use crate::model::record::{Check, Losses, Outcome, Phase, describe_losses};
+use crate::model::record::{Check, Losses, Outcome, Phase, describe_losses, loss_advice};
 use crate::model::suggest::{self, Suggestion};
 
 pub const SCHEMA: &str = "cap-trace/profile";
 pub const VERSION: u32 = 1;
+
+/// The largest profile read. A real one is kilobytes (a busy server's, a few hundred); a
+/// merge of many nodes stays far below this.
+pub const MAX_SIZE: u64 = 64 << 20;
+
+/// A reader that counts what went through it.
+struct Counted<R> {
+    inner: R,
+    read: u64,
+}
+
+impl<R: std::io::Read> std::io::Read for Counted<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.read += n as u64;
+        Ok(n)
+    }
+}
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct Profile {
@@ -239,6 +257,11 @@ pub enum ProfileError {
     #[error("{path} is not a cap-trace profile: {message}")]
     Malformed { path: String, message: String },
     #[error(
+        "{path} is larger than {} MiB, which no cap-trace profile is: give a profile file",
+        MAX_SIZE >> 20
+    )]
+    TooLarge { path: String },
+    #[error(
         "{path} is a version {found} profile; this cap-trace reads version {VERSION} (upgrade cap-trace or re-trace the workload)"
     )]
     WrongVersion { path: String, found: u64 },
@@ -259,8 +282,9 @@ impl Profile {
             warnings.insert(
                 0,
                 format!(
-                    "the trace is incomplete ({} lost): the profile may miss capabilities; re-run with a larger --ring-buffer",
-                    describe_losses(&trace.losses)
+                    "the trace is incomplete ({}): the profile may miss capabilities; {}",
+                    describe_losses(&trace.losses),
+                    loss_advice(&trace.losses)
                 ),
             );
         }
@@ -290,18 +314,47 @@ impl Profile {
         Ok(all.remove(0))
     }
 
-    /// Reads a file holding one profile or a JSON array of them.
+    /// Reads a file holding one profile or a JSON array of them. A file over [`MAX_SIZE`]
+    /// is refused unread; a stream (a pipe, `/dev/stdin`, a device) is parsed as it is read,
+    /// so one that is not JSON fails at its first byte and one that never ends stops at
+    /// [`MAX_SIZE`].
     pub fn read_all(path: &Path) -> Result<Vec<Profile>, ProfileError> {
         let display = path.display().to_string();
-        let text = std::fs::read_to_string(path).map_err(|source| ProfileError::Read {
+        let read_error = |source| ProfileError::Read {
             path: display.clone(),
             source,
-        })?;
+        };
+        let file = std::fs::File::open(path).map_err(read_error)?;
+        let meta = file.metadata().map_err(read_error)?;
+        if meta.is_dir() {
+            return Err(read_error(std::io::Error::new(
+                std::io::ErrorKind::IsADirectory,
+                "is a directory",
+            )));
+        }
+        if meta.is_file() && meta.len() > MAX_SIZE {
+            return Err(ProfileError::TooLarge { path: display });
+        }
+        let mut reader = Counted {
+            inner: std::io::Read::take(file, MAX_SIZE + 1),
+            read: 0,
+        };
         let value: serde_json::Value =
-            serde_json::from_str(&text).map_err(|e| ProfileError::Malformed {
-                path: display.clone(),
-                message: format!("invalid JSON: {e}"),
-            })?;
+            match serde_json::from_reader(std::io::BufReader::new(&mut reader)) {
+                Ok(value) => value,
+                Err(_) if reader.read > MAX_SIZE => {
+                    return Err(ProfileError::TooLarge { path: display });
+                }
+                Err(e) if e.is_io() => {
+                    return Err(read_error(e.into()));
+                }
+                Err(e) => {
+                    return Err(ProfileError::Malformed {
+                        path: display,
+                        message: format!("invalid JSON: {e}"),
+                    });
+                }
+            };
         match value {
             serde_json::Value::Array(items) => {
                 if items.is_empty() {
@@ -373,7 +426,8 @@ impl Profile {
     pub fn counts_by_cap(&self) -> BTreeMap<Cap, u64> {
         let mut out = BTreeMap::new();
         for check in self.checks.iter().filter(|c| c.phase == Phase::Workload) {
-            *out.entry(check.cap).or_default() += check.count;
+            let total: &mut u64 = out.entry(check.cap).or_default();
+            *total = total.saturating_add(check.count);
         }
         out
     }
@@ -544,5 +598,36 @@ mod tests {
             rfc3339(std::time::Duration::from_secs(951_782_400)),
             "2000-02-29T00:00:00.000Z"
         );
+    }
+
+    #[test]
+    fn oversized_and_endless_files_fail_fast() {
+        let dir = std::env::temp_dir().join(format!("cap-trace-unit-size-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        // Sparse: refused by its size, without being read.
+        let big = dir.join("big.json");
+        std::fs::File::create(&big)
+            .unwrap()
+            .set_len(MAX_SIZE + 1)
+            .unwrap();
+        let err = Profile::read_all(&big).unwrap_err();
+        assert!(matches!(err, ProfileError::TooLarge { .. }), "{err}");
+        assert!(err.to_string().contains("larger than 64 MiB"), "{err}");
+        // A device that never ends: not JSON from its first byte.
+        let started = std::time::Instant::now();
+        let err = Profile::read_all(Path::new("/dev/zero")).unwrap_err();
+        assert!(matches!(err, ProfileError::Malformed { .. }), "{err}");
+        assert!(started.elapsed() < std::time::Duration::from_secs(5));
+        let err = Profile::read_all(&dir).unwrap_err();
+        assert!(matches!(err, ProfileError::Read { .. }), "{err}");
+        // A stream that goes on past the limit as valid JSON is cut there.
+        let mut reader = Counted {
+            inner: std::io::Read::take(std::io::repeat(b' '), 10),
+            read: 0,
+        };
+        let mut sink = Vec::new();
+        std::io::Read::read_to_end(&mut reader, &mut sink).unwrap();
+        assert_eq!(reader.read, 10);
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 }

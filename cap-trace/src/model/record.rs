@@ -13,11 +13,26 @@ pub struct Losses {
     pub probes_missed: u64,
     /// Denials whose syscall outcome could not be followed.
     pub outcomes: u64,
+    /// Processes that left the traced cgroup (or could not be watched for it): what they did
+    /// after that is not in the profile.
+    #[serde(default)]
+    pub migrated: u64,
 }
 
 impl Losses {
     pub fn total(&self) -> u64 {
-        self.ring_buffer + self.probes_missed + self.outcomes
+        self.ring_buffer
+            .saturating_add(self.probes_missed)
+            .saturating_add(self.outcomes)
+            .saturating_add(self.migrated)
+    }
+
+    /// Adds `other` (saturating: counts from files are not trusted to stay small).
+    pub fn add(&mut self, other: &Losses) {
+        self.ring_buffer = self.ring_buffer.saturating_add(other.ring_buffer);
+        self.probes_missed = self.probes_missed.saturating_add(other.probes_missed);
+        self.outcomes = self.outcomes.saturating_add(other.outcomes);
+        self.migrated = self.migrated.saturating_add(other.migrated);
     }
 }
 
@@ -133,20 +148,40 @@ impl Outcome {
     }
 }
 
+/// What was lost, in words: `3 ring-buffer events lost, 1 process left the traced cgroup`.
 pub fn describe_losses(losses: &Losses) -> String {
     let mut parts = Vec::new();
     if losses.ring_buffer > 0 {
-        parts.push(format!("{} ring-buffer events", losses.ring_buffer));
+        parts.push(format!("{} ring-buffer events lost", losses.ring_buffer));
     }
     if losses.probes_missed > 0 {
-        parts.push(format!("{} missed probe firings", losses.probes_missed));
+        parts.push(format!("{} probe firings missed", losses.probes_missed));
     }
     if losses.outcomes > 0 {
-        parts.push(format!("{} syscall outcomes", losses.outcomes));
+        parts.push(format!("{} syscall outcomes lost", losses.outcomes));
+    }
+    if losses.migrated > 0 {
+        parts.push(format!(
+            "{} process{} left the traced cgroup",
+            losses.migrated,
+            if losses.migrated == 1 { "" } else { "es" }
+        ));
     }
     if parts.is_empty() {
         "nothing".into()
     } else {
         parts.join(", ")
     }
+}
+
+/// What to do about losses, for the profile's warning.
+pub fn loss_advice(losses: &Losses) -> String {
+    let mut advice = Vec::new();
+    if losses.ring_buffer > 0 || losses.outcomes > 0 || losses.probes_missed > 0 {
+        advice.push("re-run with a larger --ring-buffer");
+    }
+    if losses.migrated > 0 {
+        advice.push("trace it where its processes stay in its cgroup");
+    }
+    advice.join("; ")
 }

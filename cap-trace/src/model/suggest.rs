@@ -277,7 +277,7 @@ pub fn suggest(checks: &[Check], outcomes: &[Outcome], base_level: u32) -> Sugge
 
     for check in workload {
         let entry = acc.entry(check.cap).or_default();
-        entry.count += check.count;
+        entry.count = entry.count.saturating_add(check.count);
         entry.evidence.insert(evidence(check));
 
         if check.userns_level > base_level {

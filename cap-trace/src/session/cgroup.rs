@@ -183,6 +183,27 @@ impl Drop for Leaf {
     }
 }
 
+/// Every thread in the cgroup at `path` and the cgroups below it (`cgroup.threads`), a few
+/// levels down.
+pub fn threads(path: &Path) -> Vec<u32> {
+    fn collect(dir: &Path, depth: u32, into: &mut Vec<u32>) {
+        if let Ok(text) = std::fs::read_to_string(dir.join("cgroup.threads")) {
+            into.extend(text.lines().filter_map(|l| l.trim().parse::<u32>().ok()));
+        }
+        if depth == 0 {
+            return;
+        }
+        for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+            if entry.file_type().is_ok_and(|t| t.is_dir()) {
+                collect(&entry.path(), depth - 1, into);
+            }
+        }
+    }
+    let mut tids = Vec::new();
+    collect(path, 4, &mut tids);
+    tids
+}
+
 /// Learns the id → path of cgroups as they are created below some directories (inotify), so
 /// that a container that lives only a few milliseconds can still be named after its cgroup is
 /// gone.
@@ -251,6 +272,11 @@ impl Watcher {
                 let name = &buf[off + 16..(off + 16 + len).min(n)];
                 let name = &name[..name.iter().position(|&b| b == 0).unwrap_or(name.len())];
                 off += 16 + len;
+                if mask & libc::IN_IGNORED != 0 {
+                    // The directory is gone (its watch with it): forget it.
+                    self.dirs.remove(&wd);
+                    continue;
+                }
                 if mask & libc::IN_ISDIR == 0 || mask & libc::IN_CREATE == 0 {
                     continue;
                 }

@@ -16,13 +16,12 @@ use tokio::signal::unix::{SignalKind, signal};
 use crate::kernel::{Probe, ProbeOptions};
 use crate::linux::caps::Cap;
 use crate::model::profile::{Profile, TraceInfo, rfc3339};
-use crate::model::record::Losses;
 use crate::model::text;
 use crate::session::SessionError;
 use crate::session::cgroup;
 use crate::session::container::path::{self as cpath, CgroupContainer, Runtime};
-use crate::session::container::{self, ContainerInfo, Engines};
-use crate::session::tracer::Tracer;
+use crate::session::container::{self, ContainerInfo, Engines, Lookup};
+use crate::session::tracer::{Migration, Snapshot, Tracer};
 
 pub struct FollowOptions {
     /// Names or ids asked for (empty with `all`).
@@ -65,6 +64,9 @@ struct Tracked {
     caps: Option<Vec<Cap>>,
     seccomp: Option<bool>,
     starts: u32,
+    /// Losses the kernel side could not count against a cgroup while this was followed: they
+    /// may be this container's.
+    unattributed: u64,
 }
 
 impl Tracked {
@@ -80,6 +82,7 @@ impl Tracked {
             caps: None,
             seccomp: None,
             starts: 0,
+            unattributed: 0,
         }
     }
 
@@ -112,10 +115,24 @@ pub(crate) struct Session {
     /// cgroups with checks that could not be named yet, and since when.
     pending: HashMap<u64, Instant>,
     /// What the engine said about containers when their cgroup appeared (before a `--rm`
-    /// container can vanish), by container id.
-    created: HashMap<String, ContainerInfo>,
+    /// container can vanish), by container id, and when.
+    created: HashMap<String, (ContainerInfo, Instant)>,
     last_scan: Instant,
+    /// cgroups found not to be followed that the kernel side ignores, with their paths: the
+    /// entry goes when the cgroup does.
+    ignored: HashMap<u64, PathBuf>,
+    /// cgroups the kernel side holds entries for that no event named (an event lost, or a
+    /// CPU adding repeats of a forgotten cgroup back): classified like the others.
+    unnamed: BTreeSet<u64>,
+    /// When the kernel's maps were last swept of cgroups not followed.
+    last_sweep: Instant,
+    /// The kernel side's count of losses it could not attribute, as last read.
+    unattributed_seen: u64,
 }
+
+/// How often the kernel's maps are swept and the session's own bookkeeping pruned of cgroups
+/// that are not followed or no longer exist.
+const SWEEP_EVERY: Duration = Duration::from_secs(10);
 
 impl Session {
     /// Every message of a session goes out here: one place decides where they go. They name
@@ -234,6 +251,11 @@ impl Session {
                     level: cgroup::level(&self.root, &path),
                 },
             )?;
+            // Its tasks from before it was traced: the kernel side enters the ones that fork
+            // or move in from now on.
+            self.tracer
+                .probe
+                .enter_members(&cgroup::threads(&path), id)?;
         }
         if new_start {
             let what = if restart {
@@ -296,7 +318,8 @@ impl Session {
                 continue;
             }
             if let Some(info) = self.engines.inspect(&found.id) {
-                self.created.insert(found.id.clone(), info);
+                self.created
+                    .insert(found.id.clone(), (info, Instant::now()));
             }
         }
     }
@@ -316,50 +339,42 @@ impl Session {
     }
 
     /// Classifies cgroups that produced checks since the last look. A cgroup that looks like a
-    /// container the engine cannot name yet is retried for a while before it is dropped.
+    /// container the engine cannot name yet is retried for a while before it is dropped; while
+    /// no engine answers at all, it waits for one to answer again (its checks are kept).
     pub(crate) fn classify_new_cgroups(&mut self) -> Result<(), SessionError> {
         const GIVE_UP: Duration = Duration::from_secs(10);
         let new: BTreeSet<u64> = self
             .tracer
             .collector
             .cgroups()
+            .chain(std::mem::take(&mut self.unnamed))
             .filter(|id| !self.known.contains_key(id))
             .collect();
         let mut unrelated = Vec::new();
         for id in new {
             let first_seen = *self.pending.entry(id).or_insert_with(Instant::now);
-            // The kernel side names new cgroups itself; a scan of the tree is the fallback.
-            let path: Option<String> = match self.tracer.collector.cgroup_paths.get(&id) {
-                Some(p) => Some(p.clone()),
-                None => self
-                    .path_of(id)
-                    .and_then(|p| Some(format!("/{}", p.strip_prefix(&self.root).ok()?.display()))),
-            };
+            let path = self.path_string(id);
             let found = path.as_deref().and_then(cpath::parse);
             let decided = match (&path, found) {
                 // A cgroup that is not a container's (a service, a conmon).
                 (Some(_), None) => Some(None),
                 (None, _) => None,
-                (Some(_), Some(found)) => {
-                    // A container that already exited (and was removed, with --rm) is named
-                    // from the engine's event history.
-                    let info = self
-                        .engines
-                        .inspect(&found.id)
-                        .or_else(|| self.created.get(&found.id).cloned())
-                        .or_else(|| self.engines.named_by_events(&found.id, self.since));
-                    match info {
-                        Some(info) => {
-                            let adopted = self.adopt(Some(id), &found, info)?;
-                            if adopted.is_none() {
-                                // Not followed (filtered out): nothing to keep for it.
-                                self.created.remove(&found.id);
-                            }
-                            Some(adopted)
+                (Some(_), Some(found)) => match self.name(&found.id) {
+                    Lookup::Found(info) => {
+                        let adopted = self.adopt(Some(id), &found, *info)?;
+                        if adopted.is_none() {
+                            // Not followed (filtered out): nothing to keep for it.
+                            self.created.remove(&found.id);
                         }
-                        None => None,
+                        Some(adopted)
                     }
-                }
+                    Lookup::Absent => None,
+                    Lookup::Unreachable => {
+                        // No engine answers: wait for one, however long it takes.
+                        self.pending.insert(id, Instant::now());
+                        continue;
+                    }
+                },
             };
             let decided = match decided {
                 Some(d) => d,
@@ -376,10 +391,141 @@ impl Session {
             self.known.insert(id, decided);
         }
         if !unrelated.is_empty() {
-            // Services and other people's containers: drop what they produced.
+            // Services and other people's containers: drop what they produced, and have the
+            // kernel side stop recording them.
             self.tracer.probe.forget(&unrelated)?;
             self.tracer.collector.forget(&unrelated);
+            for id in unrelated {
+                self.ignore(id);
+            }
         }
+        Ok(())
+    }
+
+    /// The path of a cgroup below the root, as the kernel side named it or a scan finds it.
+    fn path_string(&mut self, id: u64) -> Option<String> {
+        match self.tracer.collector.cgroup_paths.get(&id) {
+            Some(p) => Some(p.clone()),
+            None => self
+                .path_of(id)
+                .and_then(|p| Some(format!("/{}", p.strip_prefix(&self.root).ok()?.display()))),
+        }
+    }
+
+    /// What the engines say about a container id: a container that already exited (and was
+    /// removed, with --rm) is named from what the engine said when it was created, or from the
+    /// engine's event history.
+    fn name(&self, id: &str) -> Lookup {
+        let lookup = self.engines.lookup(id);
+        if let Lookup::Found(_) = lookup {
+            return lookup;
+        }
+        if let Some((info, _)) = self.created.get(id) {
+            return Lookup::Found(Box::new(info.clone()));
+        }
+        if let Some(info) = self.engines.named_by_events(id, self.since) {
+            return Lookup::Found(Box::new(info));
+        }
+        if self.engines.any_answering() {
+            Lookup::Absent
+        } else {
+            Lookup::Unreachable
+        }
+    }
+
+    /// Has the kernel side ignore a cgroup found not to be followed, while it exists, so that
+    /// it adds nothing more to the maps.
+    fn ignore(&mut self, id: u64) {
+        let Some(path) = self.paths.get(&id).cloned().or_else(|| {
+            let rel = self.tracer.collector.cgroup_paths.get(&id)?;
+            Some(self.root.join(rel.trim_start_matches('/')))
+        }) else {
+            return;
+        };
+        if cgroup::cgroup_id(&path).ok() != Some(id) {
+            return;
+        }
+        match self.tracer.probe.ignore_cgroup(id) {
+            Ok(()) => {
+                self.ignored.insert(id, path);
+            }
+            // The map is full: the sweep removes what it adds meanwhile.
+            Err(e) => log::debug!("cgroup {id} not ignored: {e}"),
+        }
+    }
+
+    /// Every cgroup id whose checks a followed container's profile is made of.
+    fn followed(&self) -> std::collections::HashSet<u64> {
+        self.tracked
+            .iter()
+            .flat_map(|t| t.cgroups.iter().copied())
+            .collect()
+    }
+
+    /// Keeps the kernel's maps to the cgroups followed (and those still being named): what
+    /// the others hold is removed, and what no event named is classified. So unfollowed and
+    /// deleted cgroups hold no entries, whatever a CPU adds back after they were forgotten.
+    /// Also forgets the session's own bookkeeping of cgroups that no longer exist.
+    fn sweep(&mut self) -> Result<(), SessionError> {
+        self.last_sweep = Instant::now();
+        let snapshot = self.tracer.snapshot()?;
+        let followed = self.followed();
+        let mut doomed = Vec::new();
+        for id in snapshot.cgroups() {
+            if followed.contains(&id) || self.pending.contains_key(&id) {
+                continue;
+            }
+            match self.known.get(&id) {
+                Some(None) => doomed.push(id),
+                Some(Some(_)) => {}
+                None => {
+                    self.unnamed.insert(id);
+                }
+            }
+        }
+        if !doomed.is_empty() {
+            self.tracer.probe.forget(&doomed)?;
+            self.tracer.collector.forget(&doomed);
+        }
+        self.prune(&followed)
+    }
+
+    /// Forgets what the session holds about cgroups that are gone and not followed: ignored
+    /// entries, decisions, paths, and what the engine said at creation long ago.
+    fn prune(&mut self, followed: &std::collections::HashSet<u64>) -> Result<(), SessionError> {
+        let gone = |id: u64, path: &Path| cgroup::cgroup_id(path).ok() != Some(id);
+        let ignored_gone: Vec<u64> = self
+            .ignored
+            .iter()
+            .filter(|(id, path)| gone(**id, path))
+            .map(|(id, _)| *id)
+            .collect();
+        for id in ignored_gone {
+            self.tracer.probe.untrace_cgroup(id)?;
+            self.ignored.remove(&id);
+        }
+        let paths = &self.paths;
+        let pending = &self.pending;
+        self.known.retain(|id, decided| {
+            decided.is_some()
+                || paths.get(id).is_some_and(|p| !gone(*id, p))
+                || pending.contains_key(id)
+        });
+        let known = &self.known;
+        self.paths.retain(|id, path| {
+            followed.contains(id)
+                || known.contains_key(id)
+                || pending.contains_key(id)
+                || !gone(*id, path)
+        });
+        let following: BTreeSet<&str> = self
+            .tracked
+            .iter()
+            .filter_map(|t| t.info.as_ref().map(|i| i.id.as_str()))
+            .collect();
+        self.created.retain(|id, (_, at)| {
+            following.contains(id.as_str()) || at.elapsed() < Duration::from_secs(600)
+        });
         Ok(())
     }
 
@@ -419,7 +565,7 @@ impl Session {
 
     fn profiles(&mut self, started: (Duration, Instant)) -> Result<Vec<Profile>, SessionError> {
         let mut profiles: Vec<Profile> = self
-            .profiles_by_target(started, true)?
+            .profiles_by_target(started, true, None)?
             .into_iter()
             .map(|(_, p)| p)
             .collect();
@@ -427,19 +573,9 @@ impl Session {
         Ok(profiles)
     }
 
-    /// Each followed container's profile, by what it was followed as (the name asked for, or
-    /// its identity with `--all-containers`). `settle` waits a moment for the exit codes of
-    /// containers that just exited.
-    pub(crate) fn profiles_by_target(
-        &mut self,
-        started: (Duration, Instant),
-        settle: bool,
-    ) -> Result<Vec<(String, Profile)>, SessionError> {
-        let stats = self.tracer.stats()?;
-        let losses = Losses::from(&stats);
-        let backend = self.tracer.probe.backend;
-        let hook = self.tracer.probe.hook_name();
-        // The engine records a container's exit a moment after its cgroup empties.
+    /// Waits (up to `settle`) for the exit codes of containers that just exited: the engine
+    /// records a container's exit a moment after its cgroup empties.
+    fn settle_exit_codes(&mut self, settle: bool) {
         let deadline = Instant::now()
             + if settle {
                 Duration::from_millis(1500)
@@ -476,52 +612,123 @@ impl Session {
             }
             std::thread::sleep(Duration::from_millis(100));
         }
+    }
+
+    /// Losses the kernel side could not count against a cgroup since the last look: each
+    /// container followed now may have lost them, so each one counts them.
+    fn note_unattributed(&mut self, unattributed: u64) {
+        let new = unattributed.saturating_sub(self.unattributed_seen);
+        self.unattributed_seen = unattributed;
+        if new == 0 {
+            return;
+        }
+        for t in self.tracked.iter_mut().filter(|t| t.info.is_some()) {
+            t.unattributed = t.unattributed.saturating_add(new);
+        }
+    }
+
+    /// Each followed container's profile, by what it was followed as (the name asked for, or
+    /// its identity with `--all-containers`); only `only`'s when given. `settle` waits a moment
+    /// for the exit codes of containers that just exited.
+    pub(crate) fn profiles_by_target(
+        &mut self,
+        started: (Duration, Instant),
+        settle: bool,
+        only: Option<&str>,
+    ) -> Result<Vec<(String, Profile)>, SessionError> {
+        let stats = self.tracer.stats()?;
+        self.note_unattributed(stats.losses_unattributed);
+        self.settle_exit_codes(settle);
         let host = container::host_capabilities();
         let snapshot = self.tracer.snapshot()?;
         let mut profiles = Vec::new();
         for t in &self.tracked {
-            let Some(info) = &t.info else { continue };
-            let ids: Vec<u64> = t.cgroups.iter().copied().collect();
-            let (checks, outcomes) = self.tracer.records_in(&snapshot, &ids);
-            let mut workload = container::workload(info, t.runtime, t.pod_uid.as_deref());
-            workload.capabilities.clone_from(&t.caps);
-            workload.seccomp = t.seccomp;
-            let mut warnings = Vec::new();
-            if let Some(w) =
-                container::learning_mode_warning(t.caps.as_deref(), t.seccomp, host.as_deref())
-            {
-                warnings.push(w);
+            if only.is_some_and(|only| only != t.target) {
+                continue;
             }
-            if t.starts > 1 {
-                warnings.push(format!(
-                    "the container started {} times; this profile covers every run",
-                    t.starts
-                ));
+            if let Some(profile) = self.profile_of(t, &snapshot, started, host.as_deref()) {
+                profiles.push((t.target.clone(), profile));
             }
-            let total_checks = checks.iter().map(|c| c.count).sum();
-            let trace = TraceInfo {
-                backend,
-                hook: hook.clone(),
-                kernel: crate::kernel::kernel_release(),
-                started: rfc3339(started.0),
-                duration_ms: started.1.elapsed().as_millis() as u64,
-                complete: losses.total() == 0,
-                losses,
-                total_checks,
-            };
-            profiles.push((
-                t.target.clone(),
-                Profile::new(workload, trace, checks, outcomes, warnings),
-            ));
         }
         Ok(profiles)
+    }
+
+    /// One followed container's profile, once it has been named.
+    fn profile_of(
+        &self,
+        t: &Tracked,
+        snapshot: &Snapshot,
+        started: (Duration, Instant),
+        host: Option<&[Cap]>,
+    ) -> Option<Profile> {
+        let info = t.info.as_ref()?;
+        let ids: Vec<u64> = t.cgroups.iter().copied().collect();
+        let (checks, outcomes) = self.tracer.records_in(snapshot, &ids);
+        let mut workload = container::workload(info, t.runtime, t.pod_uid.as_deref());
+        workload.capabilities.clone_from(&t.caps);
+        workload.seccomp = t.seccomp;
+        let mut warnings = Vec::new();
+        if let Some(w) = container::learning_mode_warning(t.caps.as_deref(), t.seccomp, host) {
+            warnings.push(w);
+        }
+        if t.starts > 1 {
+            warnings.push(format!(
+                "the container started {} times; this profile covers every run",
+                t.starts
+            ));
+        }
+        warnings.extend(
+            self.tracer
+                .collector
+                .migrations_from(&ids)
+                .map(Migration::warning),
+        );
+        let mut losses = snapshot.losses_of(&ids);
+        losses.ring_buffer = losses.ring_buffer.saturating_add(t.unattributed);
+        let total_checks = checks
+            .iter()
+            .fold(0u64, |sum, c| sum.saturating_add(c.count));
+        let trace = TraceInfo {
+            backend: self.tracer.probe.backend,
+            hook: self.tracer.probe.hook_name(),
+            kernel: crate::kernel::kernel_release(),
+            started: rfc3339(started.0),
+            duration_ms: started.1.elapsed().as_millis() as u64,
+            complete: losses.total() == 0,
+            losses,
+            total_checks,
+        };
+        Some(Profile::new(workload, trace, checks, outcomes, warnings))
     }
 
     /// What a session does on every tick: names the cgroups that produced checks, and notices
     /// containers that exited.
     pub(crate) fn tick(&mut self) -> Result<(), SessionError> {
         self.classify_new_cgroups()?;
-        self.check_exits()
+        self.check_exits()?;
+        if self.last_sweep.elapsed() >= SWEEP_EVERY {
+            self.sweep()?;
+        }
+        Ok(())
+    }
+
+    /// How many cgroups with checks wait for a container name (the engine does not answer, or
+    /// has not named them yet).
+    pub(crate) fn waiting_for_names(&self) -> usize {
+        self.pending.len()
+    }
+
+    /// What a followed container is followed as, by that, its name or its id.
+    pub(crate) fn target_of(&self, name: &str) -> Option<&str> {
+        self.tracked
+            .iter()
+            .find(|t| {
+                t.target == name
+                    || t.info
+                        .as_ref()
+                        .is_some_and(|i| i.name == name || i.id == name)
+            })
+            .map(|t| t.target.as_str())
     }
 
     /// The containers named so far, by what they are followed as, and whether each runs now.
@@ -532,42 +739,46 @@ impl Session {
             .map(|t| (t.target.as_str(), t.live.is_some()))
     }
 
-    /// Stops following every container that has exited (the caller has saved their profiles):
-    /// see [`Session::retire`]. Returns each one's name and the cgroup ids forgotten.
-    pub(crate) fn retire_exited(&mut self) -> Result<Vec<(String, Vec<u64>)>, SessionError> {
+    /// Stops following every container that has exited and whose profile the caller has
+    /// saved (`saved`): see [`Session::retire`]. Returns each one's name.
+    pub(crate) fn retire_exited(
+        &mut self,
+        saved: impl Fn(&str) -> bool,
+    ) -> Result<Vec<String>, SessionError> {
         let mut retired = Vec::new();
         let mut i = 0;
         while i < self.tracked.len() {
             let t = &self.tracked[i];
-            if t.live.is_some() || t.info.is_none() {
+            if t.live.is_some() || t.info.is_none() || !saved(&t.target) {
                 i += 1;
                 continue;
             }
             let target = t.target.clone();
-            let ids = self.retire(i)?;
-            retired.push((target, ids));
+            self.retire(i)?;
+            retired.push(target);
         }
         Ok(retired)
     }
 
     /// Stops following a container that has exited: forgets what the kernel and the event
     /// stream hold for it (the caller has saved its profile). Keeps memory flat under churn.
-    /// Returns the cgroup ids forgotten.
-    fn retire(&mut self, index: usize) -> Result<Vec<u64>, SessionError> {
+    /// Its cgroups are decided as not followed from now on: a CPU that still holds repeats of
+    /// its last check (counted in the profile just saved) and adds them back later has them
+    /// swept, never counted twice.
+    fn retire(&mut self, index: usize) -> Result<(), SessionError> {
         let ids: Vec<u64> = self.tracked[index].cgroups.iter().copied().collect();
         self.tracer.probe.forget(&ids)?;
         self.tracer.collector.forget(&ids);
-        for id in &ids {
-            self.known.remove(id);
-            self.paths.remove(id);
-        }
         if let Some(info) = &self.tracked[index].info {
             self.created.remove(&info.id);
+        }
+        self.known.retain(|_, i| *i != Some(index));
+        for id in &ids {
+            self.known.insert(*id, None);
         }
         if self.all {
             // A later container of the same identity starts a new entry.
             self.tracked.remove(index);
-            self.known.retain(|_, i| *i != Some(index));
             for i in self.known.values_mut().flatten() {
                 if *i > index {
                     *i -= 1;
@@ -577,9 +788,8 @@ impl Session {
             // Still asked for: a container of that name started again is followed afresh.
             let target = self.tracked[index].target.clone();
             self.tracked[index] = Tracked::new(target);
-            self.known.retain(|_, i| *i != Some(index));
         }
-        Ok(ids)
+        Ok(())
     }
 }
 
@@ -682,6 +892,10 @@ pub(crate) fn open(opts: &FollowOptions) -> Result<Opened, SessionError> {
         pending: HashMap::new(),
         created: HashMap::new(),
         last_scan: Instant::now(),
+        ignored: HashMap::new(),
+        unnamed: BTreeSet::new(),
+        last_sweep: Instant::now(),
+        unattributed_seen: 0,
     };
     s.engines.watch(s.since);
     // New container cgroups are named the moment they appear, before they can vanish.

@@ -13,11 +13,13 @@ use tokio::signal::unix::{SignalKind, signal};
 
 use crate::kernel::{Probe, ProbeOptions};
 use crate::model::profile::{Profile, TraceInfo, Workload, WorkloadKind, rfc3339};
-use crate::model::record::Losses;
 use crate::model::text;
 use crate::session::SessionError;
 use crate::session::cgroup::{self, Leaf};
-use crate::session::tracer::{LAUNCHER_COMM, Tracer};
+use crate::session::tracer::{LAUNCHER_COMM, Migration, Tracer};
+
+/// The highest signal number on Linux (`_NSIG - 1`).
+const SIGNALS: i32 = 64;
 
 /// Who the command runs as.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -59,6 +61,8 @@ pub async fn run(opts: RunOptions) -> Result<RunResult, SessionError> {
             "no command given: usage is `cap-trace run [OPTIONS] -- CMD [ARGS...]`",
         ));
     };
+    // Before anything is loaded: a command that cannot run is a usage error, not a trace.
+    find_program(program)?;
     let started_wall = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .unwrap_or_default();
@@ -91,6 +95,7 @@ pub async fn run(opts: RunOptions) -> Result<RunResult, SessionError> {
             level: cgroup::level(&root, &leaf.path),
         },
     )?;
+    let leaf_id = leaf.id;
     let child = spawn_in_leaf(&opts, program, &leaf)?;
     let status = wait_forwarding_signals(child, &mut tracer, &leaf.path).await?;
 
@@ -98,9 +103,18 @@ pub async fn run(opts: RunOptions) -> Result<RunResult, SessionError> {
     if opts.verbose {
         eprintln!("cap-trace: kernel counters: {stats:?}");
     }
-    let (checks, outcomes) = tracer.records(&[leaf.id])?;
+    let snapshot = tracer.snapshot()?;
+    let (checks, outcomes) = tracer.records_in(&snapshot, &[leaf.id]);
     drop(leaf);
-    let losses = Losses::from(&stats);
+    // Its own losses, and any the kernel side could not count against a cgroup (it traced
+    // nothing else).
+    let mut losses = snapshot.losses_of(&[leaf_id]);
+    losses.ring_buffer = losses.ring_buffer.saturating_add(stats.losses_unattributed);
+    let warnings: Vec<String> = tracer
+        .collector
+        .migrations_from(&[leaf_id])
+        .map(Migration::warning)
+        .collect();
     let total_checks = checks.iter().map(|c| c.count).sum();
     let display = opts
         .command
@@ -127,9 +141,55 @@ pub async fn run(opts: RunOptions) -> Result<RunResult, SessionError> {
         total_checks,
     };
     Ok(RunResult {
-        profile: Profile::new(workload, trace, checks, outcomes, Vec::new()),
+        profile: Profile::new(workload, trace, checks, outcomes, warnings),
         attach_ms,
     })
+}
+
+/// Checks that `program` can be run, as `execvp` will look for it: a path as it is, a bare
+/// name in each `$PATH` directory.
+fn find_program(program: &OsString) -> Result<(), SessionError> {
+    let executable = |path: &Path| -> Option<bool> {
+        let meta = std::fs::metadata(path).ok()?;
+        if !meta.is_file() {
+            return Some(false);
+        }
+        let c = CString::new(path.as_os_str().as_bytes()).ok()?;
+        // SAFETY: access(2) with a NUL-terminated path.
+        Some(unsafe { libc::access(c.as_ptr(), libc::X_OK) } == 0)
+    };
+    let name = program.to_string_lossy();
+    let found = if program.as_bytes().contains(&b'/') {
+        executable(Path::new(program))
+    } else {
+        let path = std::env::var_os("PATH").unwrap_or_else(|| "/usr/bin:/bin".into());
+        let mut found = None;
+        for dir in std::env::split_paths(&path) {
+            let dir = if dir.as_os_str().is_empty() {
+                Path::new(".").to_path_buf()
+            } else {
+                dir
+            };
+            match executable(&dir.join(program)) {
+                Some(true) => {
+                    found = Some(true);
+                    break;
+                }
+                Some(false) => found = found.or(Some(false)),
+                None => {}
+            }
+        }
+        found
+    };
+    match found {
+        Some(true) => Ok(()),
+        Some(false) => Err(SessionError::usage(format!(
+            "cannot run `{name}`: permission denied"
+        ))),
+        None => Err(SessionError::usage(format!(
+            "cannot run `{name}`: command not found"
+        ))),
+    }
 }
 
 /// Starts the command in the leaf cgroup: between fork and exec the launcher names itself
@@ -152,9 +212,19 @@ fn spawn_in_leaf(
         .map_err(|_| SessionError::runtime("cgroup path contains a NUL byte"))?;
     let marker = CString::new(LAUNCHER_COMM).expect("no NUL");
     let user = opts.user;
-    // SAFETY: only async-signal-safe calls (prctl, open, write, close) between fork and exec.
+    // SAFETY: only async-signal-safe calls (signal, prctl, open, write, close, set*id) between
+    // fork and exec.
     unsafe {
         command.pre_exec(move || {
+            // Every signal at its default disposition, as a service manager starts a service:
+            // cap-trace may have been started with SIGINT ignored (a script's background job),
+            // and the command would inherit that and ignore the Ctrl-C passed on to it.
+            // (std already empties the signal mask.)
+            for signal in 1..=SIGNALS {
+                if signal != libc::SIGKILL && signal != libc::SIGSTOP {
+                    libc::signal(signal, libc::SIG_DFL);
+                }
+            }
             // Name the launcher so that its own checks before exec are told apart.
             libc::prctl(libc::PR_SET_NAME, marker.as_ptr());
             let fd = libc::open(procs.as_ptr(), libc::O_WRONLY | libc::O_CLOEXEC);

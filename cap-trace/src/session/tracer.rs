@@ -6,8 +6,8 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use aya::maps::{MapData, RingBuf};
 use cap_trace_common::{
-    CgroupEvent, CheckEvent, CheckKey, NO_SYSCALL, OutcomeEvent, OutcomeKey, check_flags,
-    event_kind,
+    CgroupEvent, CgroupLosses, CheckEvent, CheckKey, MigrationEvent, NO_SYSCALL, OutcomeEvent,
+    OutcomeKey, check_flags, event_kind, loss_kind,
 };
 use tokio::io::unix::AsyncFd;
 
@@ -70,6 +70,43 @@ struct Seen {
     uncounted: u64,
 }
 
+/// A traced process that moved out of the cgroup its checks were recorded under.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Migration {
+    /// The cgroup its checks were recorded under.
+    pub from: u64,
+    /// The cgroup it moved to, and that cgroup's path below the root (as far as the kernel
+    /// side reported it).
+    pub to: u64,
+    pub path: String,
+    pub pid: u32,
+    pub tid: u32,
+    pub comm: String,
+}
+
+impl Migration {
+    /// The warning a profile carries for it.
+    pub fn warning(&self) -> String {
+        let thread = if self.tid == self.pid {
+            String::new()
+        } else {
+            format!(", thread {}", self.tid)
+        };
+        let to = if self.path.is_empty() {
+            format!("cgroup {}", self.to)
+        } else {
+            format!("cgroup {}", self.path)
+        };
+        format!(
+            "process {} ({}{thread}) left the traced cgroup for {to}: what it did after that is not in this profile",
+            self.pid, self.comm
+        )
+    }
+}
+
+/// Migrations kept per session: beyond this, only their count (in the losses) says more left.
+const MAX_MIGRATIONS: usize = 1024;
+
 /// What the ring buffer delivered.
 #[derive(Default)]
 pub struct Collector {
@@ -78,6 +115,8 @@ pub struct Collector {
     /// cgroup v2 path (relative to the root, as far up as the kernel side reports) of cgroups
     /// named by the kernel side.
     pub cgroup_paths: HashMap<u64, String>,
+    /// Traced processes that left their cgroup, as reported.
+    pub migrations: Vec<Migration>,
     /// Events received (for status and benchmarks).
     pub events: u64,
 }
@@ -130,6 +169,20 @@ impl Collector {
                     .entry(ev.cgroup_id)
                     .or_insert_with(|| cgroup_path(&ev.names));
             }
+            event_kind::MIGRATION if data.len() >= size_of::<MigrationEvent>() => {
+                // SAFETY: as above.
+                let ev: MigrationEvent = unsafe { std::ptr::read_unaligned(data.as_ptr().cast()) };
+                if self.migrations.len() < MAX_MIGRATIONS {
+                    self.migrations.push(Migration {
+                        from: ev.from_cgroup,
+                        to: ev.to_cgroup,
+                        path: comm_str(&ev.path),
+                        pid: ev.tgid,
+                        tid: ev.tid,
+                        comm: comm_str(&ev.comm),
+                    });
+                }
+            }
             _ => log::debug!("unknown ring-buffer record kind {kind}"),
         }
     }
@@ -144,6 +197,17 @@ impl Collector {
         self.checks.retain(|k, _| !cgroups.contains(&k.cgroup_id));
         self.outcomes.retain(|k, _| !cgroups.contains(&k.cgroup_id));
         self.cgroup_paths.retain(|id, _| !cgroups.contains(id));
+        self.migrations.retain(|m| !cgroups.contains(&m.from));
+    }
+
+    /// The migrations out of `cgroups`.
+    pub fn migrations_from<'a>(
+        &'a self,
+        cgroups: &'a [u64],
+    ) -> impl Iterator<Item = &'a Migration> {
+        self.migrations
+            .iter()
+            .filter(move |m| cgroups.contains(&m.from))
     }
 }
 
@@ -154,6 +218,19 @@ impl From<&Stats> for Losses {
             ring_buffer: stats.ringbuf_lost,
             probes_missed: stats.kprobe_entry_missed + stats.kretprobe_missed,
             outcomes: stats.pending_full + stats.outcome_keys_full,
+            migrated: stats.migrations,
+        }
+    }
+}
+
+/// What the kernel counted against one cgroup.
+impl From<&CgroupLosses> for Losses {
+    fn from(lost: &CgroupLosses) -> Self {
+        Losses {
+            ring_buffer: lost.counts[loss_kind::RING_BUFFER],
+            probes_missed: lost.counts[loss_kind::PROBES],
+            outcomes: lost.counts[loss_kind::OUTCOMES],
+            migrated: lost.counts[loss_kind::MIGRATED],
         }
     }
 }
@@ -188,10 +265,34 @@ impl Clock {
     }
 }
 
-/// The kernel's dedupe counts at one moment.
+/// The kernel's dedupe counts and losses at one moment.
 pub struct Snapshot {
     checks: HashMap<CheckKey, u64>,
     outcomes: HashMap<OutcomeKey, u64>,
+    losses: HashMap<u64, CgroupLosses>,
+}
+
+impl Snapshot {
+    /// What the workload recorded under `cgroups` lost.
+    pub fn losses_of(&self, cgroups: &[u64]) -> Losses {
+        let mut total = Losses::default();
+        for id in cgroups {
+            if let Some(lost) = self.losses.get(id) {
+                total.add(&Losses::from(lost));
+            }
+        }
+        total
+    }
+
+    /// Every cgroup id the kernel holds something for.
+    pub fn cgroups(&self) -> std::collections::BTreeSet<u64> {
+        self.checks
+            .keys()
+            .map(|k| k.cgroup_id)
+            .chain(self.outcomes.keys().map(|k| k.cgroup_id))
+            .chain(self.losses.keys().copied())
+            .collect()
+    }
 }
 
 /// A loaded probe and its event stream.
@@ -259,6 +360,7 @@ impl Tracer {
         Ok(Snapshot {
             checks: self.probe.checks()?.into_iter().collect(),
             outcomes: self.probe.outcomes()?.into_iter().collect(),
+            losses: self.probe.losses()?,
         })
     }
 
@@ -400,7 +502,7 @@ fn merge_checks(checks: Vec<Check>) -> Vec<Check> {
             }
             std::collections::btree_map::Entry::Occupied(mut o) => {
                 let existing = o.get_mut();
-                existing.count += check.count;
+                existing.count = existing.count.saturating_add(check.count);
                 if existing.first_seen.is_none()
                     || (check.first_seen.is_some() && check.first_seen < existing.first_seen)
                 {
@@ -419,7 +521,7 @@ fn merge_outcomes(outcomes: Vec<Outcome>) -> Vec<Outcome> {
     for outcome in outcomes {
         by_id
             .entry(outcome.identity())
-            .and_modify(|o| o.count += outcome.count)
+            .and_modify(|o| o.count = o.count.saturating_add(outcome.count))
             .or_insert(outcome);
     }
     by_id.into_values().collect()

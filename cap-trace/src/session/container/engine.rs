@@ -402,16 +402,22 @@ impl Api {
             .spawn(move || {
                 let mut since = since;
                 loop {
-                    let started = std::time::SystemTime::now()
-                        .duration_since(std::time::UNIX_EPOCH)
-                        .unwrap_or_default()
-                        .as_secs();
-                    if let Err(e) = api.stream_events(since, &engine, &recent) {
+                    let now = || {
+                        std::time::SystemTime::now()
+                            .duration_since(std::time::UNIX_EPOCH)
+                            .unwrap_or_default()
+                            .as_secs()
+                    };
+                    let mut connected = false;
+                    if let Err(e) = api.stream_events(since, &engine, &recent, &mut connected) {
                         log::debug!("{} event stream: {e}", api.socket.display());
                     }
-                    // Reconnect a little before where the broken stream started; events seen
-                    // twice do no harm.
-                    since = started.saturating_sub(5);
+                    // Reconnect a little before the stream broke; events seen twice do no
+                    // harm. While the engine does not answer, keep asking from where the
+                    // last stream broke: what it announces meanwhile is in its history.
+                    if connected {
+                        since = now().saturating_sub(5);
+                    }
                     std::thread::sleep(Duration::from_secs(1));
                 }
             });
@@ -420,8 +426,15 @@ impl Api {
         }
     }
 
-    fn stream_events(&self, since: u64, engine: &str, recent: &Recent) -> std::io::Result<()> {
+    fn stream_events(
+        &self,
+        since: u64,
+        engine: &str,
+        recent: &Recent,
+        connected: &mut bool,
+    ) -> std::io::Result<()> {
         let mut stream = UnixStream::connect(&self.socket)?;
+        *connected = true;
         let filters = url_escape(r#"{"type":["container"]}"#);
         write!(
             stream,
@@ -694,6 +707,30 @@ impl Cli {
     }
 }
 
+/// Whether an engine answers, and since when.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Health {
+    /// `podman at /run/podman/podman.sock`, `docker CLI`, ...
+    pub engine: String,
+    pub answering: bool,
+    /// When it last started or stopped answering.
+    pub since: std::time::SystemTime,
+    /// Why it does not answer.
+    pub error: Option<String>,
+    /// Not asked again before this (an engine that just failed is not asked on every tick).
+    retry_at: Option<Instant>,
+}
+
+/// What the engines say about a container.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Lookup {
+    Found(Box<ContainerInfo>),
+    /// An engine answered that there is no such container.
+    Absent,
+    /// No engine answered: nothing can be said yet.
+    Unreachable,
+}
+
 /// Every way to reach an engine on this machine, most direct first.
 #[derive(Clone, Debug, Default)]
 pub struct Engines {
@@ -701,6 +738,8 @@ pub struct Engines {
     pub clis: Vec<Cli>,
     /// Containers the API engines' live event streams announced (see [`Engines::watch`]).
     pub recent: std::sync::Arc<Recent>,
+    /// Each API's and CLI's health, in that order.
+    health: std::sync::Arc<std::sync::Mutex<Vec<Health>>>,
 }
 
 impl Engines {
@@ -742,11 +781,94 @@ impl Engines {
                 .filter(Cli::available)
                 .collect()
         };
+        let now = std::time::SystemTime::now();
+        let health = apis
+            .iter()
+            .map(|(api, engine): &(Api, String)| format!("{engine} at {}", api.socket.display()))
+            .chain(clis.iter().map(|c: &Cli| format!("{} CLI", c.program)))
+            .map(|engine| Health {
+                engine,
+                answering: true,
+                since: now,
+                error: None,
+                retry_at: None,
+            })
+            .collect();
         Engines {
             apis,
             clis,
             recent: std::sync::Arc::default(),
+            health: std::sync::Arc::new(std::sync::Mutex::new(health)),
         }
+    }
+
+    /// Each engine's health: whether it answered when last asked, since when, and why not.
+    pub fn health(&self) -> Vec<Health> {
+        self.health
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
+    }
+
+    /// Drops the CLI tools (the daemon does once its privileges are dropped: they need root's).
+    pub fn drop_clis(&mut self) {
+        let apis = self.apis.len();
+        self.clis.clear();
+        self.health
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .truncate(apis);
+    }
+
+    /// Whether engine `index` (APIs first, then CLIs) may be asked now.
+    fn may_ask(&self, index: usize) -> bool {
+        self.health
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .get(index)
+            .and_then(|h| h.retry_at)
+            .is_none_or(|at| Instant::now() >= at)
+    }
+
+    /// Records how engine `index` answered: `Err` only when it could not be reached at all.
+    fn note<T>(&self, index: usize, result: &Result<T, EngineError>) {
+        let mut health = self
+            .health
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let Some(h) = health.get_mut(index) else {
+            return;
+        };
+        let error = match result {
+            Err(EngineError::Io(e)) => Some(e.clone()),
+            Err(e @ EngineError::Http(status, _)) if *status >= 500 => Some(e.to_string()),
+            _ => None,
+        };
+        let answering = error.is_none();
+        if answering != h.answering {
+            h.since = std::time::SystemTime::now();
+            if answering {
+                log::warn!("{} answers again", h.engine);
+            } else {
+                log::warn!(
+                    "{} does not answer ({}): containers started meanwhile are traced and named once it does",
+                    h.engine,
+                    error.as_deref().unwrap_or_default()
+                );
+            }
+        }
+        h.answering = answering;
+        h.retry_at = (!answering).then(|| Instant::now() + Duration::from_secs(1));
+        h.error = error;
+    }
+
+    /// Whether any engine answered when last asked.
+    pub fn any_answering(&self) -> bool {
+        self.health
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .iter()
+            .any(|h| h.answering)
     }
 
     pub fn is_empty(&self) -> bool {
@@ -768,27 +890,57 @@ impl Engines {
 
     /// Looks a container up by name or id in every engine.
     pub fn inspect(&self, name_or_id: &str) -> Option<ContainerInfo> {
-        for (api, engine) in &self.apis {
-            match api.inspect(name_or_id, engine) {
-                Ok(Some(info)) => return Some(info),
-                Ok(None) => {}
+        match self.lookup(name_or_id) {
+            Lookup::Found(info) => Some(*info),
+            Lookup::Absent | Lookup::Unreachable => None,
+        }
+    }
+
+    /// Looks a container up by name or id in every engine, telling "no such container" from
+    /// "no engine answered".
+    pub fn lookup(&self, name_or_id: &str) -> Lookup {
+        let mut answered = false;
+        for (i, (api, engine)) in self.apis.iter().enumerate() {
+            if !self.may_ask(i) {
+                continue;
+            }
+            let result = api.inspect(name_or_id, engine);
+            self.note(i, &result);
+            match result {
+                Ok(Some(info)) => return Lookup::Found(Box::new(info)),
+                Ok(None) => answered = true,
                 Err(e) => log::debug!("{}: {e}", api.socket.display()),
             }
         }
-        for cli in &self.clis {
-            match cli.inspect(name_or_id) {
-                Ok(Some(info)) => return Some(info),
-                Ok(None) => {}
+        for (i, cli) in self.clis.iter().enumerate() {
+            let index = self.apis.len() + i;
+            if !self.may_ask(index) {
+                continue;
+            }
+            let result = cli.inspect(name_or_id);
+            self.note(index, &result);
+            match result {
+                Ok(Some(info)) => return Lookup::Found(Box::new(info)),
+                Ok(None) => answered = true,
                 Err(e) => log::debug!("{}: {e}", cli.program),
             }
         }
-        None
+        if answered {
+            Lookup::Absent
+        } else {
+            Lookup::Unreachable
+        }
     }
 
     /// A container that no longer exists, from the engines' event histories.
     pub fn from_history(&self, id: &str, since: u64) -> Option<ContainerInfo> {
-        for (api, engine) in &self.apis {
-            match api.from_history(id, since, engine) {
+        for (i, (api, engine)) in self.apis.iter().enumerate() {
+            if !self.may_ask(i) {
+                continue;
+            }
+            let result = api.from_history(id, since, engine);
+            self.note(i, &result);
+            match result {
                 Ok(Some(info)) => return Some(info),
                 Ok(None) => {}
                 Err(e) => log::debug!("{} events: {e}", api.socket.display()),

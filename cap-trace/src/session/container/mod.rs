@@ -7,7 +7,7 @@ pub mod path;
 use crate::linux::caps::{self, Cap};
 use crate::model::profile::{ComposeInfo, KubernetesInfo, Workload, WorkloadKind, workload_of_pod};
 
-pub use engine::{ContainerInfo, Engines};
+pub use engine::{ContainerInfo, Engines, Health, Lookup};
 
 /// Compose service of a container, from the labels Docker Compose and podman-compose set.
 pub fn compose(info: &ContainerInfo) -> Option<ComposeInfo> {
