@@ -188,14 +188,11 @@ fn output_is_checked_before_tracing_and_a_report_that_cannot_be_written_is_not_l
 
 /// A profile from a real run, as JSON to edit.
 fn traced_profile() -> serde_json::Value {
-    run_profile(
-        &[],
-        &[
-            "sh",
-            "-c",
-            "touch /tmp/cap-trace-input-f; chown nobody /tmp/cap-trace-input-f",
-        ],
-    )
+    // A file of this process's own: one left by an earlier run is owned by nobody, and
+    // touching it would need more than CHOWN.
+    let file = format!("/tmp/cap-trace-input-{}", std::process::id());
+    let script = format!("rm -f {file}; touch {file}; chown nobody {file}; rm -f {file}");
+    run_profile(&[], &["sh", "-c", &script])
 }
 
 #[test]
