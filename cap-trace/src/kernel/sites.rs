@@ -50,7 +50,8 @@ impl SiteTable {
                 start,
                 end,
                 class: match RULES[index].class {
-                    Class::Audit => site_class::AUDIT,
+                    // A shortcut is audited; the profile's rules tell it apart by its site.
+                    Class::Audit | Class::Shortcut => site_class::AUDIT,
                     Class::NoAudit => site_class::NOAUDIT,
                     Class::AuditInSetid => site_class::AUDIT_INSETID,
                     Class::Forward => site_class::FORWARD,

@@ -15,6 +15,10 @@ pub enum Class {
     Audit,
     NoAudit,
     AuditInSetid,
+    /// Audited, but the check only picks a shortcut: granted, the call succeeds; denied, it
+    /// succeeds too unless it asks for what the capability alone allows, and then the syscall
+    /// fails (which the outcome of a denial shows). A granted check from here is no need.
+    Shortcut,
     /// Only forwards its caller's `opts` (security_capable): look one frame further.
     Forward,
 }
@@ -24,7 +28,8 @@ pub enum Class {
 pub struct Rule {
     pub function: &'static str,
     pub class: Class,
-    /// Why a check from here is (not) an enforcement point; shown for noaudit checks.
+    /// Why a check from here is (not) an enforcement point; shown for noaudit and shortcut
+    /// checks.
     pub reason: &'static str,
 }
 
@@ -61,13 +66,33 @@ rules! {
     cap_vm_enough_memory NoAudit "memory overcommit heuristic on mmap/brk/exec: root gets a small reserve, nobody is refused for lacking it";
     cap_mmap_addr Audit "mapping below vm.mmap_min_addr";
     security_mmap_addr Audit "mapping below vm.mmap_min_addr";
-    cap_capset Audit "capset(): raising inheritable capabilities";
-    security_capset Audit "capset(): raising inheritable capabilities";
+    // cap_capset's only capability check is cap_inh_is_capped() (inlined): CAP_SETPCAP lets
+    // capset() raise the inheritable set beyond the permitted one. capset() asks on every call.
+    cap_capset Shortcut "capset() asks for SETPCAP on every call, but it only matters when the inheritable set is raised beyond the permitted one; then, denied, capset fails, and that shows as a wall";
+    security_capset Shortcut "capset() asks for SETPCAP on every call, but it only matters when the inheritable set is raised beyond the permitted one; then, denied, capset fails, and that shows as a wall";
     cap_task_prctl Audit "prctl(PR_SET_SECUREBITS)";
     security_task_prctl Audit "prctl(PR_SET_SECUREBITS)";
     smack_privileged_cred Audit "Smack privilege check";
     policy_ns_capable Audit "AppArmor policy administration";
     aa_change_profile NoAudit "AppArmor: whether an unconfined task may bypass profile stacking";
+}
+
+/// The syscall whose checks of a capability are shortcuts when the backend cannot name the call
+/// site (fexit and kprobe read the audit flag, not the caller): `capset` makes no other check
+/// of SETPCAP than the one in `cap_capset`, so (SETPCAP, capset) is the same rule.
+pub const SHORTCUT_SYSCALLS: &[(u32, &str)] = &[(8, "capset")];
+
+/// Whether a check is a shortcut: by its call site when known, else by capability and syscall.
+pub fn is_shortcut(cap: u32, site: Option<&str>, syscall: Option<&str>) -> bool {
+    match site.and_then(|s| RULES.iter().find(|r| r.function == s)) {
+        Some(rule) => rule.class == Class::Shortcut,
+        None => {
+            site.is_none()
+                && SHORTCUT_SYSCALLS
+                    .iter()
+                    .any(|&(c, s)| c == cap && syscall == Some(s))
+        }
+    }
 }
 
 /// The rule with 1-based index `site` (as reported in `CheckKey::site`).
@@ -87,11 +112,33 @@ mod tests {
                 "duplicate rule {}",
                 r.function
             );
-            if r.class == Class::NoAudit {
+            if matches!(r.class, Class::NoAudit | Class::Shortcut) {
                 assert!(r.reason.len() > 10, "{} needs a reason", r.function);
             }
         }
         assert_eq!(rule(0), None);
         assert_eq!(rule(1).unwrap().function, "security_capable");
+    }
+
+    #[test]
+    fn capsets_setpcap_check_is_a_shortcut() {
+        // The tracepoint names the site: cap_capset (or security_capset, if not inlined).
+        assert!(is_shortcut(8, Some("cap_capset"), Some("capset")));
+        assert!(is_shortcut(8, Some("security_capset"), Some("capset")));
+        // fexit and kprobe have no site: (SETPCAP, capset) is the same rule.
+        assert!(is_shortcut(8, None, Some("capset")));
+        // SETPCAP elsewhere is a need: prctl(PR_CAPBSET_DROP), PR_SET_SECUREBITS.
+        assert!(!is_shortcut(8, None, Some("prctl")));
+        assert!(!is_shortcut(8, Some("ns_capable"), Some("prctl")));
+        assert!(!is_shortcut(8, Some("cap_task_prctl"), Some("prctl")));
+        // Another capability in capset, or an unrecognised site, is not.
+        assert!(!is_shortcut(0, None, Some("capset")));
+        assert!(!is_shortcut(8, Some("0xffffffff81000000"), Some("capset")));
+        let shortcuts: Vec<&str> = RULES
+            .iter()
+            .filter(|r| r.class == Class::Shortcut)
+            .map(|r| r.function)
+            .collect();
+        assert_eq!(shortcuts, ["cap_capset", "security_capset"]);
     }
 }

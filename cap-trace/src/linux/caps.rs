@@ -145,6 +145,13 @@ caps! {
 
 /// How many capabilities a kernel can define: its capability sets are 64-bit masks.
 pub const MAX_CAPS: u32 = 64;
+/// (narrow, broad): where the kernel checks `narrow` first and falls back to `broad`.
+pub const ALTERNATIVES: &[(Cap, Cap)] = &[
+    (Cap(2), Cap(1)),   // DAC_READ_SEARCH, DAC_OVERRIDE
+    (Cap(38), Cap(21)), // PERFMON, SYS_ADMIN
+    (Cap(39), Cap(21)), // BPF, SYS_ADMIN
+    (Cap(40), Cap(21)), // CHECKPOINT_RESTORE, SYS_ADMIN
+];
 
 /// A capability, by number. Displays as its name without the `CAP_` prefix.
 #[derive(Copy, Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]

@@ -35,6 +35,7 @@ pub(crate) fn trace_info() -> TraceInfo {
         complete: true,
         losses: Losses::default(),
         total_checks: 1,
+        host_bounding: None,
     }
 }
 

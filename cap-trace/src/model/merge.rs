@@ -1,11 +1,18 @@
 //! `cap-trace merge`: one profile per workload from several runs, replicas or nodes. Counts add
 //! up, and each check remembers which profiles it was seen in. Different workloads stay apart
 //! unless they are folded into one on purpose ([`fold`]).
+//!
+//! Verified sources: when every source is verified, the merged set is the union of their
+//! verified sets. It is sufficient for each source (each ran with a subset of it), but the
+//! union itself was not ablated: the merged verification says so and lists each source's
+//! set. When some source is not verified, the merge is not either.
 
 use std::collections::BTreeMap;
 
+use crate::linux::caps::Cap;
 use crate::model::profile::{Profile, TraceInfo, Workload, WorkloadKind};
 use crate::model::record::{Check, Losses, Outcome};
+use crate::model::verify::{CapFinding, Finding, SourceVerification, Verification};
 
 /// Merges `(source name, profile)` pairs workload by workload: profiles of the same workload
 /// (the same [`Workload::key`]: the daemon's identity, else the name) become one, different
@@ -114,14 +121,101 @@ pub fn merge(inputs: Vec<(String, Profile)>) -> Profile {
         complete,
         losses,
         total_checks,
+        host_bounding: common_bounding(&inputs),
     };
-    Profile::new(
+    let mut merged = Profile::new(
         workload,
         trace,
         checks.into_values().collect(),
         outcomes.into_values().collect(),
         warnings,
-    )
+    );
+    if let Some(v) = merged_verification(&inputs) {
+        merged.set_verification(v);
+    }
+    merged
+}
+
+/// The capabilities every host involved can grant (unknown when one is unknown).
+fn common_bounding(inputs: &[(String, Profile)]) -> Option<Vec<Cap>> {
+    let mut common: Option<Vec<Cap>> = None;
+    for (_, p) in inputs {
+        let bounding = p.trace.host_bounding.as_ref()?;
+        common = Some(match common {
+            None => bounding.clone(),
+            Some(c) => c.into_iter().filter(|x| bounding.contains(x)).collect(),
+        });
+    }
+    common
+}
+
+/// The sources' verifications, merged (see the module's comment); none when no source was
+/// verified or attempted.
+fn merged_verification(inputs: &[(String, Profile)]) -> Option<Verification> {
+    if inputs.iter().all(|(_, p)| p.verification.is_none()) {
+        return None;
+    }
+    let mut sources: Vec<SourceVerification> = Vec::new();
+    for (source, p) in inputs {
+        match &p.verification {
+            // A merged input contributes its own sources.
+            Some(v) if !v.sources.is_empty() => sources.extend(v.sources.iter().cloned()),
+            Some(v) => sources.push(SourceVerification {
+                source: source.clone(),
+                verified: v.verified,
+                set: v.set.clone(),
+            }),
+            None => sources.push(SourceVerification {
+                source: source.clone(),
+                verified: false,
+                set: p.suggestion.add.clone(),
+            }),
+        }
+    }
+    let verified = sources.iter().all(|s| s.verified);
+    let mut set: Vec<Cap> = sources.iter().flat_map(|s| s.set.clone()).collect();
+    set.sort();
+    set.dedup();
+    // A capability is needed when some source needs it; not needed when none does.
+    let mut capabilities: Vec<CapFinding> = Vec::new();
+    for (_, p) in inputs {
+        for f in p.verification.iter().flat_map(|v| &v.capabilities) {
+            match capabilities.iter_mut().find(|c| c.cap == f.cap) {
+                Some(c) if c.finding == Finding::NotNeeded && f.finding != Finding::NotNeeded => {
+                    *c = f.clone();
+                }
+                Some(_) => {}
+                None => capabilities.push(f.clone()),
+            }
+        }
+    }
+    for c in &mut capabilities {
+        if c.finding == Finding::NotNeeded && set.contains(&c.cap) {
+            // Not verified as not needed everywhere: another source's set holds it.
+            c.finding = Finding::Needed;
+            c.reason = "needed by another source (in its verified set)".into();
+        }
+    }
+    capabilities.sort_by_key(|c| c.cap);
+    Some(Verification {
+        verified,
+        strict: inputs
+            .iter()
+            .all(|(_, p)| p.verification.as_ref().is_some_and(|v| v.strict)),
+        learned: set.clone(),
+        set,
+        runs: Vec::new(),
+        capabilities,
+        duration_ms: inputs
+            .iter()
+            .filter_map(|(_, p)| p.verification.as_ref())
+            .map(|v| v.duration_ms)
+            .sum(),
+        problem: (!verified).then(|| {
+            "some sources were not verified: the merged set is the union of what each was seen or verified to need".to_owned()
+        }),
+        sources,
+    })
 }
 
 /// Adds `item` to `list` unless it is there already (first occurrence first).
@@ -183,6 +277,10 @@ fn merged_workload(all: &[&Workload], names: &[String], sources: Vec<String>) ->
         exit_status: None,
         exit_signal: None,
         capabilities: None,
+        bounding: None,
+        health: None,
+        stopped: false,
+        uids: Vec::new(),
         seccomp: None,
         command: if same_workload {
             first.command.clone()
@@ -249,6 +347,63 @@ mod tests {
         ]);
         let again = merge(vec![("saved".into(), ab), ("b.json".into(), sample())]);
         assert_eq!(again.workload.sources, ["a.json", "b.json"]);
+    }
+
+    fn verified(p: Profile, set: &[u32], not_needed: &[u32]) -> Profile {
+        let mut p = p;
+        p.set_verification(Verification {
+            verified: true,
+            learned: set.iter().chain(not_needed).map(|&n| Cap(n)).collect(),
+            set: set.iter().map(|&n| Cap(n)).collect(),
+            capabilities: not_needed
+                .iter()
+                .map(|&n| CapFinding {
+                    cap: Cap(n),
+                    finding: Finding::NotNeeded,
+                    run: 2,
+                    reason: "not needed".into(),
+                })
+                .collect(),
+            duration_ms: 1000,
+            ..Verification::default()
+        });
+        p
+    }
+
+    #[test]
+    fn verified_sources_merge_into_the_union_of_their_sets() {
+        let mut b = sample();
+        b.checks.push(check(
+            27,
+            Verdict::Granted,
+            Audit::Audited,
+            "mknodat",
+            "mknod",
+        ));
+        b.checks.push(check(
+            19,
+            Verdict::Granted,
+            Audit::Audited,
+            "readlinkat",
+            "ps",
+        ));
+        b.derive();
+        let a = verified(sample(), &[0], &[]);
+        let b = verified(b, &[27], &[0, 19]);
+        let merged = merge(vec![("a.json".into(), a.clone()), ("b.json".into(), b)]);
+        let v = merged.verification.as_ref().unwrap();
+        assert!(v.verified);
+        assert_eq!(v.sources.len(), 2);
+        assert_eq!(v.duration_ms, 2000);
+        // CHOWN is needed by a although b did without it; SYS_PTRACE by neither.
+        assert_eq!(merged.suggestion.add, vec![Cap(0), Cap(27)]);
+        assert!(merged.verified());
+        // One unverified source: the merge is not verified, and says why.
+        let merged = merge(vec![("a.json".into(), a), ("c.json".into(), sample())]);
+        let v = merged.verification.as_ref().unwrap();
+        assert!(!v.verified);
+        assert!(v.problem.as_deref().unwrap().contains("not verified"));
+        assert!(!merged.verified());
     }
 
     #[test]

@@ -10,3 +10,4 @@ pub mod profile;
 pub mod record;
 pub mod suggest;
 pub mod text;
+pub mod verify;

@@ -1,7 +1,8 @@
 //! The profile: everything one trace learned about one workload. Its JSON form (schema
 //! `cap-trace/profile`, version [`VERSION`], documented in `docs/profile-schema.md`) is the
 //! source of truth: every output format is rendered from it, and the suggestion is derived from
-//! its `checks` and `outcomes` again whenever a profile is read.
+//! its `checks` and `outcomes` (and its `verification`, when there is one) again whenever a
+//! profile is read.
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -11,10 +12,15 @@ use serde::{Deserialize, Serialize};
 use crate::linux::caps::Cap;
 use crate::linux::hook::Backend;
 use crate::model::record::{Check, Losses, Outcome, Phase, describe_losses, loss_advice};
-use crate::model::suggest::{self, Suggestion};
+use crate::model::suggest::{self, Context, Suggestion};
+use crate::model::verify::{Ending, HealthResult, Verification};
 
 pub const SCHEMA: &str = "cap-trace/profile";
-pub const VERSION: u32 = 1;
+/// The version written. Version 2 added the verification (and statuses version 1 readers do
+/// not know); a version 1 file reads as an unverified profile.
+pub const VERSION: u32 = 2;
+/// The versions read.
+pub const READS: &[u32] = &[1, 2];
 
 /// The largest profile read. A real one is kilobytes (a busy server's, a few hundred); a
 /// merge of many nodes stays far below this.
@@ -44,7 +50,9 @@ pub struct Profile {
     pub generator: String,
     pub workload: Workload,
     pub trace: TraceInfo,
-    /// Derived from `checks` and `outcomes` (kept in the file for readers).
+    /// Derived from `checks`, `outcomes` and `verification` (kept in the file for readers;
+    /// never read back).
+    #[serde(default)]
     pub suggestion: Suggestion,
     /// Every distinct kind of capability check, with how often it happened.
     pub checks: Vec<Check>,
@@ -54,6 +62,10 @@ pub struct Profile {
     /// Things the reader should know about this profile (incomplete trace, seccomp, ...).
     #[serde(default)]
     pub warnings: Vec<String>,
+    /// Runs of the workload under the learned set and without each of its capabilities
+    /// (`--verify`); when present, its set is the suggestion.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub verification: Option<Verification>,
 }
 
 #[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -95,6 +107,19 @@ pub struct Workload {
     /// Effective capabilities the workload ran with, when known.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub capabilities: Option<Vec<Cap>>,
+    /// The bounding set the workload ran with, when known: what a process of it, root or not,
+    /// could hold at most.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bounding: Option<Vec<Cap>>,
+    /// Its health check (`--health`), when one was given.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub health: Option<HealthResult>,
+    /// It was still running when its health check passed, and cap-trace stopped it.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub stopped: bool,
+    /// Users its processes ran as when its health check passed (servers).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub uids: Vec<u32>,
     /// Whether a seccomp filter was active (blocked syscalls never reach a capability check).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub seccomp: Option<bool>,
@@ -245,6 +270,10 @@ pub struct TraceInfo {
     pub losses: Losses,
     /// Checks of the workload, including runtime set-up.
     pub total_checks: u64,
+    /// The bounding set of the traced host (cap-trace's own when it started): a capability
+    /// outside it can be given to nothing started there.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub host_bounding: Option<Vec<Cap>>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -262,7 +291,7 @@ pub enum ProfileError {
     )]
     TooLarge { path: String },
     #[error(
-        "{path} is a version {found} profile; this cap-trace reads version {VERSION} (upgrade cap-trace or re-trace the workload)"
+        "{path} is a version {found} profile; this cap-trace reads versions 1 and {VERSION} (upgrade cap-trace or re-trace the workload)"
     )]
     WrongVersion { path: String, found: u64 },
 }
@@ -288,18 +317,73 @@ impl Profile {
                 ),
             );
         }
-        let suggestion = suggest::suggest(&checks, &outcomes, workload.userns_level);
-        Profile {
+        let mut profile = Profile {
             schema: SCHEMA.into(),
             version: VERSION,
             generator: format!("cap-trace {}", env!("CARGO_PKG_VERSION")),
             workload,
             trace,
-            suggestion,
+            suggestion: Suggestion::default(),
             checks,
             outcomes,
             warnings,
+            verification: None,
+        };
+        profile.derive();
+        profile
+    }
+
+    /// Derives the suggestion again from the checks, outcomes and verification.
+    pub fn derive(&mut self) {
+        self.suggestion = suggest::suggest(&self.checks, &self.outcomes, &self.context());
+    }
+
+    /// Attaches a verification; its set becomes the suggestion.
+    pub fn set_verification(&mut self, verification: Verification) {
+        self.verification = Some(verification);
+        self.derive();
+    }
+
+    /// What the suggestion is derived with.
+    pub fn context(&self) -> Context<'_> {
+        Context {
+            base_level: self.workload.userns_level,
+            succeeded: self.succeeded(),
+            host_bounding: self.trace.host_bounding.as_deref(),
+            workload_bounding: self
+                .workload
+                .bounding
+                .as_deref()
+                .or(self.workload.capabilities.as_deref()),
+            verification: self.verification.as_ref(),
         }
+    }
+
+    /// How the workload ended, when it did (or was stopped after its health check passed).
+    pub fn ending(&self) -> Option<Ending> {
+        let w = &self.workload;
+        if w.stopped {
+            Some(Ending::Stopped)
+        } else if let Some(status) = w.exit_status {
+            Some(Ending::Exited { status })
+        } else {
+            w.exit_signal.map(|signal| Ending::Signalled { signal })
+        }
+    }
+
+    /// The traced run succeeded: its health check passed (when one was given) and it exited
+    /// with status 0 or was still serving.
+    pub fn succeeded(&self) -> bool {
+        let w = &self.workload;
+        match &w.health {
+            Some(h) => h.passed && (w.stopped || w.exit_status.is_none_or(|s| s == 0)),
+            None => w.exit_status == Some(0),
+        }
+    }
+
+    /// The suggestion is a verified minimal set.
+    pub fn verified(&self) -> bool {
+        self.suggestion.verified
     }
 
     /// Reads and validates a profile file; the suggestion is derived again from its checks.
@@ -397,7 +481,7 @@ impl Profile {
             None => return Err(malformed(format!("no \"schema\": \"{SCHEMA}\" field"))),
         }
         match value.get("version").and_then(serde_json::Value::as_u64) {
-            Some(v) if v == u64::from(VERSION) => {}
+            Some(v) if READS.iter().any(|&r| u64::from(r) == v) => {}
             Some(found) => {
                 return Err(ProfileError::WrongVersion {
                     path: name.to_owned(),
@@ -406,13 +490,15 @@ impl Profile {
             }
             None => return Err(malformed("no numeric \"version\" field".into())),
         }
+        // The suggestion is derived, never read: a file may hold statuses of another version.
+        let mut value = value;
+        if let Some(object) = value.as_object_mut() {
+            object.remove("suggestion");
+        }
         let mut profile: Profile =
             serde_json::from_value(value).map_err(|e| malformed(e.to_string()))?;
-        profile.suggestion = suggest::suggest(
-            &profile.checks,
-            &profile.outcomes,
-            profile.workload.userns_level,
-        );
+        profile.version = VERSION;
+        profile.derive();
         Ok(profile)
     }
 
@@ -475,7 +561,7 @@ mod tests {
     fn json_shape_is_stable() {
         let v: serde_json::Value = serde_json::from_str(&sample().to_json()).unwrap();
         assert_eq!(v["schema"], "cap-trace/profile");
-        assert_eq!(v["version"], 1);
+        assert_eq!(v["version"], 2);
         assert_eq!(v["workload"]["kind"], "command");
         assert_eq!(v["trace"]["backend"], "tracepoint");
         assert_eq!(v["suggestion"]["add"], serde_json::json!(["CHOWN"]));
@@ -497,7 +583,7 @@ mod tests {
         ));
         let future = sample()
             .to_json()
-            .replace("\"version\": 1", "\"version\": 99");
+            .replace("\"version\": 2", "\"version\": 99");
         let err = Profile::parse(&future, "a.json").unwrap_err();
         assert!(matches!(err, ProfileError::WrongVersion { found: 99, .. }));
         assert!(err.to_string().contains("version 99"));
@@ -507,6 +593,53 @@ mod tests {
             err.to_string().contains("unknown capability `FLY`"),
             "{err}"
         );
+    }
+
+    #[test]
+    fn version_1_files_read_as_unverified_profiles() {
+        let v1 = sample()
+            .to_json()
+            .replace("\"version\": 2", "\"version\": 1");
+        let p = Profile::parse(&v1, "old.json").unwrap();
+        assert_eq!(p.version, VERSION);
+        assert!(!p.verified());
+        assert_eq!(p.suggestion.add, vec![Cap(0)]);
+    }
+
+    #[test]
+    fn a_stored_suggestion_is_never_trusted() {
+        // A file whose suggestion says otherwise (edited, or of another version's statuses).
+        let mut v: serde_json::Value = serde_json::from_str(&sample().to_json()).unwrap();
+        v["suggestion"] = serde_json::json!({"add": ["SYS_ADMIN"], "capabilities": [{"status": "from_the_future"}]});
+        let p = Profile::parse(&v.to_string(), "x.json").unwrap();
+        assert_eq!(p.suggestion.add, vec![Cap(0)]);
+    }
+
+    #[test]
+    fn success_of_the_traced_run() {
+        let mut p = sample();
+        assert!(p.succeeded());
+        assert_eq!(p.ending(), Some(Ending::Exited { status: 0 }));
+        p.workload.exit_status = Some(1);
+        assert!(!p.succeeded());
+        let passed = HealthResult {
+            command: "true".into(),
+            inside: false,
+            passed: true,
+            attempts: 1,
+            status: Some(0),
+            output: String::new(),
+        };
+        p.workload.exit_status = None;
+        p.workload.stopped = true;
+        p.workload.health = Some(passed.clone());
+        assert!(p.succeeded());
+        assert_eq!(p.ending(), Some(Ending::Stopped));
+        p.workload.health = Some(HealthResult {
+            passed: false,
+            ..passed
+        });
+        assert!(!p.succeeded());
     }
 
     #[test]

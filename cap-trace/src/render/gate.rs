@@ -154,8 +154,11 @@ mod tests {
             count: 1,
         };
         let base = sample();
+        // chown fails when its chown(2) does: a wall the run did not get past.
+        let mut failed = base.workload.clone();
+        failed.exit_status = Some(1);
         let current = Profile::new(
-            base.workload.clone(),
+            failed,
             base.trace.clone(),
             vec![denied],
             vec![outcome],

@@ -7,3 +7,123 @@ pub mod gate;
 pub mod status;
 pub mod text;
 pub mod write;
+
+use crate::model::profile::{Profile, WorkloadKind};
+
+/// What every rendering's header says of its set: proven by runs of the workload, or only what
+/// it was seen to use.
+pub fn set_label(p: &Profile) -> String {
+    match &p.verification {
+        Some(v) if v.verified && !v.sources.is_empty() => {
+            "verified minimal for each source (their union was not verified as a whole)".into()
+        }
+        Some(v) if v.verified => format!(
+            "verified minimal ({} run{}, {:.1} s)",
+            v.runs.len(),
+            if v.runs.len() == 1 { "" } else { "s" },
+            v.total_seconds()
+        ),
+        _ => "observed (not verified)".into(),
+    }
+}
+
+/// A word for a shell command line: as is when plain, else single-quoted. Control characters
+/// (a workload chose the string) are shown as `?`.
+pub fn shell_word(s: &str) -> String {
+    let s: String = s
+        .chars()
+        .map(|c| if c.is_control() { '?' } else { c })
+        .collect();
+    let plain = !s.is_empty()
+        && s.chars()
+            .all(|c| c.is_ascii_alphanumeric() || "-_./=:,@%+".contains(c));
+    if plain {
+        s
+    } else {
+        format!("'{}'", s.replace('\'', "'\\''"))
+    }
+}
+
+/// The command that verifies a profile's workload, exactly, when there is one.
+pub fn verify_command(p: &Profile) -> Option<String> {
+    let w = &p.workload;
+    match w.kind {
+        Some(WorkloadKind::Command) => {
+            let command = w.command.as_ref()?;
+            let mut line = String::from("cap-trace run --verify");
+            if let Some(user) = &w.user {
+                // The group as it was resolved: the run is repeated exactly.
+                line.push_str(" --user ");
+                line.push_str(&shell_word(&format!("{}:{}", user.name, user.gid)));
+            }
+            if let Some(h) = &w.health {
+                line.push_str(" --health ");
+                line.push_str(&shell_word(&h.command));
+            }
+            line.push_str(" --");
+            for arg in command {
+                line.push(' ');
+                line.push_str(&shell_word(arg));
+            }
+            Some(line)
+        }
+        Some(WorkloadKind::Container) => {
+            let mut line = format!("cap-trace --container {} --verify", shell_word(&w.name));
+            if let Some(h) = &w.health {
+                line.push_str(if h.inside {
+                    " --health-exec "
+                } else {
+                    " --health "
+                });
+                line.push_str(&shell_word(&h.command));
+            }
+            Some(line)
+        }
+        _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::fixtures::sample;
+
+    #[test]
+    fn shell_words() {
+        assert_eq!(shell_word("chown"), "chown");
+        assert_eq!(shell_word("/tmp/x"), "/tmp/x");
+        assert_eq!(shell_word("a b"), "'a b'");
+        assert_eq!(shell_word("it's"), "'it'\\''s'");
+        assert_eq!(shell_word("$(rm -rf /)"), "'$(rm -rf /)'");
+        assert_eq!(shell_word("\x1b[31m"), "'?[31m'");
+        assert_eq!(shell_word(""), "''");
+    }
+
+    #[test]
+    fn verify_commands() {
+        let mut p = sample();
+        assert_eq!(
+            verify_command(&p).unwrap(),
+            "cap-trace run --verify -- chown nobody /tmp/x"
+        );
+        p.workload.user = Some(crate::model::profile::RunUser {
+            name: "www-data".into(),
+            uid: 33,
+            gid: 33,
+        });
+        p.workload.command = Some(vec!["sh".into(), "-c".into(), "echo hi; exit 0".into()]);
+        assert_eq!(
+            verify_command(&p).unwrap(),
+            "cap-trace run --verify --user www-data:33 -- sh -c 'echo hi; exit 0'"
+        );
+        p.workload.kind = Some(WorkloadKind::Container);
+        p.workload.name = "web".into();
+        assert_eq!(
+            verify_command(&p).unwrap(),
+            "cap-trace --container web --verify"
+        );
+        p.workload.kind = Some(WorkloadKind::Merged);
+        assert_eq!(verify_command(&p), None);
+        assert_eq!(set_label(&p), "observed (not verified)");
+    }
+}

@@ -9,6 +9,8 @@ use crate::model::profile::{Profile, WorkloadKind};
 use crate::model::record::{Audit, Check, Phase, Verdict};
 use crate::model::suggest::{CapVerdict, Status};
 use crate::render::escape;
+use crate::model::verify::{Run, Verification};
+use crate::render::{set_label, verify_command};
 
 /// Terminal styling, only when writing to a TTY and `NO_COLOR` is unset.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -77,7 +79,7 @@ pub fn text(profile: &Profile, style: Style, opts: TextOptions) -> String {
         opts.verbose,
     );
     let missing: Vec<Cap> = profile.suggestion.missing().map(|v| v.cap).collect();
-    if !missing.is_empty() {
+    if !missing.is_empty() && !profile.verified() {
         let _ = writeln!(
             out,
             "\n  {} the workload hit a wall: {} was denied and the syscall failed; it is included below",
@@ -88,6 +90,10 @@ pub fn text(profile: &Profile, style: Style, opts: TextOptions) -> String {
     if opts.verbose {
         every_check(&mut out, profile, style);
     }
+    not_for_cap_add(&mut out, profile, style);
+    if let Some(v) = &profile.verification {
+        verification(&mut out, v, style, opts.verbose);
+    }
     out.push_str(&explain_section(profile, style, opts.explain));
     for warning in &profile.warnings {
         let _ = writeln!(
@@ -97,8 +103,138 @@ pub fn text(profile: &Profile, style: Style, opts: TextOptions) -> String {
             escape::text(warning)
         );
     }
+    unverified_note(&mut out, profile, style);
     suggestion(&mut out, profile, style);
     out
+}
+
+/// Denials `--cap-add` cannot fix: said apart, since the suggestion leaves them out.
+fn not_for_cap_add(out: &mut String, profile: &Profile, style: Style) {
+    let lists = |status: Status| -> Vec<Cap> {
+        profile
+            .suggestion
+            .capabilities
+            .iter()
+            .filter(|v| v.status == status)
+            .map(|v| v.cap)
+            .collect()
+    };
+    let host = lists(Status::HostCannot);
+    if !host.is_empty() {
+        let _ = writeln!(
+            out,
+            "\n  {} {} was denied and this host's bounding set lacks it: nothing started here can hold it, so it is left out",
+            style.yellow("this host cannot grant:"),
+            cap_list(&host)
+        );
+    }
+    let user = lists(Status::NotGrantable);
+    if !user.is_empty() {
+        let _ = writeln!(
+            out,
+            "\n  {} {} was denied to a process running as another user than root, while the workload held it: --cap-add cannot give it; a file capability (setcap), an ambient capability, or a root process would",
+            style.yellow("not grantable by --cap-add:"),
+            cap_list(&user)
+        );
+    }
+}
+
+/// The runs that verified the set (or failed to), one line each.
+fn verification(out: &mut String, v: &Verification, style: Style, verbose: bool) {
+    if !v.sources.is_empty() {
+        let _ = writeln!(out, "\n  {}", style.bold("verified sets of the sources:"));
+        for s in &v.sources {
+            let _ = writeln!(
+                out,
+                "    {}: {} ({})",
+                s.source,
+                cap_list(&s.set),
+                if s.verified {
+                    "verified"
+                } else {
+                    "not verified"
+                }
+            );
+        }
+    }
+    if v.runs.is_empty() {
+        if let Some(problem) = &v.problem {
+            let _ = writeln!(out, "\n  {} {problem}", style.red("not verified:"));
+        }
+        return;
+    }
+    let _ = writeln!(
+        out,
+        "\n  {} {} run{} in {:.1} s{}",
+        style.bold("verification:"),
+        v.runs.len(),
+        if v.runs.len() == 1 { "" } else { "s" },
+        v.total_seconds(),
+        if v.strict { " (strict)" } else { "" }
+    );
+    for (i, run) in v.runs.iter().enumerate() {
+        run_line(out, i + 1, run, style, verbose);
+    }
+    if let Some(problem) = &v.problem {
+        let _ = writeln!(
+            out,
+            "\n  {} {problem}; the suggestion below is what the workload was seen to use, not verified",
+            style.red("verification failed:")
+        );
+    }
+}
+
+fn run_line(out: &mut String, number: usize, run: &Run, style: Style, verbose: bool) {
+    let result = if run.passed {
+        style.green("passed")
+    } else {
+        style.red("failed")
+    };
+    let _ = writeln!(
+        out,
+        "    {number:>2}. {:<28} {result}  {:.1} s  with {}",
+        run.title(),
+        run.duration_ms as f64 / 1000.0,
+        cap_list(&run.set)
+    );
+    let mut lines: Vec<String> = Vec::new();
+    if let Some(failure) = run.failure() {
+        lines.push(failure);
+    }
+    let shown = if verbose { usize::MAX } else { 2 };
+    lines.extend(
+        run.evidence
+            .iter()
+            .filter(|e| !run.passed || e.cap.is_some())
+            .map(|e| e.text.clone())
+            .filter(|t| Some(t) != run.failure().as_ref())
+            .take(shown),
+    );
+    if !run.passed && !run.output.is_empty() {
+        lines.push(format!(
+            "it printed: {}",
+            crate::model::verify::last_line(&run.output)
+        ));
+    }
+    for line in lines {
+        let _ = writeln!(out, "        {}", style.dim(&line));
+    }
+}
+
+/// An unverified suggestion is an upper bound: say so, and how to verify it.
+fn unverified_note(out: &mut String, profile: &Profile, style: Style) {
+    if profile.verified() {
+        return;
+    }
+    let how = match verify_command(profile) {
+        Some(command) => format!("verify it with `{command}`"),
+        None => "verify each source with --verify, then merge".into(),
+    };
+    let _ = writeln!(
+        out,
+        "\n  {} this is what the workload was seen to use: an upper bound, often more than it needs; {how} (it runs the workload again, once per capability: staging only)",
+        style.yellow("not verified:")
+    );
 }
 
 /// What was traced: the workload, how it ended, how it was traced, what it ran with.
@@ -124,6 +260,17 @@ fn header(out: &mut String, profile: &Profile, style: Style) {
         escape::text(&profile.trace.kernel)
     ));
     let _ = writeln!(out, "  {}", facts.join(", "));
+    if let Some(h) = &w.health {
+        let _ = writeln!(
+            out,
+            "  health check {} ({} attempt{}): {}",
+            if h.passed { "passed" } else { "FAILED" },
+            h.attempts,
+            if h.attempts == 1 { "" } else { "s" },
+            escape::text(&h.command)
+        );
+    }
+    let _ = writeln!(out, "  capability set: {}", set_label(profile));
     if let Some(caps) = &w.capabilities {
         let _ = writeln!(out, "  ran with: {}", cap_list(caps));
     }
@@ -164,11 +311,10 @@ fn table(out: &mut String, verdicts: &[CapVerdict], style: Style, verbose: bool)
     for v in verdicts {
         let label = v.status.label();
         let painted = match v.status {
-            Status::Required => style.green(label),
+            Status::Required | Status::Needed | Status::PrivilegeDrop => style.green(label),
             Status::Missing => style.red(label),
-            Status::Probed | Status::ChildUserns | Status::NotRequired | Status::Replaced => {
-                style.dim(label)
-            }
+            Status::HostCannot | Status::NotGrantable => style.yellow(label),
+            _ => style.dim(label),
         };
         let _ = writeln!(
             out,
@@ -279,7 +425,11 @@ pub fn explain_section(profile: &Profile, style: Style, detailed: bool) -> Strin
     let _ = writeln!(
         out,
         "\n  {}",
-        style.bold("what the suggested capabilities allow:")
+        style.bold(if profile.verified() {
+            "what the verified capabilities allow:"
+        } else {
+            "what the suggested capabilities allow:"
+        })
     );
     for cap in &profile.suggestion.add {
         let Some(info) = cap.info() else { continue };

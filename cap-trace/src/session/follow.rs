@@ -62,6 +62,8 @@ struct Tracked {
     /// Container cgroups seen (one per start).
     incarnations: BTreeSet<u64>,
     caps: Option<Vec<Cap>>,
+    /// Its bounding set, read from its main process while it ran.
+    bounding: Option<Vec<Cap>>,
     seccomp: Option<bool>,
     starts: u32,
     /// Losses the kernel side could not count against a cgroup while this was followed: they
@@ -80,6 +82,7 @@ impl Tracked {
             live: None,
             incarnations: BTreeSet::new(),
             caps: None,
+            bounding: None,
             seccomp: None,
             starts: 0,
             unattributed: 0,
@@ -228,12 +231,14 @@ impl Session {
         if new_start {
             t.starts += 1;
             // What it runs with: from the kernel while it runs, else from the engine.
-            let (caps, seccomp) = info
+            let held = info
                 .pid
                 .filter(|_| info.running)
-                .map_or((None, None), container::process_security);
-            t.caps = caps.or_else(|| info.configured_caps());
-            t.seccomp = seccomp.or(Some(info.configured_seccomp()));
+                .map(container::process_security)
+                .unwrap_or_default();
+            t.caps = held.effective.or_else(|| info.configured_caps());
+            t.bounding = held.bounding;
+            t.seccomp = held.seccomp.or(Some(info.configured_seccomp()));
         }
         let restart = new_start && t.starts > 1;
         let name = info.name.clone();
@@ -666,6 +671,7 @@ impl Session {
         let (checks, outcomes) = self.tracer.records_in(snapshot, &ids);
         let mut workload = container::workload(info, t.runtime, t.pod_uid.as_deref());
         workload.capabilities.clone_from(&t.caps);
+        workload.bounding.clone_from(&t.bounding);
         workload.seccomp = t.seccomp;
         let mut warnings = Vec::new();
         if let Some(w) = container::learning_mode_warning(t.caps.as_deref(), t.seccomp, host) {
@@ -697,6 +703,7 @@ impl Session {
             complete: losses.total() == 0,
             losses,
             total_checks,
+            host_bounding: crate::session::privilege::host_bounding(),
         };
         Some(Profile::new(workload, trace, checks, outcomes, warnings))
     }
@@ -846,6 +853,8 @@ pub(crate) fn open(opts: &FollowOptions) -> Result<Opened, SessionError> {
         .duration_since(UNIX_EPOCH)
         .unwrap_or_default();
     let started = Instant::now();
+    // Read before anything is dropped (the daemon keeps only CAP_BPF once attached).
+    let _ = crate::session::privilege::host_bounding();
     let engines = Engines::discover(opts.engine_socket.as_deref());
     if engines.is_empty() {
         return Err(SessionError::environment(match &opts.engine_socket {

@@ -139,6 +139,7 @@ pub async fn run(opts: RunOptions) -> Result<RunResult, SessionError> {
         complete: losses.total() == 0,
         losses,
         total_checks,
+        host_bounding: crate::session::privilege::host_bounding(),
     };
     Ok(RunResult {
         profile: Profile::new(workload, trace, checks, outcomes, warnings),

@@ -175,6 +175,27 @@ pub fn drop_to_tracing() -> Result<Vec<String>, PrivilegeError> {
         .collect())
 }
 
+/// The bounding set of this host, as cap-trace saw it when first asked (its own `CapBnd`,
+/// read before the daemon drops anything): what any process started here can hold at most.
+pub fn host_bounding() -> Option<Vec<Cap>> {
+    static BOUNDING: std::sync::OnceLock<Option<Vec<Cap>>> = std::sync::OnceLock::new();
+    BOUNDING
+        .get_or_init(|| {
+            let status = std::fs::read_to_string("/proc/self/status").ok()?;
+            status_caps(&status, "CapBnd:")
+        })
+        .clone()
+}
+
+/// A capability mask of `/proc/PID/status` (`CapEff:`, `CapBnd:`, ...).
+pub fn status_caps(status: &str, field: &str) -> Option<Vec<Cap>> {
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix(field))
+        .and_then(|v| u64::from_str_radix(v.trim(), 16).ok())
+        .map(crate::linux::caps::from_mask)
+}
+
 /// The capabilities of this process right now (for status and tests).
 pub fn current() -> Vec<Cap> {
     get()
@@ -191,6 +212,15 @@ mod tests {
         let mask = 1u64 << CAP_BPF;
         assert_eq!(missing(mask, &[CAP_BPF, CAP_PERFMON]), vec!["PERFMON"]);
         assert!(missing(u64::MAX, &[CAP_BPF, CAP_PERFMON]).is_empty());
+    }
+
+    #[test]
+    fn reads_status_masks() {
+        let status = "Name:\tx\nCapEff:\t0000000000000001\nCapBnd:\t000001fffeffffff\n";
+        assert_eq!(status_caps(status, "CapEff:"), Some(vec![Cap(0)]));
+        assert_eq!(status_caps(status, "CapBnd:").unwrap().len(), 40);
+        assert_eq!(status_caps(status, "CapAmb:"), None);
+        assert!(host_bounding().is_some_and(|b| !b.is_empty()));
     }
 
     #[test]

@@ -19,6 +19,10 @@ pub fn name(nr: u32) -> String {
     format!("syscall_{nr}")
 }
 
+/// Syscalls whose result says nothing about a denial inside them: a netlink request sent with
+/// sendmsg "succeeds" and carries its EPERM back in the reply.
+pub const RESULT_BLIND_SYSCALLS: &[&str] = &["sendto", "sendmsg", "sendmmsg"];
+
 #[cfg(test)]
 mod tests {
     #[test]

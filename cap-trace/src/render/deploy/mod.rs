@@ -13,7 +13,7 @@ use std::fmt::Write as _;
 use crate::linux::caps::Cap;
 use crate::model::profile::{Profile, WorkloadKind};
 use crate::model::record::{Phase, describe_losses};
-use crate::render::escape;
+use crate::render::{escape, set_label};
 
 /// A profile set that a format cannot render as asked (several where it describes one, none
 /// that fits): a usage error that says how to pick.
@@ -22,7 +22,8 @@ use crate::render::escape;
 pub struct RenderError(pub String);
 
 /// What every deploy format says first, one line each, unescaped (each format writes them as its
-/// own comments): where the set was learned, and whether the trace was complete.
+/// own comments): where the set was learned and whether it is verified minimal or only observed,
+/// and whether the trace was complete.
 pub fn header(p: &Profile) -> Vec<String> {
     let w = &p.workload;
     let what = match w.kind {
@@ -35,7 +36,11 @@ pub fn header(p: &Profile) -> Vec<String> {
         n => format!(" ({n} profiles merged)"),
     };
     vec![
-        format!("learned by {} from {what}{merged}", p.generator),
+        format!(
+            "learned by {} from {what}{merged}: {}",
+            p.generator,
+            set_label(p)
+        ),
         if p.trace.complete {
             "complete trace: nothing was lost".to_owned()
         } else {

@@ -52,28 +52,33 @@ pub fn identity(info: &ContainerInfo, pod_uid: Option<&str>) -> String {
     }
 }
 
-/// Effective capabilities and seccomp mode of a running process, from `/proc/PID/status`.
-pub fn process_security(pid: u32) -> (Option<Vec<Cap>>, Option<bool>) {
-    let Ok(status) = std::fs::read_to_string(format!("/proc/{pid}/status")) else {
-        return (None, None);
-    };
-    parse_status(&status)
+/// What a running process holds: from `/proc/PID/status`.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ProcessSecurity {
+    pub effective: Option<Vec<Cap>>,
+    pub bounding: Option<Vec<Cap>>,
+    pub seccomp: Option<bool>,
 }
 
-pub fn parse_status(status: &str) -> (Option<Vec<Cap>>, Option<bool>) {
-    let field = |name: &str| {
-        status
-            .lines()
-            .find_map(|l| l.strip_prefix(name))
-            .map(str::trim)
-    };
-    let caps = field("CapEff:")
-        .and_then(|v| u64::from_str_radix(v, 16).ok())
-        .map(caps::from_mask);
-    let seccomp = field("Seccomp:")
-        .and_then(|v| v.parse::<u32>().ok())
+/// Effective and bounding capabilities and seccomp mode of a running process.
+pub fn process_security(pid: u32) -> ProcessSecurity {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .map(|status| parse_status(&status))
+        .unwrap_or_default()
+}
+
+pub fn parse_status(status: &str) -> ProcessSecurity {
+    use crate::session::privilege::status_caps;
+    let seccomp = status
+        .lines()
+        .find_map(|l| l.strip_prefix("Seccomp:"))
+        .and_then(|v| v.trim().parse::<u32>().ok())
         .map(|m| m != 0);
-    (caps, seccomp)
+    ProcessSecurity {
+        effective: status_caps(status, "CapEff:"),
+        bounding: status_caps(status, "CapBnd:"),
+        seccomp,
+    }
 }
 
 /// Profile metadata of a container.
@@ -199,13 +204,15 @@ mod tests {
 
     #[test]
     fn proc_status() {
-        let status = "Name:\tsleep\nCapEff:\t00000000800405fb\nSeccomp:\t2\nSeccomp_filters:\t1\n";
-        let (caps, seccomp) = parse_status(status);
-        assert_eq!(caps.unwrap().len(), 11);
-        assert_eq!(seccomp, Some(true));
-        let (caps, seccomp) = parse_status("CapEff:\t000001ffffffffff\nSeccomp:\t0\n");
-        assert_eq!(caps.unwrap().len(), 41);
-        assert_eq!(seccomp, Some(false));
+        let status = "Name:\tsleep\nCapEff:\t00000000800405fb\nCapBnd:\t00000000800405fb\nSeccomp:\t2\nSeccomp_filters:\t1\n";
+        let p = parse_status(status);
+        assert_eq!(p.effective.unwrap().len(), 11);
+        assert_eq!(p.bounding.unwrap().len(), 11);
+        assert_eq!(p.seccomp, Some(true));
+        let p = parse_status("CapEff:\t000001ffffffffff\nSeccomp:\t0\n");
+        assert_eq!(p.effective.unwrap().len(), 41);
+        assert_eq!(p.bounding, None);
+        assert_eq!(p.seccomp, Some(false));
     }
 
     #[test]
