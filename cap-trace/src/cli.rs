@@ -84,6 +84,14 @@ pub struct ContainerArgs {
 
     #[command(flatten)]
     pub probe: ProbeArgs,
+
+    #[command(flatten)]
+    pub verify: VerifyArgs,
+
+    /// Like --health, but run inside the container with `sh -c` through the engine's exec
+    /// (its own capability checks are then part of the trace).
+    #[arg(long, value_name = "CMD", conflicts_with = "health")]
+    pub health_exec: Option<String>,
 }
 
 /// How containers are followed (shared by tracing and `check --container`).
@@ -421,6 +429,27 @@ pub struct ExportArgs {
     pub socket: SocketArgs,
 }
 
+/// A list of capabilities given as one value.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CapList(pub Vec<crate::linux::caps::Cap>);
+
+/// `CHOWN,NET_BIND_SERVICE` (any spelling `Cap` accepts), or `none`.
+pub fn parse_caps(s: &str) -> Result<CapList, String> {
+    if s.trim().eq_ignore_ascii_case("none") || s.trim().is_empty() {
+        return Ok(CapList(Vec::new()));
+    }
+    let mut caps = s
+        .split(',')
+        .map(|c| {
+            c.parse()
+                .map_err(|e: crate::linux::caps::UnknownCap| e.to_string())
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    caps.sort();
+    caps.dedup();
+    Ok(CapList(caps))
+}
+
 /// `KEY=VALUE`.
 pub fn parse_label(s: &str) -> Result<(String, String), String> {
     match s.split_once('=') {
@@ -429,10 +458,55 @@ pub fn parse_label(s: &str) -> Result<(String, String), String> {
     }
 }
 
+/// Verification: re-running the workload to prove (and shrink) the learned set.
+#[derive(Args, Debug, Clone, Default)]
+pub struct VerifyArgs {
+    /// After learning, prove the set by running the workload again with exactly that set,
+    /// then once without each of its capabilities (most dangerous first), until no more can
+    /// go: the suggestion becomes the verified minimal set. A run passes when it ends as the
+    /// learning run did (same exit status; for a server, its --health passing) and the
+    /// workload's own privilege drop still happens; a denial it goes on from is tolerated.
+    /// It runs the workload again, once per capability and more: its side effects happen
+    /// again, so use it in staging; it costs (runs x workload time).
+    #[arg(long)]
+    pub verify: bool,
+
+    /// With --verify: a run also fails when a check granted in the learning run is denied
+    /// and makes its syscall fail ("nothing changes", rather than "it still works").
+    #[arg(long, requires = "verify")]
+    pub strict: bool,
+
+    /// How to tell that the workload works (a server): a shell command on the host, retried
+    /// until it exits 0. $CAP_TRACE_PID is the workload's main process (for a container also
+    /// $CAP_TRACE_CONTAINER and $CAP_TRACE_ENGINE), e.g. `nsenter -t $CAP_TRACE_PID -n curl
+    /// -sf http://127.0.0.1/`. Once it passes, the run has shown the workload works, and
+    /// cap-trace stops it (containers it started; learning ends there).
+    #[arg(long, value_name = "CMD")]
+    pub health: Option<String>,
+
+    /// How long --health may take to pass, from the workload's start.
+    #[arg(long, value_name = "TIME", default_value = "30s", value_parser = parse_duration)]
+    pub health_timeout: std::time::Duration,
+
+    /// With --verify: the longest one run may take (default: five times the learning run, at
+    /// least 10 s); a run that does not end in time fails.
+    #[arg(long, value_name = "TIME", value_parser = parse_duration, requires = "verify")]
+    pub verify_timeout: Option<std::time::Duration>,
+}
+
 #[derive(Args, Debug)]
 pub struct RunArgs {
     #[command(flatten)]
     pub probe: ProbeArgs,
+
+    #[command(flatten)]
+    pub verify: VerifyArgs,
+
+    /// Run CMD with exactly these capabilities (comma-separated, or `none`): its bounding,
+    /// permitted and effective sets (and inheritable and ambient with --user), as a container
+    /// started with --cap-drop=ALL --cap-add=... would hold them.
+    #[arg(long, value_name = "CAPS", value_parser = parse_caps, conflicts_with = "verify")]
+    pub caps: Option<CapList>,
 
     /// Run CMD as this user (name or uid, optionally :group), as a service with User= would;
     /// the switch itself is not counted as the command's.
@@ -503,6 +577,11 @@ pub struct CheckArgs {
     /// Capabilities the baseline grants but the workload no longer needs fail the gate too.
     #[arg(long)]
     pub fail_on_unused: bool,
+
+    /// Fail (exit 1) when the baseline's set is not verified (`--verify`): only a verified
+    /// minimal set is a baseline worth holding a workload to.
+    #[arg(long)]
+    pub require_verified: bool,
 
     #[command(flatten)]
     pub probe: ProbeArgs,
@@ -598,6 +677,55 @@ mod tests {
         );
         assert!(Cli::try_parse_from(["cap-trace", "--all-containers", "-c", "x"]).is_err());
         assert!(Cli::try_parse_from(["cap-trace", "-c", "x", "run", "--", "true"]).is_err());
+    }
+
+    #[test]
+    fn capability_lists() {
+        use crate::linux::caps::Cap;
+        assert_eq!(parse_caps("none"), Ok(CapList(vec![])));
+        assert_eq!(
+            parse_caps("net_bind_service,CAP_CHOWN"),
+            Ok(CapList(vec![Cap(0), Cap(10)]))
+        );
+        let cli = Cli::try_parse_from(["cap-trace", "run", "--caps", "chown", "--", "x"]).unwrap();
+        let Some(Command::Run(run)) = cli.command else {
+            panic!()
+        };
+        assert_eq!(run.caps, Some(CapList(vec![Cap(0)])));
+        assert!(parse_caps("CHOWN,FLY").unwrap_err().contains("`FLY`"));
+        let cli = Cli::try_parse_from([
+            "cap-trace",
+            "run",
+            "--verify",
+            "--strict",
+            "--health",
+            "true",
+            "--",
+            "x",
+        ])
+        .unwrap();
+        let Some(Command::Run(run)) = cli.command else {
+            panic!()
+        };
+        assert!(run.verify.verify && run.verify.strict);
+        assert_eq!(run.verify.health.as_deref(), Some("true"));
+        // --strict means nothing without --verify; --caps and --verify do not go together.
+        assert!(Cli::try_parse_from(["cap-trace", "run", "--strict", "--", "x"]).is_err());
+        assert!(
+            Cli::try_parse_from(["cap-trace", "run", "--verify", "--caps", "none", "--", "x"])
+                .is_err()
+        );
+        let cli = Cli::try_parse_from([
+            "cap-trace",
+            "-c",
+            "web",
+            "--verify",
+            "--health-exec",
+            "wget -q -O- localhost",
+        ])
+        .unwrap();
+        assert!(cli.containers.verify.verify);
+        assert!(cli.containers.health_exec.is_some());
     }
 
     #[test]

@@ -265,3 +265,13 @@ pub fn kernel_map_entries(pid: u32, name: &str) -> Option<usize> {
     }
     None
 }
+
+/// This machine's bounding set (the tests' own, as root: what cap-trace can grant).
+pub fn host_bounding() -> u64 {
+    let status = std::fs::read_to_string("/proc/self/status").expect("read /proc/self/status");
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("CapBnd:"))
+        .and_then(|v| u64::from_str_radix(v.trim(), 16).ok())
+        .expect("CapBnd in /proc/self/status")
+}

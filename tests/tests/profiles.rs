@@ -407,7 +407,7 @@ fn bad_input_is_exit_2_and_nothing_is_half_written() {
         ),
         (
             vec!["show", future.to_str().unwrap()],
-            "is a version 99 profile; this cap-trace reads version 1",
+            "is a version 99 profile; this cap-trace reads versions 1 and 2",
         ),
         (
             vec!["show", other.to_str().unwrap()],

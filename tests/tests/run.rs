@@ -178,7 +178,7 @@ fn unavailable_backend_gives_a_clear_error() {
     assert!(err.contains("kprobe: "), "{err}");
 }
 
-/// Starts cap-trace as root without CHOWN in its bounding set, so the command lacks it.
+/// Starts cap-trace as root without CHOWN in its bounding set: nothing it starts can hold it.
 const WITHOUT_CHOWN: &[&str] = &["setpriv", "--bounding-set=-chown", "--inh-caps=-chown"];
 
 #[test]
@@ -189,10 +189,10 @@ fn denied_check_that_fails_the_syscall_is_needed_but_missing() {
     let dir = TempDir::new("denied");
     let file = dir.join("f");
     std::fs::write(&file, "x").unwrap();
-    // Root without CHOWN in its bounding set: chown(2) is denied and fails with EPERM.
-    let profile = run_profile_under(
-        WITHOUT_CHOWN,
-        &[],
+    // Root run without CHOWN (which this host can grant): chown(2) is denied and fails with
+    // EPERM, and chown exits 1.
+    let profile = run_profile(
+        &["--caps", "none"],
         &["chown", "nobody", file.to_str().unwrap()],
     );
     assert_ne!(profile["workload"]["exit_status"], 0);
@@ -206,11 +206,50 @@ fn denied_check_that_fails_the_syscall_is_needed_but_missing() {
             .iter()
             .any(|o| o["result"] == "EPERM" && o["denied"][0] == "CHOWN")
     );
+    let out = cap_trace([
+        "run",
+        "--caps",
+        "none",
+        "--",
+        "chown",
+        "nobody",
+        file.to_str().unwrap(),
+    ]);
+    assert!(ok(&out).contains("needed but missing"));
+
+    // When this host cannot grant it at all (cap-trace's own bounding set lacks it), adding
+    // it cannot help: said, and left out.
+    let profile = run_profile_under(
+        WITHOUT_CHOWN,
+        &[],
+        &["chown", "nobody", file.to_str().unwrap()],
+    );
+    assert_eq!(
+        verdict(&profile, "CHOWN").unwrap()["status"],
+        "host_cannot",
+        "{profile:#}"
+    );
+    assert!(suggested(&profile).is_empty());
     let out = cap_trace_under(
         WITHOUT_CHOWN,
         ["run", "--", "chown", "nobody", file.to_str().unwrap()],
     );
-    assert!(ok(&out).contains("needed but missing"));
+    assert!(
+        ok(&out).contains("this host cannot grant: CHOWN"),
+        "{}",
+        stdout(&out)
+    );
+}
+
+/// Every capability this host grants but `except`, as `--caps` takes them.
+fn all_but(except: u32) -> String {
+    let out = std::process::Command::new("capsh")
+        .arg(format!("--decode={:#x}", host_bounding() & !(1 << except)))
+        .output()
+        .expect("capsh");
+    // `0x...=cap_chown,cap_dac_override,...`
+    let text = String::from_utf8(out.stdout).unwrap();
+    text.trim().split_once('=').unwrap().1.to_owned()
 }
 
 #[test]
@@ -230,15 +269,7 @@ fn read_search_is_preferred_over_override() {
     assert!(chown.success());
     // Root without DAC_READ_SEARCH reads another user's 0600 file through DAC_OVERRIDE;
     // least privilege is DAC_READ_SEARCH.
-    let profile = run_profile_under(
-        &[
-            "setpriv",
-            "--bounding-set=-dac_read_search",
-            "--inh-caps=-dac_read_search",
-        ],
-        &[],
-        &["cat", file.to_str().unwrap()],
-    );
+    let profile = run_profile(&["--caps", &all_but(2)], &["cat", file.to_str().unwrap()]);
     assert_eq!(profile["workload"]["exit_status"], 0);
     assert_eq!(suggested(&profile), ["DAC_READ_SEARCH"], "{profile:#}");
     assert_eq!(
@@ -248,6 +279,17 @@ fn read_search_is_preferred_over_override() {
     // With everything available the kernel grants DAC_READ_SEARCH first: same answer.
     let profile = run_profile(&[], &["cat", file.to_str().unwrap()]);
     assert_eq!(suggested(&profile), ["DAC_READ_SEARCH"], "{profile:#}");
+    // On a host that cannot grant DAC_READ_SEARCH, DAC_OVERRIDE is what it takes.
+    let profile = run_profile_under(
+        &[
+            "setpriv",
+            "--bounding-set=-dac_read_search",
+            "--inh-caps=-dac_read_search",
+        ],
+        &[],
+        &["cat", file.to_str().unwrap()],
+    );
+    assert_eq!(suggested(&profile), ["DAC_OVERRIDE"], "{profile:#}");
 }
 
 #[test]
@@ -336,7 +378,7 @@ fn json_to_stdout_stays_parseable_when_the_command_prints() {
     let text = ok(&out);
     let profile: serde_json::Value = serde_json::from_str(&text).expect("stdout is the profile");
     assert_eq!(profile["schema"], "cap-trace/profile");
-    assert_eq!(profile["version"], 1);
+    assert_eq!(profile["version"], 2);
     assert!(stderr(&out).contains("hello"));
 }
 

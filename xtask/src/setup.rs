@@ -26,6 +26,8 @@ const BUILD_PACKAGES: &[&str] = &[
 /// engine (`docker.io`, with `containerd` and `ctr`) is only started by the tests, privately;
 /// installing it starts nothing (Debian's `policy-rc.d` or no systemd) and keeps runc.
 /// docker-compose 1.x also checks what the compose output says about tools that merge lists.
+/// mmdebstrap builds the Debian image with real servers; procps' ps and libcap2-bin's capsh are
+/// real programs the verification tests run.
 const TEST_PACKAGES: &[&str] = &[
     "podman",
     "runc",
@@ -37,6 +39,9 @@ const TEST_PACKAGES: &[&str] = &[
     "bpftool",
     "qemu-system-x86",
     "cpio",
+    "mmdebstrap",
+    "procps",
+    "libcap2-bin",
 ];
 
 const BPF_LINKER_VERSION: &str = "0.13.0";

@@ -13,6 +13,21 @@ use crate::render::gate as render_gate;
 pub async fn command(args: CheckArgs, global: &GlobalArgs) -> Result<u8, Failure> {
     let baselines = Profile::read_all(&args.baseline)?;
     let baseline_name = args.baseline.display().to_string();
+    if args.require_verified
+        && let Some(unverified) = baselines.iter().find(|b| !b.verified())
+    {
+        return Err(Failure {
+            code: exit::CHECK_FAILED,
+            message: format!(
+                "baseline {baseline_name} is not verified: its set for `{}` is what the workload was seen to use, an upper bound; {}, or leave out --require-verified",
+                unverified.workload.name,
+                crate::render::verify_command(unverified).map_or_else(
+                    || "verify each source with --verify and merge them".to_owned(),
+                    |c| format!("make the baseline with `{c} --json -o {baseline_name}`")
+                )
+            ),
+        });
+    }
     let sources = u8::from(args.profile.is_some())
         + u8::from(!args.containers.is_empty())
         + u8::from(args.run.is_some());

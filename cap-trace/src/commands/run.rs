@@ -1,10 +1,13 @@
-//! `cap-trace run -- CMD`: run a command in a fresh cgroup and learn what it needs.
+//! `cap-trace run -- CMD`: run a command in a fresh cgroup and learn what it needs; with
+//! `--verify`, run it again under the learned set and without each capability of it.
 
-use crate::cli::{Format, GlobalArgs, RunArgs};
+use crate::cli::{Format, GlobalArgs, RunArgs, VerifyArgs};
 use crate::commands::global::{probe_options, render_all};
 use crate::error::{Failure, exit};
 use crate::model::profile::{Profile, RunUser};
+use crate::session::health::HealthCheck;
 use crate::session::launch::{self, RunOptions, User};
+use crate::session::verify::{self, CommandRunner, VerifyOptions};
 
 pub async fn command(args: RunArgs, global: &GlobalArgs) -> Result<u8, Failure> {
     let profile = run_command(args, global).await?;
@@ -24,16 +27,63 @@ pub(crate) async fn run_command(args: RunArgs, global: &GlobalArgs) -> Result<Pr
         uid: u.uid,
         gid: u.gid,
     });
+    if let (Some(asked), Some(host)) = (&args.caps, crate::session::privilege::host_bounding()) {
+        let lacking: Vec<String> = asked
+            .0
+            .iter()
+            .filter(|c| !host.contains(c))
+            .map(|c| c.name())
+            .collect();
+        if !lacking.is_empty() {
+            return Err(Failure::usage(format!(
+                "--caps: this host cannot grant {} (its bounding set lacks it): leave it out",
+                lacking.join(", ")
+            )));
+        }
+    }
+    let health = health_check(&args.verify, false);
+    let command = args.command.clone();
     let options = RunOptions {
         command: args.command,
         user,
+        caps: args.caps.map(|c| c.0),
+        health: health.clone(),
         probe: probe_options(&args.probe),
         command_stdout_to_stderr: format != Format::Text && global.output.is_none(),
         verbose: global.verbose,
     };
-    let mut profile = launch::run(options).await?.profile;
+    let learned = launch::run(options).await?;
+    let mut profile = learned.profile;
     profile.workload.user = run_user;
+    if args.verify.verify {
+        let mut launcher = learned.launcher;
+        let mut runner = CommandRunner {
+            launcher: &mut launcher,
+            command: &command,
+            user,
+            health: health.as_ref(),
+            timeout: verify::run_timeout(&profile, args.verify.verify_timeout),
+        };
+        let v = verify::verify(
+            &mut runner,
+            &profile,
+            VerifyOptions {
+                strict: args.verify.strict,
+            },
+        )
+        .await?;
+        profile.set_verification(v);
+    }
     Ok(profile)
+}
+
+/// The health check asked for, if any.
+pub(crate) fn health_check(args: &VerifyArgs, inside: bool) -> Option<HealthCheck> {
+    args.health.as_ref().map(|command| HealthCheck {
+        command: command.clone(),
+        inside,
+        timeout: args.health_timeout,
+    })
 }
 
 /// Resolves `name`, `uid`, `name:group` or `uid:gid` against the password and group files.

@@ -78,9 +78,17 @@ pub fn compare(
         .filter(|c| !granted.contains(c))
         .map(|&c| finding(current, c))
         .collect();
+    // A wall --cap-add cannot fix (this host cannot grant it, or a non-root process was
+    // denied it) is still a wall when the run did not succeed.
+    let failed = !current.succeeded();
     let walls: Vec<Finding> = current
         .suggestion
-        .missing()
+        .capabilities
+        .iter()
+        .filter(|v| {
+            v.status == Status::Missing
+                || (failed && matches!(v.status, Status::HostCannot | Status::NotGrantable))
+        })
         .map(|v| finding(current, v.cap))
         .collect();
     let unused: Vec<Cap> = granted

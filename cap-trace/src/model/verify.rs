@@ -424,26 +424,32 @@ fn privilege_drop(expect: &Expect, run: &Observed) -> Vec<Evidence> {
 
 /// Denials that made a syscall fail with a permission error (or whose syscall cannot tell).
 fn denials(run: &Observed) -> Vec<Evidence> {
-    let mut out = Vec::new();
+    let mut out: Vec<Evidence> = Vec::new();
     for o in run
         .outcomes
         .iter()
         .filter(|o| o.phase == Phase::Workload && o.permission_error())
     {
         let syscall = o.syscall.as_deref().unwrap_or("a syscall");
+        let denied = o
+            .denied
+            .iter()
+            .map(|c| c.name())
+            .collect::<Vec<_>>()
+            .join(", ");
         for &cap in &o.denied {
-            // The narrow alternative was denied first and the broad one too: name the narrow.
-            if ALTERNATIVES
-                .iter()
-                .any(|&(narrow, broad)| broad == cap && o.denied.contains(&narrow))
-            {
-                continue;
-            }
             let uid = run
                 .checks
                 .iter()
                 .find(|c| c.cap == cap && c.comm == o.comm && c.syscall == o.syscall)
                 .and_then(|c| c.uid);
+            let text = format!(
+                "{}: {syscall} failed with {} ({denied} denied)",
+                o.comm, o.result
+            );
+            if out.iter().any(|e| e.text == text && e.cap == Some(cap)) {
+                continue;
+            }
             out.push(Evidence {
                 kind: EvidenceKind::Wall,
                 cap: Some(cap),
@@ -451,10 +457,7 @@ fn denials(run: &Observed) -> Vec<Evidence> {
                 syscall: o.syscall.clone(),
                 result: Some(o.result.clone()),
                 uid,
-                text: format!(
-                    "{}: {syscall} failed with {} ({cap} denied)",
-                    o.comm, o.result
-                ),
+                text,
             });
         }
     }

@@ -18,12 +18,22 @@ pub fn set_label(p: &Profile) -> String {
             "verified minimal for each source (their union was not verified as a whole)".into()
         }
         Some(v) if v.verified => format!(
-            "verified minimal ({} run{}, {:.1} s)",
+            "verified minimal ({} run{}, {})",
             v.runs.len(),
             if v.runs.len() == 1 { "" } else { "s" },
-            v.total_seconds()
+            seconds(v.duration_ms)
         ),
         _ => "observed (not verified)".into(),
+    }
+}
+
+/// A duration for people: `0.04 s`, `12.3 s`.
+pub fn seconds(ms: u64) -> String {
+    let s = ms as f64 / 1000.0;
+    if ms < 10_000 {
+        format!("{s:.2} s")
+    } else {
+        format!("{s:.1} s")
     }
 }
 

@@ -10,7 +10,7 @@ use crate::model::record::{Audit, Check, Phase, Verdict};
 use crate::model::suggest::{CapVerdict, Status};
 use crate::render::escape;
 use crate::model::verify::{Run, Verification};
-use crate::render::{set_label, verify_command};
+use crate::render::{seconds, set_label, verify_command};
 
 /// Terminal styling, only when writing to a TTY and `NO_COLOR` is unset.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -165,11 +165,11 @@ fn verification(out: &mut String, v: &Verification, style: Style, verbose: bool)
     }
     let _ = writeln!(
         out,
-        "\n  {} {} run{} in {:.1} s{}",
+        "\n  {} {} run{} in {}{}",
         style.bold("verification:"),
         v.runs.len(),
         if v.runs.len() == 1 { "" } else { "s" },
-        v.total_seconds(),
+        seconds(v.duration_ms),
         if v.strict { " (strict)" } else { "" }
     );
     for (i, run) in v.runs.iter().enumerate() {
@@ -192,9 +192,9 @@ fn run_line(out: &mut String, number: usize, run: &Run, style: Style, verbose: b
     };
     let _ = writeln!(
         out,
-        "    {number:>2}. {:<28} {result}  {:.1} s  with {}",
+        "    {number:>2}. {:<28} {result}  {:>7}  with {}",
         run.title(),
-        run.duration_ms as f64 / 1000.0,
+        seconds(run.duration_ms),
         cap_list(&run.set)
     );
     let mut lines: Vec<String> = Vec::new();
@@ -216,8 +216,12 @@ fn run_line(out: &mut String, number: usize, run: &Run, style: Style, verbose: b
             crate::model::verify::last_line(&run.output)
         ));
     }
+    let mut shown_lines: Vec<String> = Vec::new();
     for line in lines {
-        let _ = writeln!(out, "        {}", style.dim(&line));
+        if !shown_lines.contains(&line) {
+            let _ = writeln!(out, "        {}", style.dim(&line));
+            shown_lines.push(line);
+        }
     }
 }
 

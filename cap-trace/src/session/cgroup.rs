@@ -122,6 +122,45 @@ pub fn wait_empty(path: &Path) -> Result<(), CgroupError> {
     }
 }
 
+/// The real user ids the processes in a cgroup (and below) run as, sorted, each once.
+pub fn uids(path: &Path) -> Vec<u32> {
+    let mut out = Vec::new();
+    collect_uids(path, 4, &mut out);
+    out.sort_unstable();
+    out.dedup();
+    out
+}
+
+fn collect_uids(path: &Path, depth: u32, into: &mut Vec<u32>) {
+    if let Ok(procs) = std::fs::read_to_string(path.join("cgroup.procs")) {
+        for pid in procs.lines().filter_map(|l| l.trim().parse::<u32>().ok()) {
+            let uid = std::fs::read_to_string(format!("/proc/{pid}/status"))
+                .ok()
+                .and_then(|s| parse_uid(&s));
+            into.extend(uid);
+        }
+    }
+    if depth == 0 {
+        return;
+    }
+    if let Ok(entries) = std::fs::read_dir(path) {
+        for entry in entries.flatten() {
+            if entry.file_type().is_ok_and(|t| t.is_dir()) {
+                collect_uids(&entry.path(), depth - 1, into);
+            }
+        }
+    }
+}
+
+/// The real uid of a `/proc/PID/status`.
+fn parse_uid(status: &str) -> Option<u32> {
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("Uid:"))
+        .and_then(|v| v.split_whitespace().next())
+        .and_then(|u| u.parse().ok())
+}
+
 /// Kills every process in the cgroup.
 pub fn kill_all(path: &Path) {
     // cgroup.kill (Linux 5.14+) kills atomically, including processes being forked.
@@ -306,6 +345,12 @@ impl std::os::fd::AsRawFd for Watcher {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn reads_real_uids() {
+        assert_eq!(parse_uid("Name:\tx\nUid:\t33\t0\t0\t0\n"), Some(33));
+        assert_eq!(parse_uid("Name:\tx\n"), None);
+    }
 
     #[test]
     fn finds_cgroup2_mounts() {

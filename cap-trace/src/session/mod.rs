@@ -4,9 +4,11 @@
 pub mod cgroup;
 pub mod container;
 pub mod follow;
+pub mod health;
 pub mod launch;
 pub mod privilege;
 pub mod tracer;
+pub mod verify;
 
 use std::fmt;
 

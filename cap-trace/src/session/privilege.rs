@@ -52,6 +52,12 @@ fn get() -> std::io::Result<(u64, u64, u64)> {
 }
 
 fn set(effective: u64, permitted: u64) -> std::io::Result<()> {
+    capset(effective, permitted, 0)
+}
+
+/// Sets this thread's effective, permitted and inheritable sets. Only a syscall: safe between
+/// fork and exec.
+pub(crate) fn capset(effective: u64, permitted: u64, inheritable: u64) -> std::io::Result<()> {
     let mut header = Header {
         version: VERSION_3,
         pid: 0,
@@ -60,12 +66,12 @@ fn set(effective: u64, permitted: u64) -> std::io::Result<()> {
         Data {
             effective: effective as u32,
             permitted: permitted as u32,
-            inheritable: 0,
+            inheritable: inheritable as u32,
         },
         Data {
             effective: (effective >> 32) as u32,
             permitted: (permitted >> 32) as u32,
-            inheritable: 0,
+            inheritable: (inheritable >> 32) as u32,
         },
     ];
     // SAFETY: capset with a v3 header and two data structs.
@@ -77,7 +83,7 @@ fn set(effective: u64, permitted: u64) -> std::io::Result<()> {
 }
 
 /// Highest capability this kernel knows.
-fn last_cap() -> u32 {
+pub(crate) fn last_cap() -> u32 {
     std::fs::read_to_string("/proc/sys/kernel/cap_last_cap")
         .ok()
         .and_then(|s| s.trim().parse().ok())
