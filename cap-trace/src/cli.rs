@@ -84,14 +84,6 @@ pub struct ContainerArgs {
 
     #[command(flatten)]
     pub probe: ProbeArgs,
-
-    #[command(flatten)]
-    pub verify: VerifyArgs,
-
-    /// Like --health, but run inside the container with `sh -c` through the engine's exec
-    /// (its own capability checks are then part of the trace).
-    #[arg(long, value_name = "CMD", conflicts_with = "health")]
-    pub health_exec: Option<String>,
 }
 
 /// How containers are followed (shared by tracing and `check --container`).
@@ -477,10 +469,9 @@ pub struct VerifyArgs {
     pub strict: bool,
 
     /// How to tell that the workload works (a server): a shell command on the host, retried
-    /// until it exits 0. $CAP_TRACE_PID is the workload's main process (for a container also
-    /// $CAP_TRACE_CONTAINER and $CAP_TRACE_ENGINE), e.g. `nsenter -t $CAP_TRACE_PID -n curl
-    /// -sf http://127.0.0.1/`. Once it passes, the run has shown the workload works, and
-    /// cap-trace stops it (containers it started; learning ends there).
+    /// until it exits 0. $CAP_TRACE_PID is the workload's main process, e.g. `nsenter -t
+    /// $CAP_TRACE_PID -n curl -sf http://127.0.0.1/`. Once it passes, the run has shown the
+    /// workload works, and cap-trace stops it (learning ends there).
     #[arg(long, value_name = "CMD")]
     pub health: Option<String>,
 
@@ -715,17 +706,6 @@ mod tests {
             Cli::try_parse_from(["cap-trace", "run", "--verify", "--caps", "none", "--", "x"])
                 .is_err()
         );
-        let cli = Cli::try_parse_from([
-            "cap-trace",
-            "-c",
-            "web",
-            "--verify",
-            "--health-exec",
-            "wget -q -O- localhost",
-        ])
-        .unwrap();
-        assert!(cli.containers.verify.verify);
-        assert!(cli.containers.health_exec.is_some());
     }
 
     #[test]

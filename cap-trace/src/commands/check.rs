@@ -20,11 +20,28 @@ pub async fn command(args: CheckArgs, global: &GlobalArgs) -> Result<u8, Failure
             code: exit::CHECK_FAILED,
             message: format!(
                 "baseline {baseline_name} is not verified: its set for `{}` is what the workload was seen to use, an upper bound; {}, or leave out --require-verified",
-                unverified.workload.name,
-                crate::render::verify_command(unverified).map_or_else(
-                    || "verify each source with --verify and merge them".to_owned(),
-                    |c| format!("make the baseline with `{c} --json -o {baseline_name}`")
-                )
+                crate::render::escape::text(&unverified.workload.name),
+                match (
+                    crate::render::verify_command(unverified),
+                    unverified.workload.kind
+                ) {
+                    // The options go before the command's `--`.
+                    (Some(c), _) => format!(
+                        "make the baseline with `{}`",
+                        crate::render::escape::text(&c.replacen(
+                            "cap-trace run --verify",
+                            &format!(
+                                "cap-trace run --verify --json -o {}",
+                                crate::render::shell_word(&baseline_name)
+                            ),
+                            1
+                        ))
+                    ),
+                    (None, Some(crate::model::profile::WorkloadKind::Container)) =>
+                        "cap-trace verifies commands, not containers yet".to_owned(),
+                    (None, _) =>
+                        "verify each source with `cap-trace run --verify` and merge them".to_owned(),
+                }
             ),
         });
     }

@@ -8,8 +8,8 @@ use crate::linux::caps::{Cap, Danger};
 use crate::model::profile::{Profile, WorkloadKind};
 use crate::model::record::{Audit, Check, Phase, Verdict};
 use crate::model::suggest::{CapVerdict, Status};
-use crate::render::escape;
 use crate::model::verify::{Run, Verification};
+use crate::render::escape;
 use crate::render::{seconds, set_label, verify_command};
 
 /// Terminal styling, only when writing to a TTY and `NO_COLOR` is unset.
@@ -147,7 +147,7 @@ fn verification(out: &mut String, v: &Verification, style: Style, verbose: bool)
             let _ = writeln!(
                 out,
                 "    {}: {} ({})",
-                s.source,
+                escape::text(&s.source),
                 cap_list(&s.set),
                 if s.verified {
                     "verified"
@@ -159,7 +159,12 @@ fn verification(out: &mut String, v: &Verification, style: Style, verbose: bool)
     }
     if v.runs.is_empty() {
         if let Some(problem) = &v.problem {
-            let _ = writeln!(out, "\n  {} {problem}", style.red("not verified:"));
+            let _ = writeln!(
+                out,
+                "\n  {} {}",
+                style.red("not verified:"),
+                escape::text(problem)
+            );
         }
         return;
     }
@@ -178,8 +183,9 @@ fn verification(out: &mut String, v: &Verification, style: Style, verbose: bool)
     if let Some(problem) = &v.problem {
         let _ = writeln!(
             out,
-            "\n  {} {problem}; the suggestion below is what the workload was seen to use, not verified",
-            style.red("verification failed:")
+            "\n  {} {}; the suggestion below is what the workload was seen to use, not verified",
+            style.red("verification failed:"),
+            escape::text(problem)
         );
     }
 }
@@ -219,7 +225,7 @@ fn run_line(out: &mut String, number: usize, run: &Run, style: Style, verbose: b
     let mut shown_lines: Vec<String> = Vec::new();
     for line in lines {
         if !shown_lines.contains(&line) {
-            let _ = writeln!(out, "        {}", style.dim(&line));
+            let _ = writeln!(out, "        {}", style.dim(&escape::text(&line)));
             shown_lines.push(line);
         }
     }
@@ -230,13 +236,17 @@ fn unverified_note(out: &mut String, profile: &Profile, style: Style) {
     if profile.verified() {
         return;
     }
-    let how = match verify_command(profile) {
-        Some(command) => format!("verify it with `{command}`"),
-        None => "verify each source with --verify, then merge".into(),
+    let how = match (verify_command(profile), profile.workload.kind) {
+        (Some(command), _) => format!(
+            "verify it with `{}` (it runs the workload again, once per capability: staging only)",
+            escape::text(&command)
+        ),
+        (None, Some(WorkloadKind::Container)) => "cap-trace verifies commands (`cap-trace run --verify -- CMD`), not containers yet: start the container with the set less one capability at a time to find what it needs".into(),
+        (None, _) => "verify each source with `cap-trace run --verify`, then merge them".into(),
     };
     let _ = writeln!(
         out,
-        "\n  {} this is what the workload was seen to use: an upper bound, often more than it needs; {how} (it runs the workload again, once per capability: staging only)",
+        "\n  {} this is what the workload was seen to use: an upper bound, often more than it needs; {how}",
         style.yellow("not verified:")
     );
 }
@@ -326,7 +336,7 @@ fn table(out: &mut String, verdicts: &[CapVerdict], style: Style, verbose: bool)
             pad(&v.cap.name(), v.cap.name().len(), name_w),
             pad(&painted, label.len(), status_w),
             v.count,
-            v.reason
+            escape::text(&v.reason)
         );
         let shown = if verbose { v.evidence.len() } else { 3 };
         for e in v.evidence.iter().take(shown) {

@@ -104,7 +104,7 @@ pub(crate) async fn verify<R: Runner>(
         v.duration_ms = started.elapsed().as_millis() as u64;
         say(&format!(
             "verification failed: {}",
-            v.problem.as_deref().unwrap_or_default()
+            crate::model::text::shown(v.problem.as_deref().unwrap_or_default())
         ));
         return Ok(v);
     };
@@ -224,7 +224,7 @@ impl<R: Runner> Runs<'_, R> {
             if passed { "passed" } else { "failed" },
             ran.duration.as_secs_f64(),
             run.failure()
-                .map(|f| format!(": {}", last_line(&f)))
+                .map(|f| format!(": {}", crate::model::text::shown(&last_line(&f))))
                 .unwrap_or_default()
         ));
         self.runs.push(run);
