@@ -26,8 +26,8 @@ const BUILD_PACKAGES: &[&str] = &[
 /// engine (`docker.io`, with `containerd` and `ctr`) is only started by the tests, privately;
 /// installing it starts nothing (Debian's `policy-rc.d` or no systemd) and keeps runc.
 /// docker-compose 1.x also checks what the compose output says about tools that merge lists.
-/// mmdebstrap builds the Debian image with real servers; procps' ps and libcap2-bin's capsh are
-/// real programs the verification tests run.
+/// procps' `ps` is a real program the verification tests run; libcap2-bin's `capsh` decodes
+/// capability masks for them.
 const TEST_PACKAGES: &[&str] = &[
     "podman",
     "runc",
@@ -39,7 +39,6 @@ const TEST_PACKAGES: &[&str] = &[
     "bpftool",
     "qemu-system-x86",
     "cpio",
-    "mmdebstrap",
     "procps",
     "libcap2-bin",
 ];
