@@ -543,3 +543,108 @@ fn a_server_is_judged_by_its_health_check() {
         .unwrap();
     assert!(!left.status.success(), "the server was stopped");
 }
+
+/// Processes whose command line is `sleep DURATION`.
+fn sleeping(duration: &str) -> Vec<u32> {
+    let cmdline = format!("sleep\0{duration}\0");
+    std::fs::read_dir("/proc")
+        .unwrap()
+        .flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|pid| {
+            std::fs::read(format!("/proc/{pid}/cmdline")).is_ok_and(|c| c == cmdline.as_bytes())
+        })
+        .collect()
+}
+
+#[test]
+fn ctrl_c_during_verification_stops_the_run_and_leaves_the_set_unverified() {
+    if !privileged("ctrl_c_during_verification_stops_the_run_and_leaves_the_set_unverified") {
+        return;
+    }
+    let dir = TempDir::new("verify-sigint");
+    let output = dir.join("p.json");
+    let seen = dir.join("seen");
+    // The learning run ends at once; the verification run that follows waits, and is where
+    // Ctrl-C comes.
+    let duration = format!("60.{}", std::process::id());
+    let script = format!(
+        "test -e {s} && exec sleep {duration}; touch {s}",
+        s = seen.display()
+    );
+    let mut child = Command::new(bin())
+        .args(["run", "--verify", "--json", "-o"])
+        .arg(&output)
+        .args(["--", "sh", "-c", &script])
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
+    while sleeping(&duration).is_empty() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the verification run did not start"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    // SAFETY: kill(2) on our child.
+    unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        if std::time::Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("cap-trace did not end on Ctrl-C during verification");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    };
+    assert!(status.success(), "{status}");
+    assert!(
+        sleeping(&duration).is_empty(),
+        "the interrupted run left its processes behind"
+    );
+    let p: Value = serde_json::from_str(&std::fs::read_to_string(&output).unwrap()).unwrap();
+    let v = verification(&p);
+    assert_eq!(v["verified"], false, "{p:#}");
+    assert!(
+        v["problem"]
+            .as_str()
+            .unwrap()
+            .starts_with("interrupted (Ctrl-C or SIGTERM) in run 1"),
+        "{v:#}"
+    );
+    assert_eq!(p["suggestion"]["verified"], false);
+}
+
+#[test]
+fn a_denial_to_a_dropped_user_is_not_for_cap_add() {
+    if !privileged("a_denial_to_a_dropped_user_is_not_for_cap_add") {
+        return;
+    }
+    // Root switches to nobody, which then may not chown root's file: CHOWN is denied to a
+    // process running as uid 65534 while the workload's bounding set holds it. --cap-add
+    // cannot fix that (a file capability or a root process would): said, and left out.
+    let dir = TempDir::new("dropped-user");
+    let file = dir.join("f");
+    std::fs::write(&file, "x").unwrap();
+    let command = [
+        "setpriv",
+        "--reuid=65534",
+        "--regid=65534",
+        "--clear-groups",
+        "chown",
+        "65534",
+        file.to_str().unwrap(),
+    ];
+    let p = run_profile(&[], &command);
+    assert_ne!(p["workload"]["exit_status"], 0, "{p:#}");
+    assert_eq!(status(&p, "CHOWN"), "not_grantable", "{p:#}");
+    assert!(!suggested(&p).contains(&"CHOWN".to_owned()), "{p:#}");
+    let out = cap_trace(["run", "--"].into_iter().chain(command).collect::<Vec<_>>());
+    assert!(
+        ok(&out).contains("not grantable by --cap-add: CHOWN"),
+        "{}",
+        stdout(&out)
+    );
+}
