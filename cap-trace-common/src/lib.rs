@@ -66,12 +66,10 @@ pub mod traced_kind {
     pub const EXACT: u32 = 1;
     /// Tasks in this cgroup or any cgroup below it, recorded under this cgroup.
     pub const SUBTREE: u32 = 2;
-    /// Tasks anywhere below this cgroup (not in it), each recorded under its own cgroup: how a
-    /// container whose cgroup does not exist yet is caught without missing its first checks.
-    pub const DESCENDANTS: u32 = 3;
-    /// Tasks whose own cgroup is this one are not traced, even below a DESCENDANTS entry: a
-    /// cgroup userspace found it does not follow (a service, a container filtered out), so that
-    /// it stops adding entries to the maps. Removed once the cgroup is gone.
+    /// Not a workload (userspace looked at it: a service, a container filtered out): tasks
+    /// whose own cgroup is this one are not recorded, even when the cgroup is new (see
+    /// [`Config::new_after`](super::Config)), so that it stops adding entries to the maps.
+    /// Removed once the cgroup is gone.
     pub const IGNORED: u32 = 4;
 }
 
@@ -205,7 +203,7 @@ pub const CGROUP_LEVELS: usize = 4;
 pub const CGROUP_NAME_LEN: usize = 96;
 
 /// The names of a task's cgroup and its ancestors, sent (when tracing containers) with the
-/// first check of a cgroup seen through a DESCENDANTS entry: how a container that lives a few
+/// first check of a new cgroup (`Config::new_after`): how a container that lives a few
 /// milliseconds is still recognised after its cgroup is gone.
 #[repr(C)]
 #[derive(Copy, Clone, Debug)]
@@ -428,12 +426,17 @@ impl Settings {
 #[repr(C)]
 #[derive(Copy, Clone, Debug, Default)]
 pub struct Config {
-    /// Bit `n` set when a SUBTREE or DESCENDANTS entry of `TRACED` lives at cgroup level `n`: the levels at which a
-    /// task's ancestors are looked up.
+    /// Bit `n` set when a SUBTREE entry of `TRACED` lives at cgroup level `n`: the levels at
+    /// which a task's ancestors are looked up.
     pub levels: u64,
-    /// Bumped by userspace after every change to `TRACED`: per-CPU caches of "is this cgroup
-    /// traced" answers are valid only for the generation they were made in.
+    /// Bumped by userspace after every change to `TRACED` or `new_after`: per-CPU caches of
+    /// "is this cgroup traced" answers are valid only for the generation they were made in.
     pub generation: u64,
+    /// When not 0, a task whose own cgroup's id is above this one is recorded under its own
+    /// cgroup: cgroup ids only grow, so these are the cgroups created after userspace took
+    /// this id, wherever they are in the tree (a container starting under any parent, created
+    /// at any time).
+    pub new_after: u64,
 }
 
 /// Per-CPU memory of the last counted check (element 0 of the `LAST` per-CPU array).
@@ -564,6 +567,6 @@ const _: () = {
     assert!(size_of::<Settings>() == 128 + 24 * MAX_SITES);
     assert!(size_of::<CgroupLosses>() == 8 * loss_kind::COUNT);
     assert!(size_of::<MigrationEvent>() == 48 + CGROUP_PATH_LEN);
-    assert!(size_of::<Config>() == 16);
+    assert!(size_of::<Config>() == 24);
     assert!(size_of::<LastCheck>() == 88 + 48 + 16 + 32 + 56);
 };

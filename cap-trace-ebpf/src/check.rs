@@ -123,7 +123,7 @@ pub(crate) fn on_check<C: EbpfContext>(
         }
     };
 
-    // A cgroup first seen through a DESCENDANTS entry: say what it is called.
+    // A cgroup recorded under its own id (a new one): say what it is called.
     if setting!(containers) != 0 && cgroup_id == task::cgroup_id(task) {
         send_cgroup_names(task, cgroup_id);
     }

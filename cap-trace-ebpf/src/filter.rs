@@ -1,8 +1,11 @@
 //! The cgroup filter: which workload, if any, a task's check is recorded under.
 //!
-//! `TRACED` holds the cgroups userspace asked for, each matched exactly, with its subtree, or by
-//! its descendants only, and the cgroups it found it does not follow, which are not traced even
-//! below a watched parent ([`traced_kind`]). The answer for the CPU's last cgroup is cached in
+//! `TRACED` holds the cgroups userspace asked for, each matched exactly or with its subtree, and
+//! those it looked at and ignores ([`traced_kind`]). While userspace watches for containers,
+//! `CONFIG.new_after` also records every task of a cgroup created since it started watching
+//! (cgroup ids only grow) under that cgroup: a container is seen from its first check wherever
+//! its cgroup is and whenever its parent was made, and the host's older cgroups cost one
+//! comparison. The answer for the CPU's last cgroup is cached in
 //! [`LastCheck`] (`cg_*`), keyed by the cgroup's serial number (`cgroup.self.serial_nr`, never
 //! reused, one dependent load short of the id: each load of that chain is a cache miss when the
 //! workload ran in between), until userspace changes `TRACED` and bumps
@@ -25,6 +28,7 @@ static TRACED: HashMap<u64, Traced> = HashMap::with_max_entries(16384, 0);
 static mut CONFIG: Config = Config {
     levels: 0,
     generation: 0,
+    new_after: 0,
 };
 
 /// The workload a task's check is recorded under, or `None` when the task is not traced.
@@ -58,42 +62,42 @@ pub(crate) fn traced_cgroup(task: *const u8, last: &mut LastCheck) -> Option<u64
 pub(crate) fn lookup_traced(leaf: u64) -> Option<u64> {
     if let Some(traced) = TRACED.get_ptr(&leaf) {
         // SAFETY: `traced` is from a map lookup that succeeded: valid for the whole run.
-        let kind = unsafe { (*traced).kind };
-        if kind == traced_kind::EXACT || kind == traced_kind::SUBTREE {
-            return Some(leaf);
-        }
-        if kind == traced_kind::IGNORED {
-            return None;
+        match unsafe { (*traced).kind } {
+            traced_kind::EXACT | traced_kind::SUBTREE => return Some(leaf),
+            traced_kind::IGNORED => return None,
+            _ => {}
         }
     }
     // SAFETY: a plain-data global the programs never write (userspace rewrites it whole).
     let levels = unsafe { core::ptr::read_volatile(&raw const CONFIG.levels) };
-    if levels == 0 {
-        return None;
-    }
-    // Look the task's ancestors up at the levels where SUBTREE/DESCENDANTS entries live.
+    // Look the task's ancestors up at the levels where SUBTREE entries live.
     let mut level = 0u32;
-    while level < 32 {
+    while levels != 0 && level < 32 {
         if levels & (1u64 << level) != 0 {
             // SAFETY: any level is valid: past the task's own the helper returns 0.
             let ancestor = unsafe { bpf_get_current_ancestor_cgroup_id(level as i32) };
             if ancestor == 0 {
-                return None;
+                break;
             }
-            if let Some(traced) = TRACED.get_ptr(&ancestor) {
+            if let Some(traced) = TRACED.get_ptr(&ancestor)
                 // SAFETY: `traced` is from a map lookup that succeeded: valid for the whole run.
-                match unsafe { (*traced).kind } {
-                    traced_kind::SUBTREE => return Some(ancestor),
-                    traced_kind::DESCENDANTS => {
-                        return (leaf != ancestor).then_some(leaf);
-                    }
-                    _ => {}
-                }
+                && unsafe { (*traced).kind } == traced_kind::SUBTREE
+            {
+                return Some(ancestor);
             }
         }
         level += 1;
     }
-    None
+    new_cgroup(leaf)
+}
+
+/// `leaf` itself when it is a cgroup created since userspace started watching for containers
+/// (`CONFIG.new_after`): its tasks are recorded under it.
+#[inline(always)]
+pub(crate) fn new_cgroup(leaf: u64) -> Option<u64> {
+    // SAFETY: a plain-data global the programs never write (userspace rewrites it whole).
+    let new_after = unsafe { core::ptr::read_volatile(&raw const CONFIG.new_after) };
+    (new_after != 0 && leaf > new_after).then_some(leaf)
 }
 
 /// The `TRACED` entry of a cgroup, if it has one.

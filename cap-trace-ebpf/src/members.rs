@@ -27,7 +27,7 @@ use cap_trace_common::{
 };
 
 use crate::{
-    filter::{lookup_traced, traced_entry},
+    filter::{lookup_traced, new_cgroup, traced_entry},
     losses::lost,
     maps::{BPF_F_NO_PREALLOC, EVENTS},
     task::{current_task, dfl_cgroup, id_of},
@@ -72,9 +72,9 @@ fn cgroup_of(task: u64) -> u64 {
 }
 
 /// Where a task in `cgroup` is traced, as the filter answers for the current task
-/// ([`lookup_traced`]: the cgroup's own entry first, then its topmost traced ancestor), and
-/// whether `recorded` is that cgroup or one of its ancestors. One pass up the tree; the last
-/// (topmost) ancestor entry found wins.
+/// ([`lookup_traced`]: the cgroup's own entry first, then its topmost SUBTREE ancestor, then
+/// the cgroup itself if it is new), and whether `recorded` is that cgroup or one of its
+/// ancestors. One pass up the tree; the last (topmost) ancestor entry found wins.
 #[inline(never)]
 fn answer_for(cgroup: u64, recorded: u64) -> (Option<u64>, bool) {
     let mut kn = read(cgroup, setting!(off_cgroup_kn));
@@ -85,15 +85,8 @@ fn answer_for(cgroup: u64, recorded: u64) -> (Option<u64>, bool) {
         Some(traced_kind::IGNORED) => return (None, inside),
         _ => {}
     }
-    // 0: no ancestor entry (yet); u64::MAX: the leaf's own DESCENDANTS entry (not traced).
-    let mut found = if matches!(
-        traced_entry(leaf).map(|t| t.kind),
-        Some(traced_kind::DESCENDANTS)
-    ) {
-        u64::MAX
-    } else {
-        0
-    };
+    // 0: no SUBTREE ancestor (yet).
+    let mut found = 0;
     let mut inside = inside;
     let mut level = 1;
     while level < DEPTH {
@@ -103,16 +96,17 @@ fn answer_for(cgroup: u64, recorded: u64) -> (Option<u64>, bool) {
         }
         let id = read(kn, setting!(off_kn_id));
         inside |= id == recorded;
-        if let Some(traced) = traced_entry(id) {
-            if traced.kind == traced_kind::SUBTREE {
-                found = id;
-            } else if traced.kind == traced_kind::DESCENDANTS {
-                found = leaf;
-            }
+        if let Some(traced) = traced_entry(id)
+            && traced.kind == traced_kind::SUBTREE
+        {
+            found = id;
         }
         level += 1;
     }
-    ((found != 0 && found != u64::MAX).then_some(found), inside)
+    if found == 0 {
+        return (new_cgroup(leaf), inside);
+    }
+    (Some(found), inside)
 }
 
 /// Enters `tid` as recorded under `cgroup`, or moves its entry there.

@@ -21,10 +21,14 @@ pub fn workspace_root() -> PathBuf {
         .to_path_buf()
 }
 
-/// The release `cap-trace` binary, built once per test process.
+/// The release `cap-trace` binary, built once per test process; `CAP_TRACE_TEST_BIN=PATH` runs
+/// the tests against another build instead (to see a test fail before a fix).
 pub fn bin() -> &'static Path {
     static BIN: OnceLock<PathBuf> = OnceLock::new();
     BIN.get_or_init(|| {
+        if let Some(other) = std::env::var_os("CAP_TRACE_TEST_BIN") {
+            return PathBuf::from(other);
+        }
         let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
         let status = Command::new(cargo)
             .current_dir(workspace_root())
@@ -58,6 +62,26 @@ pub fn skip_or_fail(test: &str, why: &str) -> bool {
     );
     eprintln!("SKIPPED {test}: {why}");
     false
+}
+
+/// `on_both_engines!(a, b)`: each function `fn a(engine: Engine)` of the test file becomes a
+/// test per engine, `podman_engine::a` and `docker_engine::a`.
+#[macro_export]
+macro_rules! on_both_engines {
+    ($($case:ident),* $(,)?) => {
+        mod podman_engine {
+            $( #[test] fn $case() { super::$case($crate::engine::Engine::Podman) } )*
+        }
+        mod docker_engine {
+            $( #[test] fn $case() { super::$case($crate::engine::Engine::Docker) } )*
+        }
+    };
+}
+
+/// True when a test can run against `engine` (root, the engine there); else skips or fails.
+pub fn ready(engine: engine::Engine, test: &str) -> bool {
+    let test = format!("{test} ({})", engine.name());
+    privileged(&test) && engine.available(&test)
 }
 
 /// Runs cap-trace with `args`.

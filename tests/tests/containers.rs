@@ -1,24 +1,55 @@
-//! `cap-trace --container` against real podman containers (runc, a locally built busybox image).
+//! `cap-trace --container` against real containers (runc, a locally built busybox image): the
+//! same cases on podman and on the real Docker engine (a private dockerd), each test once per
+//! engine (`podman::NAME`, `docker::NAME`).
 
 // Each test file is a crate of its own, linked with every dependency of the package.
 #![allow(unused_crate_dependencies)]
 
 use std::time::Duration;
 
-use cap_trace_tests::podman::{self, Background, LEARNING};
+use cap_trace_tests::engine::Engine;
+use cap_trace_tests::podman::{self, Background};
 use cap_trace_tests::*;
 use serde_json::Value;
 
-fn ready(test: &str) -> bool {
-    privileged(test) && podman::available(test)
+on_both_engines!(
+    chown_in_a_container_needs_exactly_chown,
+    container_doing_nothing_privileged_needs_nothing,
+    bind_low_port_and_drop_to_nobody,
+    create_device_node,
+    change_link_mtu,
+    add_address_over_netlink,
+    read_another_users_private_file,
+    denied_checks_in_a_default_container_are_needed_but_missing,
+    two_containers_at_once_get_separate_profiles,
+    container_already_running_is_picked_up,
+    sigterm_ends_the_trace_with_a_complete_report,
+    restarts_and_every_container_with_all_containers,
+    engine_api_socket,
+    runtime_set_up_is_shown_separately_in_verbose_output,
+    exec_set_up_is_not_the_workloads,
+);
+
+/// The engine's learning-mode flags, as `&str`s.
+fn learning(engine: Engine) -> Vec<String> {
+    engine.learning()
 }
 
-/// Profiles one container run: cap-trace waits for it, podman runs it.
-fn profile(test: &str, opts: &[&str], script: &str) -> (Value, std::process::Output) {
+fn strs(v: &[String]) -> Vec<&str> {
+    v.iter().map(String::as_str).collect()
+}
+
+/// Profiles one container run: cap-trace waits for it, the engine runs it.
+fn profile(
+    engine: Engine,
+    test: &str,
+    opts: &[&str],
+    script: &str,
+) -> (Value, std::process::Output) {
     let name = podman::name(test);
-    podman::image();
-    let bg = Background::start(&["--container", &name, "--wait", "60", "--verbose"]);
-    let run = podman::run(&name, opts, script);
+    engine.image();
+    let bg = Background::for_engine(engine, &["--container", &name, "--wait", "60", "--verbose"]);
+    let run = engine.run(&name, opts, script);
     let (code, stderr, json) = bg.wait(Duration::from_secs(60));
     assert_eq!(code, Some(0), "cap-trace failed: {stderr}");
     let profiles = podman::profiles(&json.expect("profile written"));
@@ -28,40 +59,46 @@ fn profile(test: &str, opts: &[&str], script: &str) -> (Value, std::process::Out
     (p, run)
 }
 
-#[test]
-fn chown_in_a_container_needs_exactly_chown() {
-    if !ready("chown_in_a_container_needs_exactly_chown") {
+fn chown_in_a_container_needs_exactly_chown(engine: Engine) {
+    if !ready(engine, "chown_in_a_container_needs_exactly_chown") {
         return;
     }
-    let (p, run) = profile("chown", &[], "touch /tmp/f && chown nobody /tmp/f");
+    let (p, run) = profile(engine, "chown", &[], "touch /tmp/f && chown nobody /tmp/f");
     assert!(run.status.success());
     assert_eq!(suggested(&p), ["CHOWN"], "{p:#}");
     assert_eq!(p["workload"]["kind"], "container");
-    assert_eq!(p["workload"]["engine"], "podman");
-    assert_eq!(p["workload"]["image"], podman::IMAGE);
+    assert_eq!(p["workload"]["engine"], engine.name());
+    assert_eq!(p["workload"]["image"], engine.image());
     assert_eq!(p["workload"]["id"].as_str().unwrap().len(), 64);
     assert_eq!(p["workload"]["exit_status"], 0);
-    // Podman's defaults are not learning mode: the report says how to get a complete profile.
+    // The engine's defaults are not learning mode: the report says how to get a complete
+    // profile, in flags this engine accepts on this host.
     let warnings = p["warnings"].to_string();
-    assert!(
-        warnings.contains("--cap-add=ALL --security-opt seccomp=unconfined"),
-        "{warnings}"
-    );
+    let advice = learning(engine).join(" ");
+    assert!(warnings.contains(&advice), "{advice}: {warnings}");
 }
 
-#[test]
-fn container_doing_nothing_privileged_needs_nothing() {
-    if !ready("container_doing_nothing_privileged_needs_nothing") {
+fn container_doing_nothing_privileged_needs_nothing(engine: Engine) {
+    if !ready(engine, "container_doing_nothing_privileged_needs_nothing") {
         return;
     }
-    for opts in [&[][..], LEARNING] {
+    let learning = learning(engine);
+    for opts in [&[][..], &strs(&learning)] {
         let (p, run) = profile(
+            engine,
             "nothing",
             opts,
             "echo hello; ls / >/dev/null; cat /etc/passwd >/dev/null",
         );
         assert!(run.status.success());
         assert!(suggested(&p).is_empty(), "{p:#}");
+        // In learning mode there is nothing more to ask for.
+        let warnings = p["warnings"].to_string();
+        assert_eq!(
+            opts.is_empty(),
+            warnings.contains("for a complete profile"),
+            "{warnings}"
+        );
         // runc's own set-up (mounts, pivot_root, hostname: SYS_ADMIN) happened in the
         // container's cgroup, and is kept apart.
         let checks = p["checks"].as_array().unwrap();
@@ -80,6 +117,9 @@ struct Workload {
     test: &'static str,
     script: &'static str,
     needs: &'static [&'static str],
+    /// Needed where the engine leaves `net.ipv4.ip_unprivileged_port_start` at 1024 (podman),
+    /// not where it sets 0 (Docker).
+    needs_below_1024: &'static [&'static str],
 }
 
 /// The process must still be alive after a second (it exits at once when bind or the drop to
@@ -91,34 +131,39 @@ const WORKLOADS: &[Workload] = &[
     Workload {
         test: "bind_low_port_and_drop_to_nobody",
         script: HTTPD,
-        needs: &["SETGID", "SETUID", "NET_BIND_SERVICE"],
+        needs: &["SETGID", "SETUID"],
+        needs_below_1024: &["NET_BIND_SERVICE"],
     },
     Workload {
         test: "create_device_node",
         script: "mknod /tmp/null c 1 3",
         needs: &["MKNOD"],
+        needs_below_1024: &[],
     },
     Workload {
         test: "change_link_mtu",
         script: "ip link set lo mtu 1400",
         needs: &["NET_ADMIN"],
+        needs_below_1024: &[],
     },
     Workload {
         test: "add_address_over_netlink",
         script: "ip addr add 10.9.9.9/32 dev lo",
         needs: &["NET_ADMIN"],
+        needs_below_1024: &[],
     },
     Workload {
         test: "read_another_users_private_file",
         script: "cat /secret",
         needs: &["DAC_READ_SEARCH"],
+        needs_below_1024: &[],
     },
 ];
 
 /// Runs the workload with these flags and the default seccomp profile.
-fn runs_with(w: &Workload, flags: &[String]) -> bool {
-    let opts: Vec<&str> = flags.iter().map(String::as_str).collect();
-    podman::run(&podman::name(w.test), &opts, w.script)
+fn runs_with(engine: Engine, w: &Workload, flags: &[String]) -> bool {
+    engine
+        .run(&podman::name(w.test), &strs(flags), w.script)
         .status
         .success()
 }
@@ -130,29 +175,33 @@ fn flags_for(caps: &[String]) -> Vec<String> {
         .collect()
 }
 
-/// Profiles the workload in learning mode and with podman's defaults; each time the
+/// Profiles the workload in learning mode and with the engine's defaults; each time the
 /// suggestion is exactly what it needs, it works with exactly that, and fails without any one.
-fn sufficient_and_minimal(w: &Workload) {
-    for (mode, opts) in [("learning", LEARNING), ("default", &[][..])] {
-        let (p, _) = profile(w.test, opts, w.script);
+fn sufficient_and_minimal(engine: Engine, w: &Workload) {
+    let learning = learning(engine);
+    for (mode, opts) in [("learning", strs(&learning)), ("default", Vec::new())] {
+        let (p, _) = profile(engine, w.test, &opts, w.script);
         let suggestion = suggested(&p);
         let mut expected: Vec<String> = w.needs.iter().map(ToString::to_string).collect();
+        if engine.unprivileged_port_start() > 0 {
+            expected.extend(w.needs_below_1024.iter().map(ToString::to_string));
+        }
         let mut got = suggestion.clone();
         expected.sort();
         got.sort();
         assert_eq!(got, expected, "{} ({mode}): {p:#}", w.test);
-        // The flags exactly as printed for the engine, pasted into `podman run`.
-        let printed = printed_flags(&p, "podman");
+        // The flags exactly as printed for the engine, pasted into its `run`.
+        let printed = printed_flags(&p, engine.name());
         assert_eq!(printed, flags_for(&suggestion));
         assert!(
-            runs_with(w, &printed),
+            runs_with(engine, w, &printed),
             "{} ({mode}) fails with {printed:?}",
             w.test
         );
         for drop in &suggestion {
             let fewer: Vec<String> = suggestion.iter().filter(|c| *c != drop).cloned().collect();
             assert!(
-                !runs_with(w, &flags_for(&fewer)),
+                !runs_with(engine, w, &flags_for(&fewer)),
                 "{} ({mode}) works without {drop}: the suggestion is not minimal",
                 w.test
             );
@@ -160,72 +209,79 @@ fn sufficient_and_minimal(w: &Workload) {
     }
 }
 
-#[test]
-fn bind_low_port_and_drop_to_nobody() {
-    if ready("bind_low_port_and_drop_to_nobody") {
-        sufficient_and_minimal(&WORKLOADS[0]);
+fn bind_low_port_and_drop_to_nobody(engine: Engine) {
+    if ready(engine, "bind_low_port_and_drop_to_nobody") {
+        sufficient_and_minimal(engine, &WORKLOADS[0]);
     }
 }
 
-#[test]
-fn create_device_node() {
-    if ready("create_device_node") {
-        sufficient_and_minimal(&WORKLOADS[1]);
+fn create_device_node(engine: Engine) {
+    if ready(engine, "create_device_node") {
+        sufficient_and_minimal(engine, &WORKLOADS[1]);
     }
 }
 
-#[test]
-fn change_link_mtu() {
-    if ready("change_link_mtu") {
-        sufficient_and_minimal(&WORKLOADS[2]);
+fn change_link_mtu(engine: Engine) {
+    if ready(engine, "change_link_mtu") {
+        sufficient_and_minimal(engine, &WORKLOADS[2]);
     }
 }
 
-#[test]
-fn add_address_over_netlink() {
-    if ready("add_address_over_netlink") {
-        sufficient_and_minimal(&WORKLOADS[3]);
+fn add_address_over_netlink(engine: Engine) {
+    if ready(engine, "add_address_over_netlink") {
+        sufficient_and_minimal(engine, &WORKLOADS[3]);
     }
 }
 
-#[test]
-fn read_another_users_private_file() {
-    if ready("read_another_users_private_file") {
-        sufficient_and_minimal(&WORKLOADS[4]);
+fn read_another_users_private_file(engine: Engine) {
+    if ready(engine, "read_another_users_private_file") {
+        sufficient_and_minimal(engine, &WORKLOADS[4]);
     }
 }
 
-#[test]
-fn denied_checks_in_a_default_container_are_needed_but_missing() {
-    if !ready("denied_checks_in_a_default_container_are_needed_but_missing") {
+fn denied_checks_in_a_default_container_are_needed_but_missing(engine: Engine) {
+    if !ready(
+        engine,
+        "denied_checks_in_a_default_container_are_needed_but_missing",
+    ) {
         return;
     }
-    let (p, run) = profile("missing", &[], "mknod /tmp/null c 1 3");
-    assert!(!run.status.success(), "podman's defaults lack MKNOD");
-    let v = verdict(&p, "MKNOD").unwrap();
+    let (p, run) = profile(engine, "missing", &[], "ip link set lo mtu 1400");
+    assert!(
+        !run.status.success(),
+        "the engine's defaults lack NET_ADMIN"
+    );
+    let v = verdict(&p, "NET_ADMIN").unwrap();
     assert_eq!(v["status"], "missing");
     assert!(v["reason"].as_str().unwrap().contains("EPERM"));
 }
 
-#[test]
-fn two_containers_at_once_get_separate_profiles() {
-    if !ready("two_containers_at_once_get_separate_profiles") {
+fn two_containers_at_once_get_separate_profiles(engine: Engine) {
+    if !ready(engine, "two_containers_at_once_get_separate_profiles") {
         return;
     }
-    podman::image();
+    engine.image();
     let a = podman::name("pair-a");
     let b = podman::name("pair-b");
-    let bg = Background::start(&["--container", &a, "--container", &b, "--wait", "60"]);
+    let bg = Background::for_engine(
+        engine,
+        &["--container", &a, "--container", &b, "--wait", "60"],
+    );
     let (a2, b2) = (a.clone(), b.clone());
     let ta = std::thread::spawn(move || {
-        podman::run(
+        engine.run(
             &a2,
-            LEARNING,
+            &strs(&engine.learning()),
             "touch /tmp/f; chown nobody /tmp/f; sleep 0.5",
         )
     });
-    let tb =
-        std::thread::spawn(move || podman::run(&b2, LEARNING, "mknod /tmp/n c 1 3; sleep 0.5"));
+    let tb = std::thread::spawn(move || {
+        engine.run(
+            &b2,
+            &strs(&engine.learning()),
+            "mknod /tmp/n c 1 3; sleep 0.5",
+        )
+    });
     assert!(ta.join().unwrap().status.success());
     assert!(tb.join().unwrap().status.success());
     let (code, stderr, json) = bg.wait(Duration::from_secs(60));
@@ -242,30 +298,22 @@ fn two_containers_at_once_get_separate_profiles() {
     assert_eq!(suggested(by_name(&b)), ["MKNOD"]);
 }
 
-#[test]
-fn container_already_running_is_picked_up() {
-    if !ready("container_already_running_is_picked_up") {
+fn container_already_running_is_picked_up(engine: Engine) {
+    if !ready(engine, "container_already_running_is_picked_up") {
         return;
     }
     let name = podman::name("running");
-    let started = podman::podman()
-        .args(["run", "-d", "--rm", "--name", &name])
-        .args(podman::RUN_OPTS)
-        .arg(podman::image())
-        .args([
-            "sh",
-            "-c",
-            "sleep 2; touch /tmp/f; chown nobody /tmp/f; sleep 0.3",
-        ])
-        .output()
-        .unwrap();
-    assert!(started.status.success());
-    let bg = Background::start(&["--container", &name]);
-    assert!(
-        bg.stderr().contains("tracing") || !bg.stderr().contains("waiting"),
-        "{}",
-        bg.stderr()
+    // It waits for /tmp/go, made once cap-trace is attached, then does its work.
+    let started = engine.run_detached(
+        &name,
+        &["--rm"],
+        "while [ ! -e /tmp/go ]; do sleep 0.1; done; touch /tmp/f; chown nobody /tmp/f; sleep 0.3",
     );
+    assert!(started.status.success(), "{started:?}");
+    let bg = Background::for_engine(engine, &["--container", &name]);
+    assert!(bg.stderr().contains("tracing"), "{}", bg.stderr());
+    let go = engine.exec(&name, "touch /tmp/go");
+    assert!(go.status.success(), "{go:?}");
     let (code, stderr, json) = bg.wait(Duration::from_secs(60));
     assert_eq!(code, Some(0), "{stderr}");
     let p = podman::profiles(&json.unwrap()).remove(0);
@@ -276,11 +324,45 @@ fn container_already_running_is_picked_up() {
         .expect("current capabilities");
     assert!(ran_with.iter().any(|c| c == "CHOWN"));
     assert_eq!(p["workload"]["seccomp"], true);
+    // But not from its first process: the profile says it is incomplete, and why.
+    assert_eq!(p["trace"]["complete"], false, "{p:#}");
+    let why = p["trace"]["incomplete"][0].as_str().unwrap();
+    assert!(
+        why.starts_with("attached ") && why.contains(" s after the container started"),
+        "{why}"
+    );
+    assert!(
+        why.contains("restart the container while cap-trace runs"),
+        "{why}"
+    );
+    // Every rendering says so in its header.
+    let dir = TempDir::new("late");
+    let saved = dir.join("late.json");
+    std::fs::write(&saved, p.to_string()).unwrap();
+    for format in ["k8s", "systemd"] {
+        let out = ok(&cap_trace([
+            "show",
+            saved.to_str().unwrap(),
+            "--format",
+            format,
+        ]));
+        assert!(
+            out.contains("INCOMPLETE trace (attached "),
+            "{format}: {out}"
+        );
+    }
+    let text = ok(&cap_trace(["show", saved.to_str().unwrap()]));
+    assert!(
+        text.contains("the profile is incomplete: attached "),
+        "{text}"
+    );
 }
 
 #[test]
 fn unknown_container_is_a_clear_error_after_the_wait() {
-    if !ready("unknown_container_is_a_clear_error_after_the_wait") {
+    if !(privileged("unknown_container_is_a_clear_error_after_the_wait")
+        && podman::available("unknown_container_is_a_clear_error_after_the_wait"))
+    {
         return;
     }
     let started = std::time::Instant::now();
@@ -296,48 +378,57 @@ fn unknown_container_is_a_clear_error_after_the_wait() {
     assert!(last.contains("--wait"), "{last}");
 }
 
-#[test]
-fn sigterm_ends_the_trace_with_a_complete_report() {
-    if !ready("sigterm_ends_the_trace_with_a_complete_report") {
+fn sigterm_ends_the_trace_with_a_complete_report(engine: Engine) {
+    if !ready(engine, "sigterm_ends_the_trace_with_a_complete_report") {
         return;
     }
     let name = podman::name("sigterm");
-    podman::image();
-    let bg = Background::start(&["--container", &name, "--wait", "60"]);
+    engine.image();
+    let bg = Background::for_engine(engine, &["--container", &name, "--wait", "60"]);
     let n = name.clone();
     let runner = std::thread::spawn(move || {
-        podman::run(&n, LEARNING, "touch /tmp/f; chown nobody /tmp/f; sleep 20")
+        engine.run(
+            &n,
+            &strs(&engine.learning()),
+            "touch /tmp/f; chown nobody /tmp/f; sleep 20",
+        )
     });
     std::thread::sleep(Duration::from_secs(2));
     let (code, stderr, json) = bg.stop(Duration::from_secs(30));
     assert_eq!(code, Some(0), "{stderr}");
     let p = podman::profiles(&json.unwrap()).remove(0);
     assert_eq!(suggested(&p), ["CHOWN"], "{p:#}");
-    podman::remove(&name);
+    assert_eq!(p["trace"]["complete"], true, "{p:#}");
+    engine.remove(&name);
     let _ = runner.join();
 }
 
-#[test]
-fn restarts_and_every_container_with_all_containers() {
-    if !ready("restarts_and_every_container_with_all_containers") {
+fn restarts_and_every_container_with_all_containers(engine: Engine) {
+    if !ready(engine, "restarts_and_every_container_with_all_containers") {
         return;
     }
-    podman::image();
+    engine.image();
+    let learning = learning(engine);
     let a = podman::name("all-a");
     let b = podman::name("all-b");
-    let bg = Background::start(&["--all-containers", "--duration", "8s", "--verbose"]);
+    let bg = Background::for_engine(
+        engine,
+        &["--all-containers", "--duration", "8s", "--verbose"],
+    );
     assert!(
-        podman::run(&a, LEARNING, "touch /tmp/f; chown nobody /tmp/f")
+        engine
+            .run(&a, &strs(&learning), "touch /tmp/f; chown nobody /tmp/f")
             .status
             .success()
     );
     // The same container name run again: one profile for both runs.
     assert!(
-        podman::run(&a, LEARNING, "mknod /tmp/n c 1 3")
+        engine
+            .run(&a, &strs(&learning), "mknod /tmp/n c 1 3")
             .status
             .success()
     );
-    assert!(podman::run(&b, LEARNING, "true").status.success());
+    assert!(engine.run(&b, &strs(&learning), "true").status.success());
     let (code, stderr, json) = bg.wait(Duration::from_secs(60));
     assert_eq!(code, Some(0), "{stderr}");
     let profiles = podman::profiles(&json.unwrap());
@@ -355,17 +446,22 @@ fn restarts_and_every_container_with_all_containers() {
         pa["warnings"].to_string().contains("started 2 times"),
         "{pa:#}"
     );
+    assert_eq!(pa["workload"]["engine"], engine.name());
     assert!(suggested(by_name(&b)).is_empty());
 }
 
-#[test]
-fn docker_compatible_api_socket() {
-    if !ready("docker_compatible_api_socket") {
+/// Containers named through the engine's API socket given with `--engine-socket` alone:
+/// podman's Docker-compatible service, or the Docker engine's own socket.
+fn engine_api_socket(engine: Engine) {
+    if !ready(engine, "engine_api_socket") {
         return;
     }
-    podman::image();
-    let service = podman::ApiService::start();
-    let socket = &service.socket;
+    engine.image();
+    let podman_service = (engine == Engine::Podman).then(podman::ApiService::start);
+    let socket = match &podman_service {
+        Some(service) => service.socket.clone(),
+        None => docker::shared().unwrap().socket().to_owned(),
+    };
     let name = podman::name("api");
     let bg = Background::start(&[
         "--container",
@@ -376,18 +472,18 @@ fn docker_compatible_api_socket() {
         socket.to_str().unwrap(),
         "--verbose",
     ]);
-    let run = podman::run(
+    let run = engine.run(
         &name,
-        LEARNING,
+        &strs(&learning(engine)),
         "touch /tmp/f; chown nobody /tmp/f; sleep 0.5",
     );
     let (code, stderr, json) = bg.wait(Duration::from_secs(60));
-    drop(service);
+    drop(podman_service);
     assert!(run.status.success());
     assert_eq!(code, Some(0), "{stderr}");
     let p = podman::profiles(&json.unwrap()).remove(0);
     assert_eq!(suggested(&p), ["CHOWN"], "{p:#}");
-    assert_eq!(p["workload"]["engine"], "podman");
+    assert_eq!(p["workload"]["engine"], engine.name());
 
     // A socket nobody answers on is a clear error.
     let out = cap_trace(["--container", "x", "--engine-socket", "/nonexistent.sock"]);
@@ -397,13 +493,15 @@ fn docker_compatible_api_socket() {
     );
 }
 
-#[test]
-fn runtime_set_up_is_shown_separately_in_verbose_output() {
-    if !ready("runtime_set_up_is_shown_separately_in_verbose_output") {
+fn runtime_set_up_is_shown_separately_in_verbose_output(engine: Engine) {
+    if !ready(
+        engine,
+        "runtime_set_up_is_shown_separately_in_verbose_output",
+    ) {
         return;
     }
     let name = podman::name("verbose");
-    podman::image();
+    engine.image();
     let dir = TempDir::new("verbose");
     let out_path = dir.join("report.txt");
     let mut child = std::process::Command::new(bin())
@@ -416,11 +514,17 @@ fn runtime_set_up_is_shown_separately_in_verbose_output() {
             "--output",
         ])
         .arg(&out_path)
+        .envs(engine.cap_trace_env())
         .stderr(std::process::Stdio::piped())
         .spawn()
         .unwrap();
     std::thread::sleep(Duration::from_millis(1500));
-    assert!(podman::run(&name, LEARNING, "true").status.success());
+    assert!(
+        engine
+            .run(&name, &strs(&learning(engine)), "true")
+            .status
+            .success()
+    );
     assert!(child.wait().unwrap().success());
     let text = std::fs::read_to_string(&out_path).unwrap();
     assert!(
@@ -434,33 +538,23 @@ fn runtime_set_up_is_shown_separately_in_verbose_output() {
     );
 }
 
-#[test]
-fn podman_exec_set_up_is_not_the_workloads() {
-    if !ready("podman_exec_set_up_is_not_the_workloads") {
+fn exec_set_up_is_not_the_workloads(engine: Engine) {
+    if !ready(engine, "exec_set_up_is_not_the_workloads") {
         return;
     }
     let name = podman::name("exec");
-    let started = podman::podman()
-        .args(["run", "-d", "--rm", "--name", &name])
-        .args(podman::RUN_OPTS)
-        .args(LEARNING)
-        .arg(podman::image())
-        .args(["sh", "-c", "sleep 3"])
-        .output()
-        .unwrap();
-    assert!(started.status.success());
-    let bg = Background::start(&["--container", &name]);
+    let mut opts = vec!["--rm".to_owned()];
+    opts.extend(learning(engine));
+    // It runs until the exec'd process is done.
+    let started = engine.run_detached(
+        &name,
+        &strs(&opts),
+        "while [ ! -e /tmp/done ]; do sleep 0.1; done",
+    );
+    assert!(started.status.success(), "{started:?}");
+    let bg = Background::for_engine(engine, &["--container", &name]);
     // runc exec sets the exec'd process up (namespaces, capabilities) inside the cgroup.
-    let exec = podman::podman()
-        .args([
-            "exec",
-            &name,
-            "sh",
-            "-c",
-            "touch /tmp/f; chown nobody /tmp/f",
-        ])
-        .output()
-        .unwrap();
+    let exec = engine.exec(&name, "touch /tmp/f; chown nobody /tmp/f; touch /tmp/done");
     assert!(
         exec.status.success(),
         "{}",

@@ -171,6 +171,8 @@ pub struct Probe {
     /// What `TRACED` holds, as written: `levels` is worked out from it rather than from the
     /// map (which holds an entry for every ignored cgroup).
     traced: std::collections::HashMap<u64, Traced>,
+    /// See `Config::new_after`.
+    new_after: u64,
 }
 
 /// The running kernel's release (`uname -r`).
@@ -441,6 +443,7 @@ impl Probe {
             levels: 0,
             generation: 0,
             traced: std::collections::HashMap::new(),
+            new_after: 0,
         })
     }
 
@@ -486,12 +489,27 @@ impl Probe {
 
     /// Stops tracing (or ignoring) a cgroup.
     pub fn untrace_cgroup(&mut self, id: u64) -> Result<(), ProbeError> {
+        self.untrace_cgroups(&[id])
+    }
+
+    /// Stops tracing (or ignoring) cgroups.
+    pub fn untrace_cgroups(&mut self, ids: &[u64]) -> Result<(), ProbeError> {
         let map_err = |e: aya::maps::MapError| ProbeError::Map("TRACED", e.to_string());
         let mut map: HashMap<_, u64, Traced> =
             HashMap::try_from(self.ebpf.map_mut("TRACED").expect("TRACED map")).map_err(map_err)?;
-        let _ = map.remove(&id);
-        self.traced.remove(&id);
+        for id in ids {
+            let _ = map.remove(id);
+            self.traced.remove(id);
+        }
         self.levels = levels(self.traced.values());
+        self.generation += 1;
+        self.write_config()
+    }
+
+    /// Records every task of a cgroup whose id is above `after` (a cgroup created after it),
+    /// under its own cgroup; `None` stops it (see `Config::new_after`).
+    pub fn trace_new_cgroups(&mut self, after: Option<u64>) -> Result<(), ProbeError> {
+        self.new_after = after.unwrap_or(0);
         self.generation += 1;
         self.write_config()
     }
@@ -507,6 +525,7 @@ impl Probe {
                 Config {
                     levels: self.levels,
                     generation: self.generation,
+                    new_after: self.new_after,
                 },
                 0,
             )
@@ -644,12 +663,10 @@ impl Probe {
     }
 }
 
-/// The cgroup levels at which SUBTREE and DESCENDANTS entries live (see `Config::levels`).
+/// The cgroup levels at which SUBTREE entries live (see `Config::levels`).
 fn levels<'a>(traced: impl Iterator<Item = &'a Traced>) -> u64 {
     traced
-        .filter(|t| {
-            matches!(t.kind, traced_kind::SUBTREE | traced_kind::DESCENDANTS) && t.level < 31
-        })
+        .filter(|t| t.kind == traced_kind::SUBTREE && t.level < 31)
         .fold(0u64, |acc, t| acc | 1 << t.level)
 }
 

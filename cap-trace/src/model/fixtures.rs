@@ -33,6 +33,7 @@ pub(crate) fn trace_info() -> TraceInfo {
         started: "2026-11-22T10:00:00.000Z".into(),
         duration_ms: 5,
         complete: true,
+        incomplete: Vec::new(),
         losses: Losses::default(),
         total_checks: 1,
         host_bounding: None,

@@ -10,7 +10,7 @@
 use std::collections::BTreeMap;
 
 use crate::linux::caps::Cap;
-use crate::model::profile::{Profile, TraceInfo, Workload, WorkloadKind};
+use crate::model::profile::{INCOMPLETE_PREFIX, Profile, TraceInfo, Workload, WorkloadKind};
 use crate::model::record::{Check, Losses, Outcome};
 use crate::model::verify::{CapFinding, Finding, SourceVerification, Verification};
 
@@ -52,6 +52,7 @@ pub fn merge(inputs: Vec<(String, Profile)>) -> Profile {
     let mut hooks: Vec<String> = Vec::new();
     let mut losses = Losses::default();
     let mut complete = true;
+    let mut incomplete: Vec<String> = Vec::new();
     let mut duration_ms = 0;
     let mut total_checks = 0;
     let mut started: Option<String> = None;
@@ -79,6 +80,14 @@ pub fn merge(inputs: Vec<(String, Profile)>) -> Profile {
         }
         losses.add(&p.trace.losses);
         complete &= p.trace.complete;
+        for reason in &p.trace.incomplete {
+            let reason = if inputs.len() > 1 && !reason.starts_with(source.as_str()) {
+                format!("{source}: {reason}")
+            } else {
+                reason.clone()
+            };
+            push_once(&mut incomplete, &reason);
+        }
         // Counts saturate: a hostile or corrupt input must not wrap them round to small ones.
         duration_ms = p.trace.duration_ms.saturating_add(duration_ms);
         total_checks = p.trace.total_checks.saturating_add(total_checks);
@@ -86,7 +95,7 @@ pub fn merge(inputs: Vec<(String, Profile)>) -> Profile {
             started = Some(p.trace.started.clone());
         }
         for w in &p.warnings {
-            if !w.starts_with("the trace is incomplete") {
+            if !w.starts_with("the trace is incomplete") && !w.starts_with(INCOMPLETE_PREFIX) {
                 push_once(&mut warnings, w);
             }
         }
@@ -119,6 +128,7 @@ pub fn merge(inputs: Vec<(String, Profile)>) -> Profile {
         started: started.unwrap_or_default(),
         duration_ms,
         complete,
+        incomplete,
         losses,
         total_checks,
         host_bounding: common_bounding(&inputs),

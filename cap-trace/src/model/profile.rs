@@ -21,6 +21,8 @@ pub const SCHEMA: &str = "cap-trace/profile";
 pub const VERSION: u32 = 2;
 /// The versions read.
 pub const READS: &[u32] = &[1, 2];
+/// How the warning for each of `trace.incomplete` begins.
+pub const INCOMPLETE_PREFIX: &str = "the profile is incomplete: ";
 
 /// The largest profile read. A real one is kilobytes (a busy server's, a few hundred); a
 /// merge of many nodes stays far below this.
@@ -66,6 +68,58 @@ pub struct Profile {
     /// (`--verify`); when present, its set is the suggestion.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub verification: Option<Verification>,
+    /// What changes capability needs besides the capabilities, where the profile was learned.
+    #[serde(default, skip_serializing_if = "Environment::is_empty")]
+    pub environment: Environment,
+}
+
+/// Settings that decide whether an operation needs a capability at all: where they are more
+/// permissive than where the workload is deployed, it needs capabilities no check showed.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Default)]
+pub struct Environment {
+    /// The container engine's version.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub engine_version: Option<String>,
+    /// Sysctls of the workload's network namespace, by name
+    /// ([`PORT_START`](Environment::PORT_START), [`PING_RANGE`](Environment::PING_RANGE)).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub network: BTreeMap<String, String>,
+    /// Sysctls of the host, by name ([`HOST_SYSCTLS`](Environment::HOST_SYSCTLS)).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub host: BTreeMap<String, String>,
+}
+
+impl Environment {
+    /// Ports below it need NET_BIND_SERVICE to bind (Docker sets 0 in its containers).
+    pub const PORT_START: &'static str = "net.ipv4.ip_unprivileged_port_start";
+    /// Groups that may open ICMP echo sockets without NET_RAW (`ping`).
+    pub const PING_RANGE: &'static str = "net.ipv4.ping_group_range";
+    /// The network namespace's sysctls recorded.
+    pub const NETWORK_SYSCTLS: [&'static str; 2] = [Self::PORT_START, Self::PING_RANGE];
+    /// The host's sysctls recorded: who may ptrace, use perf events and BPF, read kernel
+    /// addresses without a capability.
+    pub const HOST_SYSCTLS: [&'static str; 4] = [
+        "kernel.yama.ptrace_scope",
+        "kernel.perf_event_paranoid",
+        "kernel.unprivileged_bpf_disabled",
+        "kernel.kptr_restrict",
+    ];
+
+    pub fn is_empty(&self) -> bool {
+        self.engine_version.is_none() && self.network.is_empty() && self.host.is_empty()
+    }
+
+    /// `net.ipv4.ip_unprivileged_port_start`, when recorded.
+    pub fn port_start(&self) -> Option<u32> {
+        self.network.get(Self::PORT_START)?.trim().parse().ok()
+    }
+
+    /// `net.ipv4.ping_group_range` as (first, last) group, when recorded (empty when first >
+    /// last).
+    pub fn ping_range(&self) -> Option<(u32, u32)> {
+        let mut parts = self.network.get(Self::PING_RANGE)?.split_whitespace();
+        Some((parts.next()?.parse().ok()?, parts.next()?.parse().ok()?))
+    }
 }
 
 #[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -265,8 +319,13 @@ pub struct TraceInfo {
     /// RFC 3339 time the trace started.
     pub started: String,
     pub duration_ms: u64,
-    /// False when any event, count or outcome was lost: the profile may miss capabilities.
+    /// False when any event, count or outcome was lost, or the workload was not seen from its
+    /// first process: the profile may miss capabilities.
     pub complete: bool,
+    /// Why the trace is incomplete, besides losses (e.g. attached after the container
+    /// started).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub incomplete: Vec<String>,
     pub losses: Losses,
     /// Checks of the workload, including runtime set-up.
     pub total_checks: u64,
@@ -307,7 +366,7 @@ impl Profile {
     ) -> Profile {
         checks.sort_by_key(Check::identity);
         outcomes.sort_by_key(Outcome::identity);
-        if !trace.complete {
+        if trace.losses.total() > 0 {
             warnings.insert(
                 0,
                 format!(
@@ -316,6 +375,9 @@ impl Profile {
                     loss_advice(&trace.losses)
                 ),
             );
+        }
+        for (i, reason) in trace.incomplete.iter().enumerate() {
+            warnings.insert(i, format!("{INCOMPLETE_PREFIX}{reason}"));
         }
         let mut profile = Profile {
             schema: SCHEMA.into(),
@@ -328,6 +390,7 @@ impl Profile {
             outcomes,
             warnings,
             verification: None,
+            environment: Environment::default(),
         };
         profile.derive();
         profile
@@ -384,6 +447,22 @@ impl Profile {
     /// The suggestion is a verified minimal set.
     pub fn verified(&self) -> bool {
         self.suggestion.verified
+    }
+
+    /// Why the profile may miss capabilities, in a few words, or `None` for a complete trace:
+    /// what every rendering's header says.
+    pub fn incompleteness(&self) -> Option<String> {
+        if self.trace.complete {
+            return None;
+        }
+        let mut why = self.trace.incomplete.clone();
+        if self.trace.losses.total() > 0 {
+            why.insert(0, describe_losses(&self.trace.losses));
+        }
+        if why.is_empty() {
+            why.push("marked incomplete, no reason recorded".to_owned());
+        }
+        Some(why.join("; "))
     }
 
     /// Reads and validates a profile file; the suggestion is derived again from its checks.

@@ -243,6 +243,53 @@ pub fn threads(path: &Path) -> Vec<u32> {
     tids
 }
 
+/// An id above every existing cgroup's: cgroup ids only grow, so a cgroup with a higher id was
+/// created after this call. Made by creating a cgroup below `<root>/cap-trace` and removing it
+/// again; where that is not allowed (a read-only cgroup mount), the highest id in the tree (a
+/// cgroup created while the tree is read may then be taken for an older one).
+pub fn id_watermark(root: &Path) -> u64 {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default()
+        .subsec_nanos();
+    if let Ok(leaf) = Leaf::create(&format!("watermark-{}-{nanos}", std::process::id())) {
+        return leaf.id;
+    }
+    let mut ids = std::collections::HashMap::new();
+    scan(root, TREE_DEPTH, &mut ids);
+    ids.into_keys()
+        .max()
+        .unwrap_or(0)
+        .max(cgroup_id(root).unwrap_or(0))
+}
+
+/// How deep below the root containers are looked for (rootless podman under systemd is 5
+/// levels down, a Kubernetes container 4, a custom parent adds its own).
+pub const TREE_DEPTH: u32 = 8;
+
+/// Records the id → path of every cgroup below `dir`, `depth` levels down.
+pub fn scan<S: std::hash::BuildHasher>(
+    dir: &Path,
+    depth: u32,
+    into: &mut std::collections::HashMap<u64, PathBuf, S>,
+) {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        if !entry.file_type().is_ok_and(|k| k.is_dir()) {
+            continue;
+        }
+        let path = entry.path();
+        if let Ok(id) = cgroup_id(&path) {
+            into.insert(id, path.clone());
+        }
+        if depth > 1 {
+            scan(&path, depth - 1, into);
+        }
+    }
+}
+
 /// Learns the id → path of cgroups as they are created below some directories (inotify), so
 /// that a container that lives only a few milliseconds can still be named after its cgroup is
 /// gone.
@@ -283,6 +330,26 @@ impl Watcher {
             return Err(io::Error::last_os_error());
         }
         self.dirs.insert(wd, (dir.to_owned(), depth));
+        Ok(())
+    }
+
+    /// Watches `dir` and every directory below it, `depth` levels down, as they are and as
+    /// they appear. Only `dir` itself must be watchable; below it, what cannot be watched (the
+    /// watch limit reached) is left out.
+    pub fn watch_tree(&mut self, dir: &Path, depth: u32) -> io::Result<()> {
+        self.watch(dir, depth)?;
+        if depth == 0 {
+            return Ok(());
+        }
+        if let Ok(entries) = std::fs::read_dir(dir) {
+            for entry in entries.flatten() {
+                if entry.file_type().is_ok_and(|k| k.is_dir())
+                    && let Err(e) = self.watch_tree(&entry.path(), depth - 1)
+                {
+                    log::debug!("cannot watch {}: {e}", entry.path().display());
+                }
+            }
+        }
         Ok(())
     }
 

@@ -1,10 +1,13 @@
 //! `cap-trace --container NAME` and `--all-containers`: follow containers, from before they
 //! start until they exit (or `--duration`, Ctrl-C, SIGTERM), and profile each one.
 //!
-//! A container that is not running yet is caught without missing a check: while waiting, the
-//! kernel side records every task below the cgroups container engines create containers in
-//! (`DESCENDANTS`), under the task's own cgroup. Userspace maps each new cgroup to a container
-//! (path naming scheme + engine lookup) and keeps what belongs to the containers asked for.
+//! A container that is not running yet is caught without missing a check, wherever its cgroup
+//! is and whenever its parent was created: while watching, the kernel side records every task
+//! of a cgroup created since the watch began (cgroup ids only grow: `Config::new_after`) under
+//! that cgroup. Userspace maps each new cgroup to a container (path naming scheme + engine
+//! lookup), keeps what belongs to the containers asked for, and tells the kernel side to ignore
+//! the rest. Containers already running are traced from when cap-trace attaches, and their
+//! profiles say they are incomplete.
 
 use std::collections::{BTreeSet, HashMap};
 use std::path::{Path, PathBuf};
@@ -36,18 +39,6 @@ pub struct FollowOptions {
     pub labels: Vec<(String, String)>,
 }
 
-/// Where container engines create container cgroups (relative to the cgroup v2 root).
-const CONTAINER_PARENTS: &[&str] = &[
-    "libpod_parent",
-    "machine.slice",
-    "system.slice",
-    "docker",
-    "kubepods",
-    "kubepods.slice",
-    "default",
-    "user.slice",
-];
-
 /// One container being profiled (all its incarnations: restarts keep one profile).
 struct Tracked {
     /// What the user asked for (name or id), or the identity with `--all-containers`.
@@ -69,6 +60,12 @@ struct Tracked {
     /// Losses the kernel side could not count against a cgroup while this was followed: they
     /// may be this container's.
     unattributed: u64,
+    /// Some run of it was seen from its first process.
+    seen_from_start: bool,
+    /// A run of it was already running when cap-trace attached.
+    attached_late: bool,
+    /// How long that run had been running (when known).
+    late_by: Option<Duration>,
 }
 
 impl Tracked {
@@ -86,14 +83,36 @@ impl Tracked {
             seccomp: None,
             starts: 0,
             unattributed: 0,
+            seen_from_start: false,
+            attached_late: false,
+            late_by: None,
         }
+    }
+
+    /// Why its profile is incomplete, if it is: no run was seen from its first process.
+    fn incomplete(&self) -> Option<String> {
+        if self.seen_from_start || !self.attached_late {
+            return None;
+        }
+        let when = match self.late_by {
+            Some(d) => format!(
+                "attached {:.1} s after the container started",
+                d.as_secs_f64()
+            ),
+            None => "attached after the container started".to_owned(),
+        };
+        Some(format!(
+            "{when}: its checks before that were not seen; for a complete profile, restart the container while cap-trace runs"
+        ))
     }
 
     fn matches(&self, info: &ContainerInfo) -> bool {
         if let Some(known) = &self.info {
             return known.id == info.id;
         }
-        info.name == self.target || (self.target.len() >= 6 && info.id.starts_with(&self.target))
+        info.name == self.target
+            || info.id == self.target
+            || (self.target.len() >= 6 && info.id.starts_with(&self.target))
     }
 }
 
@@ -109,10 +128,16 @@ pub(crate) struct Session {
     verbose: bool,
     /// cgroup id → what it is, for cgroups seen in events.
     known: HashMap<u64, Option<usize>>,
-    /// cgroup id → path, for cgroups below the watched parents.
+    /// cgroup id → path, for cgroups seen (inotify, scans).
     paths: HashMap<u64, PathBuf>,
     watching: bool,
-    watched_parents: Vec<u64>,
+    /// While watching: cgroups with a higher id are new (see [`cgroup::id_watermark`]).
+    watch_after: u64,
+    /// When the first watch began (boot time), to say how late a running container was
+    /// attached.
+    watch_started: Option<Duration>,
+    /// containerd's namespaces (`ctr run` containers are `/<namespace>/<id>`), and when asked.
+    containerd_namespaces: (Vec<String>, Option<Instant>),
     /// Unix time the trace started, minus a margin: where event histories are read from.
     since: u64,
     /// cgroups with checks that could not be named yet, and since when.
@@ -145,36 +170,46 @@ impl Session {
         eprintln!("cap-trace: {}", text::shown(message));
     }
 
-    /// Starts recording every task below the container parents.
+    /// Starts recording every task of a cgroup created from now on.
     fn watch(&mut self) -> Result<(), SessionError> {
         if self.watching {
             return Ok(());
         }
-        for parent in CONTAINER_PARENTS {
-            let path = self.root.join(parent);
-            if !path.is_dir() {
-                continue;
-            }
-            let id = cgroup::cgroup_id(&path)?;
-            self.tracer.probe.trace_cgroup(
-                id,
-                Traced {
-                    kind: traced_kind::DESCENDANTS,
-                    level: cgroup::level(&self.root, &path),
-                },
-            )?;
-            self.watched_parents.push(id);
+        self.watch_after = cgroup::id_watermark(&self.root);
+        self.tracer
+            .probe
+            .trace_new_cgroups(Some(self.watch_after))?;
+        if self.watch_started.is_none() {
+            self.watch_started = container::boot_time();
         }
         self.watching = true;
         Ok(())
     }
 
     fn unwatch(&mut self) -> Result<(), SessionError> {
-        for id in std::mem::take(&mut self.watched_parents) {
-            self.tracer.probe.untrace_cgroup(id)?;
-        }
+        self.tracer.probe.trace_new_cgroups(None)?;
         self.watching = false;
         Ok(())
+    }
+
+    /// The container a cgroup path (relative to the root) belongs to: by the engines' naming
+    /// schemes, else as one of containerd's `/<namespace>/<id>`.
+    fn recognise(&mut self, rel: &str) -> Option<CgroupContainer> {
+        if let Some(found) = cpath::parse(rel) {
+            return Some(found);
+        }
+        self.engines.ctr.as_ref()?;
+        if rel.matches('/').count() < 2 {
+            return None;
+        }
+        let (namespaces, asked) = &self.containerd_namespaces;
+        let found = cpath::parse_containerd(rel, namespaces);
+        if found.is_some() || asked.is_some_and(|a| a.elapsed() < Duration::from_secs(2)) {
+            return found;
+        }
+        // A namespace made since containerd was last asked.
+        self.containerd_namespaces = (self.engines.containerd_namespaces(), Some(Instant::now()));
+        cpath::parse_containerd(rel, &self.containerd_namespaces.0)
     }
 
     /// The tracked entry a container belongs to (a new one with `--all-containers`).
@@ -223,13 +258,31 @@ impl Session {
             t.cgroups.insert(leaf);
             self.known.insert(leaf, Some(index));
         }
-        t.runtime = Some(found.runtime);
+        t.runtime = match found.runtime {
+            Runtime::Unknown => Runtime::of_engine(&info.engine).or(Some(Runtime::Unknown)),
+            r => Some(r),
+        };
         t.pod_uid.clone_from(&found.pod_uid);
         // One incarnation per container cgroup (a restart creates a new one).
         let incarnation = cgroup_id.or(leaf).unwrap_or_default();
         let new_start = t.incarnations.insert(incarnation);
         if new_start {
             t.starts += 1;
+            // A cgroup older than the watch: it may have run before cap-trace looked.
+            if incarnation > self.watch_after || self.watch_after == 0 {
+                t.seen_from_start = true;
+            } else {
+                let ran = info.pid.filter(|_| info.running).and_then(|pid| {
+                    Some(
+                        self.watch_started?
+                            .saturating_sub(container::process_start(pid)?),
+                    )
+                });
+                if !t.attached_late {
+                    t.attached_late = true;
+                    t.late_by = ran;
+                }
+            }
             // What it runs with: from the kernel while it runs, else from the engine.
             let held = info
                 .pid
@@ -295,8 +348,7 @@ impl Session {
             let Some(found) = info
                 .pid
                 .and_then(cgroup::process_cgroup)
-                .as_deref()
-                .and_then(cpath::parse)
+                .and_then(|rel| self.recognise(&rel))
             else {
                 continue;
             };
@@ -305,8 +357,7 @@ impl Session {
         Ok(())
     }
 
-    /// New cgroups below the engines' parents: ask the engine about containers at once, while
-    /// they certainly exist.
+    /// New cgroups: ask the engine about containers at once, while they certainly exist.
     fn on_created(&mut self, paths: &[PathBuf]) {
         for path in paths {
             let Some(rel) = path
@@ -316,29 +367,27 @@ impl Session {
             else {
                 continue;
             };
-            let Some(found) = cpath::parse(&rel) else {
+            let Some(found) = self.recognise(&rel) else {
                 continue;
             };
             if self.created.contains_key(&found.id) {
                 continue;
             }
-            if let Some(info) = self.engines.inspect(&found.id) {
+            if let Some(info) = self.engines.inspect_found(&found) {
                 self.created
                     .insert(found.id.clone(), (info, Instant::now()));
             }
         }
     }
 
-    /// Path of a cgroup id below the watched parents (from inotify, else a fresh scan).
+    /// Path of a cgroup id (from inotify, else a fresh scan).
     fn path_of(&mut self, id: u64) -> Option<PathBuf> {
         if let Some(p) = self.paths.get(&id) {
             return Some(p.clone());
         }
         if self.last_scan.elapsed() > Duration::from_millis(200) {
             self.last_scan = Instant::now();
-            for parent in CONTAINER_PARENTS {
-                scan(&self.root.join(parent), 6, &mut self.paths);
-            }
+            cgroup::scan(&self.root, cgroup::TREE_DEPTH, &mut self.paths);
         }
         self.paths.get(&id).cloned()
     }
@@ -359,12 +408,12 @@ impl Session {
         for id in new {
             let first_seen = *self.pending.entry(id).or_insert_with(Instant::now);
             let path = self.path_string(id);
-            let found = path.as_deref().and_then(cpath::parse);
+            let found = path.as_deref().and_then(|p| self.recognise(p));
             let decided = match (&path, found) {
-                // A cgroup that is not a container's (a service, a conmon).
+                // A cgroup that is not a container's (a service, a conmon, a parent).
                 (Some(_), None) => Some(None),
                 (None, _) => None,
-                (Some(_), Some(found)) => match self.name(&found.id) {
+                (Some(_), Some(found)) => match self.name(&found) {
                     Lookup::Found(info) => {
                         let adopted = self.adopt(Some(id), &found, *info)?;
                         if adopted.is_none() {
@@ -407,21 +456,26 @@ impl Session {
         Ok(())
     }
 
-    /// The path of a cgroup below the root, as the kernel side named it or a scan finds it.
+    /// The path of a cgroup below the root: from inotify (whole paths), else as the kernel side
+    /// named it (up to four levels), else as a scan of the tree finds it.
     fn path_string(&mut self, id: u64) -> Option<String> {
+        let relative =
+            |p: &Path, root: &Path| Some(format!("/{}", p.strip_prefix(root).ok()?.display()));
+        if let Some(p) = self.paths.get(&id) {
+            return relative(p, &self.root);
+        }
         match self.tracer.collector.cgroup_paths.get(&id) {
             Some(p) => Some(p.clone()),
-            None => self
-                .path_of(id)
-                .and_then(|p| Some(format!("/{}", p.strip_prefix(&self.root).ok()?.display()))),
+            None => self.path_of(id).and_then(|p| relative(&p, &self.root)),
         }
     }
 
     /// What the engines say about a container id: a container that already exited (and was
     /// removed, with --rm) is named from what the engine said when it was created, or from the
     /// engine's event history.
-    fn name(&self, id: &str) -> Lookup {
-        let lookup = self.engines.lookup(id);
+    fn name(&self, found: &CgroupContainer) -> Lookup {
+        let id = found.id.as_str();
+        let lookup = self.engines.lookup_found(found);
         if let Lookup::Found(_) = lookup {
             return lookup;
         }
@@ -674,9 +728,11 @@ impl Session {
         workload.bounding.clone_from(&t.bounding);
         workload.seccomp = t.seccomp;
         let mut warnings = Vec::new();
-        if let Some(w) = container::learning_mode_warning(t.caps.as_deref(), t.seccomp, host) {
+        if let Some(w) = container::learning_mode_warning(t.caps.as_deref(), t.seccomp, host, info)
+        {
             warnings.push(w);
         }
+        let incomplete = t.incomplete();
         if t.starts > 1 {
             warnings.push(format!(
                 "the container started {} times; this profile covers every run",
@@ -700,7 +756,8 @@ impl Session {
             kernel: crate::kernel::kernel_release(),
             started: rfc3339(started.0),
             duration_ms: started.1.elapsed().as_millis() as u64,
-            complete: losses.total() == 0,
+            complete: losses.total() == 0 && incomplete.is_none(),
+            incomplete: incomplete.into_iter().collect(),
             losses,
             total_checks,
             host_bounding: crate::session::privilege::host_bounding(),
@@ -800,28 +857,6 @@ impl Session {
     }
 }
 
-/// Records the id → path of every cgroup below `dir`, `depth` levels down.
-fn scan(dir: &Path, depth: u32, into: &mut HashMap<u64, PathBuf>) {
-    let Ok(entries) = std::fs::read_dir(dir) else {
-        return;
-    };
-    for entry in entries.flatten() {
-        let Ok(kind) = entry.file_type() else {
-            continue;
-        };
-        if !kind.is_dir() {
-            continue;
-        }
-        let path = entry.path();
-        if let Ok(id) = cgroup::cgroup_id(&path) {
-            into.insert(id, path.clone());
-        }
-        if depth > 1 {
-            scan(&path, depth - 1, into);
-        }
-    }
-}
-
 /// Everything a follow session runs on.
 pub(crate) struct Opened {
     pub(crate) session: Session,
@@ -831,8 +866,8 @@ pub(crate) struct Opened {
 }
 
 impl Opened {
-    /// Takes in what comes next: events from the ring buffer, or new cgroups below the
-    /// engines' parents (named at once, before a `--rm` container can vanish).
+    /// Takes in what comes next: events from the ring buffer, or new cgroups (named at once,
+    /// before a `--rm` container can vanish).
     pub(crate) async fn take_in(&mut self) -> Result<(), SessionError> {
         tokio::select! {
             result = self.session.tracer.pump() => result.map_err(SessionError::runtime),
@@ -896,7 +931,9 @@ pub(crate) fn open(opts: &FollowOptions) -> Result<Opened, SessionError> {
         known: HashMap::new(),
         paths: HashMap::new(),
         watching: false,
-        watched_parents: Vec::new(),
+        watch_after: 0,
+        watch_started: None,
+        containerd_namespaces: (Vec::new(), None),
         since: started_wall.as_secs().saturating_sub(60),
         pending: HashMap::new(),
         created: HashMap::new(),
@@ -909,13 +946,10 @@ pub(crate) fn open(opts: &FollowOptions) -> Result<Opened, SessionError> {
     s.engines.watch(s.since);
     // New container cgroups are named the moment they appear, before they can vanish.
     let mut watcher = cgroup::Watcher::new().map_err(SessionError::runtime)?;
-    for parent in CONTAINER_PARENTS {
-        let path = s.root.join(parent);
-        if path.is_dir() {
-            watcher.watch(&path, 4).map_err(SessionError::runtime)?;
-            scan(&path, 6, &mut s.paths);
-        }
-    }
+    watcher
+        .watch_tree(&s.root, cgroup::TREE_DEPTH)
+        .map_err(SessionError::runtime)?;
+    cgroup::scan(&s.root, cgroup::TREE_DEPTH, &mut s.paths);
     // SAFETY: the watcher owns its descriptor for as long as the AsyncFd lives.
     let watcher = unsafe { tokio::io::unix::AsyncFd::register(watcher) }
         .map_err(|e| SessionError::runtime(e.to_string()))?;

@@ -304,6 +304,7 @@ pub async fn run(opts: RunOptions) -> Result<RunResult, SessionError> {
         started: rfc3339(started_wall),
         duration_ms: started.elapsed().as_millis() as u64,
         complete: losses.total() == 0,
+        incomplete: Vec::new(),
         losses,
         total_checks,
         host_bounding: privilege::host_bounding(),

@@ -12,7 +12,7 @@ use std::fmt::Write as _;
 
 use crate::linux::caps::Cap;
 use crate::model::profile::{Profile, WorkloadKind};
-use crate::model::record::{Phase, describe_losses};
+use crate::model::record::Phase;
 use crate::render::{escape, set_label};
 
 /// A profile set that a format cannot render as asked (several where it describes one, none
@@ -41,13 +41,9 @@ pub fn header(p: &Profile) -> Vec<String> {
             p.generator,
             set_label(p)
         ),
-        if p.trace.complete {
-            "complete trace: nothing was lost".to_owned()
-        } else {
-            format!(
-                "INCOMPLETE trace ({} lost): the set may miss capabilities",
-                describe_losses(&p.trace.losses)
-            )
+        match p.incompleteness() {
+            None => "complete trace: nothing was lost".to_owned(),
+            Some(why) => format!("INCOMPLETE trace ({why}): the set may miss capabilities"),
         },
     ]
 }

@@ -15,8 +15,10 @@ use serde_json::Value;
 pub struct ContainerInfo {
     pub id: String,
     pub name: String,
-    /// `podman` or `docker` (what answered).
+    /// `podman`, `docker` or `containerd` (what answered).
     pub engine: String,
+    /// The engine's version, when it says (`/version`, `docker version`).
+    pub engine_version: Option<String>,
     pub image: Option<String>,
     pub running: bool,
     pub pid: Option<u32>,
@@ -28,42 +30,49 @@ pub struct ContainerInfo {
     pub security_opt: Vec<String>,
     /// The capability set the engine gave it, when the engine says (podman's EffectiveCaps).
     pub effective_caps: Option<Vec<String>>,
+    /// Whether it runs under a seccomp filter, when the engine says (containerd's spec);
+    /// otherwise inferred from `security_opt`.
+    pub seccomp: Option<bool>,
 }
 
 impl ContainerInfo {
     /// The capabilities it runs with, from the engine's configuration: podman's EffectiveCaps,
-    /// else Docker's default set adjusted by CapAdd/CapDrop (everything when privileged).
+    /// else Docker's default set adjusted by CapAdd/CapDrop (its `ALL` when privileged). The
+    /// kernel's view (`/proc/PID/status`) is better while the container runs.
     pub fn configured_caps(&self) -> Option<Vec<crate::linux::caps::Cap>> {
         use crate::linux::caps::{ALL, Cap, defaults};
         let parse = |names: &[String]| -> Vec<Cap> {
             names.iter().filter_map(|n| n.parse::<Cap>().ok()).collect()
         };
-        if self.privileged {
-            return Some(ALL.iter().map(|i| Cap(i.number)).collect());
-        }
         if let Some(eff) = &self.effective_caps {
             let mut caps = parse(eff);
             caps.sort();
             return Some(caps);
         }
         if self.engine != "docker" {
-            return None;
+            return self
+                .privileged
+                .then(|| ALL.iter().map(|i| Cap(i.number)).collect());
+        }
+        let everything = docker_all(self.engine_version.as_deref());
+        if self.privileged {
+            return Some(everything);
         }
         let all = |v: &[String]| v.iter().any(|c| c.eq_ignore_ascii_case("ALL"));
         let mut caps: Vec<Cap> = if all(&self.cap_drop) {
             Vec::new()
         } else {
-            let dropped = parse(&self.cap_drop);
-            defaults::DOCKER
-                .iter()
-                .copied()
-                .filter(|c| !dropped.contains(c))
-                .collect()
+            defaults::DOCKER.to_vec()
         };
         if all(&self.cap_add) {
-            caps = ALL.iter().map(|i| Cap(i.number)).collect();
+            caps = everything;
         } else {
             caps.extend(parse(&self.cap_add));
+        }
+        // Docker applies CapAdd, then CapDrop (but `--cap-drop=ALL` only clears the default).
+        if !all(&self.cap_drop) {
+            let dropped = parse(&self.cap_drop);
+            caps.retain(|c| !dropped.contains(c));
         }
         caps.sort();
         caps.dedup();
@@ -73,12 +82,40 @@ impl ContainerInfo {
     /// Whether it runs under a seccomp filter: engines apply their default profile unless told
     /// `seccomp=unconfined` or running privileged.
     pub fn configured_seccomp(&self) -> bool {
+        if let Some(seccomp) = self.seccomp {
+            return seccomp;
+        }
         !self.privileged
             && !self.security_opt.iter().any(|o| {
                 o.replace(':', "=")
                     .eq_ignore_ascii_case("seccomp=unconfined")
             })
     }
+}
+
+/// What Docker's `ALL` (and `--privileged`) grants: every capability it knows. Docker before
+/// 23.0 leaves out PERFMON, BPF and CHECKPOINT_RESTORE (capabilities 38-40; moby#41563), and
+/// refuses them in `--cap-add` too.
+pub fn docker_all(version: Option<&str>) -> Vec<crate::linux::caps::Cap> {
+    use crate::linux::caps::{ALL, Cap};
+    let last = if docker_knows_new_caps(version) {
+        u32::MAX
+    } else {
+        37
+    };
+    ALL.iter()
+        .map(|i| Cap(i.number))
+        .filter(|c| c.0 <= last)
+        .collect()
+}
+
+/// Whether a Docker engine of this version grants PERFMON, BPF and CHECKPOINT_RESTORE (23.0 and
+/// later; an unknown version is taken for a current one).
+pub fn docker_knows_new_caps(version: Option<&str>) -> bool {
+    let major = version
+        .and_then(|v| v.split(['.', '+', '-']).next())
+        .and_then(|m| m.parse::<u32>().ok());
+    major.is_none_or(|m| m >= 23)
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -119,6 +156,7 @@ pub fn parse_inspect(v: &Value, engine: &str) -> Result<ContainerInfo, EngineErr
         id,
         name,
         engine: engine.to_owned(),
+        engine_version: None,
         image: v["Config"]["Image"]
             .as_str()
             .or(v["ImageName"].as_str())
@@ -128,14 +166,7 @@ pub fn parse_inspect(v: &Value, engine: &str) -> Result<ContainerInfo, EngineErr
         exit_code: (!running)
             .then(|| state["ExitCode"].as_i64().map(|c| c as i32))
             .flatten(),
-        labels: v["Config"]["Labels"]
-            .as_object()
-            .map(|m| {
-                m.iter()
-                    .filter_map(|(k, v)| Some((k.clone(), v.as_str()?.to_owned())))
-                    .collect()
-            })
-            .unwrap_or_default(),
+        labels: string_map(&v["Config"]["Labels"]),
         cap_add: strings(&v["HostConfig"]["CapAdd"]),
         cap_drop: strings(&v["HostConfig"]["CapDrop"]),
         privileged: v["HostConfig"]["Privileged"].as_bool().unwrap_or(false),
@@ -143,13 +174,27 @@ pub fn parse_inspect(v: &Value, engine: &str) -> Result<ContainerInfo, EngineErr
         effective_caps: v["EffectiveCaps"]
             .as_array()
             .map(|_| strings(&v["EffectiveCaps"])),
+        seccomp: None,
     })
+}
+
+/// A JSON object of strings (labels), as a map; anything else is empty.
+pub fn string_map(v: &Value) -> BTreeMap<String, String> {
+    v.as_object()
+        .map(|m| {
+            m.iter()
+                .filter_map(|(k, v)| Some((k.clone(), v.as_str()?.to_owned())))
+                .collect()
+        })
+        .unwrap_or_default()
 }
 
 /// The Docker-compatible API on a unix socket.
 #[derive(Clone, Debug)]
 pub struct Api {
     pub socket: PathBuf,
+    /// The engine's version, from `/version`.
+    pub version: Option<String>,
 }
 
 impl Api {
@@ -190,14 +235,10 @@ impl Api {
         }
     }
 
-    /// Which engine serves this socket.
-    pub fn engine(&self) -> Result<String, EngineError> {
+    /// Which engine serves this socket, and its version.
+    pub fn identify(&self) -> Result<(String, Option<String>), EngineError> {
         let version = self.get_json("/version")?.unwrap_or_default();
-        let podman = version["Components"].as_array().is_some_and(|c| {
-            c.iter()
-                .any(|c| c["Name"].as_str().is_some_and(|n| n.contains("Podman")))
-        });
-        Ok(if podman { "podman" } else { "docker" }.to_owned())
+        Ok(engine_of_version(&version))
     }
 
     pub fn inspect(
@@ -250,6 +291,22 @@ impl Api {
             })
             .unwrap_or_default())
     }
+}
+
+/// The engine and its version from a `GET /version` answer: podman names itself among the
+/// components; Docker does not.
+pub fn engine_of_version(version: &Value) -> (String, Option<String>) {
+    let components = version["Components"].as_array();
+    let podman = components.is_some_and(|c| {
+        c.iter()
+            .any(|c| c["Name"].as_str().is_some_and(|n| n.contains("Podman")))
+    });
+    let number = version["Version"]
+        .as_str()
+        .or_else(|| components?.first()?["Version"].as_str())
+        .map(str::to_owned);
+    let name = if podman { "podman" } else { "docker" };
+    (name.to_owned(), number)
 }
 
 /// Finds container `id` in a stream of engine events (Docker API objects or `podman events
@@ -583,14 +640,7 @@ pub fn parse_crictl(v: &Value) -> Result<ContainerInfo, EngineError> {
         .as_str()
         .ok_or_else(|| EngineError::Parse("no status.id".into()))?
         .to_owned();
-    let labels: BTreeMap<String, String> = status["labels"]
-        .as_object()
-        .map(|m| {
-            m.iter()
-                .filter_map(|(k, v)| Some((k.clone(), v.as_str()?.to_owned())))
-                .collect()
-        })
-        .unwrap_or_default();
+    let labels = string_map(&status["labels"]);
     let running = status["state"].as_str() == Some("CONTAINER_RUNNING");
     Ok(ContainerInfo {
         id,
@@ -620,9 +670,37 @@ pub fn parse_crictl(v: &Value) -> Result<ContainerInfo, EngineError> {
 #[derive(Clone, Debug)]
 pub struct Cli {
     pub program: String,
+    /// The engine's version, asked once.
+    version: std::sync::Arc<std::sync::OnceLock<Option<String>>>,
 }
 
 impl Cli {
+    pub fn new(program: &str) -> Cli {
+        Cli {
+            program: program.to_owned(),
+            version: std::sync::Arc::default(),
+        }
+    }
+
+    /// The engine's version (the server's, for docker), asked once.
+    pub fn version(&self) -> Option<String> {
+        self.version
+            .get_or_init(|| {
+                let format = match self.program.as_str() {
+                    "docker" => "{{.Server.Version}}",
+                    "podman" => "{{.Client.Version}}",
+                    _ => return None,
+                };
+                let out = Command::new(&self.program)
+                    .args(["version", "--format", format])
+                    .output()
+                    .ok()?;
+                let v = String::from_utf8_lossy(&out.stdout).trim().to_owned();
+                (out.status.success() && !v.is_empty()).then_some(v)
+            })
+            .clone()
+    }
+
     pub fn available(&self) -> bool {
         Command::new(&self.program)
             .arg("--version")
@@ -736,6 +814,8 @@ pub enum Lookup {
 pub struct Engines {
     pub apis: Vec<(Api, String)>,
     pub clis: Vec<Cli>,
+    /// containerd, through `ctr` (containers started with `ctr run`).
+    pub ctr: Option<super::containerd::Ctr>,
     /// Containers the API engines' live event streams announced (see [`Engines::watch`]).
     pub recent: std::sync::Arc<Recent>,
     /// Each API's and CLI's health, in that order.
@@ -743,8 +823,9 @@ pub struct Engines {
 }
 
 impl Engines {
-    /// Finds engines: `socket` if given (else `$DOCKER_HOST`/`$CONTAINER_HOST` and the default
-    /// podman and Docker sockets), then the CLI tools.
+    /// Finds engines: `socket` if given (a Docker-compatible API, or containerd's), else
+    /// `$DOCKER_HOST`/`$CONTAINER_HOST`, the default podman and Docker sockets, the CLI tools
+    /// and containerd (`$CONTAINERD_ADDRESS` or its default socket).
     pub fn discover(socket: Option<&Path>) -> Engines {
         let mut candidates: Vec<PathBuf> = Vec::new();
         if let Some(s) = socket {
@@ -766,20 +847,29 @@ impl Engines {
             if !socket.exists() || apis.iter().any(|(a, _): &(Api, String)| a.socket == socket) {
                 continue;
             }
-            let api = Api { socket };
-            match api.engine() {
-                Ok(engine) => apis.push((api, engine)),
+            let mut api = Api {
+                socket,
+                version: None,
+            };
+            match api.identify() {
+                Ok((engine, version)) => {
+                    api.version = version;
+                    apis.push((api, engine));
+                }
                 Err(e) => log::debug!("engine socket {}: {e}", api.socket.display()),
             }
         }
-        let clis = if socket.is_some() {
-            Vec::new()
-        } else {
-            ["podman", "docker", "crictl"]
-                .into_iter()
-                .map(|p| Cli { program: p.into() })
-                .filter(Cli::available)
-                .collect()
+        let (clis, ctr) = match socket {
+            Some(s) if apis.is_empty() => (Vec::new(), super::containerd::Ctr::connect(s)),
+            Some(_) => (Vec::new(), None),
+            None => (
+                ["podman", "docker", "crictl"]
+                    .into_iter()
+                    .map(Cli::new)
+                    .filter(Cli::available)
+                    .collect(),
+                super::containerd::Ctr::discover(),
+            ),
         };
         let now = std::time::SystemTime::now();
         let health = apis
@@ -797,6 +887,7 @@ impl Engines {
         Engines {
             apis,
             clis,
+            ctr,
             recent: std::sync::Arc::default(),
             health: std::sync::Arc::new(std::sync::Mutex::new(health)),
         }
@@ -872,7 +963,15 @@ impl Engines {
     }
 
     pub fn is_empty(&self) -> bool {
-        self.apis.is_empty() && self.clis.is_empty()
+        self.apis.is_empty() && self.clis.is_empty() && self.ctr.is_none()
+    }
+
+    /// containerd's namespaces, when containerd is reachable.
+    pub fn containerd_namespaces(&self) -> Vec<String> {
+        self.ctr
+            .as_ref()
+            .map(super::containerd::Ctr::namespaces)
+            .unwrap_or_default()
     }
 
     /// Starts following every API engine's container events from `since` (Unix seconds).
@@ -886,6 +985,30 @@ impl Engines {
     /// event histories.
     pub fn named_by_events(&self, id: &str, since: u64) -> Option<ContainerInfo> {
         self.recent.get(id).or_else(|| self.from_history(id, since))
+    }
+
+    /// Looks up the container a cgroup path names: containerd's own (`/<namespace>/<id>`) in
+    /// containerd, and named from its path if containerd no longer has it (a `--rm` container
+    /// that already exited); any other by its id in every engine.
+    pub fn lookup_found(&self, found: &super::path::CgroupContainer) -> Lookup {
+        if found.namespace.is_some() {
+            let info = self
+                .ctr
+                .as_ref()
+                .and_then(|c| c.inspect(&found.lookup()).ok().flatten());
+            return Lookup::Found(Box::new(
+                info.unwrap_or_else(|| super::containerd::from_path(found)),
+            ));
+        }
+        self.lookup(&found.id)
+    }
+
+    /// [`Engines::lookup_found`], when only a found container matters.
+    pub fn inspect_found(&self, found: &super::path::CgroupContainer) -> Option<ContainerInfo> {
+        match self.lookup_found(found) {
+            Lookup::Found(info) => Some(*info),
+            Lookup::Absent | Lookup::Unreachable => None,
+        }
     }
 
     /// Looks a container up by name or id in every engine.
@@ -907,7 +1030,10 @@ impl Engines {
             let result = api.inspect(name_or_id, engine);
             self.note(i, &result);
             match result {
-                Ok(Some(info)) => return Lookup::Found(Box::new(info)),
+                Ok(Some(mut info)) => {
+                    info.engine_version.clone_from(&api.version);
+                    return Lookup::Found(Box::new(info));
+                }
                 Ok(None) => answered = true,
                 Err(e) => log::debug!("{}: {e}", api.socket.display()),
             }
@@ -920,10 +1046,19 @@ impl Engines {
             let result = cli.inspect(name_or_id);
             self.note(index, &result);
             match result {
-                Ok(Some(info)) => return Lookup::Found(Box::new(info)),
+                Ok(Some(mut info)) => {
+                    info.engine_version = cli.version();
+                    return Lookup::Found(Box::new(info));
+                }
                 Ok(None) => answered = true,
                 Err(e) => log::debug!("{}: {e}", cli.program),
             }
+        }
+        match self.ctr.as_ref().map(|c| c.inspect(name_or_id)) {
+            Some(Ok(Some(info))) => return Lookup::Found(Box::new(info)),
+            Some(Ok(None)) => answered = true,
+            Some(Err(e)) => log::debug!("ctr: {e}"),
+            None => {}
         }
         if answered {
             Lookup::Absent
@@ -966,6 +1101,9 @@ impl Engines {
             for cli in &self.clis {
                 ids.extend(cli.running().unwrap_or_default());
             }
+        }
+        if let Some(ctr) = &self.ctr {
+            ids.extend(ctr.running());
         }
         ids.sort();
         ids.dedup();

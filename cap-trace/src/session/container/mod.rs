@@ -1,6 +1,7 @@
 //! Containers: finding them through their engines, recognising their cgroups, and what a
 //! profile records about them.
 
+pub mod containerd;
 pub mod engine;
 pub mod path;
 
@@ -116,41 +117,140 @@ pub fn host_capabilities() -> Option<Vec<Cap>> {
         })
 }
 
-/// Advice when the container did not run in learning mode (every capability the host can grant,
-/// no seccomp filter).
+/// Seconds since boot (`CLOCK_BOOTTIME`, the clock `/proc/PID/stat` start times count in).
+pub fn boot_time() -> Option<std::time::Duration> {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: clock_gettime fills the timespec it is given.
+    let rc = unsafe { libc::clock_gettime(libc::CLOCK_BOOTTIME, &raw mut ts) };
+    (rc == 0).then(|| std::time::Duration::new(ts.tv_sec as u64, ts.tv_nsec as u32))
+}
+
+/// When a process started, as time since boot (`/proc/PID/stat`, field 22).
+pub fn process_start(pid: u32) -> Option<std::time::Duration> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // The command name (field 2) may hold spaces and parentheses: count from its end.
+    let after_comm = &stat[stat.rfind(')')? + 1..];
+    let ticks: u64 = after_comm.split_whitespace().nth(19)?.parse().ok()?;
+    // SAFETY: sysconf has no preconditions.
+    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
+    let hz = u64::try_from(hz).ok().filter(|&h| h > 0)?;
+    Some(std::time::Duration::from_millis(ticks * 1000 / hz))
+}
+
+/// Capabilities the engine's learning mode grants on this host: every capability the host
+/// has, but for Docker only those its `ALL` knows.
+fn learning_mode_grants(info: &ContainerInfo, host: Option<&[Cap]>) -> Vec<Cap> {
+    let host: Vec<Cap> = host.map_or_else(
+        || caps::ALL.iter().map(|i| Cap(i.number)).collect(),
+        <[Cap]>::to_vec,
+    );
+    if info.engine == "docker" {
+        let known = engine::docker_all(info.engine_version.as_deref());
+        host.into_iter().filter(|c| known.contains(c)).collect()
+    } else {
+        host
+    }
+}
+
+/// How to run the container in learning mode with its engine on this host: every capability
+/// the host grants, no seccomp filter. Docker and Kubernetes refuse `ALL` where the host's
+/// bounding set lacks one of theirs ("unable to apply caps"), so those are dropped again.
+pub fn learning_mode_flags(info: &ContainerInfo, host: Option<&[Cap]>) -> String {
+    let lacks: Vec<Cap> = match host {
+        Some(host) => {
+            let known = if info.engine == "docker" {
+                engine::docker_all(info.engine_version.as_deref())
+            } else {
+                caps::ALL.iter().map(|i| Cap(i.number)).collect()
+            };
+            known.into_iter().filter(|c| !host.contains(c)).collect()
+        }
+        None => Vec::new(),
+    };
+    match info.engine.as_str() {
+        "docker" => {
+            let mut flags = vec!["--cap-add=ALL".to_owned()];
+            flags.extend(lacks.iter().map(|c| format!("--cap-drop={}", c.name())));
+            flags.push("--security-opt seccomp=unconfined".to_owned());
+            flags.join(" ")
+        }
+        "containerd" => "`ctr run --privileged`".to_owned(),
+        "cri" => {
+            let drop: Vec<String> = lacks.iter().map(|c| c.name()).collect();
+            format!(
+                "securityContext: {{capabilities: {{add: [ALL]{}}}, seccompProfile: {{type: Unconfined}}}}",
+                if drop.is_empty() {
+                    String::new()
+                } else {
+                    format!(", drop: [{}]", drop.join(", "))
+                }
+            )
+        }
+        // podman grants what the host has of ALL.
+        _ => "--cap-add=ALL --security-opt seccomp=unconfined".to_owned(),
+    }
+}
+
+/// Advice when the container did not run in learning mode (every capability its engine can
+/// grant on this host, no seccomp filter), in flags for its engine.
 pub fn learning_mode_warning(
     caps: Option<&[Cap]>,
     seccomp: Option<bool>,
     host: Option<&[Cap]>,
+    info: &ContainerInfo,
 ) -> Option<String> {
     let host_count = host.map_or(caps::ALL.len(), <[Cap]>::len);
-    let lacking: Vec<Cap> = match (caps, host) {
-        (Some(c), Some(h)) => h.iter().copied().filter(|x| !c.contains(x)).collect(),
-        (Some(c), None) => caps::ALL
-            .iter()
-            .map(|i| Cap(i.number))
-            .filter(|x| !c.contains(x))
-            .collect(),
-        (None, _) => Vec::new(),
+    let grants = learning_mode_grants(info, host);
+    let lacking: Vec<Cap> = match caps {
+        Some(c) => grants.iter().copied().filter(|x| !c.contains(x)).collect(),
+        None => Vec::new(),
     };
     let filtered = seccomp == Some(true);
+    let beyond: Vec<String> = match (caps, host) {
+        (Some(c), Some(h)) => h
+            .iter()
+            .filter(|x| !grants.contains(x) && !c.contains(x))
+            .map(|x| x.name())
+            .collect(),
+        _ => Vec::new(),
+    };
+    let engine_limit = (!beyond.is_empty()).then(|| {
+        format!(
+            "Docker {} cannot grant {} (its ALL stops at AUDIT_READ): checks of those show only as denials",
+            info.engine_version.as_deref().unwrap_or(""),
+            beyond.join(", ")
+        )
+        .replace("Docker  ", "Docker ")
+    });
     if lacking.is_empty() && !filtered {
-        return None;
+        return engine_limit;
     }
     let mut why = Vec::new();
     if filtered {
         why.push("a seccomp filter: syscalls it blocks never reach a capability check".to_owned());
     }
     if !lacking.is_empty() {
+        let held = caps.map_or(0, |c| {
+            c.iter()
+                .filter(|x| host.is_none_or(|h| h.contains(x)))
+                .count()
+        });
         why.push(format!(
-            "{} of the {host_count} capabilities this host grants: what it lacked shows up only where a denial made a syscall fail",
-            host_count.saturating_sub(lacking.len())
+            "{held} of the {host_count} capabilities this host grants: what it lacked shows up only where a denial made a syscall fail"
         ));
     }
-    Some(format!(
-        "the container ran with {}; for a complete profile, trace a staging run with --cap-add=ALL --security-opt seccomp=unconfined",
-        why.join(", and with ")
-    ))
+    let mut warning = format!(
+        "the container ran with {}; for a complete profile, trace a staging run with {}",
+        why.join(", and with "),
+        learning_mode_flags(info, host)
+    );
+    if let Some(limit) = engine_limit {
+        warning.push_str(&format!(" ({limit})"));
+    }
+    Some(warning)
 }
 
 #[cfg(test)]
@@ -217,21 +317,91 @@ mod tests {
 
     #[test]
     fn learning_mode_advice() {
+        let podman = ContainerInfo {
+            engine: "podman".into(),
+            ..Default::default()
+        };
         let full: Vec<Cap> = (0..41).map(Cap).collect();
-        assert_eq!(learning_mode_warning(Some(&full), Some(false), None), None);
-        let w = learning_mode_warning(Some(&full[..11]), Some(true), None).unwrap();
+        assert_eq!(
+            learning_mode_warning(Some(&full), Some(false), None, &podman),
+            None
+        );
+        let w = learning_mode_warning(Some(&full[..11]), Some(true), None, &podman).unwrap();
         assert!(w.contains("seccomp filter"), "{w}");
         assert!(w.contains("11 of the 41 capabilities"), "{w}");
-        assert!(w.contains("--cap-add=ALL --security-opt seccomp=unconfined"));
+        assert!(
+            w.ends_with("--cap-add=ALL --security-opt seccomp=unconfined"),
+            "{w}"
+        );
         // A host that cannot grant SYS_RESOURCE: a container with the other 40 has them all.
         let host: Vec<Cap> = full.iter().copied().filter(|c| c.0 != 24).collect();
         assert_eq!(
-            learning_mode_warning(Some(&host), Some(false), Some(&host)),
+            learning_mode_warning(Some(&host), Some(false), Some(&host), &podman),
             None
         );
-        let w = learning_mode_warning(Some(&host[..11]), Some(false), Some(&host)).unwrap();
+        let w =
+            learning_mode_warning(Some(&host[..11]), Some(false), Some(&host), &podman).unwrap();
         assert!(w.contains("11 of the 40 capabilities"), "{w}");
         // Unknown capabilities (the container exited before it was looked at): no claim.
-        assert_eq!(learning_mode_warning(None, None, None), None);
+        assert_eq!(learning_mode_warning(None, None, None, &podman), None);
+    }
+
+    #[test]
+    fn learning_mode_on_docker_drops_what_the_host_lacks() {
+        let host: Vec<Cap> = (0..41).map(Cap).filter(|c| c.0 != 24).collect();
+        let docker = ContainerInfo {
+            engine: "docker".into(),
+            engine_version: Some("20.10.24+dfsg1".into()),
+            ..Default::default()
+        };
+        assert_eq!(
+            learning_mode_flags(&docker, Some(&host)),
+            "--cap-add=ALL --cap-drop=SYS_RESOURCE --security-opt seccomp=unconfined"
+        );
+        let defaults = caps::defaults::DOCKER.to_vec();
+        let w = learning_mode_warning(Some(&defaults), Some(true), Some(&host), &docker).unwrap();
+        assert!(w.contains("14 of the 40 capabilities"), "{w}");
+        assert!(
+            w.contains("--cap-add=ALL --cap-drop=SYS_RESOURCE --security-opt seccomp=unconfined"),
+            "{w}"
+        );
+        // Docker 20.10's learning mode: all it can grant, and a note on what it cannot.
+        let learned: Vec<Cap> = host.iter().copied().filter(|c| c.0 <= 37).collect();
+        let w = learning_mode_warning(Some(&learned), Some(false), Some(&host), &docker).unwrap();
+        assert_eq!(
+            w,
+            "Docker 20.10.24+dfsg1 cannot grant PERFMON, BPF, CHECKPOINT_RESTORE (its ALL stops at AUDIT_READ): checks of those show only as denials"
+        );
+        // Docker 23 and later grant them.
+        let docker27 = ContainerInfo {
+            engine_version: Some("27.1.0".into()),
+            ..docker.clone()
+        };
+        assert_eq!(
+            learning_mode_warning(Some(&host), Some(false), Some(&host), &docker27),
+            None
+        );
+        // A host with every capability: nothing to drop.
+        let all: Vec<Cap> = (0..41).map(Cap).collect();
+        assert_eq!(
+            learning_mode_flags(&docker27, Some(&all)),
+            "--cap-add=ALL --security-opt seccomp=unconfined"
+        );
+        let cri = ContainerInfo {
+            engine: "cri".into(),
+            ..Default::default()
+        };
+        assert_eq!(
+            learning_mode_flags(&cri, Some(&host)),
+            "securityContext: {capabilities: {add: [ALL], drop: [SYS_RESOURCE]}, seccompProfile: {type: Unconfined}}"
+        );
+    }
+
+    #[test]
+    fn process_start_times() {
+        let me = process_start(std::process::id()).unwrap();
+        let now = boot_time().unwrap();
+        assert!(me <= now, "{me:?} {now:?}");
+        assert_eq!(process_start(u32::MAX), None);
     }
 }

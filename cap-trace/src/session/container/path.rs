@@ -11,6 +11,10 @@ pub enum Runtime {
     KubernetesContainerd,
     /// A Kubernetes pod container, run by CRI-O.
     KubernetesCrio,
+    /// A bare container id below a parent no engine names as its own: Docker or podman with a
+    /// cgroupfs `--cgroup-parent`, or containerd's `/<namespace>/<id>`. The engine that
+    /// answers for the id says which.
+    Unknown,
 }
 
 impl Runtime {
@@ -21,6 +25,17 @@ impl Runtime {
             Runtime::Containerd => "containerd",
             Runtime::KubernetesContainerd => "kubernetes (containerd)",
             Runtime::KubernetesCrio => "kubernetes (cri-o)",
+            Runtime::Unknown => "unknown",
+        }
+    }
+
+    /// The runtime family of an engine that named a container (for [`Runtime::Unknown`]).
+    pub fn of_engine(engine: &str) -> Option<Runtime> {
+        match engine {
+            "podman" => Some(Runtime::Podman),
+            "docker" => Some(Runtime::Docker),
+            "containerd" => Some(Runtime::Containerd),
+            _ => None,
         }
     }
 
@@ -36,8 +51,10 @@ impl Runtime {
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub struct CgroupContainer {
     pub runtime: Runtime,
-    /// Full container id (64 hex characters).
+    /// Full container id (64 hex characters; containerd's may be any identifier).
     pub id: String,
+    /// containerd's namespace, for a container recognised by [`parse_containerd`].
+    pub namespace: Option<String>,
     /// Kubernetes pod UID, with dashes.
     pub pod_uid: Option<String>,
     /// The container's own cgroup (the path up to and including the container's segment); the
@@ -95,7 +112,7 @@ pub fn parse(path: &str) -> Option<CgroupContainer> {
             } else if in_kubepods && parent.starts_with("pod") {
                 Some((Runtime::KubernetesContainerd, *segment))
             } else if !in_kubepods {
-                Some((Runtime::Containerd, *segment))
+                Some((Runtime::Unknown, *segment))
             } else {
                 None
             }
@@ -106,6 +123,7 @@ pub fn parse(path: &str) -> Option<CgroupContainer> {
             return Some(CgroupContainer {
                 runtime,
                 id: id.to_ascii_lowercase(),
+                namespace: None,
                 pod_uid: if runtime.is_kubernetes() {
                     pod.clone()
                 } else {
@@ -116,6 +134,35 @@ pub fn parse(path: &str) -> Option<CgroupContainer> {
         }
     }
     None
+}
+
+/// A `ctr run` container with an id of the user's choosing: `/<namespace>/<id>`, where
+/// `namespace` is one of containerd's (`namespaces`, asked of containerd).
+pub fn parse_containerd(path: &str, namespaces: &[String]) -> Option<CgroupContainer> {
+    let segments: Vec<&str> = path.split('/').filter(|s| !s.is_empty()).collect();
+    let (ns, id) = match segments.as_slice() {
+        [ns, id, ..] => (*ns, *id),
+        _ => return None,
+    };
+    (namespaces.iter().any(|n| n == ns) && super::containerd::valid_id(id)).then(|| {
+        CgroupContainer {
+            runtime: Runtime::Containerd,
+            id: id.to_owned(),
+            namespace: Some(ns.to_owned()),
+            pod_uid: None,
+            cgroup: format!("/{ns}/{id}"),
+        }
+    })
+}
+
+impl CgroupContainer {
+    /// What to ask the engines for: `namespace/id` for containerd, else the id.
+    pub fn lookup(&self) -> String {
+        match &self.namespace {
+            Some(ns) => format!("{ns}/{}", self.id),
+            None => self.id.clone(),
+        }
+    }
 }
 
 #[cfg(test)]
@@ -188,10 +235,25 @@ mod tests {
                 "/system.slice/nerdctl-ID.scope",
                 None,
             ),
+            // a bare id below any other parent: containerd's namespace, or Docker or podman
+            // with a cgroupfs --cgroup-parent; the engine that knows the id says which
             (
                 format!("/default/{ID}"),
-                Some(Runtime::Containerd),
+                Some(Runtime::Unknown),
                 "/default/ID",
+                None,
+            ),
+            (
+                format!("/ci/jobs/{ID}"),
+                Some(Runtime::Unknown),
+                "/ci/jobs/ID",
+                None,
+            ),
+            // podman with a cgroupfs --cgroup-parent three levels down
+            (
+                format!("/ci/jobs/x/libpod-{ID}"),
+                Some(Runtime::Podman),
+                "/ci/jobs/x/libpod-ID",
                 None,
             ),
             // Kubernetes with containerd, systemd driver
@@ -258,6 +320,24 @@ mod tests {
                 }
             }
         }
+    }
+
+    #[test]
+    fn containerd_ids_of_the_users_choosing() {
+        let namespaces = vec!["cap-trace-test".to_owned(), "default".to_owned()];
+        let found = parse_containerd("/cap-trace-test/web-1", &namespaces).unwrap();
+        assert_eq!(found.runtime, Runtime::Containerd);
+        assert_eq!(found.id, "web-1");
+        assert_eq!(found.lookup(), "cap-trace-test/web-1");
+        assert_eq!(found.cgroup, "/cap-trace-test/web-1");
+        // Not a namespace of containerd's: a service, a user's slice.
+        assert_eq!(
+            parse_containerd("/system.slice/sshd.service", &namespaces),
+            None
+        );
+        assert_eq!(parse_containerd("/default", &namespaces), None);
+        assert_eq!(parse_containerd("/default/-x", &namespaces), None);
+        assert_eq!(parse(&format!("/default/{ID}")).unwrap().lookup(), ID);
     }
 
     #[test]
