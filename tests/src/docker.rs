@@ -537,3 +537,85 @@ pub fn ctr_image() -> &'static str {
     });
     image
 }
+
+/// Runs `cmd` in a mount namespace of its own where `/run` (and so `/var/run`) is an empty
+/// tmpfs: no engine socket of the host's is there. With `socket`, that socket is mounted at
+/// `/run/docker.sock`, where Docker's socket is by default. The host's mounts are untouched.
+pub fn with_private_run(cmd: &mut Command, socket: Option<&Path>) {
+    use std::ffi::CString;
+    use std::os::unix::ffi::OsStrExt as _;
+    let cstr = |s: &[u8]| CString::new(s).expect("no NUL in a path");
+    let (root, run, tmpfs, target) = (
+        cstr(b"/"),
+        cstr(b"/run"),
+        cstr(b"tmpfs"),
+        cstr(b"/run/docker.sock"),
+    );
+    let source = socket.map(|s| cstr(s.as_os_str().as_bytes()));
+    let fail = || Err(std::io::Error::last_os_error());
+    // SAFETY: only async-signal-safe system calls on strings made before the fork.
+    unsafe {
+        std::os::unix::process::CommandExt::pre_exec(cmd, move || {
+            if libc::unshare(libc::CLONE_NEWNS) != 0 {
+                return fail();
+            }
+            let none = std::ptr::null();
+            if libc::mount(
+                none,
+                root.as_ptr(),
+                none,
+                libc::MS_REC | libc::MS_PRIVATE,
+                none.cast(),
+            ) != 0
+                || libc::mount(tmpfs.as_ptr(), run.as_ptr(), tmpfs.as_ptr(), 0, none.cast()) != 0
+            {
+                return fail();
+            }
+            if let Some(source) = &source {
+                let fd = libc::open(target.as_ptr(), libc::O_CREAT | libc::O_WRONLY, 0o600);
+                if fd < 0 {
+                    return fail();
+                }
+                libc::close(fd);
+                if libc::mount(
+                    source.as_ptr(),
+                    target.as_ptr(),
+                    none,
+                    libc::MS_BIND,
+                    none.cast(),
+                ) != 0
+                {
+                    return fail();
+                }
+            }
+            Ok(())
+        });
+    }
+}
+
+/// A directory holding only the `docker` command: as `PATH`, it hides every other engine's
+/// tool (podman, ctr) from cap-trace.
+pub fn docker_only_path() -> crate::TempDir {
+    let dir = crate::TempDir::new("docker-only-path");
+    let docker = ["/usr/local/bin/docker", "/usr/bin/docker"]
+        .into_iter()
+        .find(|p| Path::new(p).exists())
+        .expect("the docker command");
+    std::os::unix::fs::symlink(docker, dir.join("docker")).unwrap();
+    dir
+}
+
+/// A docker CLI configuration whose current context is the private engine: the CLI reaches
+/// it with `DOCKER_CONFIG` and `DOCKER_CONTEXT` alone, without `DOCKER_HOST`.
+pub fn docker_context(dockerd: &Dockerd) -> crate::TempDir {
+    let dir = crate::TempDir::new("docker-config");
+    let out = Command::new("docker")
+        .arg("--config")
+        .arg(dir.path())
+        .args(["context", "create", "cap-trace-test", "--docker"])
+        .arg(format!("host={}", dockerd.host()))
+        .output()
+        .expect("run docker context create");
+    assert!(out.status.success(), "docker context create: {out:?}");
+    dir
+}

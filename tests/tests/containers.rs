@@ -7,7 +7,7 @@
 
 use std::time::Duration;
 
-use cap_trace_tests::engine::Engine;
+use cap_trace_tests::engine::{self, Engine};
 use cap_trace_tests::podman::{self, Background};
 use cap_trace_tests::*;
 use serde_json::Value;
@@ -411,6 +411,10 @@ fn restarts_and_every_container_with_all_containers(engine: Engine) {
     let learning = learning(engine);
     let a = podman::name("all-a");
     let b = podman::name("all-b");
+    // Running before cap-trace starts: its profile cannot be complete.
+    let early = podman::name("all-early");
+    let started = engine.run_detached(&early, &["--rm"], "sleep 5");
+    assert!(started.status.success(), "{started:?}");
     let bg = Background::for_engine(
         engine,
         &["--all-containers", "--duration", "8s", "--verbose"],
@@ -448,6 +452,13 @@ fn restarts_and_every_container_with_all_containers(engine: Engine) {
     );
     assert_eq!(pa["workload"]["engine"], engine.name());
     assert!(suggested(by_name(&b)).is_empty());
+    // Seen from their first process, a and b are complete; the early one says it is not.
+    assert_eq!(pa["trace"]["complete"], true, "{pa:#}");
+    assert_eq!(by_name(&b)["trace"]["complete"], true);
+    let pe = by_name(&early);
+    assert_eq!(pe["trace"]["complete"], false, "{pe:#}");
+    let why = pe["trace"]["incomplete"][0].as_str().unwrap_or_default();
+    assert!(why.starts_with("attached "), "{pe:#}");
 }
 
 /// Containers named through the engine's API socket given with `--engine-socket` alone:
@@ -564,4 +575,233 @@ fn exec_set_up_is_not_the_workloads(engine: Engine) {
     assert_eq!(code, Some(0), "{stderr}");
     let p = podman::profiles(&json.unwrap()).remove(0);
     assert_eq!(suggested(&p), ["CHOWN"], "{p:#}");
+}
+
+/// Profiles one run of a Docker container with cap-trace prepared by `prepare` (its engine
+/// discovery is what is under test).
+fn docker_profile_with(test: &str, prepare: impl FnOnce(&mut std::process::Command)) -> Value {
+    let engine = Engine::Docker;
+    engine.image();
+    let name = podman::name(test);
+    let mut cmd = std::process::Command::new(bin());
+    cmd.args(["--container", &name, "--wait", "60"]);
+    prepare(&mut cmd);
+    let bg = Background::spawn(cmd);
+    let run = engine.run(
+        &name,
+        &strs(&learning(engine)),
+        "touch /tmp/f; chown nobody /tmp/f",
+    );
+    assert!(run.status.success(), "{run:?}");
+    let (code, stderr, json) = bg.wait(Duration::from_secs(60));
+    assert_eq!(code, Some(0), "{stderr}");
+    let p = podman::profiles(&json.unwrap()).remove(0);
+    assert_eq!(p["workload"]["name"], name.as_str(), "{p:#}");
+    assert_eq!(p["workload"]["engine"], "docker", "{p:#}");
+    assert_eq!(p["workload"]["image"], engine.image(), "{p:#}");
+    assert_eq!(suggested(&p), ["CHOWN"], "{p:#}");
+    p
+}
+
+#[test]
+fn docker_named_through_its_default_socket() {
+    if !ready(Engine::Docker, "docker_named_through_its_default_socket") {
+        return;
+    }
+    let dockerd = docker::shared().unwrap();
+    // cap-trace sees the engine at /var/run/docker.sock, and nothing else: no DOCKER_HOST, no
+    // podman, no engine CLI that would answer.
+    let p = docker_profile_with("default-socket", |cmd| {
+        docker::with_private_run(cmd, Some(dockerd.socket()));
+        cmd.env_remove("DOCKER_HOST")
+            .env_remove("CONTAINER_HOST")
+            .env("PATH", "/nonexistent");
+    });
+    assert_eq!(
+        p["environment"]["engine_version"],
+        docker_server_version().as_str(),
+        "{p:#}"
+    );
+}
+
+/// The private Docker engine's version, as it reports it.
+fn docker_server_version() -> String {
+    let out = Engine::Docker
+        .cli()
+        .args(["version", "--format", "{{.Server.Version}}"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    String::from_utf8_lossy(&out.stdout).trim().to_owned()
+}
+
+#[test]
+fn docker_named_through_its_cli() {
+    if !ready(Engine::Docker, "docker_named_through_its_cli") {
+        return;
+    }
+    let dockerd = docker::shared().unwrap();
+    let path = docker::docker_only_path();
+    let config = docker::docker_context(dockerd);
+    // No socket cap-trace could find: only the docker command, which reaches the engine
+    // through its own configuration (a context).
+    let p = docker_profile_with("cli", |cmd| {
+        docker::with_private_run(cmd, None);
+        cmd.env_remove("DOCKER_HOST")
+            .env_remove("CONTAINER_HOST")
+            .env("PATH", path.path())
+            .env("DOCKER_CONFIG", config.path())
+            .env("DOCKER_CONTEXT", "cap-trace-test");
+    });
+    assert_eq!(
+        p["environment"]["engine_version"],
+        docker_server_version().as_str(),
+        "{p:#}"
+    );
+}
+
+#[test]
+fn docker_compose_labels_name_the_profile() {
+    if !ready(Engine::Docker, "docker_compose_labels_name_the_profile") {
+        return;
+    }
+    let engine = Engine::Docker;
+    let dir = TempDir::new("docker-compose");
+    std::fs::write(
+        dir.join("compose.yml"),
+        format!(
+            "version: \"3\"\nservices:\n  web:\n    image: {}\n    network_mode: none\n    cap_add: [ALL]\n    cap_drop: [{}]\n    security_opt: [seccomp=unconfined]\n    command: [\"sh\", \"-c\", \"touch /tmp/f; chown nobody /tmp/f\"]\n",
+            engine.image(),
+            engine::host_lacks().join(", ")
+        ),
+    )
+    .unwrap();
+    let project = format!("ctdc{}", std::process::id());
+    // docker-compose 1.29 names the container <project>_<service>_1.
+    let container = format!("{project}_web_1");
+    let bg = Background::for_engine(engine, &["--container", &container, "--wait", "60"]);
+    let up = engine
+        .compose(dir.path())
+        .args(["-p", &project, "up", "--no-color"])
+        .output()
+        .unwrap();
+    assert!(up.status.success(), "{up:?}");
+    let (code, stderr, json) = bg.wait(Duration::from_secs(60));
+    let _ = engine
+        .compose(dir.path())
+        .args(["-p", &project, "down", "-t", "0"])
+        .output();
+    assert_eq!(code, Some(0), "{stderr}");
+    let p = podman::profiles(&json.unwrap()).remove(0);
+    // Named after the compose service (the labels docker-compose set), not the container.
+    assert_eq!(p["workload"]["name"], format!("{project}/web"), "{p:#}");
+    assert_eq!(p["workload"]["compose"]["project"], project.as_str());
+    assert_eq!(p["workload"]["compose"]["service"], "web");
+    assert_eq!(p["workload"]["engine"], "docker");
+    assert_eq!(suggested(&p), ["CHOWN"], "{p:#}");
+}
+
+/// A container started with `ctr run`, with an id of the user's choosing, is found by that id
+/// and named `namespace/id`; through `$CONTAINERD_ADDRESS` (where ctr looks) and through
+/// `--engine-socket`.
+#[test]
+fn containerd_ctr_container_is_found_and_named() {
+    if !ready(
+        Engine::Docker,
+        "containerd_ctr_container_is_found_and_named",
+    ) {
+        return;
+    }
+    let containerd = docker::shared_containerd().unwrap();
+    let image = docker::ctr_image();
+    let ns = docker::CTR_NAMESPACE;
+    for (i, how) in ["CONTAINERD_ADDRESS", "--engine-socket"]
+        .into_iter()
+        .enumerate()
+    {
+        let id = format!("web-{}-{i}", std::process::id());
+        let mut cmd = std::process::Command::new(bin());
+        cmd.args(["--container", &id, "--wait", "60"]);
+        if how == "--engine-socket" {
+            cmd.arg("--engine-socket").arg(containerd.socket());
+        } else {
+            cmd.env("CONTAINERD_ADDRESS", containerd.socket());
+        }
+        let bg = Background::spawn(cmd);
+        let run = containerd
+            .ctr(ns)
+            .args(["run", "--rm", image, &id, "sh", "-c"])
+            .arg("touch /tmp/f; chown nobody /tmp/f")
+            .output()
+            .unwrap();
+        assert!(run.status.success(), "{run:?}");
+        let (code, stderr, json) = bg.wait(Duration::from_secs(60));
+        assert_eq!(code, Some(0), "{how}: {stderr}");
+        let p = podman::profiles(&json.unwrap()).remove(0);
+        assert_eq!(p["workload"]["name"], format!("{ns}/{id}"), "{how}: {p:#}");
+        assert_eq!(p["workload"]["id"], id.as_str(), "{p:#}");
+        assert_eq!(p["workload"]["engine"], "containerd", "{p:#}");
+        assert_eq!(p["workload"]["image"], image, "{p:#}");
+        assert_eq!(suggested(&p), ["CHOWN"], "{how}: {p:#}");
+    }
+}
+
+/// A profile learned under Docker, whose containers may bind ports below 1024 and ping without
+/// a capability, records those settings; rendered for podman it warns that NET_BIND_SERVICE
+/// (and NET_RAW) may be needed there, and podman indeed refuses the server without it. Rendered
+/// for Docker it warns of nothing.
+#[test]
+fn a_docker_profile_rendered_for_podman_warns_of_what_podman_needs() {
+    if !ready(Engine::Docker, "a_docker_profile_rendered_for_podman_warns")
+        || !ready(Engine::Podman, "a_docker_profile_rendered_for_podman_warns")
+    {
+        return;
+    }
+    let w = &WORKLOADS[0];
+    let (p, run) = profile(
+        Engine::Docker,
+        w.test,
+        &strs(&learning(Engine::Docker)),
+        w.script,
+    );
+    assert!(run.status.success(), "{run:?}");
+    assert_eq!(suggested(&p), ["SETGID", "SETUID"], "{p:#}");
+    let env = &p["environment"];
+    assert_eq!(
+        env["network"]["net.ipv4.ip_unprivileged_port_start"], "0",
+        "{p:#}"
+    );
+    assert_eq!(
+        env["network"]["net.ipv4.ping_group_range"], "0 2147483647",
+        "{p:#}"
+    );
+    for host in ["kernel.perf_event_paranoid", "kernel.kptr_restrict"] {
+        let value =
+            std::fs::read_to_string(format!("/proc/sys/{}", host.replace('.', "/"))).unwrap();
+        assert_eq!(env["host"][host], value.trim(), "{p:#}");
+    }
+    let dir = TempDir::new("environment");
+    let saved = dir.join("docker.json");
+    std::fs::write(&saved, p.to_string()).unwrap();
+    let show = |format: &str| cap_trace(["show", saved.to_str().unwrap(), "--format", format]);
+    for format in ["podman", "k8s", "systemd"] {
+        let out = show(format);
+        ok(&out);
+        let warned = stderr(&out);
+        assert!(
+            warned.contains("ip_unprivileged_port_start was 0")
+                && warned.contains("needs NET_BIND_SERVICE"),
+            "{format}: {warned}"
+        );
+        assert!(warned.contains("need NET_RAW"), "{format}: {warned}");
+    }
+    let out = show("docker");
+    ok(&out);
+    assert!(!stderr(&out).contains("warning"), "{}", stderr(&out));
+    // The warning is true: podman runs the server only with NET_BIND_SERVICE added.
+    let printed = printed_flags(&p, "podman");
+    assert!(!runs_with(Engine::Podman, w, &printed), "{printed:?}");
+    let mut with = printed.clone();
+    with.push("--cap-add=NET_BIND_SERVICE".into());
+    assert!(runs_with(Engine::Podman, w, &with), "{with:?}");
 }

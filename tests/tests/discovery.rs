@@ -1,6 +1,7 @@
 //! Containers are found wherever their cgroup is and whenever its parent was created: a parent
 //! made after cap-trace started, a custom parent three levels down, a daemon started before any
-//! container ran on a host where the engine's parent does not exist yet. Each once per engine.
+//! container ran on a host where the engine's parent does not exist yet; and a daemon started
+//! beside a running container says its profile is incomplete. Each once per engine.
 
 // Each test file is a crate of its own, linked with every dependency of the package.
 #![allow(unused_crate_dependencies)]
@@ -18,6 +19,7 @@ on_both_engines!(
     parent_created_after_cap_trace_started,
     custom_parent_three_levels_down,
     daemon_started_before_any_container,
+    daemon_started_beside_a_running_container,
 );
 
 /// A cgroup parent no engine has used yet, `depth` levels down (`/ctp-PID-N/jobs/x`), and
@@ -145,23 +147,22 @@ fn custom_parent_three_levels_down(engine: Engine) {
     assert_eq!(p["trace"]["complete"], true, "{p:#}");
 }
 
-/// The daemon, started before any container ran, on a host where the engine's parent cgroup
-/// does not exist yet (a fresh parent stands for it): the first container is profiled from
-/// its first check.
-fn daemon_started_before_any_container(engine: Engine) {
-    if !ready(engine, "daemon_started_before_any_container") {
-        return;
-    }
-    engine.image();
-    let dir = TempDir::new("fresh-daemon");
-    let socket = dir.join("control.sock");
-    let label = podman::name("fresh");
+/// A daemon following the containers labelled `cap-trace-test=LABEL`, its state and control
+/// socket in `dir`; returns once its control socket is up, with its stderr as it comes.
+fn start_daemon(
+    engine: Engine,
+    dir: &TempDir,
+    label: &str,
+) -> (
+    std::process::Child,
+    std::sync::Arc<std::sync::Mutex<String>>,
+) {
     let mut daemon = Command::new(bin())
         .arg("daemon")
         .arg("--state-dir")
         .arg(dir.join("state"))
         .arg("--socket")
-        .arg(&socket)
+        .arg(dir.join("control.sock"))
         .args(["--interval", "1s", "--label"])
         .arg(format!("cap-trace-test={label}"))
         .envs(engine.cap_trace_env())
@@ -176,6 +177,60 @@ fn daemon_started_before_any_container(engine: Engine) {
         assert!(Instant::now() < deadline, "{}", stderr.lock().unwrap());
         std::thread::sleep(Duration::from_millis(50));
     }
+    (daemon, stderr)
+}
+
+/// The daemon's profile of container `name` once `done` holds for it (it saves every second).
+fn daemon_profile(
+    dir: &TempDir,
+    name: &str,
+    stderr: &std::sync::Mutex<String>,
+    done: impl Fn(&Value) -> bool,
+) -> Value {
+    let socket = dir.join("control.sock");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let out = cap_trace([
+            "profile",
+            name,
+            "--socket",
+            socket.to_str().unwrap(),
+            "--format",
+            "json",
+        ]);
+        if out.status.success() {
+            let p: Value = serde_json::from_slice(&out.stdout).unwrap();
+            if done(&p) {
+                return p;
+            }
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no profile of {name}: {}\n{}",
+            cap_trace_tests::stderr(&out),
+            stderr.lock().unwrap()
+        );
+        std::thread::sleep(Duration::from_millis(300));
+    }
+}
+
+fn stop(mut daemon: std::process::Child) {
+    // SAFETY: kill(2) on our child.
+    unsafe { libc::kill(daemon.id() as i32, libc::SIGTERM) };
+    let _ = daemon.wait();
+}
+
+/// The daemon, started before any container ran, on a host where the engine's parent cgroup
+/// does not exist yet (a fresh parent stands for it): the first container is profiled from
+/// its first check.
+fn daemon_started_before_any_container(engine: Engine) {
+    if !ready(engine, "daemon_started_before_any_container") {
+        return;
+    }
+    engine.image();
+    let dir = TempDir::new("fresh-daemon");
+    let label = podman::name("fresh");
+    let (daemon, stderr) = start_daemon(engine, &dir, &label);
     let parent = FreshParent::new(1);
     let name = podman::name("first");
     let mut opts = engine.learning();
@@ -187,34 +242,43 @@ fn daemon_started_before_any_container(engine: Engine) {
     let opts: Vec<&str> = opts.iter().map(String::as_str).collect();
     let run = engine.run(&name, &opts, "touch /tmp/f; chown nobody /tmp/f");
     assert!(run.status.success(), "{run:?}");
-    // The daemon saves what it learned every second.
-    let deadline = Instant::now() + Duration::from_secs(30);
-    let profile = loop {
-        let out = cap_trace([
-            "profile",
-            &name,
-            "--socket",
-            socket.to_str().unwrap(),
-            "--format",
-            "json",
-        ]);
-        if out.status.success() {
-            let p: Value = serde_json::from_slice(&out.stdout).unwrap();
-            if !suggested(&p).is_empty() {
-                break p;
-            }
-        }
-        assert!(
-            Instant::now() < deadline,
-            "no profile of {name}: {}\n{}",
-            cap_trace_tests::stderr(&out),
-            stderr.lock().unwrap()
-        );
-        std::thread::sleep(Duration::from_millis(300));
-    };
-    // SAFETY: kill(2) on our child.
-    unsafe { libc::kill(daemon.id() as i32, libc::SIGTERM) };
-    let _ = daemon.wait();
+    let profile = daemon_profile(&dir, &name, &stderr, |p| !suggested(p).is_empty());
+    stop(daemon);
     assert_eq!(suggested(&profile), ["CHOWN"], "{profile:#}");
     assert_eq!(profile["trace"]["complete"], true, "{profile:#}");
+}
+
+/// A container already running when the daemon starts: its profile says it is incomplete,
+/// and why.
+fn daemon_started_beside_a_running_container(engine: Engine) {
+    if !ready(engine, "daemon_started_beside_a_running_container") {
+        return;
+    }
+    engine.image();
+    let dir = TempDir::new("late-daemon");
+    let label = podman::name("late");
+    let name = podman::name("running");
+    let labelled = format!("cap-trace-test={label}");
+    let started = engine.run_detached(
+        &name,
+        &["--rm", "--label", &labelled],
+        "while [ ! -e /tmp/go ]; do sleep 0.1; done; touch /tmp/f; chown nobody /tmp/f",
+    );
+    assert!(started.status.success(), "{started:?}");
+    let (daemon, stderr) = start_daemon(engine, &dir, &label);
+    std::thread::sleep(Duration::from_millis(500));
+    let go = engine.exec(&name, "touch /tmp/go");
+    assert!(go.status.success(), "{go:?}");
+    let profile = daemon_profile(&dir, &name, &stderr, |p| !suggested(p).is_empty());
+    stop(daemon);
+    engine.remove(&name);
+    assert_eq!(suggested(&profile), ["CHOWN"], "{profile:#}");
+    assert_eq!(profile["trace"]["complete"], false, "{profile:#}");
+    let why = profile["trace"]["incomplete"][0]
+        .as_str()
+        .unwrap_or_default();
+    assert!(
+        why.starts_with("attached ") && why.contains("restart the container"),
+        "{profile:#}"
+    );
 }

@@ -179,7 +179,10 @@ pub(crate) fn render_all(
     traced: bool,
 ) -> Result<(), Failure> {
     match render(profiles, global, default) {
-        Ok(text) => emit(global, &text),
+        Ok(text) => {
+            warn_environment(profiles, global.format_or(default));
+            emit(global, &text)
+        }
         Err(e) if traced && !profiles.is_empty() => {
             emit(global, &json(profiles))?;
             Err(Failure::usage(format!(
@@ -188,6 +191,24 @@ pub(crate) fn render_all(
             )))
         }
         Err(e) => Err(Failure::usage(e)),
+    }
+}
+
+/// Says on stderr what a deploy format's target may need beyond each set, where the profile
+/// was learned under more permissive sysctls than the target has.
+fn warn_environment(profiles: &[Profile], format: Format) {
+    let target = match format {
+        Format::Text | Format::Json => return,
+        Format::Docker => deploy::Target::Docker,
+        Format::Podman => deploy::Target::Podman,
+        Format::Compose => deploy::Target::Compose,
+        Format::K8s => deploy::Target::Kubernetes,
+        Format::Oci | Format::Systemd => deploy::Target::Other,
+    };
+    for p in profiles {
+        for w in deploy::environment_warnings(p, target) {
+            eprintln!("cap-trace: warning: {}", crate::model::text::shown(&w));
+        }
     }
 }
 

@@ -10,7 +10,9 @@
 use std::collections::BTreeMap;
 
 use crate::linux::caps::Cap;
-use crate::model::profile::{INCOMPLETE_PREFIX, Profile, TraceInfo, Workload, WorkloadKind};
+use crate::model::profile::{
+    Environment, INCOMPLETE_PREFIX, Profile, TraceInfo, Workload, WorkloadKind,
+};
 use crate::model::record::{Check, Losses, Outcome};
 use crate::model::verify::{CapFinding, Finding, SourceVerification, Verification};
 
@@ -142,6 +144,34 @@ pub fn merge(inputs: Vec<(String, Profile)>) -> Profile {
     );
     if let Some(v) = merged_verification(&inputs) {
         merged.set_verification(v);
+    }
+    merged.environment = merged_environment(inputs.iter().map(|(_, p)| &p.environment));
+    merged
+}
+
+/// What the merged profiles were learned under: each setting the inputs agree on, and the
+/// lowest `ip_unprivileged_port_start` (the most permissive, where a check may have been
+/// missing) where they differ.
+fn merged_environment<'a>(mut all: impl Iterator<Item = &'a Environment>) -> Environment {
+    let Some(first) = all.next() else {
+        return Environment::default();
+    };
+    let mut merged = first.clone();
+    for e in all {
+        if merged.engine_version != e.engine_version {
+            merged.engine_version = None;
+        }
+        let lowest_port = merged
+            .port_start()
+            .zip(e.port_start())
+            .map(|(a, b)| a.min(b));
+        merged.network.retain(|k, v| e.network.get(k) == Some(v));
+        merged.host.retain(|k, v| e.host.get(k) == Some(v));
+        if let Some(port) = lowest_port {
+            merged
+                .network
+                .insert(Environment::PORT_START.to_owned(), port.to_string());
+        }
     }
     merged
 }
@@ -307,6 +337,36 @@ mod tests {
     use crate::linux::caps::Cap;
     use crate::model::fixtures::{check, sample};
     use crate::model::record::{Audit, Verdict};
+
+    #[test]
+    fn environment_kept_where_agreed_and_the_lowest_port_start() {
+        let mut a = sample();
+        a.environment.engine_version = Some("20.10.24".into());
+        a.environment
+            .network
+            .insert(Environment::PORT_START.into(), "1024".into());
+        a.environment
+            .network
+            .insert(Environment::PING_RANGE.into(), "0 0".into());
+        a.environment
+            .host
+            .insert("kernel.kptr_restrict".into(), "1".into());
+        let mut b = a.clone();
+        b.environment.engine_version = Some("4.3.1".into());
+        b.environment
+            .network
+            .insert(Environment::PORT_START.into(), "0".into());
+        b.environment
+            .network
+            .insert(Environment::PING_RANGE.into(), "0 2147483647".into());
+        let m = merge(vec![("a".into(), a.clone()), ("b".into(), b)]);
+        assert_eq!(m.environment.engine_version, None);
+        assert_eq!(m.environment.port_start(), Some(0));
+        assert_eq!(m.environment.ping_range(), None);
+        assert_eq!(m.environment.host["kernel.kptr_restrict"], "1");
+        let same = merge(vec![("a".into(), a.clone()), ("a2".into(), a.clone())]);
+        assert_eq!(same.environment, a.environment);
+    }
 
     #[test]
     fn union_of_replicas_with_counts_and_sources() {

@@ -18,12 +18,13 @@ use tokio::signal::unix::{SignalKind, signal};
 
 use crate::kernel::{Probe, ProbeOptions};
 use crate::linux::caps::Cap;
-use crate::model::profile::{Profile, TraceInfo, rfc3339};
+use crate::model::profile::{Environment, Profile, TraceInfo, rfc3339};
 use crate::model::text;
 use crate::session::SessionError;
 use crate::session::cgroup;
 use crate::session::container::path::{self as cpath, CgroupContainer, Runtime};
 use crate::session::container::{self, ContainerInfo, Engines, Lookup};
+use crate::session::sysctl;
 use crate::session::tracer::{Migration, Snapshot, Tracer};
 
 pub struct FollowOptions {
@@ -66,6 +67,8 @@ struct Tracked {
     attached_late: bool,
     /// How long that run had been running (when known).
     late_by: Option<Duration>,
+    /// The network sysctls of its network namespace (see `Environment::network`).
+    network: std::collections::BTreeMap<String, String>,
 }
 
 impl Tracked {
@@ -86,6 +89,7 @@ impl Tracked {
             seen_from_start: false,
             attached_late: false,
             late_by: None,
+            network: std::collections::BTreeMap::new(),
         }
     }
 
@@ -292,6 +296,12 @@ impl Session {
             t.caps = held.effective.or_else(|| info.configured_caps());
             t.bounding = held.bounding;
             t.seccomp = held.seccomp.or(Some(info.configured_seccomp()));
+            // What decides whether it needs a capability at all, from its network namespace.
+            if t.network.is_empty()
+                && let Some(pid) = info.pid.filter(|_| info.running)
+            {
+                t.network = sysctl::network_of(Some(pid));
+            }
         }
         let restart = new_start && t.starts > 1;
         let name = info.name.clone();
@@ -484,6 +494,10 @@ impl Session {
         }
         if let Some(info) = self.engines.named_by_events(id, self.since) {
             return Lookup::Found(Box::new(info));
+        }
+        if found.namespace.is_some() {
+            // One of containerd's, gone before anyone asked (`ctr run --rm`): its path names it.
+            return Lookup::Found(Box::new(container::containerd::from_path(found)));
         }
         if self.engines.any_answering() {
             Lookup::Absent
@@ -762,7 +776,13 @@ impl Session {
             total_checks,
             host_bounding: crate::session::privilege::host_bounding(),
         };
-        Some(Profile::new(workload, trace, checks, outcomes, warnings))
+        let mut profile = Profile::new(workload, trace, checks, outcomes, warnings);
+        profile.environment = Environment {
+            engine_version: info.engine_version.clone(),
+            network: t.network.clone(),
+            host: sysctl::host(),
+        };
+        Some(profile)
     }
 
     /// What a session does on every tick: names the cgroups that produced checks, and notices

@@ -22,7 +22,7 @@ use tokio::signal::unix::{SignalKind, signal};
 use crate::kernel::{Probe, ProbeOptions};
 use crate::linux::caps::{Cap, to_mask};
 use crate::linux::hook::Backend;
-use crate::model::profile::{Profile, TraceInfo, Workload, WorkloadKind, rfc3339};
+use crate::model::profile::{Environment, Profile, TraceInfo, Workload, WorkloadKind, rfc3339};
 use crate::model::record::{Check, Losses, Outcome};
 use crate::model::text;
 use crate::model::verify::{Ending, HealthResult};
@@ -317,7 +317,15 @@ pub async fn run(opts: RunOptions) -> Result<RunResult, SessionError> {
         ));
     }
     Ok(RunResult {
-        profile: Profile::new(workload, trace, ran.checks, ran.outcomes, warnings),
+        profile: Profile {
+            // The command ran in cap-trace's network namespace (unless it made its own).
+            environment: Environment {
+                engine_version: None,
+                network: crate::session::sysctl::network_of(None),
+                host: crate::session::sysctl::host(),
+            },
+            ..Profile::new(workload, trace, ran.checks, ran.outcomes, warnings)
+        },
         attach_ms,
         launcher,
     })

@@ -158,6 +158,7 @@ pub fn oci(profiles: &[Profile]) -> Result<String, RenderError> {
 pub(crate) mod tests {
     use super::*;
     use crate::model::fixtures::sample;
+    use crate::model::profile::Environment;
 
     /// A profile whose every name is hostile: line breaks, a unit section and directive, an
     /// escape sequence, quotes, YAML indicators, a NUL, a byte that was not UTF-8.
@@ -182,6 +183,59 @@ pub(crate) mod tests {
                 .lines()
                 .all(|l| l.starts_with("# ") || l.starts_with("--cap-drop=ALL"))
         );
+    }
+
+    /// `sample()` as learned under Docker: its containers' port start and ping range.
+    fn learned_under_docker() -> Profile {
+        let mut p = sample();
+        p.workload.engine = Some("docker".into());
+        p.environment.engine_version = Some("20.10.24".into());
+        p.environment
+            .network
+            .insert(Environment::PORT_START.into(), "0".into());
+        p.environment
+            .network
+            .insert(Environment::PING_RANGE.into(), "0 2147483647".into());
+        p
+    }
+
+    #[test]
+    fn a_docker_profile_warns_where_the_target_is_stricter() {
+        let p = learned_under_docker();
+        assert!(environment_warnings(&p, Target::Docker).is_empty());
+        for target in [
+            Target::Podman,
+            Target::Kubernetes,
+            Target::Compose,
+            Target::Other,
+        ] {
+            let w = environment_warnings(&p, target);
+            assert_eq!(w.len(), 2, "{target:?}: {w:?}");
+            assert!(w[0].contains("was 0 (docker 20.10.24)"), "{w:?}");
+            assert!(w[0].contains("from 0 to 1023") && w[0].contains("NET_BIND_SERVICE"));
+            assert!(w[1].contains("NET_RAW"), "{w:?}");
+        }
+    }
+
+    #[test]
+    fn no_warning_for_what_the_set_has_or_a_strict_place() {
+        let mut p = learned_under_docker();
+        p.suggestion.add.extend([Cap(10), Cap(13)]);
+        assert!(environment_warnings(&p, Target::Podman).is_empty());
+        // Learned under podman: group 0 may ping there and under podman, nowhere stricter
+        // needs more than the set unless the target lets no group ping.
+        let mut p = sample();
+        p.environment
+            .network
+            .insert(Environment::PORT_START.into(), "1024".into());
+        p.environment
+            .network
+            .insert(Environment::PING_RANGE.into(), "0 0".into());
+        assert!(environment_warnings(&p, Target::Podman).is_empty());
+        assert!(environment_warnings(&p, Target::Docker).is_empty());
+        assert_eq!(environment_warnings(&p, Target::Kubernetes).len(), 1);
+        // Nothing recorded (an older profile): nothing to compare.
+        assert!(environment_warnings(&sample(), Target::Other).is_empty());
     }
 
     #[test]
@@ -218,4 +272,93 @@ pub(crate) mod tests {
         assert!(err.contains("`a\\e`"), "{err}");
         assert!(oci(&[sample()]).is_ok());
     }
+}
+
+/// Where a deploy format's output runs, as far as the settings that decide whether an
+/// operation needs a capability at all go (see [`Environment`](crate::model::profile::Environment)).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Target {
+    /// `docker run`: Docker sets `ip_unprivileged_port_start=0` and `ping_group_range=0
+    /// 2147483647` in every container with a network namespace of its own.
+    Docker,
+    /// `podman run` (4.x): the kernel's port start (1024) and `ping_group_range=0 0`.
+    Podman,
+    /// Kubernetes: what the node's runtime sets (containerd 2 as Docker does; containerd 1
+    /// and CRI-O the kernel's defaults).
+    Kubernetes,
+    /// A compose file: Docker's or podman's, whichever runs it.
+    Compose,
+    /// A systemd unit or an OCI runtime: the host's or the kernel's defaults.
+    Other,
+}
+
+impl Target {
+    /// The strictest port start and ping group range the workload may meet there.
+    fn strictest(self) -> (u32, Option<(u32, u32)>) {
+        match self {
+            Target::Docker => (0, Some((0, 2_147_483_647))),
+            Target::Podman => (1024, Some((0, 0))),
+            Target::Kubernetes | Target::Compose | Target::Other => (1024, None),
+        }
+    }
+
+    fn describe(self) -> &'static str {
+        match self {
+            Target::Docker => "Docker",
+            Target::Podman => "podman (which keeps the kernel's 1024 and lets only group 0 ping)",
+            Target::Kubernetes => {
+                "Kubernetes (containerd 1.x and CRI-O keep the kernel's defaults: ports from 1024, no group may ping)"
+            }
+            Target::Compose => "a compose tool (podman keeps the kernel's port start of 1024)",
+            Target::Other => {
+                "the target (the kernel's defaults are ports from 1024, no group may ping)"
+            }
+        }
+    }
+}
+
+/// What deploying `p` to `target` may need beyond its set: capabilities no check showed where
+/// it was learned because a sysctl there let the operation through without one (Docker's
+/// port start of 0, its ping group range). Unescaped: the caller shows them.
+pub fn environment_warnings(p: &Profile, target: Target) -> Vec<String> {
+    const NET_BIND_SERVICE: Cap = Cap(10);
+    const NET_RAW: Cap = Cap(13);
+    let env = &p.environment;
+    let has = |cap: Cap| p.suggestion.add.contains(&cap);
+    let learned_under = env
+        .engine_version
+        .as_deref()
+        .map(|v| {
+            format!(
+                " ({} {v})",
+                p.workload.engine.as_deref().unwrap_or("engine")
+            )
+        })
+        .unwrap_or_default();
+    let (port_there, ping_there) = target.strictest();
+    let mut warnings = Vec::new();
+    if let Some(port) = env.port_start()
+        && port < port_there
+        && !has(NET_BIND_SERVICE)
+    {
+        warnings.push(format!(
+            "{}: learned where net.ipv4.ip_unprivileged_port_start was {port}{learned_under}: binding a port from {port} to {} needed no capability there, but needs NET_BIND_SERVICE under {}; add it if the workload listens on such a port, or set the sysctl to {port} there",
+            p.workload.name,
+            port_there - 1,
+            target.describe()
+        ));
+    }
+    let covered = |(a, b): (u32, u32), (c, d): (u32, u32)| c > d || (a <= c && d <= b);
+    if let Some((first, last)) = env.ping_range()
+        && first <= last
+        && !ping_there.is_some_and(|there| covered(there, (first, last)))
+        && !has(NET_RAW)
+    {
+        warnings.push(format!(
+            "{}: learned where net.ipv4.ping_group_range was {first} {last}{learned_under}: ICMP echo sockets (ping) needed no capability there, but need NET_RAW under {} unless the workload's group is in its range; add it if the workload pings, or set the sysctl there",
+            p.workload.name,
+            target.describe()
+        ));
+    }
+    warnings
 }

@@ -988,19 +988,19 @@ impl Engines {
     }
 
     /// Looks up the container a cgroup path names: containerd's own (`/<namespace>/<id>`) in
-    /// containerd, and named from its path if containerd no longer has it (a `--rm` container
-    /// that already exited); any other by its id in every engine.
+    /// containerd, any other by its id in every engine.
     pub fn lookup_found(&self, found: &super::path::CgroupContainer) -> Lookup {
-        if found.namespace.is_some() {
-            let info = self
-                .ctr
-                .as_ref()
-                .and_then(|c| c.inspect(&found.lookup()).ok().flatten());
-            return Lookup::Found(Box::new(
-                info.unwrap_or_else(|| super::containerd::from_path(found)),
-            ));
+        if found.namespace.is_none() {
+            return self.lookup(&found.id);
         }
-        self.lookup(&found.id)
+        match self.ctr.as_ref().map(|c| c.inspect(&found.lookup())) {
+            Some(Ok(Some(info))) => Lookup::Found(Box::new(info)),
+            Some(Err(e)) => {
+                log::debug!("ctr: {e}");
+                Lookup::Unreachable
+            }
+            Some(Ok(None)) | None => Lookup::Absent,
+        }
     }
 
     /// [`Engines::lookup_found`], when only a found container matters.
