@@ -173,6 +173,25 @@ fn an_ignored_failure_to_raise_limits_is_not_a_need() {
         assert_eq!(status(&p, "SYS_RESOURCE"), "not_needed");
     }
 
+    // A chown whose failure is ignored (as a daemon's of its pid file): granted when learning,
+    // so observed as needed; verification shows the workload succeeds without it.
+    let dir = TempDir::new("ignored-chown");
+    let file = dir.join("pid");
+    std::fs::write(&file, "1\n").unwrap();
+    let script = format!("chown nobody {} 2>/dev/null; exit 0", file.display());
+    let observed = run_profile(&[], &["sh", "-c", &script]);
+    assert_eq!(suggested(&observed), ["CHOWN"], "{observed:#}");
+    assert_eq!(observed["suggestion"]["verified"], false);
+    std::fs::write(&file, "1\n").unwrap();
+    let p = run_profile(&["--verify"], &["sh", "-c", &script]);
+    assert_verified(&p, &[]);
+    assert_eq!(status(&p, "CHOWN"), "not_needed");
+    let reason = verdict(&p, "CHOWN").unwrap()["reason"].as_str().unwrap();
+    assert!(
+        reason.contains("fchownat failed with EPERM") && reason.contains("and it went on"),
+        "the ignored failure is the evidence: {reason}"
+    );
+
     // A wall a successful run went on from, without --verify: tolerated, not needed. The
     // command runs without CHOWN (which this host can grant), and ignores chown's failure.
     let dir = TempDir::new("tolerated");
