@@ -589,8 +589,9 @@ pub enum CheckRun {
 
 #[derive(Args, Debug)]
 pub struct ExplainArgs {
-    /// Capabilities, with or without the CAP_ prefix.
-    #[arg(value_name = "CAP", required_unless_present = "all")]
+    /// Capabilities, with or without the CAP_ prefix, or bitmaps as /proc/PID/status prints
+    /// them (CapEff etc.), with or without 0x: `cap-trace explain 00000000a80425fb`.
+    #[arg(value_name = "CAP|BITMAP", required_unless_present = "all")]
     pub caps: Vec<String>,
 
     /// Explain every capability.

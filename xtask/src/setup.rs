@@ -27,7 +27,7 @@ const BUILD_PACKAGES: &[&str] = &[
 /// installing it starts nothing (Debian's `policy-rc.d` or no systemd) and keeps runc.
 /// docker-compose 1.x also checks what the compose output says about tools that merge lists.
 /// procps' `ps` is a real program the verification tests run; libcap2-bin's `capsh` decodes
-/// capability masks for them.
+/// capability masks for them, and is what `explain`'s bitmap decoding is held to.
 const TEST_PACKAGES: &[&str] = &[
     "podman",
     "runc",

@@ -272,6 +272,55 @@ pub fn to_mask(caps: &[Cap]) -> u64 {
     caps.iter().fold(0, |mask, cap| mask | cap.bit())
 }
 
+/// A capability bitmap as `/proc/PID/status` prints it (`CapEff:\t00000000a80425fb`), with or
+/// without `0x`: at most 16 hex digits.
+pub fn parse_mask(s: &str) -> Option<u64> {
+    let digits = s
+        .strip_prefix("0x")
+        .or_else(|| s.strip_prefix("0X"))
+        .unwrap_or(s);
+    if digits.is_empty() || digits.len() > 16 || !digits.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return None;
+    }
+    u64::from_str_radix(digits, 16).ok()
+}
+
+/// A bitmap's capabilities this build knows, and the bits above the last of them (a newer
+/// kernel's capabilities, or garbage).
+#[derive(Debug, PartialEq, Eq)]
+pub struct Decoded {
+    pub mask: u64,
+    pub known: Vec<Cap>,
+    pub unknown: Vec<u32>,
+}
+
+pub fn decode(mask: u64) -> Decoded {
+    let (known, unknown): (Vec<Cap>, Vec<Cap>) = from_mask(mask)
+        .into_iter()
+        .partition(|c| c.info().is_some());
+    Decoded {
+        mask,
+        known,
+        unknown: unknown.into_iter().map(|c| c.0).collect(),
+    }
+}
+
+impl Decoded {
+    /// The line `capsh --decode=MASK` prints: `0x%016x=cap_a,cap_b,41`.
+    pub fn capsh_line(&self) -> String {
+        let names = self
+            .known
+            .iter()
+            .map(|c| c.kernel_name().to_ascii_lowercase())
+            .chain(self.unknown.iter().map(u32::to_string));
+        format!(
+            "0x{:016x}={}",
+            self.mask,
+            names.collect::<Vec<_>>().join(",")
+        )
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -354,5 +403,40 @@ mod tests {
         );
         assert_eq!(to_mask(&caps), 0x800405fb);
         assert_eq!(defaults::DOCKER.len(), 14);
+    }
+
+    #[test]
+    fn parses_proc_status_bitmaps() {
+        assert_eq!(parse_mask("00000000a80425fb"), Some(0xa804_25fb));
+        assert_eq!(parse_mask("0xa80425fb"), Some(0xa804_25fb));
+        assert_eq!(parse_mask("0XA80425FB"), Some(0xa804_25fb));
+        assert_eq!(parse_mask("0"), Some(0));
+        assert_eq!(parse_mask("ffffffffffffffff"), Some(u64::MAX));
+        for bad in ["", "0x", "chown", "0x1g", "1ffffffffffffffff", "-1", "+1"] {
+            assert_eq!(parse_mask(bad), None, "{bad}");
+        }
+        // No capability name is all hex digits, so a name is never taken for a bitmap.
+        assert!(ALL.iter().all(|c| parse_mask(c.name).is_none()));
+    }
+
+    #[test]
+    fn decodes_as_capsh_does() {
+        // Lines printed by capsh --decode (libcap2-bin 2.66); the end-to-end test compares
+        // with capsh itself.
+        assert_eq!(decode(0).capsh_line(), "0x0000000000000000=");
+        assert_eq!(
+            decode(0xa804_25fb).capsh_line(),
+            "0x00000000a80425fb=cap_chown,cap_dac_override,cap_fowner,cap_fsetid,cap_kill,\
+             cap_setgid,cap_setuid,cap_setpcap,cap_net_bind_service,cap_net_raw,cap_sys_chroot,\
+             cap_mknod,cap_audit_write,cap_setfcap"
+        );
+        assert_eq!(
+            decode(0x300_0000_0000).capsh_line(),
+            "0x0000030000000000=cap_checkpoint_restore,41"
+        );
+        let all = decode(u64::MAX);
+        assert_eq!(all.known.len(), ALL.len());
+        assert_eq!(all.unknown, (41..64).collect::<Vec<_>>());
+        assert_eq!(decode(0x1ff_ffff_ffff).unknown, Vec::<u32>::new());
     }
 }
