@@ -341,6 +341,16 @@ pub enum Command {
     /// Explain what capabilities allow and how dangerous they are.
     Explain(ExplainArgs),
 
+    /// What every running container holds (effective and bounding capabilities, from /proc:
+    /// no tracing), against what its profile says it needs: the excess, riskiest first.
+    ///
+    /// Profiles are matched to containers by identity (Kubernetes namespace/workload/container,
+    /// compose project/service, else the container's name), as the daemon keeps them.
+    #[command(
+        after_help = "Examples:\n  cap-trace ps\n  cap-trace ps --profiles /var/lib/cap-trace\n  cap-trace ps web.json db.json --json\n  cap-trace ps --all\n  cap-trace ps --label app=shop"
+    )]
+    Ps(PsArgs),
+
     /// Run as a staging daemon: follow every container (or those named or labelled), keep one
     /// profile per container identity in DIR, and answer `status`, `profile` and `export`.
     ///
@@ -508,6 +518,30 @@ pub struct RunArgs {
     /// misspelt option before it is an error, not a command).
     #[arg(required = true, trailing_var_arg = true, value_name = "CMD")]
     pub command: Vec<OsString>,
+}
+
+#[derive(Args, Debug)]
+pub struct PsArgs {
+    /// Profiles to compare with: files (one profile or a list of them) or directories of them,
+    /// such as a daemon's state dir.
+    #[arg(value_name = "PROFILE|DIR")]
+    pub profiles: Vec<PathBuf>,
+
+    /// A directory of profiles (a daemon's state dir), as the positional arguments take it.
+    #[arg(long = "profiles", value_name = "DIR")]
+    pub profile_dirs: Vec<PathBuf>,
+
+    /// Also list every process outside containers (kernel threads left out).
+    #[arg(long)]
+    pub all: bool,
+
+    /// List only containers carrying this label (repeatable; all must match).
+    #[arg(long = "label", value_name = "KEY=VALUE", value_parser = parse_label)]
+    pub labels: Vec<(String, String)>,
+
+    /// Docker-compatible engine API socket to name containers with (default: as for tracing).
+    #[arg(long, value_name = "PATH")]
+    pub engine_socket: Option<PathBuf>,
 }
 
 #[derive(Args, Debug)]

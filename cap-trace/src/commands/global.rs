@@ -73,7 +73,9 @@ fn formats_of(command: Option<&Command>) -> Option<&'static [Format]> {
         | Some(Command::Run(_) | Command::Show(_) | Command::Merge(_) | Command::Profile(_)) => {
             Some(ALL)
         }
-        Some(Command::Check(_) | Command::Status(_) | Command::Explain(_)) => Some(TEXT_OR_JSON),
+        Some(Command::Check(_) | Command::Status(_) | Command::Explain(_) | Command::Ps(_)) => {
+            Some(TEXT_OR_JSON)
+        }
         Some(Command::Daemon(_) | Command::Export(_)) => None,
     }
 }
@@ -86,6 +88,7 @@ fn command_name(command: Option<&Command>) -> &'static str {
         Some(Command::Merge(_)) => "merge",
         Some(Command::Check(_)) => "check",
         Some(Command::Explain(_)) => "explain",
+        Some(Command::Ps(_)) => "ps",
         Some(Command::Daemon(_)) => "daemon",
         Some(Command::Status(_)) => "status",
         Some(Command::Profile(_)) => "profile",

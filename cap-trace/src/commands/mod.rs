@@ -10,6 +10,7 @@ pub mod export;
 pub mod global;
 pub mod merge;
 pub mod profile;
+pub mod ps;
 pub mod run;
 pub mod show;
 pub mod status;
@@ -34,5 +35,6 @@ pub async fn dispatch(cli: Cli) -> Result<u8, Failure> {
         Command::Profile(args) => profile::command(args, &global).await,
         Command::Export(args) => export::command(&args).await,
         Command::Explain(args) => explain::command(&args, &global),
+        Command::Ps(args) => ps::command(&args, &global),
     }
 }

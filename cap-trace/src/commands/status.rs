@@ -1,22 +1,36 @@
-//! `cap-trace status`: ask a running daemon how it is doing.
+//! `cap-trace status`: ask a running daemon how it is doing, and what every identity it has
+//! profiled held against what it needs.
 
 use crate::cli::{Format, GlobalArgs, SocketArgs};
 use crate::commands::daemon;
-use crate::commands::global::{emit, text_or_json_only};
+use crate::commands::global::{emit, style, text_or_json_only};
 use crate::error::{Failure, exit};
 use crate::model::control::Request;
-use crate::render::status;
+use crate::render::{fleet, status};
 
 pub async fn command(args: &SocketArgs, global: &GlobalArgs) -> Result<u8, Failure> {
     let reply = daemon::ask(&args.socket, &Request::Status {}).await?;
     let status = reply
         .status
         .ok_or_else(|| Failure::runtime("the daemon sent no status"))?;
+    let report = daemon::ask(&args.socket, &Request::Report {})
+        .await?
+        .report
+        .ok_or_else(|| Failure::runtime("the daemon sent no report"))?;
     let text = match global.format() {
         Format::Json => {
-            format!("{}\n", serde_json::to_string_pretty(&status).expect("json"))
+            let mut json = serde_json::to_value(&status).expect("status serializes");
+            json["report"] = serde_json::to_value(&report).expect("report serializes");
+            format!("{}\n", serde_json::to_string_pretty(&json).expect("json"))
         }
-        Format::Text => status::text(&status),
+        Format::Text => {
+            let mut text = status::text(&status);
+            if !report.is_empty() {
+                text.push('\n');
+                text.push_str(&fleet::table(&report, style(global), global.verbose));
+            }
+            text
+        }
         other => return Err(text_or_json_only("status", other)),
     };
     emit(global, &text)?;

@@ -3,6 +3,7 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::model::fleet::Row;
 use crate::model::profile::Profile;
 use crate::model::record::Losses;
 
@@ -15,8 +16,12 @@ pub const DEFAULT_SOCKET: &str = "/run/cap-trace/control.sock";
 pub enum Request {
     // Struct variants, so that unknown fields are refused for these too.
     Status {},
-    Profile { name: String },
+    Profile {
+        name: String,
+    },
     Profiles {},
+    /// What every profiled identity held against what it needs (the fleet view).
+    Report {},
 }
 
 /// The reply: `{"ok": true, ...}` or `{"ok": false, "error": "..."}`.
@@ -29,6 +34,9 @@ pub struct Reply {
     pub status: Option<Status>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub profiles: Vec<Profile>,
+    /// The answer to `report`: one row per identity, riskiest excess first.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub report: Option<Vec<Row>>,
 }
 
 impl Reply {
@@ -38,6 +46,7 @@ impl Reply {
             error: Some(message.into()),
             status: None,
             profiles: Vec::new(),
+            report: None,
         }
     }
 
@@ -47,6 +56,17 @@ impl Reply {
             error: None,
             status: None,
             profiles,
+            report: None,
+        }
+    }
+
+    pub fn report(report: Vec<Row>) -> Reply {
+        Reply {
+            ok: true,
+            error: None,
+            status: None,
+            profiles: Vec::new(),
+            report: Some(report),
         }
     }
 }

@@ -58,3 +58,30 @@ pub(crate) fn sample() -> Profile {
         vec![],
     )
 }
+
+/// A fleet row of a podman container run by root and nobody: with a profile (and its
+/// comparison) when `needed` is given.
+pub(crate) fn fleet_row(
+    identity: &str,
+    held: &[Cap],
+    needed: Option<&[Cap]>,
+) -> crate::model::fleet::Row {
+    use crate::model::fleet::{ProfileRef, Row, compare};
+    Row {
+        identity: identity.into(),
+        engine: Some("podman".into()),
+        id: None,
+        image: None,
+        users: vec![0, 65534],
+        pids: vec![7],
+        held: held.to_vec(),
+        bounding: None,
+        profile: needed.map(|_| ProfileRef {
+            source: "web.json".into(),
+            complete: true,
+            verified: None,
+            flags: "--cap-drop=ALL --cap-add=NET_BIND_SERVICE".into(),
+        }),
+        comparison: needed.map(|n| compare(held, n)),
+    }
+}

@@ -4,6 +4,7 @@
 pub mod control;
 #[cfg(test)]
 pub(crate) mod fixtures;
+pub mod fleet;
 pub mod gate;
 pub mod merge;
 pub mod profile;

@@ -3,6 +3,7 @@
 
 pub mod deploy;
 pub mod escape;
+pub mod fleet;
 pub mod gate;
 pub mod status;
 pub mod text;

@@ -7,6 +7,7 @@ pub mod follow;
 pub mod health;
 pub mod launch;
 pub mod privilege;
+pub mod procs;
 pub mod sysctl;
 pub mod tracer;
 pub mod verify;

@@ -5,6 +5,7 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
+use crate::model::fleet::{self, Row};
 use crate::model::profile::Profile;
 
 /// One profile, by identity.
@@ -13,6 +14,8 @@ struct Entry {
     name: String,
     id: Option<String>,
     json: Arc<str>,
+    /// Its row of the fleet view (`report`).
+    row: Row,
 }
 
 #[derive(Default)]
@@ -32,6 +35,7 @@ impl Index {
                 name: profile.workload.name.clone(),
                 id: profile.workload.id.clone(),
                 json,
+                row: fleet::row_of(profile, "cap-trace daemon"),
             },
         );
     }
@@ -56,6 +60,13 @@ impl Index {
     /// Every profile's JSON, by identity.
     pub(super) fn all(&self) -> Vec<Arc<str>> {
         self.entries.values().map(|e| e.json.clone()).collect()
+    }
+
+    /// The fleet view of every profile: held against needed, riskiest excess first.
+    pub(super) fn report(&self) -> Vec<Row> {
+        let mut rows: Vec<Row> = self.entries.values().map(|e| e.row.clone()).collect();
+        fleet::sort_by_risk(&mut rows);
+        rows
     }
 
     pub(super) fn contains(&self, identity: &str) -> bool {

@@ -247,11 +247,15 @@ impl Daemon {
                     error: None,
                     status: Some(status),
                     profiles: Vec::new(),
+                    report: None,
                 }))
             }),
             Request::Profiles {} => self
                 .refresh(s, None)
                 .map(|()| Answer::Profiles(self.index.all())),
+            Request::Report {} => self
+                .refresh(s, None)
+                .map(|()| Answer::Reply(Box::new(Reply::report(self.index.report())))),
             Request::Profile { name } => {
                 let target = s.session.target_of(&name).map(str::to_owned);
                 let refreshed = match &target {
