@@ -79,7 +79,7 @@ pub(crate) fn fleet_row(
         profile: needed.map(|_| ProfileRef {
             source: "web.json".into(),
             complete: true,
-            verified: None,
+            verified: false,
             flags: "--cap-drop=ALL --cap-add=NET_BIND_SERVICE".into(),
         }),
         comparison: needed.map(|n| compare(held, n)),

@@ -69,9 +69,8 @@ pub struct ProfileRef {
     pub source: String,
     /// No event was lost while it was traced.
     pub complete: bool,
-    /// Observed only, so far: whether the reduced set was run and checked is not recorded in
-    /// profiles yet.
-    pub verified: Option<bool>,
+    /// The needed set is a verified minimal one (`run --verify`); else it was observed.
+    pub verified: bool,
     /// `--cap-drop=ALL --cap-add=...`: the flags to deploy it with.
     pub flags: String,
 }
@@ -180,7 +179,7 @@ pub fn against(held: &[Cap], profile: &Profile, source: &str) -> (ProfileRef, Co
         ProfileRef {
             source: source.to_owned(),
             complete: profile.trace.complete,
-            verified: None,
+            verified: profile.verified(),
             flags: profile.suggestion.docker_flags(),
         },
         compare(held, &profile.suggestion.add),

@@ -122,10 +122,10 @@ fn details(row: &Row, name: &str, verbose: bool) -> String {
                 } else {
                     "INCOMPLETE: events were lost"
                 },
-                match p.verified {
-                    Some(true) => "verified",
-                    Some(false) => "verification failed",
-                    None => "observed",
+                if p.verified {
+                    "verified minimal"
+                } else {
+                    "observed"
                 }
             ));
         }
