@@ -603,6 +603,27 @@ fn churn_of_200_containers_keeps_every_profile_and_memory_flat() {
     d.stop();
 }
 
+/// `podman run OPTS --label cap-trace-test=LABEL ... IMAGE` with the benchmark's workload at
+/// `/capbench` (built by `cargo xtask test`); the command follows.
+fn with_capbench(opts: &[&str], label: &str) -> Command {
+    let capbench = workspace_root().join("target/release/capbench");
+    assert!(
+        capbench.exists(),
+        "{} is built by `cargo xtask test`",
+        capbench.display()
+    );
+    let mut cmd = podman::podman();
+    cmd.arg("run")
+        .args(opts)
+        .arg("--label")
+        .arg(format!("cap-trace-test={label}"))
+        .args(RUN_OPTS)
+        .args(["-v", "/lib:/lib:ro", "-v", "/lib64:/lib64:ro", "-v"])
+        .arg(format!("{}:/capbench:ro", capbench.display()))
+        .arg(podman::image());
+    cmd
+}
+
 #[test]
 fn a_million_checks_per_second_are_all_counted() {
     if !ready("a_million_checks_per_second_are_all_counted") {
@@ -611,12 +632,6 @@ fn a_million_checks_per_second_are_all_counted() {
     let _heavy = HEAVY
         .lock()
         .unwrap_or_else(std::sync::PoisonError::into_inner);
-    let capbench = workspace_root().join("target/release/capbench");
-    assert!(
-        capbench.exists(),
-        "{} is built by `cargo xtask test`",
-        capbench.display()
-    );
     let dir = TempDir::new("daemon-load");
     let state = dir.join("state");
     let socket = dir.join("control.sock");
@@ -632,15 +647,8 @@ fn a_million_checks_per_second_are_all_counted() {
         .map(|i| {
             let name = format!("{base}-{i}");
             let label = label.clone();
-            let capbench = capbench.clone();
             std::thread::spawn(move || {
-                let out = podman::podman()
-                    .args(["run", "--rm", "--name", &name, "--label"])
-                    .arg(format!("cap-trace-test={label}"))
-                    .args(RUN_OPTS)
-                    .args(["-v", "/lib:/lib:ro", "-v", "/lib64:/lib64:ro", "-v"])
-                    .arg(format!("{}:/capbench:ro", capbench.display()))
-                    .arg(podman::image())
+                let out = with_capbench(&["--rm", "--name", &name], &label)
                     .args(["/capbench", &calls.to_string()])
                     .output()
                     .unwrap();
@@ -917,12 +925,6 @@ fn a_ring_buffer_loss_marks_only_the_profile_that_lost() {
     let _heavy = HEAVY
         .lock()
         .unwrap_or_else(std::sync::PoisonError::into_inner);
-    let capbench = workspace_root().join("target/release/capbench");
-    assert!(
-        capbench.exists(),
-        "{} is built by `cargo xtask test`",
-        capbench.display()
-    );
     let dir = TempDir::new("daemon-losses");
     let state = dir.join("state");
     let socket = dir.join("control.sock");
@@ -950,13 +952,7 @@ fn a_ring_buffer_loss_marks_only_the_profile_that_lost() {
     // It goes on running a while after its burst, so that the daemon, woken meanwhile, can
     // still name it whatever else it missed (an exited --rm container is named from its
     // cgroup's path, which the kernel side sends with its first check: lost too, here).
-    let out = podman::podman()
-        .args(["run", "-d", "--rm", "--name", &burst, "--label"])
-        .arg(format!("cap-trace-test={label}"))
-        .args(RUN_OPTS)
-        .args(["-v", "/lib:/lib:ro", "-v", "/lib64:/lib64:ro", "-v"])
-        .arg(format!("{}:/capbench:ro", capbench.display()))
-        .arg(podman::image())
+    let out = with_capbench(&["-d", "--rm", "--name", &burst], &label)
         .args([
             "/bin/sh",
             "-c",
