@@ -1029,6 +1029,20 @@ fn a_profile_that_cannot_be_written_holds_up_no_other() {
     // A profile that cannot be written: a directory stands where it goes.
     let blocked = podman::name("names-blocked");
     std::fs::create_dir(state.join(format!("{blocked}.json"))).unwrap();
+    assert!(
+        run_labelled(&blocked, &label, "mknod /tmp/null c 1 3")
+            .status
+            .success()
+    );
+    wait_for_status(&d, "the blocked profile's error", |s| {
+        s["persist_error"]
+            .as_str()
+            .is_some_and(|e| e.contains(&blocked))
+    });
+    // What the kernel side holds once the blocked container has exited and a sweep has run:
+    // its checks stay there until its profile is written.
+    std::thread::sleep(Duration::from_secs(12));
+    let held = kernel_map_entries(d.pid(), "CHECKS").expect("the daemon's CHECKS map");
     let long = podman::name("names-long");
     let out = podman::podman()
         .args(["run", "--rm", "--name", &long, "--label"])
@@ -1046,11 +1060,6 @@ fn a_profile_that_cannot_be_written_holds_up_no_other() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    assert!(
-        run_labelled(&blocked, &label, "mknod /tmp/null c 1 3")
-            .status
-            .success()
-    );
     let plain = podman::name("names-plain");
     assert!(
         run_labelled(&plain, &label, "touch /tmp/f && chown nobody /tmp/f")
@@ -1067,6 +1076,21 @@ fn a_profile_that_cannot_be_written_holds_up_no_other() {
         std::thread::sleep(Duration::from_millis(200));
     };
     assert_eq!(suggested(&saved), ["CHOWN"]);
+    // The two whose profiles were written are retired all the same: the kernel side holds
+    // nothing more of them (the failing one held up every retirement once).
+    let deadline = Instant::now() + Duration::from_secs(40);
+    loop {
+        let entries = kernel_map_entries(d.pid(), "CHECKS").expect("the daemon's CHECKS map");
+        if entries <= held {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{entries} CHECKS entries, {held} before the written ones ran: {}",
+            d.stderr()
+        );
+        std::thread::sleep(Duration::from_secs(1));
+    }
     for entry in std::fs::read_dir(&state).unwrap().flatten() {
         assert!(entry.file_name().len() <= 230, "{:?}", entry.file_name());
     }
