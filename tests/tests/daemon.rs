@@ -1026,9 +1026,11 @@ fn a_profile_that_cannot_be_written_holds_up_no_other() {
     let project = "p".repeat(245);
     let long_identity = format!("{project}/web");
     let d = Daemon::start(&state, &socket, &label);
-    // A profile that cannot be written: a directory stands where it goes.
+    // A profile that cannot be written: a directory stands where it goes, and another where it
+    // would be set aside, so that it stays in the way.
     let blocked = podman::name("names-blocked");
     std::fs::create_dir(state.join(format!("{blocked}.json"))).unwrap();
+    std::fs::create_dir_all(state.join(format!("{blocked}.json.invalid/in-the-way"))).unwrap();
     assert!(
         run_labelled(&blocked, &label, "mknod /tmp/null c 1 3")
             .status
