@@ -45,9 +45,23 @@ pub(crate) fn bench(opts: Options) -> Result<()> {
     let figures = measure(&bin, &opts, rows, samples)?;
     let report = markdown::report(&figures, &machine, opts.rounds, opts.calls);
     println!("\n{report}");
-    std::fs::write(root().join("BENCHMARKS.md"), &report)?;
+    let path = root().join("BENCHMARKS.md");
+    let existing = std::fs::read_to_string(&path).unwrap_or_default();
+    std::fs::write(
+        &path,
+        format!("{}\n{}", report.trim_end(), by_hand(&existing)),
+    )?;
     println!("bench: wrote BENCHMARKS.md");
     Ok(())
+}
+
+/// The heading from which BENCHMARKS.md holds figures measured by hand (long runs of the
+/// end-to-end tests): a new report keeps that part as it is.
+const BY_HAND: &str = "\n## Measured by hand";
+
+/// The part of `existing` measured by hand, from its heading on ("" if it has none).
+fn by_hand(existing: &str) -> &str {
+    existing.find(BY_HAND).map_or("", |i| &existing[i..])
 }
 
 /// Installs and builds what the benchmark runs, and names the machine.
@@ -213,5 +227,17 @@ fn print_partial(rows: &[Row], samples: &[Vec<Timing>]) {
             (ct.low - b.low) / (floor.low - b.low),
             (ct.ns - b.ns) / (floor.ns - b.ns)
         );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_part_measured_by_hand_is_kept() {
+        let existing = "# Benchmarks\n\nold figures\n\n## Measured by hand\n\nRSS 36 MiB\n";
+        assert_eq!(by_hand(existing), "\n## Measured by hand\n\nRSS 36 MiB\n");
+        assert_eq!(by_hand("# Benchmarks\n\nold figures\n"), "");
     }
 }
