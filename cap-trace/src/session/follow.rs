@@ -536,16 +536,18 @@ impl Session {
     }
 
     /// Keeps the kernel's maps to the cgroups followed (and those still being named): what
-    /// the others hold is removed, and what no event named is classified. So unfollowed and
-    /// deleted cgroups hold no entries, whatever a CPU adds back after they were forgotten.
-    /// Also forgets the session's own bookkeeping of cgroups that no longer exist.
+    /// the others hold is removed, and what no event named is classified, again at every
+    /// sweep while it waits for a name (so one that is gone is dropped once it has waited its
+    /// time, even when no event of it ever comes). So unfollowed and deleted cgroups hold no
+    /// entries, whatever a CPU adds back after they were forgotten. Also forgets the session's
+    /// own bookkeeping of cgroups that no longer exist.
     fn sweep(&mut self) -> Result<(), SessionError> {
         self.last_sweep = Instant::now();
         let snapshot = self.tracer.snapshot()?;
         let followed = self.followed();
         let mut doomed = Vec::new();
         for id in snapshot.cgroups() {
-            if followed.contains(&id) || self.pending.contains_key(&id) {
+            if followed.contains(&id) {
                 continue;
             }
             match self.known.get(&id) {
