@@ -18,6 +18,11 @@ has_check() { grep -Eq "^    $2 +$3 +$4 " "$1"; }
 touch /tmp/f
 touch /tmp/rootfile
 chmod 644 /tmp/rootfile
+# nobody's file in a set-group-ID directory of group root: nobody is not in the file's group.
+mkdir -p /tmp/shared
+touch /tmp/shared/own
+chown nobody:root /tmp/shared /tmp/shared/own
+chmod 2775 /tmp/shared
 
 for probe in fexit kprobe auto; do
     p=/tmp/$probe
@@ -59,6 +64,16 @@ for probe in fexit kprobe auto; do
         fail "$probe: a denied check is reported" "cap-trace failed: $(cat "$p.err")"
     fi
 
+    # A denial whose syscall succeeds anyway: chmod g+s by nobody on its own file of a group it
+    # is not in is denied FSETID, the kernel drops the bit, and chmod succeeds.
+    if cap-trace run --probe "$probe" --json --output "$p-detour.json" --user nobody -- chmod g+s /tmp/shared/own 2> "$p.err"; then
+        cap-trace show "$p-detour.json" --verbose > "$p-detour.txt"
+        check "$probe: a denial whose syscall succeeds is denied, not required" \
+            grep -q "FSETID .*denied, not required" "$p-detour.txt"
+    else
+        fail "$probe: a denial whose syscall succeeds is denied, not required" "cap-trace failed: $(cat "$p.err")"
+    fi
+
     # Repeats: one process making the same check 40 times is counted exactly. After the first,
     # each goes down the repeat path, which on kernels with the kfunc bpf_rdonly_cast (6.2+)
     # reads the saved syscall number with a plain load.
@@ -79,6 +94,9 @@ for probe in fexit kprobe auto; do
     [ "$probe" = auto ] && expected=fexit
     check "$probe: the backend used is $expected" grep -q "\"backend\": \"$expected\"" "$p-chown.json"
     check "$probe: nothing was lost" grep -q '"complete": true' "$p-chown.json"
+    # These kernels have no BPF task works (Linux 6.18+): outcomes are followed on sys_exit.
+    check "$probe: outcomes are followed on sys_exit" \
+        grep -q "outcomes on raw_syscalls:sys_exit" "$p-chown.json"
 done
 
 # The tracepoint backend is not there before Linux 6.15: a clear one-line error, exit 3.
