@@ -399,6 +399,11 @@ pub struct Settings {
     pub off_regs_ret: u32,
     /// Byte offset of `task_struct.flags` (`PF_*`).
     pub off_task_flags: u32,
+    /// 1 when the cgroup filter may verify its cached answer with loads from the cached
+    /// addresses, which the CPU then makes at once (needs `cast_type`, and a CPU that keeps
+    /// loads in program order, as x86_64 does: see `filter.rs`).
+    pub cached_chain: u32,
+    pub _pad: u32,
 
     /// `[start, end)` of `cap_capable`, to find its frame in a kernel stack.
     pub cap_capable_start: u64,
@@ -440,6 +445,8 @@ impl Settings {
             off_task_tgid: 0,
             off_regs_ret: 0,
             off_task_flags: 0,
+            cached_chain: 0,
+            _pad: 0,
             cap_capable_start: 0,
             cap_capable_end: 0,
             sites: [SiteRange {
@@ -509,9 +516,12 @@ pub struct LastCheck {
     /// 1 when the fields above describe a counted check.
     pub valid: u32,
     /// 1 when `cg_leaf`'s answer is cached: `cg_traced` (0: not traced). `cg_serial` is the
-    /// serial number of the cgroup `cg_leaf` names.
+    /// serial number of the cgroup `cg_leaf` names; `cg_css` and `cg_cgroup` are the addresses
+    /// of the last task's `css_set` and of its cgroup, where the filter verifies the answer.
     pub cg_valid: u32,
     pub cg_serial: u64,
+    pub cg_css: u64,
+    pub cg_cgroup: u64,
     pub cg_leaf: u64,
     pub cg_generation: u64,
     pub cg_traced: u64,
@@ -547,6 +557,8 @@ impl LastCheck {
             valid: 0,
             cg_valid: 0,
             cg_serial: 0,
+            cg_css: 0,
+            cg_cgroup: 0,
             cg_leaf: 0,
             cg_generation: 0,
             cg_traced: 0,
@@ -599,9 +611,9 @@ const _: () = {
     assert!(size_of::<KprobeArgs>() == 24);
     assert!(size_of::<Traced>() == 8);
     assert!(size_of::<SiteRange>() == 24);
-    assert!(size_of::<Settings>() == 136 + 24 * MAX_SITES);
+    assert!(size_of::<Settings>() == 144 + 24 * MAX_SITES);
     assert!(size_of::<CgroupLosses>() == 8 * loss_kind::COUNT);
     assert!(size_of::<MigrationEvent>() == 48 + CGROUP_PATH_LEN);
     assert!(size_of::<Config>() == 24);
-    assert!(size_of::<LastCheck>() == 88 + 48 + 16 + 40 + 56);
+    assert!(size_of::<LastCheck>() == 88 + 48 + 16 + 56 + 56);
 };

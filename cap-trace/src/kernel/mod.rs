@@ -299,6 +299,9 @@ impl KernelLayout {
         settings.cast_type = self.rdonly_cast.map_or(0, |(_, pt_regs)| pt_regs);
         settings.off_regs_ret = self.off_regs_ret;
         settings.off_task_flags = self.off_task_flags;
+        // x86_64 keeps loads in program order, which the filter's check of its cached answer
+        // needs (cap-trace-ebpf/src/filter.rs); it loads from numbers through bpf_rdonly_cast.
+        settings.cached_chain = u32::from(cfg!(target_arch = "x86_64") && settings.cast_type != 0);
         settings
     }
 
