@@ -94,6 +94,17 @@ pub mod cut {
 /// kernel's BTF).
 pub const RDONLY_CAST_MARK: i32 = 0x6361_7374;
 
+/// The immediate of the placeholder call the loader turns into a call to the kfunc
+/// `bpf_task_work_schedule_resume_impl` (Linux 6.18; `bpf_task_work_schedule_resume` on later
+/// kernels), which the task-work programs use to learn how a syscall with a denied check ends.
+pub const TASK_WORK_MARK: i32 = 0x7477_726b;
+
+/// Capabilities that are one side of an alternative (DAC_READ_SEARCH or DAC_OVERRIDE; PERFMON,
+/// BPF or CHECKPOINT_RESTORE or SYS_ADMIN): denials of these must be followed every time, since
+/// what was denied together in one syscall decides which one is needed. Userspace holds this to
+/// its table of alternatives (`model/suggest.rs`).
+pub const ALTERNATIVE_CAPS: u64 = 1 << 1 | 1 << 2 | 1 << 21 | 1 << 38 | 1 << 39 | 1 << 40;
+
 pub mod stat {
     /// Ring-buffer reservations that failed: the event was lost (its count was not).
     pub const RINGBUF_LOST: u32 = 0;
@@ -120,7 +131,18 @@ pub mod stat {
     pub const LOSSES_UNATTRIBUTED: u32 = 10;
     /// Traced tasks that moved out of the cgroup their checks were recorded under.
     pub const MIGRATIONS: u32 = 11;
-    pub const COUNT: u32 = 12;
+    /// Denials whose task work could not be scheduled: their syscall's outcome was lost.
+    pub const TASK_WORK_FAILED: u32 = 12;
+    /// Denials whose outcome cannot be known: the thread was exiting, the result was read in
+    /// the middle of a syscall (io_uring), the syscall was interrupted by a signal (and may be
+    /// restarted), or the check was made by an io_uring worker or a kernel thread, which never
+    /// return to user space. The rules then keep the capability, as for any unknown outcome.
+    pub const OUTCOMES_UNKNOWN: u32 = 13;
+    /// Denials not followed because how their syscall ends is already settled: the same
+    /// workload, thread name and syscall failed with EPERM or EACCES after this capability
+    /// alone was denied, which makes it "needed but missing" whatever happens next.
+    pub const OUTCOMES_SETTLED: u32 = 14;
+    pub const COUNT: u32 = 15;
 }
 
 /// What a cgroup lost: indices of [`CgroupLosses::counts`] (the `LOSSES` map, by cgroup id).
@@ -273,7 +295,8 @@ pub struct MigrationEvent {
     pub path: [u8; CGROUP_PATH_LEN],
 }
 
-/// Per-thread state of a syscall that had a denied check, until `sys_exit`.
+/// Per-thread state of a syscall that had a denied check, until it returns (`denied` is 0 once
+/// its outcome was taken).
 #[repr(C)]
 #[derive(Copy, Clone, Debug)]
 pub struct Pending {
@@ -371,6 +394,16 @@ pub struct Settings {
     /// Byte offsets of `task_struct.pid` and `task_struct.tgid`.
     pub off_task_pid: u32,
     pub off_task_tgid: u32,
+    /// Byte offset, in `struct pt_regs`, of the syscall's return value (`ax` on x86_64,
+    /// `regs[0]` on arm64).
+    pub off_regs_ret: u32,
+    /// Byte offset of `task_struct.flags` (`PF_*`).
+    pub off_task_flags: u32,
+    /// 1 when the cgroup filter may verify its cached answer with loads from the cached
+    /// addresses, which the CPU then makes at once (needs `cast_type`, and a CPU that keeps
+    /// loads in program order, as x86_64 does: see `filter.rs`).
+    pub cached_chain: u32,
+    pub _pad: u32,
 
     /// `[start, end)` of `cap_capable`, to find its frame in a kernel stack.
     pub cap_capable_start: u64,
@@ -410,6 +443,10 @@ impl Settings {
             off_cgroup_serial: 0,
             off_task_pid: 0,
             off_task_tgid: 0,
+            off_regs_ret: 0,
+            off_task_flags: 0,
+            cached_chain: 0,
+            _pad: 0,
             cap_capable_start: 0,
             cap_capable_end: 0,
             sites: [SiteRange {
@@ -479,12 +516,19 @@ pub struct LastCheck {
     /// 1 when the fields above describe a counted check.
     pub valid: u32,
     /// 1 when `cg_leaf`'s answer is cached: `cg_traced` (0: not traced). `cg_serial` is the
-    /// serial number of the cgroup `cg_leaf` names.
+    /// serial number of the cgroup `cg_leaf` names; `cg_css` and `cg_cgroup` are the addresses
+    /// of the last task's `css_set` and of its cgroup, where the filter verifies the answer.
     pub cg_valid: u32,
     pub cg_serial: u64,
+    pub cg_css: u64,
+    pub cg_cgroup: u64,
     pub cg_leaf: u64,
     pub cg_generation: u64,
     pub cg_traced: u64,
+    /// The kernel side's count of denials that opened or joined a pending syscall outcome
+    /// (`DENIALS`), when `key` was set: a check repeats `key` only if no such denial happened
+    /// since, so that nothing was denied before it in its syscall.
+    pub denials: u64,
     pub key: CheckKey,
 }
 
@@ -513,9 +557,12 @@ impl LastCheck {
             valid: 0,
             cg_valid: 0,
             cg_serial: 0,
+            cg_css: 0,
+            cg_cgroup: 0,
             cg_leaf: 0,
             cg_generation: 0,
             cg_traced: 0,
+            denials: 0,
             key: CheckKey {
                 cgroup_id: 0,
                 denied_before: 0,
@@ -564,9 +611,9 @@ const _: () = {
     assert!(size_of::<KprobeArgs>() == 24);
     assert!(size_of::<Traced>() == 8);
     assert!(size_of::<SiteRange>() == 24);
-    assert!(size_of::<Settings>() == 128 + 24 * MAX_SITES);
+    assert!(size_of::<Settings>() == 144 + 24 * MAX_SITES);
     assert!(size_of::<CgroupLosses>() == 8 * loss_kind::COUNT);
     assert!(size_of::<MigrationEvent>() == 48 + CGROUP_PATH_LEN);
     assert!(size_of::<Config>() == 24);
-    assert!(size_of::<LastCheck>() == 88 + 48 + 16 + 32 + 56);
+    assert!(size_of::<LastCheck>() == 88 + 48 + 16 + 56 + 56);
 };

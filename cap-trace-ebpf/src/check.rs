@@ -40,7 +40,7 @@ const CAP_OPT_NOAUDIT: u32 = 1 << 1;
 const CAP_OPT_INSETID: u32 = 1 << 2;
 
 #[inline(always)]
-pub(crate) fn on_check<C: EbpfContext>(
+pub(crate) fn on_check<C: EbpfContext, const TASK_WORK: bool>(
     ctx: &C,
     task: *const u8,
     last: &mut LastCheck,
@@ -77,7 +77,7 @@ pub(crate) fn on_check<C: EbpfContext>(
 
     // A denial the workload may have hit (audited or unclassified, not a probe): how its
     // syscall ends tells.
-    let wall = denied && flags & check_flags::NOAUDIT == 0;
+    let wall = denied && flags & check_flags::NOAUDIT == 0 && cap_bit != 0;
     let this = Pending {
         cgroup_id,
         denied: cap_bit,
@@ -85,7 +85,7 @@ pub(crate) fn on_check<C: EbpfContext>(
         _pad: 0,
         comm,
     };
-    let denied_before = note_denial(tid, this, wall);
+    let denied_before = note_denial::<TASK_WORK>(task, tid, &this, wall);
 
     let key = CheckKey {
         cgroup_id,

@@ -7,15 +7,26 @@
 //! its cgroup is and whenever its parent was made, and the host's older cgroups cost one
 //! comparison. The answer for the CPU's last cgroup is cached in
 //! [`LastCheck`] (`cg_*`), keyed by the cgroup's serial number (`cgroup.self.serial_nr`, never
-//! reused, one dependent load short of the id: each load of that chain is a cache miss when the
-//! workload ran in between), until userspace changes `TRACED` and bumps
+//! reused, one dependent load short of the id), until userspace changes `TRACED` and bumps
 //! [`Config::generation`](cap_trace_common::Config). `CONFIG` is alone in `.data`, which userspace
 //! rewrites whole, so reading it is one load, not a map lookup.
+//!
+//! The serial number is at the end of a pointer chain (`task->cgroups->dfl_cgrp->self.serial_nr`),
+//! and when the workload ran in between, each load of it is a cache miss that waits for the one
+//! before. So where it is sound (`Settings.cached_chain`) the cache also keeps the chain's
+//! addresses, and a check verifies the cached answer with three loads that need nothing from each
+//! other and go at once: the task's `css_set` pointer, the cached `css_set`'s cgroup pointer, the
+//! cached cgroup's serial number. All three equal to the cache means the chain gives the cached
+//! serial number: the task's `css_set` is the cached one (alive: the task holds it), its cgroup the
+//! cached one, and that cgroup's serial number, never reused, the cached one, whatever was freed
+//! and reallocated at those addresses meanwhile. It needs the loads seen in program order (x86_64;
+//! elsewhere a load from the cached `css_set` could see its memory before the `css_set` now there
+//! was initialised) and `bpf_rdonly_cast`, to load from an address held as a number.
 
 use aya_ebpf::{helpers::bpf_get_current_ancestor_cgroup_id, macros::map, maps::HashMap};
 use cap_trace_common::{Config, LastCheck, Traced, traced_kind};
 
-use crate::task::{dfl_cgroup, field, id_of};
+use crate::task::{field, id_of, kernel_word};
 
 #[map]
 static TRACED: HashMap<u64, Traced> = HashMap::with_max_entries(16384, 0);
@@ -39,11 +50,23 @@ static mut CONFIG: Config = Config {
 /// each is a cache miss when the workload has run in between.
 #[inline(always)]
 pub(crate) fn traced_cgroup(task: *const u8, last: &mut LastCheck) -> Option<u64> {
-    let cgroup = dfl_cgroup(task);
-    let serial: u64 = field(cgroup, setting!(off_cgroup_serial));
     // SAFETY: a plain-data global the programs never write (userspace rewrites it whole).
     let generation = unsafe { core::ptr::read_volatile(&raw const CONFIG.generation) };
-    if last.cg_valid != 0 && last.cg_serial == serial && last.cg_generation == generation {
+    let css: *const u8 = field(task, setting!(off_task_cgroups));
+    let cached = last.cg_valid != 0 && last.cg_generation == generation;
+    if cached && setting!(cached_chain) != 0 {
+        // From the cached addresses, not from `css`: the three loads go at once (module doc).
+        let cgroup = kernel_word(last.cg_css + u64::from(setting!(off_css_set_dfl_cgrp)));
+        let serial = kernel_word(last.cg_cgroup + u64::from(setting!(off_cgroup_serial)));
+        if css as u64 == last.cg_css && cgroup == last.cg_cgroup && serial == last.cg_serial {
+            return (last.cg_traced != 0).then_some(last.cg_traced);
+        }
+    }
+    let cgroup: *const u8 = field(css, setting!(off_css_set_dfl_cgrp));
+    let serial: u64 = field(cgroup, setting!(off_cgroup_serial));
+    last.cg_css = css as u64;
+    last.cg_cgroup = cgroup as u64;
+    if cached && last.cg_serial == serial {
         return (last.cg_traced != 0).then_some(last.cg_traced);
     }
     // The id of the same cgroup the serial number came from (the task may move meanwhile).

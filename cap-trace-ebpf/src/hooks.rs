@@ -1,6 +1,11 @@
 //! The programs: thin entries, one per hook, that read the hook's arguments and call
 //! [`on_check`]; and empty programs on the same hooks, the floor the benchmark compares against.
 //!
+//! Each `cap_capable` program comes twice: `cap_capable_*` follows denials with `sys_exit`, and
+//! `taskwork_*` with a task work ([`crate::outcome`]); the same code (`TASK_WORK`), separate
+//! programs, because kernels without task works refuse the callback's address even in dead code.
+//! Names stay within the kernel's 15 characters.
+//!
 //! Each entry calls a `try_*` returning `Result`, whose `Err` only stops the program (the return
 //! value is always 0). Context reads need constant offsets in the instruction, so the raw
 //! tracepoint's argument positions are constants ([`raw_arg`]); the loader checks them against
@@ -43,11 +48,18 @@ fn enter() -> Option<(*const u8, &'static mut LastCheck, u64)> {
 
 #[tracepoint(category = "capability", name = "cap_capable")]
 pub(crate) fn cap_capable_tp(ctx: TracePointContext) -> u32 {
-    let _ = try_cap_capable_tp(&ctx);
+    let _ = try_cap_capable_tp::<false>(&ctx);
     0
 }
 
-fn try_cap_capable_tp(ctx: &TracePointContext) -> Result<(), i32> {
+#[tracepoint(category = "capability", name = "cap_capable")]
+pub(crate) fn taskwork_tp(ctx: TracePointContext) -> u32 {
+    let _ = try_cap_capable_tp::<true>(&ctx);
+    0
+}
+
+#[inline(always)]
+fn try_cap_capable_tp<const TASK_WORK: bool>(ctx: &TracePointContext) -> Result<(), i32> {
     let (task, last, cgroup) = enter().ok_or(0)?;
     // Field offsets come from the tracepoint's `format` file, read at start-up.
     // SAFETY: read_at reads the context with bpf_probe_read_kernel, which fails rather than faults.
@@ -60,16 +72,23 @@ fn try_cap_capable_tp(ctx: &TracePointContext) -> Result<(), i32> {
             opts: None,
         }
     };
-    on_check(ctx, task, last, cgroup, &check)
+    on_check::<_, TASK_WORK>(ctx, task, last, cgroup, &check)
 }
 
 #[raw_tracepoint(tracepoint = "cap_capable")]
 pub(crate) fn cap_capable_raw(ctx: RawTracePointContext) -> i32 {
-    let _ = try_cap_capable_raw(&ctx);
+    let _ = try_cap_capable_raw::<false>(&ctx);
     0
 }
 
-fn try_cap_capable_raw(ctx: &RawTracePointContext) -> Result<(), i32> {
+#[raw_tracepoint(tracepoint = "cap_capable")]
+pub(crate) fn taskwork_raw(ctx: RawTracePointContext) -> i32 {
+    let _ = try_cap_capable_raw::<true>(&ctx);
+    0
+}
+
+#[inline(always)]
+fn try_cap_capable_raw<const TASK_WORK: bool>(ctx: &RawTracePointContext) -> Result<(), i32> {
     let (task, last, cgroup) = enter().ok_or(0)?;
     if setting!(cut) == cut::FILTER {
         return Ok(());
@@ -81,16 +100,23 @@ fn try_cap_capable_raw(ctx: &RawTracePointContext) -> Result<(), i32> {
         ret: ctx.arg::<u64>(raw_arg::RET) as i32,
         opts: None,
     };
-    on_check(ctx, task, last, cgroup, &check)
+    on_check::<_, TASK_WORK>(ctx, task, last, cgroup, &check)
 }
 
 #[fexit(function = "cap_capable")]
 pub(crate) fn cap_capable_fexit(ctx: FExitContext) -> i32 {
-    let _ = try_cap_capable_fexit(&ctx);
+    let _ = try_cap_capable_fexit::<false>(&ctx);
     0
 }
 
-fn try_cap_capable_fexit(ctx: &FExitContext) -> Result<(), i32> {
+#[fexit(function = "cap_capable")]
+pub(crate) fn taskwork_fexit(ctx: FExitContext) -> i32 {
+    let _ = try_cap_capable_fexit::<true>(&ctx);
+    0
+}
+
+#[inline(always)]
+fn try_cap_capable_fexit<const TASK_WORK: bool>(ctx: &FExitContext) -> Result<(), i32> {
     let (task, last, cgroup) = enter().ok_or(0)?;
     // cap_capable(cred, target_ns, cap, opts); an fexit program finds the return value right
     // after the arguments, which works on every kernel with fexit (bpf_get_func_ret needs 5.17).
@@ -101,7 +127,7 @@ fn try_cap_capable_fexit(ctx: &FExitContext) -> Result<(), i32> {
         opts: Some(ctx.arg::<u64>(3) as u32),
         ret: ctx.arg::<u64>(4) as i32,
     };
-    on_check(ctx, task, last, cgroup, &check)
+    on_check::<_, TASK_WORK>(ctx, task, last, cgroup, &check)
 }
 
 #[kprobe(function = "cap_capable")]
@@ -128,11 +154,18 @@ fn try_cap_capable_entry(ctx: &ProbeContext) -> Result<(), i32> {
 
 #[kretprobe(function = "cap_capable")]
 pub(crate) fn cap_capable_return(ctx: RetProbeContext) -> u32 {
-    let _ = try_cap_capable_return(&ctx);
+    let _ = try_cap_capable_return::<false>(&ctx);
     0
 }
 
-fn try_cap_capable_return(ctx: &RetProbeContext) -> Result<(), i32> {
+#[kretprobe(function = "cap_capable")]
+pub(crate) fn taskwork_return(ctx: RetProbeContext) -> u32 {
+    let _ = try_cap_capable_return::<true>(&ctx);
+    0
+}
+
+#[inline(always)]
+fn try_cap_capable_return<const TASK_WORK: bool>(ctx: &RetProbeContext) -> Result<(), i32> {
     let tid = bpf_get_current_pid_tgid() as u32;
     let Some(args) = KPROBE_ARGS.get_ptr(&tid) else {
         if let Some((_, _, cgroup)) = enter() {
@@ -151,10 +184,10 @@ fn try_cap_capable_return(ctx: &RetProbeContext) -> Result<(), i32> {
         opts: Some(args.opts),
         ret: ctx.ret::<u64>() as i32,
     };
-    on_check(ctx, task, last, cgroup, &check)
+    on_check::<_, TASK_WORK>(ctx, task, last, cgroup, &check)
 }
 
-/// How a syscall that had a denied check ended.
+/// How a syscall that had a denied check ended (without task works).
 #[raw_tracepoint(tracepoint = "sys_exit")]
 pub(crate) fn sys_exit(ctx: RawTracePointContext) -> i32 {
     let _ = try_sys_exit(&ctx);

@@ -12,9 +12,10 @@
 //! [`CheckKey`](cap_trace_common::CheckKey) in `CHECKS`: the first occurrence of a key goes
 //! through the ring buffer, later ones only bump its counter, which userspace reads at the end
 //! ([`check`], [`maps`]); exact repeats are counted per CPU first ([`repeat`]). A denied check
-//! also opens a per-thread [`Pending`](cap_trace_common::Pending) entry that `sys_exit` turns into
-//! an [`OutcomeKey`](cap_trace_common::OutcomeKey): how the syscall that hit the wall ended
-//! ([`outcome`]). On tracepoints the audit flag comes from the call site ([`callsite`]); kernel
+//! also notes a per-thread [`Pending`](cap_trace_common::Pending) outcome that a task work
+//! ([`taskwork`], Linux 6.18+) or `sys_exit` turns into an
+//! [`OutcomeKey`](cap_trace_common::OutcomeKey) when its syscall returns: how the syscall that
+//! hit the wall ended ([`outcome`]). On tracepoints the audit flag comes from the call site ([`callsite`]); kernel
 //! memory is read as [`task`] says.
 //!
 //! Everything is `#[inline(always)]` into the programs (one codegen unit): the modules cost nothing
@@ -23,7 +24,7 @@
 #![no_main]
 // Atomic read-modify-write on map values and globals (core::sync::atomic has no RMW for BPF).
 #![feature(core_intrinsics)]
-// The placeholder call of `kernel_word`.
+// The placeholder calls of `kernel_word` and the task work.
 #![feature(asm_experimental_arch)]
 #![allow(internal_features)]
 // aya-ebpf's map methods take `impl Borrow<K>`. Passing `&key` lets the helper point at the
@@ -67,6 +68,7 @@ mod members;
 mod outcome;
 mod repeat;
 mod task;
+mod taskwork;
 
 #[cfg(not(test))]
 #[panic_handler]

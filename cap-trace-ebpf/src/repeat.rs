@@ -29,7 +29,7 @@ use crate::{
     callsite::{SCRATCH, frames_at, layout, opaque, quick_frames, stack_base, stack_word},
     check::Check,
     maps::{CHECKS, Counted, bump, count_in},
-    outcome::pending_now,
+    outcome::denials,
     task::{
         REGS_IN_STACK, comm_words, current_syscall, field, kernel_word, nsproxy, real_cred,
         syscall_address, syscall_number,
@@ -73,14 +73,15 @@ pub(crate) fn count_if_repeat<C: EbpfContext>(
 
 /// Whether this check repeats the CPU's last counted one exactly: same task, namespace,
 /// capability, options, cgroup, syscall, comm, mount namespace and call site, the task's own
-/// credentials, and nothing denied in flight. Every field of its [`CheckKey`] then has the same
+/// credentials, and no denial noted since (host-wide: see [`crate::outcome`]). Every field of its [`CheckKey`] then has the same
 /// value. (Not the same `cred` pointer: setgroups and friends install new credentials on every
 /// call.)
 #[inline(always)]
 fn is_repeat<C: EbpfContext>(ctx: &C, task: *const u8, check: &Check, last: &LastCheck) -> bool {
     if last.valid == 0
         || check.ret != 0
-        || pending_now() != 0
+        // A denial since: something may have been denied before this check in its syscall.
+        || last.denials != denials()
         // traced_cgroup() has just validated cg_leaf/cg_generation for this task.
         || last.leaf != last.cg_leaf
         || last.generation != last.cg_generation
@@ -214,6 +215,7 @@ pub(crate) fn remember<C: EbpfContext>(
             last.f2_at = learned.f2_at;
         }
     }
+    last.denials = denials();
     last.key = *key;
     last.count = 0;
     last.valid = 1;

@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
 use crate::error::exit;
-use crate::kernel::ProbeChoice;
+use crate::kernel::{OutcomeChoice, OutcomeHook, ProbeChoice};
 use crate::linux::hook::TracepointFlavor;
 
 const ABOUT: &str = "Learn which Linux capabilities a workload really needs.";
@@ -262,6 +262,28 @@ pub struct ProbeArgs {
     /// Tracepoint flavour for the tracepoint backend (benchmarks).
     #[arg(long, hide = true, value_enum, default_value_t = FlavorArg::Raw)]
     pub tracepoint_flavor: FlavorArg,
+
+    /// How denied checks' outcomes are learned: a task work where the kernel has it, else
+    /// raw_syscalls:sys_exit (benchmarks and tests of either path).
+    #[arg(long, hide = true, value_enum, default_value_t = OutcomeHookArg::Auto)]
+    pub outcome_hook: OutcomeHookArg,
+}
+
+#[derive(Copy, Clone, Debug, PartialEq, Eq, ValueEnum)]
+pub enum OutcomeHookArg {
+    Auto,
+    TaskWork,
+    SysExit,
+}
+
+impl From<OutcomeHookArg> for OutcomeChoice {
+    fn from(o: OutcomeHookArg) -> Self {
+        match o {
+            OutcomeHookArg::Auto => None,
+            OutcomeHookArg::TaskWork => Some(OutcomeHook::TaskWork),
+            OutcomeHookArg::SysExit => Some(OutcomeHook::SysExit),
+        }
+    }
 }
 
 #[derive(Copy, Clone, Debug, PartialEq, Eq, ValueEnum)]

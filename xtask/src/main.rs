@@ -41,8 +41,10 @@ enum Task {
         #[arg(long, default_value_t = 2_000_000)]
         calls: u64,
         /// Run only these microbenchmark configurations (comma-separated keys such as
-        /// `base,floor-raw-exit,ct-raw`; `programs` for the kernel-measured cost of each part of
-        /// the fast path), print their figures and leave BENCHMARKS.md alone.
+        /// `base,floor-raw,ct-raw`; `programs` for the kernel-measured cost of each part of the
+        /// fast path, `bystanders` for untraced processes beside a traced container, `denials`
+        /// for followed denials, `macro` for the container workload), print their figures and
+        /// leave BENCHMARKS.md alone.
         #[arg(long, value_delimiter = ',')]
         only: Vec<String>,
     },

@@ -1,8 +1,10 @@
-//! `cargo xtask vm-test`: the fexit and kprobe backends on real older kernels. Boots Debian's
-//! 6.1 and 6.12 cloud kernels (no `capability:cap_capable` tracepoint, but kprobes, fexit and
-//! BTF; 6.12 also has the kfunc `bpf_rdonly_cast`) in qemu with TCG, from an initramfs holding
-//! the release cap-trace, the libraries it needs, busybox and a test script, and reads the
-//! verdicts from the serial console.
+//! `cargo xtask vm-test`: the fexit and kprobe backends on real kernels this machine cannot load
+//! them on. Boots Debian's 6.1 and 6.12 cloud kernels (no `capability:cap_capable` tracepoint,
+//! no BPF task works, but kprobes, fexit and BTF; 6.12 also has the kfunc `bpf_rdonly_cast`) and
+//! a 6.19 one (the tracepoint too, and task works, which every backend then uses to follow
+//! denied checks' syscalls) in qemu with TCG, from an initramfs holding the release cap-trace,
+//! the libraries it needs, busybox and a test script, and reads the verdicts from the serial
+//! console.
 
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
@@ -42,8 +44,14 @@ fn work_dir() -> PathBuf {
 
 /// The kernels the VM boots: a Debian suite and the kernel series it carries. 6.1 has neither
 /// the tracepoint nor the kfunc `bpf_rdonly_cast` (so the fexit and kprobe backends read kernel
-/// words with helper calls); 6.12 has the kfunc but not yet the tracepoint.
-const KERNELS: [(&str, &str); 2] = [("bookworm", "6.1.0"), ("bookworm-backports", "6.12")];
+/// words with helper calls); 6.12 has the kfunc but not yet the tracepoint; neither has BPF task
+/// works (outcomes on `sys_exit`). 6.19 has all three: every backend follows outcomes by task
+/// work there.
+const KERNELS: [(&str, &str); 3] = [
+    ("bookworm", "6.1.0"),
+    ("bookworm-backports", "6.12"),
+    ("trixie-backports", "6.19"),
+];
 
 /// `apt-get`/`apt-cache` with a private configuration naming only `suite`, so that nothing on
 /// the machine changes (signatures are still checked against the system's keyring).
@@ -95,19 +103,34 @@ fn kernel(suite: &str, series: &str) -> Result<(PathBuf, String)> {
     let package = packages
         .pop()
         .with_context(|| format!("no linux-image-{series} cloud kernel in Debian {suite}"))?;
-    println!("vm-test: downloading {package} ({suite})");
     std::fs::create_dir_all(&dir)?;
+    extract(suite, &package, &dir)?;
+    if let Some(found) = find_vmlinuz(&dir) {
+        return Ok(found);
+    }
+    // Newer kernels (6.19 in trixie-backports) keep the image itself in linux-binary-*.
+    extract(
+        suite,
+        &package.replacen("linux-image-", "linux-binary-", 1),
+        &dir,
+    )?;
+    find_vmlinuz(&dir).context("no vmlinuz in the kernel package")
+}
+
+/// Downloads `package` from `suite` and unpacks it into `dir`.
+fn extract(suite: &str, package: &str, dir: &Path) -> Result<()> {
+    println!("vm-test: downloading {package} ({suite})");
     run(apt("apt-get", suite)?
-        .args(["download", &package])
-        .current_dir(&dir))?;
-    let deb = std::fs::read_dir(&dir)?
+        .args(["download", package])
+        .current_dir(dir))?;
+    let deb = std::fs::read_dir(dir)?
         .flatten()
         .map(|e| e.path())
         .find(|p| p.extension().is_some_and(|e| e == "deb"))
         .context("the kernel package was not downloaded")?;
-    run(Command::new("dpkg-deb").arg("-x").arg(&deb).arg(&dir))?;
+    run(Command::new("dpkg-deb").arg("-x").arg(&deb).arg(dir))?;
     let _ = std::fs::remove_file(&deb);
-    find_vmlinuz(&dir).context("no vmlinuz in the kernel package")
+    Ok(())
 }
 
 fn find_vmlinuz(dir: &Path) -> Option<(PathBuf, String)> {

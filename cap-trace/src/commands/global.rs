@@ -41,6 +41,7 @@ pub(crate) fn probe_options(args: &ProbeArgs) -> ProbeOptions {
         floor: args.floor,
         floor_sys_exit: args.floor_sys_exit,
         cut: args.cost_cut,
+        outcomes: args.outcome_hook.into(),
         ..ProbeOptions::default()
     }
 }

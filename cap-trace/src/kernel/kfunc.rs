@@ -1,10 +1,13 @@
-//! The kernel side reads kernel memory through the kfunc `bpf_rdonly_cast` (Linux 6.2+), which
-//! the verifier reduces to a register move: a plain load then does what a
-//! `bpf_probe_read_kernel` helper call does, at a fraction of the cost. aya 0.14 cannot resolve
-//! kfuncs, so the program makes a placeholder call ([`RDONLY_CAST_MARK`]) and the loader
-//! patches it here, in a copy of the object, before aya reads it.
+//! The kernel side calls kfuncs: `bpf_rdonly_cast` (Linux 6.2+), which the verifier reduces to a
+//! register move, so that a plain load does what a `bpf_probe_read_kernel` helper call does at a
+//! fraction of the cost; and `bpf_task_work_schedule_resume` (6.18+), which follows a denied
+//! check's syscall to its end. aya 0.14 cannot resolve kfuncs, so the programs make placeholder
+//! calls ([`RDONLY_CAST_MARK`](cap_trace_common::RDONLY_CAST_MARK),
+//! [`TASK_WORK_MARK`](cap_trace_common::TASK_WORK_MARK)) that the loader patches here, in a copy
+//! of the object, before aya reads it: each into a call to the kfunc's BTF id in the running
+//! kernel, or, where the kernel lacks it, into a harmless helper call in code that is dead (the
+//! settings say so) or in programs that are not loaded.
 
-use cap_trace_common::RDONLY_CAST_MARK;
 use object::{Object, ObjectSection, SectionKind};
 
 /// `BPF_JMP | BPF_CALL`.
@@ -12,9 +15,11 @@ const CALL: u8 = 0x85;
 /// `src_reg` of a call to a kernel function (`BPF_PSEUDO_KFUNC_CALL`) in the registers byte.
 const KFUNC_CALL_REGS: u8 = 2 << 4;
 /// A helper every program type may call and that takes no argument
-/// (`bpf_get_smp_processor_id`): what the placeholder becomes when the kernel has no
-/// `bpf_rdonly_cast`, in code the verifier then drops as dead (`Settings.cast_type` is 0).
+/// (`bpf_get_smp_processor_id`): what a placeholder becomes when the kernel lacks its kfunc.
 const HARMLESS_HELPER: i32 = 8;
+
+/// A placeholder call's mark and the BTF id, in the running kernel, of the kfunc it stands for.
+pub(super) type Kfunc = (i32, Option<u32>);
 
 /// An 8-byte aligned copy of an eBPF object, as aya's ELF reader wants it.
 pub(super) struct Patched {
@@ -29,10 +34,9 @@ impl Patched {
     }
 }
 
-/// A copy of `object` whose placeholder calls call `kfunc` (the BTF id of `bpf_rdonly_cast` in
-/// the kernel's BTF) or, without it, a harmless helper. Returns the copy and how many calls were
-/// patched.
-pub(super) fn patch(object: &[u8], kfunc: Option<u32>) -> Result<(Patched, usize), String> {
+/// A copy of `object` whose placeholder calls call their kfunc (by its BTF id in the kernel's
+/// BTF) or, without it, a harmless helper. Returns the copy and how many calls were patched.
+pub(super) fn patch(object: &[u8], kfuncs: &[Kfunc]) -> Result<(Patched, usize), String> {
     let mut words = vec![0u64; object.len().div_ceil(8)];
     // SAFETY: `words` spans at least `object.len()` bytes.
     let bytes =
@@ -54,9 +58,12 @@ pub(super) fn patch(object: &[u8], kfunc: Option<u32>) -> Result<(Patched, usize
             .ok_or("eBPF object: a code section lies outside the file")?;
         for insn in code.chunks_exact_mut(8) {
             let imm = i32::from_le_bytes([insn[4], insn[5], insn[6], insn[7]]);
-            if insn[0] != CALL || insn[1] != 0 || insn[2..4] != [0, 0] || imm != RDONLY_CAST_MARK {
+            if insn[0] != CALL || insn[1] != 0 || insn[2..4] != [0, 0] {
                 continue;
             }
+            let Some(&(_, kfunc)) = kfuncs.iter().find(|(mark, _)| *mark == imm) else {
+                continue;
+            };
             let (regs, imm) = match kfunc {
                 Some(id) => (KFUNC_CALL_REGS, id as i32),
                 None => (0, HARMLESS_HELPER),
@@ -77,41 +84,59 @@ pub(super) fn patch(object: &[u8], kfunc: Option<u32>) -> Result<(Patched, usize
 
 #[cfg(test)]
 mod tests {
+    use cap_trace_common::{RDONLY_CAST_MARK, TASK_WORK_MARK};
+
     use super::*;
 
-    /// The embedded object holds placeholder calls, and patching leaves none behind.
-    #[test]
-    fn patches_every_placeholder_of_the_embedded_object() {
-        let (with, n) = patch(super::super::OBJECT, Some(12345)).unwrap();
-        assert!(n >= 2, "placeholder calls found: {n}");
-        let (again, left) = patch(with.bytes(), Some(1)).unwrap();
-        assert_eq!(left, 0);
-        assert_eq!(again.bytes(), with.bytes());
-        let kfunc_calls = with
+    fn kfunc_calls(object: &Patched, id: i32) -> usize {
+        object
             .bytes()
             .chunks_exact(8)
-            .filter(|i| {
-                i[0] == CALL && i[1] == KFUNC_CALL_REGS && i[4..8] == 12345i32.to_le_bytes()
-            })
-            .count();
-        assert_eq!(kfunc_calls, n);
+            .filter(|i| i[0] == CALL && i[1] == KFUNC_CALL_REGS && i[4..8] == id.to_le_bytes())
+            .count()
+    }
+
+    /// The embedded object holds placeholder calls of both kfuncs, each becomes a call to its
+    /// own kfunc, and patching leaves none behind.
+    #[test]
+    fn patches_every_placeholder_of_the_embedded_object() {
+        let kfuncs = [(RDONLY_CAST_MARK, Some(12345)), (TASK_WORK_MARK, Some(777))];
+        let (with, n) = patch(super::super::OBJECT, &kfuncs).unwrap();
+        let casts = kfunc_calls(&with, 12345);
+        let task_works = kfunc_calls(&with, 777);
+        assert!(casts >= 2, "bpf_rdonly_cast calls: {casts}");
+        // One in each task-work program: tracepoint, raw tracepoint, fexit, kretprobe.
+        assert!(task_works >= 4, "task-work calls: {task_works}");
+        assert_eq!(casts + task_works, n);
+        let (again, left) = patch(with.bytes(), &kfuncs).unwrap();
+        assert_eq!(left, 0);
+        assert_eq!(again.bytes(), with.bytes());
         assert_eq!(with.bytes().len(), super::super::OBJECT.len());
     }
 
     #[test]
     fn without_the_kfunc_the_placeholder_becomes_a_helper_call() {
-        let (without, n) = patch(super::super::OBJECT, None).unwrap();
-        assert!(n >= 2);
+        let kfuncs = [(RDONLY_CAST_MARK, None), (TASK_WORK_MARK, Some(777))];
+        let (without, n) = patch(super::super::OBJECT, &kfuncs).unwrap();
+        let task_works = kfunc_calls(&without, 777);
+        assert!(n > task_works);
         let helper_calls = without
             .bytes()
             .chunks_exact(8)
             .filter(|i| i[0] == CALL && i[1] == 0 && i[4..8] == HARMLESS_HELPER.to_le_bytes())
             .count();
-        assert!(helper_calls >= n);
+        assert!(helper_calls >= n - task_works);
+    }
+
+    #[test]
+    fn other_calls_are_left_alone() {
+        let (untouched, n) = patch(super::super::OBJECT, &[(0x1234_5678, Some(1))]).unwrap();
+        assert_eq!(n, 0);
+        assert_eq!(untouched.bytes(), super::super::OBJECT);
     }
 
     #[test]
     fn rejects_what_is_not_an_object() {
-        assert!(patch(b"not an ELF file", None).is_err());
+        assert!(patch(b"not an ELF file", &[]).is_err());
     }
 }

@@ -7,6 +7,10 @@
 //! 3. `kprobe` + `kretprobe` on `cap_capable` (any kernel with kprobes).
 //!
 //! `auto` tries them in that order and keeps the first that loads and attaches.
+//!
+//! How a syscall with a denied check ends is learned by a BPF task work where the kernel has it
+//! (Linux 6.18+: nothing else is attached), else on `raw_syscalls:sys_exit`, which every syscall
+//! on the host then pays for ([`OutcomeHook`]).
 
 pub mod btf;
 pub mod kallsyms;
@@ -20,8 +24,8 @@ use aya::maps::{Array, HashMap, MapData, PerCpuArray, RingBuf};
 use aya::programs::{FExit, KProbe, RawTracePoint, TracePoint};
 use aya::{Btf as AyaBtf, Ebpf, EbpfLoader};
 use cap_trace_common::{
-    CgroupLosses, CheckKey, Config, LastCheck, MAX_SITES, OutcomeKey, Settings, Traced, backend,
-    raw_arg, stat, traced_kind,
+    CgroupLosses, CheckKey, Config, LastCheck, MAX_SITES, OutcomeKey, RDONLY_CAST_MARK, Settings,
+    TASK_WORK_MARK, Traced, backend, raw_arg, stat, traced_kind,
 };
 use serde::{Deserialize, Serialize};
 
@@ -54,6 +58,30 @@ impl std::str::FromStr for ProbeChoice {
     }
 }
 
+/// How the outcome of a syscall with a denied check is learned.
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+pub enum OutcomeHook {
+    /// A BPF task work scheduled by the denied check runs when its thread returns to user
+    /// space (kfunc `bpf_task_work_schedule_resume`, Linux 6.18+): only such syscalls pay.
+    TaskWork,
+    /// A program on `raw_syscalls:sys_exit`: every syscall of every process on the host runs
+    /// it (and the kernel's slow syscall path while it is attached).
+    SysExit,
+}
+
+impl OutcomeHook {
+    /// How the hook's name says it.
+    fn describe(self) -> &'static str {
+        match self {
+            OutcomeHook::TaskWork => "outcomes by task work",
+            OutcomeHook::SysExit => "outcomes on raw_syscalls:sys_exit",
+        }
+    }
+}
+
+/// Which outcome hook `--outcome-hook` asks for: `None` is the best the kernel offers.
+pub type OutcomeChoice = Option<OutcomeHook>;
+
 #[derive(Clone, Debug)]
 pub struct ProbeOptions {
     pub choice: ProbeChoice,
@@ -72,6 +100,8 @@ pub struct ProbeOptions {
     pub containers: bool,
     /// Benchmark cost breakdown: where a repeated check's fast path stops (0: nowhere).
     pub cut: u32,
+    /// The outcome hook asked for (`None`: task work where the kernel has it, else sys_exit).
+    pub outcomes: OutcomeChoice,
 }
 
 impl Default for ProbeOptions {
@@ -86,6 +116,7 @@ impl Default for ProbeOptions {
             floor_sys_exit: false,
             containers: false,
             cut: 0,
+            outcomes: None,
         }
     }
 }
@@ -144,16 +175,23 @@ pub struct Stats {
     pub losses_unattributed: u64,
     /// Traced tasks that left the cgroup their checks were recorded under.
     pub migrations: u64,
+    /// Denials whose task work could not be scheduled (their outcome is lost).
+    pub task_work_failed: u64,
+    /// Denials whose outcome cannot be known (the rules keep their capability).
+    pub outcomes_unknown: u64,
+    /// Denials not followed because their outcome was already settled.
+    pub outcomes_settled: u64,
 }
 
 impl Stats {
     /// Losses that make a profile incomplete.
     pub fn losses(&self) -> u64 {
-        self.ringbuf_lost
-            + self.kprobe_entry_missed
-            + self.kretprobe_missed
-            + self.pending_full
-            + self.outcome_keys_full
+        self.ringbuf_lost + self.kprobe_entry_missed + self.kretprobe_missed + self.outcomes_lost()
+    }
+
+    /// Denials whose syscall's outcome was lost.
+    pub fn outcomes_lost(&self) -> u64 {
+        self.pending_full + self.outcome_keys_full + self.task_work_failed
     }
 }
 
@@ -162,6 +200,10 @@ pub struct Probe {
     ebpf: Ebpf,
     pub backend: Backend,
     pub flavor: Option<TracepointFlavor>,
+    /// How denied checks' outcomes are learned (`None`: the benchmark's empty programs).
+    pub outcomes: Option<OutcomeHook>,
+    /// Why the task work was not used where the kernel has it (its program was refused).
+    pub task_work_refused: Option<String>,
     /// Backends tried and rejected before this one.
     pub rejected: Vec<Attempt>,
     pub sites: Option<SiteTable>,
@@ -220,8 +262,13 @@ struct KernelLayout {
     off_cgroup_serial: u32,
     off_task_pid: u32,
     off_task_tgid: u32,
+    off_regs_ret: u32,
+    off_task_flags: u32,
     /// BTF ids of the kfunc `bpf_rdonly_cast` and of `struct pt_regs`, when the kernel has it.
     rdonly_cast: Option<(u32, u32)>,
+    /// BTF id of the kfunc `bpf_task_work_schedule_resume` (or its `_impl`), when the kernel
+    /// has it and `struct bpf_task_work`.
+    task_work: Option<u32>,
 }
 
 impl KernelLayout {
@@ -250,16 +297,30 @@ impl KernelLayout {
         settings.off_task_pid = self.off_task_pid;
         settings.off_task_tgid = self.off_task_tgid;
         settings.cast_type = self.rdonly_cast.map_or(0, |(_, pt_regs)| pt_regs);
+        settings.off_regs_ret = self.off_regs_ret;
+        settings.off_task_flags = self.off_task_flags;
+        // x86_64 keeps loads in program order, which the filter's check of its cached answer
+        // needs (cap-trace-ebpf/src/filter.rs); it loads from numbers through bpf_rdonly_cast.
+        settings.cached_chain = u32::from(cfg!(target_arch = "x86_64") && settings.cast_type != 0);
         settings
+    }
+
+    /// The placeholder calls of the object and this kernel's kfuncs for them.
+    fn kfuncs(&self) -> [kfunc::Kfunc; 2] {
+        [
+            (RDONLY_CAST_MARK, self.rdonly_cast.map(|(kfunc, _)| kfunc)),
+            (TASK_WORK_MARK, self.task_work),
+        ]
     }
 }
 
 fn kernel_layout(btf: &Btf) -> Result<KernelLayout, ProbeError> {
     let err = |e: btf::BtfError| ProbeError::Kernel(format!("reading kernel BTF: {e}"));
     #[cfg(target_arch = "x86_64")]
-    let syscall_reg = "orig_ax";
+    let (syscall_reg, ret_reg) = ("orig_ax", "ax");
+    // `regs[0]`: the array's offset is its first element's.
     #[cfg(target_arch = "aarch64")]
-    let syscall_reg = "syscallno";
+    let (syscall_reg, ret_reg) = ("syscallno", "regs");
     Ok(KernelLayout {
         off_task_real_cred: btf.member_offset("task_struct", "real_cred").map_err(err)?,
         off_userns_level: btf.member_offset("user_namespace", "level").map_err(err)?,
@@ -287,8 +348,21 @@ fn kernel_layout(btf: &Btf) -> Result<KernelLayout, ProbeError> {
                 .map_err(err)?,
         off_task_pid: btf.member_offset("task_struct", "pid").map_err(err)?,
         off_task_tgid: btf.member_offset("task_struct", "tgid").map_err(err)?,
+        off_regs_ret: btf.member_offset("pt_regs", ret_reg).map_err(err)?,
+        off_task_flags: btf.member_offset("task_struct", "flags").map_err(err)?,
         rdonly_cast: btf.func_id("bpf_rdonly_cast").zip(btf.struct_id("pt_regs")),
+        task_work: task_work_kfunc(btf),
     })
+}
+
+/// The BTF id of the kfunc that schedules a task work on return to user space: named with
+/// `_impl` in Linux 6.18, and without on kernels that made its last argument implicit (the
+/// programs pass NULL for it either way). Never the `_signal` flavour: it makes an interruptible
+/// wait later in the same syscall fail.
+fn task_work_kfunc(btf: &Btf) -> Option<u32> {
+    btf.struct_id("bpf_task_work")?;
+    btf.func_id("bpf_task_work_schedule_resume_impl")
+        .or_else(|| btf.func_id("bpf_task_work_schedule_resume"))
 }
 
 impl Probe {
@@ -318,8 +392,7 @@ impl Probe {
             ProbeChoice::Only(ref b) => std::slice::from_ref(b),
         };
         // One patched copy of the object serves every backend tried.
-        let (object, _) = kfunc::patch(OBJECT, layout.rdonly_cast.map(|(kfunc, _)| kfunc))
-            .map_err(ProbeError::Kernel)?;
+        let (object, _) = kfunc::patch(OBJECT, &layout.kfuncs()).map_err(ProbeError::Kernel)?;
         let mut rejected = Vec::new();
         for &backend in order {
             match Self::try_backend(
@@ -385,59 +458,24 @@ impl Probe {
 
         log::debug!("{backend}: object loaded in {} ms", t.elapsed().as_millis());
         let t = std::time::Instant::now();
-        attach_backend(&mut ebpf, backend, options).map_err(AttemptError::Unavailable)?;
+        let (outcomes, task_work_refused) = if options.floor {
+            attach_floor(&mut ebpf, backend, options)?;
+            (None, None)
+        } else {
+            let (hook, refused) = attach_backend(&mut ebpf, backend, options, layout)?;
+            attach_members(&mut ebpf).map_err(AttemptError::Unavailable)?;
+            (Some(hook), refused)
+        };
         log::debug!(
             "{backend}: programs verified and attached in {} ms",
             t.elapsed().as_millis()
         );
-        let sys_exit = match (options.floor, options.floor_sys_exit) {
-            (false, _) => Some("sys_exit"),
-            (true, true) => Some("floor_sys_exit"),
-            (true, false) => None,
-        };
-        if let Some(name) = sys_exit {
-            load_attach::<RawTracePoint, _>(
-                &mut ebpf,
-                name,
-                ("sys_exit", "raw_syscalls:sys_exit"),
-                RawTracePoint::load,
-                |p| p.attach("sys_exit"),
-            )
-            .map_err(AttemptError::Unavailable)?;
-        }
-        if !options.floor {
-            // Traced tasks that leave their cgroup (see cap-trace-ebpf/src/members.rs).
-            for (name, what, tracepoint) in [
-                (
-                    "process_fork",
-                    "sched:sched_process_fork",
-                    "sched_process_fork",
-                ),
-                (
-                    "process_exit",
-                    "sched:sched_process_exit",
-                    "sched_process_exit",
-                ),
-                (
-                    "cgroup_attach",
-                    "cgroup:cgroup_attach_task",
-                    "cgroup_attach_task",
-                ),
-            ] {
-                load_attach::<RawTracePoint, _>(
-                    &mut ebpf,
-                    name,
-                    (what, what),
-                    RawTracePoint::load,
-                    |p| p.attach(tracepoint),
-                )
-                .map_err(AttemptError::Unavailable)?;
-            }
-        }
         Ok(Probe {
             ebpf,
             backend,
             flavor,
+            outcomes,
+            task_work_refused,
             rejected: Vec::new(),
             sites,
             levels: 0,
@@ -447,18 +485,21 @@ impl Probe {
         })
     }
 
-    /// A human name for the hook in use, e.g. `tracepoint (raw)`.
+    /// A human name for the hook in use and how outcomes are learned, e.g. `tracepoint
+    /// (raw_tracepoint capability:cap_capable, outcomes by task work)`.
     pub fn hook_name(&self) -> String {
-        match self.flavor {
-            Some(TracepointFlavor::Raw) => {
-                "tracepoint (raw_tracepoint capability:cap_capable)".into()
-            }
-            Some(TracepointFlavor::Classic) => "tracepoint (capability:cap_capable)".into(),
+        let hook = match self.flavor {
+            Some(TracepointFlavor::Raw) => "raw_tracepoint capability:cap_capable",
+            Some(TracepointFlavor::Classic) => "capability:cap_capable",
             None => match self.backend {
-                Backend::Fexit => "fexit (cap_capable)".into(),
-                Backend::Kprobe => "kprobe (cap_capable + kretprobe)".into(),
+                Backend::Fexit => "cap_capable",
+                Backend::Kprobe => "cap_capable + kretprobe",
                 Backend::Tracepoint => unreachable!(),
             },
+        };
+        match self.outcomes {
+            Some(outcomes) => format!("{} ({hook}, {})", self.backend, outcomes.describe()),
+            None => format!("{} ({hook})", self.backend),
         }
     }
 
@@ -659,6 +700,9 @@ impl Probe {
             stack_walks: values[stat::STACK_WALKS as usize],
             losses_unattributed: values[stat::LOSSES_UNATTRIBUTED as usize],
             migrations: values[stat::MIGRATIONS as usize],
+            task_work_failed: values[stat::TASK_WORK_FAILED as usize],
+            outcomes_unknown: values[stat::OUTCOMES_UNKNOWN as usize],
+            outcomes_settled: values[stat::OUTCOMES_SETTLED as usize],
         })
     }
 }
@@ -843,26 +887,150 @@ fn tracepoint_settings(
     Ok(table)
 }
 
-fn attach_backend(ebpf: &mut Ebpf, backend: Backend, options: &ProbeOptions) -> Result<(), String> {
-    match (backend, options.flavor) {
+/// Attaches the backend's programs with the best outcome hook the kernel and `options` allow:
+/// the task-work programs where the kernel has the kfunc (nothing on `sys_exit`), else the
+/// `sys_exit` ones and `sys_exit`. Returns the hook used and, when the kernel has task works but
+/// its program was refused (`--outcome-hook` not given), why.
+fn attach_backend(
+    ebpf: &mut Ebpf,
+    backend: Backend,
+    options: &ProbeOptions,
+    layout: &KernelLayout,
+) -> Result<(OutcomeHook, Option<String>), AttemptError> {
+    let flavor = options.flavor;
+    if backend == Backend::Kprobe {
+        attach_kprobe_entry(ebpf).map_err(AttemptError::Unavailable)?;
+    }
+    let mut refused = None;
+    let hook = match (options.outcomes, layout.task_work) {
+        (Some(OutcomeHook::TaskWork), None) => {
+            return Err(AttemptError::Unavailable(format!(
+                "this kernel ({}) has no BPF task work (kfunc bpf_task_work_schedule_resume, Linux 6.18+)",
+                kernel_release()
+            )));
+        }
+        (Some(OutcomeHook::TaskWork), Some(_)) => {
+            attach_check(ebpf, backend, flavor, OutcomeHook::TaskWork)
+                .map_err(AttemptError::Unavailable)?;
+            OutcomeHook::TaskWork
+        }
+        (None, Some(_)) => match attach_check(ebpf, backend, flavor, OutcomeHook::TaskWork) {
+            Ok(()) => OutcomeHook::TaskWork,
+            Err(e) => {
+                log::debug!("{backend}: task work not used: {e}");
+                refused = Some(e);
+                OutcomeHook::SysExit
+            }
+        },
+        (Some(OutcomeHook::SysExit) | None, None) | (Some(OutcomeHook::SysExit), Some(_)) => {
+            OutcomeHook::SysExit
+        }
+    };
+    if hook == OutcomeHook::SysExit {
+        attach_check(ebpf, backend, flavor, OutcomeHook::SysExit)
+            .map_err(AttemptError::Unavailable)?;
+        attach_sys_exit(ebpf, "sys_exit").map_err(AttemptError::Unavailable)?;
+    }
+    Ok((hook, refused))
+}
+
+/// Traced tasks that leave their cgroup (see cap-trace-ebpf/src/members.rs).
+fn attach_members(ebpf: &mut Ebpf) -> Result<(), String> {
+    for (name, what, tracepoint) in [
+        (
+            "process_fork",
+            "sched:sched_process_fork",
+            "sched_process_fork",
+        ),
+        (
+            "process_exit",
+            "sched:sched_process_exit",
+            "sched_process_exit",
+        ),
+        (
+            "cgroup_attach",
+            "cgroup:cgroup_attach_task",
+            "cgroup_attach_task",
+        ),
+    ] {
+        load_attach::<RawTracePoint, _>(ebpf, name, (what, what), RawTracePoint::load, |p| {
+            p.attach(tracepoint)
+        })?;
+    }
+    Ok(())
+}
+
+/// The benchmark's floor: empty programs on the backend's hook (the tracepoint's), and on
+/// `sys_exit` when asked.
+fn attach_floor(
+    ebpf: &mut Ebpf,
+    backend: Backend,
+    options: &ProbeOptions,
+) -> Result<(), AttemptError> {
+    let attached = match (backend, options.flavor) {
         (Backend::Tracepoint, TracepointFlavor::Classic) => load_attach::<TracePoint, _>(
             ebpf,
-            if options.floor {
-                "floor_tp"
-            } else {
-                "cap_capable_tp"
-            },
+            "floor_tp",
             ("tracepoint program", "capability:cap_capable"),
             TracePoint::load,
             |p| p.attach("capability", "cap_capable"),
         ),
         (Backend::Tracepoint, TracepointFlavor::Raw) => load_attach::<RawTracePoint, _>(
             ebpf,
-            if options.floor {
-                "floor_raw"
-            } else {
-                "cap_capable_raw"
-            },
+            "floor_raw",
+            ("raw tracepoint program", "raw tracepoint cap_capable"),
+            RawTracePoint::load,
+            |p| p.attach("cap_capable"),
+        ),
+        (Backend::Fexit | Backend::Kprobe, _) => {
+            Err("the benchmark's empty programs are the tracepoint backend's".into())
+        }
+    };
+    attached.map_err(AttemptError::Unavailable)?;
+    if options.floor_sys_exit {
+        attach_sys_exit(ebpf, "floor_sys_exit").map_err(AttemptError::Unavailable)?;
+    }
+    Ok(())
+}
+
+/// The program that sees `cap_capable` on this backend, following outcomes with `outcomes`
+/// (the kernel side's names: see `cap-trace-ebpf/src/hooks.rs`).
+fn check_program(
+    backend: Backend,
+    flavor: TracepointFlavor,
+    outcomes: OutcomeHook,
+) -> &'static str {
+    let (sys_exit, task_work) = match (backend, flavor) {
+        (Backend::Tracepoint, TracepointFlavor::Classic) => ("cap_capable_tp", "taskwork_tp"),
+        (Backend::Tracepoint, TracepointFlavor::Raw) => ("cap_capable_raw", "taskwork_raw"),
+        (Backend::Fexit, _) => ("cap_capable_fexit", "taskwork_fexit"),
+        (Backend::Kprobe, _) => ("cap_capable_return", "taskwork_return"),
+    };
+    match outcomes {
+        OutcomeHook::SysExit => sys_exit,
+        OutcomeHook::TaskWork => task_work,
+    }
+}
+
+/// Loads and attaches the program that sees `cap_capable` (the kretprobe on the kprobe backend).
+fn attach_check(
+    ebpf: &mut Ebpf,
+    backend: Backend,
+    flavor: TracepointFlavor,
+    outcomes: OutcomeHook,
+) -> Result<(), String> {
+    let name = check_program(backend, flavor, outcomes);
+    match (backend, flavor) {
+        (Backend::Tracepoint, TracepointFlavor::Classic) => load_attach::<TracePoint, _>(
+            ebpf,
+            name,
+            ("tracepoint program", "capability:cap_capable"),
+            TracePoint::load,
+            |p| p.attach("capability", "cap_capable"),
+        ),
+        (Backend::Tracepoint, TracepointFlavor::Raw) => load_attach::<RawTracePoint, _>(
+            ebpf,
+            name,
             ("raw tracepoint program", "raw tracepoint cap_capable"),
             RawTracePoint::load,
             |p| p.attach("cap_capable"),
@@ -871,32 +1039,45 @@ fn attach_backend(ebpf: &mut Ebpf, backend: Backend, options: &ProbeOptions) -> 
             let btf = AyaBtf::from_sys_fs().map_err(|e| format!("kernel BTF: {e}"))?;
             load_attach::<FExit, _>(
                 ebpf,
-                "cap_capable_fexit",
+                name,
                 ("fexit program", "fexit on cap_capable"),
                 |p| p.load("cap_capable", &btf),
                 FExit::attach,
             )
         }
-        (Backend::Kprobe, _) => {
-            if !std::path::Path::new("/sys/bus/event_source/devices/kprobe").exists() {
-                return Err("kprobes are not enabled in this kernel (CONFIG_KPROBES)".into());
-            }
-            load_attach::<KProbe, _>(
-                ebpf,
-                "cap_capable_entry",
-                ("kprobe program", "kprobe on cap_capable"),
-                KProbe::load,
-                |p| p.attach("cap_capable", 0),
-            )?;
-            load_attach::<KProbe, _>(
-                ebpf,
-                "cap_capable_return",
-                ("kretprobe program", "kretprobe on cap_capable"),
-                KProbe::load,
-                |p| p.attach("cap_capable", 0),
-            )
-        }
+        (Backend::Kprobe, _) => load_attach::<KProbe, _>(
+            ebpf,
+            name,
+            ("kretprobe program", "kretprobe on cap_capable"),
+            KProbe::load,
+            |p| p.attach("cap_capable", 0),
+        ),
     }
+}
+
+/// The kprobe backend's entry probe, which keeps `cap_capable`'s arguments for its return probe.
+fn attach_kprobe_entry(ebpf: &mut Ebpf) -> Result<(), String> {
+    if !std::path::Path::new("/sys/bus/event_source/devices/kprobe").exists() {
+        return Err("kprobes are not enabled in this kernel (CONFIG_KPROBES)".into());
+    }
+    load_attach::<KProbe, _>(
+        ebpf,
+        "cap_capable_entry",
+        ("kprobe program", "kprobe on cap_capable"),
+        KProbe::load,
+        |p| p.attach("cap_capable", 0),
+    )
+}
+
+/// The program `name` on `raw_syscalls:sys_exit`.
+fn attach_sys_exit(ebpf: &mut Ebpf, name: &str) -> Result<(), String> {
+    load_attach::<RawTracePoint, _>(
+        ebpf,
+        name,
+        ("sys_exit", "raw_syscalls:sys_exit"),
+        RawTracePoint::load,
+        |p| p.attach("sys_exit"),
+    )
 }
 
 /// Loads the program `name` and attaches it: the step every hook takes. `what` names the

@@ -217,7 +217,7 @@ impl From<&Stats> for Losses {
         Losses {
             ring_buffer: stats.ringbuf_lost,
             probes_missed: stats.kprobe_entry_missed + stats.kretprobe_missed,
-            outcomes: stats.pending_full + stats.outcome_keys_full,
+            outcomes: stats.outcomes_lost(),
             migrated: stats.migrations,
         }
     }
@@ -572,6 +572,18 @@ fn symbolize(addrs: &[u64]) -> HashMap<u64, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The kernel side follows every denial of a capability that is part of an alternative
+    /// (it does not skip those whose outcome it saw fail before): its mask must name exactly
+    /// the capabilities of the rules' alternatives.
+    #[test]
+    fn the_kernel_side_knows_the_alternatives() {
+        let caps = crate::linux::caps::ALTERNATIVES
+            .iter()
+            .flat_map(|(narrow, broad)| [narrow, broad])
+            .fold(0u64, |mask, cap| mask | 1 << cap.0);
+        assert_eq!(caps, cap_trace_common::ALTERNATIVE_CAPS);
+    }
 
     #[test]
     fn runtime_comms() {

@@ -5,7 +5,7 @@ use std::path::Path;
 
 use anyhow::{Context, Result, bail};
 
-use crate::bench::micro::{FLOOR_HOOKS, cap_trace_run, capbench, median};
+use crate::bench::micro::{FLOOR_HOOKS_SYS_EXIT, cap_trace_run, capbench, median};
 use crate::util::root;
 
 /// The programs' own run time, as the kernel accounts it (`kernel.bpf_stats_enabled`): ns per
@@ -42,7 +42,13 @@ pub(super) fn program_run_times(
         );
     }
     let programs: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&out_path)?)?;
-    let wanted = ["cap_capable_raw", "sys_exit", "floor_raw", "floor_sys_exit"];
+    let wanted = [
+        "taskwork_raw",
+        "cap_capable_raw",
+        "sys_exit",
+        "floor_raw",
+        "floor_sys_exit",
+    ];
     Ok(programs
         .as_array()
         .context("bpftool printed no program list")?
@@ -61,17 +67,21 @@ pub(super) const COLD_KIB: u64 = 1024;
 
 /// Where a repeated check's time goes: the cap_capable program's run time with its fast path
 /// stopped at each `--cost-cut` point in turn, after the empty programs' (median of `rounds`),
-/// in a tight loop and with `COLD_KIB` written between checks.
+/// in a tight loop and with `COLD_KIB` written between checks; and what following outcomes on
+/// `sys_exit` instead of by task work adds (kernels without task works).
 pub(super) struct Breakdown {
     /// (part, ns per run of the cap_capable program up to and including it: hot, cold).
     rows: Vec<(&'static str, f64, f64)>,
-    /// ns per run of the sys_exit program: empty, and cap-trace's.
+    /// ns per run of the sys_exit program: empty, and cap-trace's (`--outcome-hook sys-exit`).
     sys_exit: (f64, f64),
 }
 
+/// The last part: the whole default mode, which also runs with outcomes on `sys_exit`.
+const WHOLE: &str = "call-site words: the whole default mode";
+
 pub(super) fn breakdown(bin: &Path, rounds: usize, calls: u64) -> Result<Breakdown> {
-    let parts: [(&str, &[&str]); 6] = [
-        ("empty program (the floor)", &FLOOR_HOOKS),
+    let parts: [(&str, &[&str]); 7] = [
+        ("empty program (the floor)", &FLOOR_HOOKS_SYS_EXIT),
         ("cgroup filter", &["--cost-cut", "1"]),
         (
             "per-CPU state (the check counts as a repeat)",
@@ -82,7 +92,11 @@ pub(super) fn breakdown(bin: &Path, rounds: usize, calls: u64) -> Result<Breakdo
             &["--cost-cut", "3"],
         ),
         ("syscall number", &["--cost-cut", "4"]),
-        ("call-site words: the whole default mode", &[]),
+        (WHOLE, &[]),
+        (
+            "the same, outcomes on sys_exit",
+            &["--outcome-hook", "sys-exit"],
+        ),
     ];
     let mut cap: Vec<Vec<f64>> = vec![Vec::new(); parts.len()];
     let mut cold: Vec<Vec<f64>> = vec![Vec::new(); parts.len()];
@@ -90,10 +104,10 @@ pub(super) fn breakdown(bin: &Path, rounds: usize, calls: u64) -> Result<Breakdo
     for round in 0..rounds {
         for i in 0..parts.len() {
             let index = (i + round) % parts.len();
-            let (cap_name, exit_name) = if index == 0 {
-                ("floor_raw", "floor_sys_exit")
-            } else {
-                ("cap_capable_raw", "sys_exit")
+            let (cap_name, exit_name) = match index {
+                0 => ("floor_raw", "floor_sys_exit"),
+                6 => ("cap_capable_raw", "sys_exit"),
+                _ => ("taskwork_raw", "sys_exit"),
             };
             let find = |times: &[(String, f64)], name: &str| {
                 times
@@ -107,7 +121,7 @@ pub(super) fn breakdown(bin: &Path, rounds: usize, calls: u64) -> Result<Breakdo
             cold[index].push(find(&times, cap_name)?);
             let times = program_run_times(bin, parts[index].1, calls, 0)?;
             cap[index].push(find(&times, cap_name)?);
-            if index == 0 || index == parts.len() - 1 {
+            if index == 0 || index == 6 {
                 let slot = usize::from(index != 0);
                 exit[slot].push(find(&times, exit_name)?);
             }
@@ -128,15 +142,24 @@ pub(super) fn breakdown(bin: &Path, rounds: usize, calls: u64) -> Result<Breakdo
 }
 
 impl Breakdown {
-    /// What cap-trace's two programs cost per check beyond empty programs on the same hooks.
+    fn whole(&self) -> &(&'static str, f64, f64) {
+        self.rows.iter().find(|r| r.0 == WHOLE).unwrap()
+    }
+
+    /// What cap-trace's program costs per repeated check beyond an empty program on the same
+    /// hook (the default mode: outcomes by task work, nothing on sys_exit).
     pub(super) fn above_floor(&self) -> f64 {
-        let whole = self.rows.last().unwrap().1 - self.rows[0].1;
-        whole + (self.sys_exit.1 - self.sys_exit.0)
+        self.whole().1 - self.rows[0].1
+    }
+
+    /// The same with outcomes on sys_exit: both programs beyond empty programs on both hooks.
+    pub(super) fn above_floor_sys_exit(&self) -> f64 {
+        self.rows.last().unwrap().1 - self.rows[0].1 + (self.sys_exit.1 - self.sys_exit.0)
     }
 
     /// The cap_capable program's work above the empty program's, with caches cold.
     pub(super) fn cold_above_floor(&self) -> f64 {
-        self.rows.last().unwrap().2 - self.rows[0].2
+        self.whole().2 - self.rows[0].2
     }
 
     pub(super) fn table(&self) -> String {
@@ -160,7 +183,7 @@ impl Breakdown {
             previous = Some((*hot, *cold));
         }
         t.push_str(&format!(
-            "| sys_exit program: empty, then cap-trace's | {:.0}, {:.0} | {:+.0} | | |\n",
+            "| sys_exit program (outcomes on sys_exit): empty, then cap-trace's | {:.0}, {:.0} | {:+.0} | | |\n",
             self.sys_exit.0,
             self.sys_exit.1,
             self.sys_exit.1 - self.sys_exit.0

@@ -1,14 +1,15 @@
 //! The macro benchmark: a container that unpacks, copies, chowns and chmods a tree, bare, with
-//! empty programs on cap-trace's hooks, and traced by cap-trace. (`macro` is a keyword, hence
-//! the file's name.)
+//! an empty program on cap-trace's hook, traced by cap-trace, and traced with outcomes on
+//! `sys_exit` (what kernels without task works pay). (`macro` is a keyword, hence the file's
+//! name.)
 
-use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Context, Result};
 
 use crate::bench::micro::{FLOOR_HOOKS, cap_trace_run, median};
+use crate::bench::tracer::wait_for_line;
 use crate::util::{DEMO_IMAGE, PODMAN_LIMITS, root, run};
 
 /// How the macro workload runs.
@@ -16,10 +17,21 @@ use crate::util::{DEMO_IMAGE, PODMAN_LIMITS, root, run};
 pub(super) enum MacroMode {
     /// Nothing attached.
     Bare,
-    /// Empty programs on cap-trace's hooks (raw tracepoint and sys_exit): the floor.
+    /// An empty program on cap-trace's hook (the raw tracepoint): the floor.
     Floor,
     /// cap-trace following the container.
     Traced,
+    /// cap-trace following the container, with outcomes on `raw_syscalls:sys_exit`.
+    TracedSysExit,
+}
+
+/// What a traced run of the macro workload recorded.
+#[derive(Clone, Copy, Default)]
+pub(super) struct Recorded {
+    checks: u64,
+    /// Losses of the profile (ring buffer, probes, outcomes), and of outcomes alone.
+    lost: u64,
+    outcomes_lost: u64,
 }
 
 /// Passes of the macro workload per run: long enough (a few seconds) that the container's
@@ -29,13 +41,13 @@ pub(super) const MACRO_PASSES: u32 = 10;
 /// One run of the macro workload: a container unpacks, copies, chowns and chmods a tree as root,
 /// `MACRO_PASSES` times, on a tmpfs (on the container's overlay the disk's writeback makes runs
 /// vary by more than the whole effect). Returns the seconds measured inside the container and,
-/// when traced, the checks cap-trace counted.
+/// when traced, what cap-trace recorded.
 pub(super) fn macro_run(
     bin: &Path,
     mode: MacroMode,
     tree: &Path,
     round: usize,
-) -> Result<(f64, u64)> {
+) -> Result<(f64, Recorded)> {
     let name = format!(
         "cap-trace-bench-{}-{round}-{}",
         std::process::id(),
@@ -43,34 +55,21 @@ pub(super) fn macro_run(
     );
     let profile_path = std::env::temp_dir().join(format!("{name}.json"));
     let mut tracer = None;
-    if mode == MacroMode::Traced {
+    if matches!(mode, MacroMode::Traced | MacroMode::TracedSysExit) {
+        let hook = if mode == MacroMode::Traced {
+            "auto"
+        } else {
+            "sys-exit"
+        };
         let mut child = Command::new(bin)
-            .args([
-                "--container",
-                &name,
-                "--wait",
-                "60",
-                "--format",
-                "json",
-                "--output",
-            ])
+            .args(["--container", &name, "--wait", "60", "--outcome-hook", hook])
+            .args(["--format", "json", "--output"])
             .arg(&profile_path)
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
             .spawn()?;
         // cap-trace says it is waiting once its programs are attached.
-        let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
-        loop {
-            match lines.next() {
-                Some(line) => {
-                    if line?.contains("waiting for container") {
-                        break;
-                    }
-                }
-                None => bail!("cap-trace exited before following the macro container"),
-            }
-        }
-        std::thread::spawn(move || lines.for_each(drop));
+        wait_for_line(&mut child, "waiting for container")?;
         tracer = Some(child);
     }
     let script = format!(
@@ -96,16 +95,24 @@ pub(super) fn macro_run(
         .args(["sh", "-c", &script])
         .stderr(Stdio::piped())
         .output()?;
-    let checks = match tracer {
+    let recorded = match tracer {
         Some(mut t) => {
             t.wait()?;
             let text = std::fs::read_to_string(&profile_path)
                 .context("cap-trace wrote no profile for the macro container")?;
             let _ = std::fs::remove_file(&profile_path);
             let p: serde_json::Value = serde_json::from_str(&text)?;
-            p["trace"]["total_checks"].as_u64().unwrap_or(0)
+            let losses = &p["trace"]["losses"];
+            let count = |v: &serde_json::Value| v.as_u64().unwrap_or(0);
+            Recorded {
+                checks: count(&p["trace"]["total_checks"]),
+                lost: count(&losses["ring_buffer"])
+                    + count(&losses["probes_missed"])
+                    + count(&losses["outcomes"]),
+                outcomes_lost: count(&losses["outcomes"]),
+            }
         }
-        None => 0,
+        None => Recorded::default(),
     };
     let text = String::from_utf8_lossy(&out.stdout);
     let elapsed = text
@@ -122,7 +129,7 @@ pub(super) fn macro_run(
                 String::from_utf8_lossy(&out.stderr)
             )
         })?;
-    Ok((elapsed[1] - elapsed[0], checks))
+    Ok((elapsed[1] - elapsed[0], recorded))
 }
 
 /// The macro benchmark's medians over its rounds.
@@ -131,7 +138,11 @@ pub(super) struct Macro {
     bare: f64,
     pub(super) floor: f64,
     pub(super) traced: f64,
+    pub(super) traced_sys_exit: f64,
     checks: u64,
+    /// Losses summed over the traced runs (both hooks): all of them, and outcomes alone.
+    pub(super) lost: u64,
+    pub(super) outcomes_lost: u64,
     /// Every run, in order, for the report.
     runs: String,
     /// How far apart the untraced runs are, in % of their median.
@@ -143,9 +154,12 @@ impl Macro {
         100.0 * (seconds / self.bare - 1.0)
     }
 
-    /// The target's verdict; no verdict when the untraced runs alone vary by far more than it.
+    /// The target's verdict (less than 2%, nothing lost); no verdict when the untraced runs
+    /// alone vary by far more than it.
     pub(super) fn verdict(&self) -> String {
-        if self.spread_pct > 10.0 {
+        if self.lost > 0 {
+            format!("NOT met: {} lost", self.lost)
+        } else if self.spread_pct > 10.0 {
             format!(
                 "inconclusive: untraced runs alone vary by {:.0}%",
                 self.spread_pct
@@ -161,8 +175,10 @@ impl Macro {
         format!(
             "- Macro benchmark (in a podman container, on a tmpfs: {MACRO_PASSES} passes of unpacking a \
              4,000-file tree, copying it with `cp -a`, `chown -R` and `chmod -R`, as root; {} capability \
-             checks per run; median of {} runs): {:.2} s without a tracer, {:.2} s with empty programs on \
-             cap-trace's hooks ({:+.1}%), {:.2} s traced ({:+.1}%). Each run, in order: {}.\n",
+             checks per run; median of {} runs): {:.2} s without a tracer, {:.2} s with an empty program on \
+             cap-trace's hook ({:+.1}%), {:.2} s traced ({:+.1}%; outcomes by task work), {:.2} s traced with \
+             outcomes on sys_exit ({:+.1}%, what kernels without task works pay); lost over all traced runs: {} \
+             (syscall outcomes: {}). Each run, in order: {}.\n",
             self.checks,
             self.rounds,
             self.bare,
@@ -170,6 +186,10 @@ impl Macro {
             self.pct(self.floor),
             self.traced,
             self.pct(self.traced),
+            self.traced_sys_exit,
+            self.pct(self.traced_sys_exit),
+            self.lost,
+            self.outcomes_lost,
             self.runs
         )
     }
@@ -177,18 +197,26 @@ impl Macro {
 
 pub(super) fn macro_bench(bin: &Path, rounds: usize) -> Result<Macro> {
     let tree = make_tree()?;
-    let modes = [MacroMode::Bare, MacroMode::Floor, MacroMode::Traced];
-    let mut times: [Vec<f64>; 3] = Default::default();
+    let modes = [
+        MacroMode::Bare,
+        MacroMode::Floor,
+        MacroMode::Traced,
+        MacroMode::TracedSysExit,
+    ];
+    let mut times: [Vec<f64>; 4] = Default::default();
     let mut checks = Vec::new();
+    let (mut lost, mut outcomes_lost) = (0, 0);
     for round in 0..rounds {
         // Rotate the order, so that whatever a container leaves behind (podman's clean-up)
         // weighs on each configuration alike.
         for i in 0..modes.len() {
             let index = (i + round) % modes.len();
-            let (seconds, n) = macro_run(bin, modes[index], &tree, round)?;
+            let (seconds, recorded) = macro_run(bin, modes[index], &tree, round)?;
             times[index].push(seconds);
+            lost += recorded.lost;
+            outcomes_lost += recorded.outcomes_lost;
             if modes[index] == MacroMode::Traced {
-                checks.push(n as f64);
+                checks.push(recorded.checks as f64);
             }
         }
         println!("bench: macro round {}/{rounds} done", round + 1);
@@ -200,10 +228,11 @@ pub(super) fn macro_bench(bin: &Path, rounds: usize) -> Result<Macro> {
             .join(", ")
     };
     let runs = format!(
-        "without: {}; floor: {}; traced: {} s",
+        "without: {}; floor: {}; traced: {}; traced, outcomes on sys_exit: {} s",
         list(&times[0]),
         list(&times[1]),
-        list(&times[2])
+        list(&times[2]),
+        list(&times[3])
     );
     let spread_pct = {
         let lo = times[0].iter().copied().fold(f64::INFINITY, f64::min);
@@ -215,7 +244,10 @@ pub(super) fn macro_bench(bin: &Path, rounds: usize) -> Result<Macro> {
         bare: median(&mut times[0]),
         floor: median(&mut times[1]),
         traced: median(&mut times[2]),
+        traced_sys_exit: median(&mut times[3]),
         checks: median(&mut checks) as u64,
+        lost,
+        outcomes_lost,
         runs,
         spread_pct,
     })

@@ -28,9 +28,13 @@ pub(super) struct Config {
     pub(super) runner: Runner,
 }
 
-/// `cap-trace run` options for empty programs on both of the default mode's hooks (the raw
-/// tracepoint and sys_exit): its floor.
-pub(super) const FLOOR_HOOKS: [&str; 4] =
+/// `cap-trace run` options for an empty program on the default mode's hook, the raw tracepoint
+/// (outcomes by task work attach nothing else): its floor.
+pub(super) const FLOOR_HOOKS: [&str; 3] = ["--floor", "--tracepoint-flavor", "raw"];
+
+/// The same with an empty program on `raw_syscalls:sys_exit` too: the floor of the hooks used
+/// where the kernel has no task works (and what `--outcome-hook sys-exit` attaches).
+pub(super) const FLOOR_HOOKS_SYS_EXIT: [&str; 4] =
     ["--floor", "--floor-sys-exit", "--tracepoint-flavor", "raw"];
 
 /// `cap-trace run ARGS --format json --output /dev/null --`: the command comes next.
@@ -63,16 +67,26 @@ pub(super) fn configs() -> Vec<Config> {
         Config {
             key: "floor-raw-exit",
             label: "floor: empty programs, raw tracepoint + sys_exit",
-            runner: CapTrace(FLOOR_HOOKS.to_vec()),
+            runner: CapTrace(FLOOR_HOOKS_SYS_EXIT.to_vec()),
         },
         Config {
             key: "ct-raw",
-            label: "cap-trace default (raw tracepoint, in-kernel dedupe)",
+            label: "cap-trace default (raw tracepoint, outcomes by task work, in-kernel dedupe)",
             runner: CapTrace(vec!["--tracepoint-flavor", "raw"]),
         },
         Config {
+            key: "ct-raw-exit",
+            label: "cap-trace, raw tracepoint, outcomes on sys_exit (kernels without task works)",
+            runner: CapTrace(vec![
+                "--tracepoint-flavor",
+                "raw",
+                "--outcome-hook",
+                "sys-exit",
+            ]),
+        },
+        Config {
             key: "ct-classic",
-            label: "cap-trace, classic tracepoint, in-kernel dedupe",
+            label: "cap-trace, classic tracepoint, outcomes by task work",
             runner: CapTrace(vec!["--tracepoint-flavor", "classic"]),
         },
         Config {
@@ -122,6 +136,36 @@ pub(super) fn timing(text: &str) -> Option<Timing> {
         ns: field("ns_per_call=")?,
         low: field("low_ns_per_call=")?,
     })
+}
+
+/// The medians of runs' whole and quickest-tenth figures.
+pub(super) fn median_timing(runs: &[Timing]) -> Timing {
+    Timing {
+        ns: median(&mut runs.iter().map(|t| t.ns).collect::<Vec<_>>()),
+        low: median(&mut runs.iter().map(|t| t.low).collect::<Vec<_>>()),
+    }
+}
+
+/// capbench's figures from a finished run of it (`what` names the run in an error).
+pub(super) fn capbench_timing(out: &std::process::Output, what: &str) -> Result<Timing> {
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    match timing(&text) {
+        Some(t) if out.status.success() => Ok(t),
+        _ => bail!("{what}: {text}"),
+    }
+}
+
+/// An overhead in a table: `-` on the reference row.
+pub(super) fn signed(reference: bool, v: f64) -> String {
+    if reference {
+        "-".to_owned()
+    } else {
+        format!("{v:+.0}")
+    }
 }
 
 pub(super) fn median(values: &mut [f64]) -> f64 {
@@ -197,15 +241,7 @@ pub(super) fn run_once(config: &Config, bin: &Path, calls: u64) -> Result<Timing
             out
         }
     };
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    if !out.status.success() {
-        bail!("{}: {text}", config.key);
-    }
-    timing(&text).with_context(|| format!("{}: no result in {text}", config.key))
+    capbench_timing(&out, config.key)
 }
 
 #[cfg(test)]

@@ -4,6 +4,8 @@
 //! Prints a table and writes BENCHMARKS.md.
 
 mod breakdown;
+mod bystander;
+mod denials;
 mod macrobench;
 mod markdown;
 mod micro;
@@ -14,6 +16,8 @@ use std::path::{Path, PathBuf};
 use anyhow::{Result, bail};
 
 use crate::bench::breakdown::{COLD_KIB, breakdown};
+use crate::bench::bystander::bystanders;
+use crate::bench::denials::denials;
 use crate::bench::macrobench::macro_bench;
 use crate::bench::markdown::{Figures, Machine, Row};
 use crate::bench::micro::{Config, Timing, configs, median, run_once};
@@ -88,28 +92,45 @@ fn prepare() -> Result<(PathBuf, Machine)> {
     Ok((bin, Machine { kernel, cpu }))
 }
 
-/// `--only KEYS`: refuses unknown keys, runs the breakdown (`programs`) and the macro
-/// benchmark (`macro`) when asked, and keeps only the microbenchmark configurations asked for.
+/// The parts `--only` runs besides the microbenchmark's configurations.
+const PARTS: [&str; 4] = ["programs", "macro", "bystanders", "denials"];
+
+/// `--only KEYS`: refuses unknown keys, runs the breakdown (`programs`), the macro benchmark
+/// (`macro`), the bystanders (`bystanders`) and the followed denials (`denials`) when asked, and
+/// keeps only the microbenchmark configurations asked for.
 fn only(opts: &Options, bin: &Path, configs: &mut Vec<Config>) -> Result<()> {
-    if let Some(unknown) = opts.only.iter().find(|k| {
-        !["programs", "macro"].contains(&k.as_str()) && !configs.iter().any(|c| c.key == *k)
-    }) {
+    if let Some(unknown) = opts
+        .only
+        .iter()
+        .find(|k| !PARTS.contains(&k.as_str()) && !configs.iter().any(|c| c.key == *k))
+    {
         let keys: Vec<_> = configs.iter().map(|c| c.key).collect();
         bail!(
-            "unknown configuration {unknown:?}: pick from programs, macro, {}",
+            "unknown configuration {unknown:?}: pick from {}, {}",
+            PARTS.join(", "),
             keys.join(", ")
         );
     }
-    if opts.only.iter().any(|k| k == "programs") {
+    let asked = |part: &str| opts.only.iter().any(|k| k == part);
+    if asked("programs") {
         let b = breakdown(bin, opts.rounds, opts.calls)?;
         println!("\n{}", b.table());
         println!(
-            "above the empty programs: {:+.0} ns per check; cap_capable with {COLD_KIB} KiB written between checks: {:+.0} ns",
+            "above the empty program: {:+.0} ns per check (outcomes on sys_exit, above both empty programs: {:+.0} ns); cap_capable with {COLD_KIB} KiB written between checks: {:+.0} ns",
             b.above_floor(),
+            b.above_floor_sys_exit(),
             b.cold_above_floor()
         );
     }
-    if opts.only.iter().any(|k| k == "macro") {
+    if asked("bystanders") {
+        let b = bystanders(bin, opts.rounds, opts.calls)?;
+        println!("\n{}", b.table());
+    }
+    if asked("denials") {
+        let d = denials(bin, opts.rounds, opts.calls / 10)?;
+        println!("\n{}", d.table());
+    }
+    if asked("macro") {
         let mac = macro_bench(bin, opts.rounds)?;
         println!(
             "\n- {}\n  target (less than 2%): {}",
@@ -155,6 +176,10 @@ fn measure(
 ) -> Result<Figures> {
     // Exact counts: the tracer itself counts the checks the loop made.
     let (default_profile, _, default_sample) = profile(bin, &[], 5_000_000, 1)?;
+    let default_hook = default_profile["trace"]["hook"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
     let setgid_checks: u64 = default_profile["checks"]
         .as_array()
         .unwrap()
@@ -183,6 +208,10 @@ fn measure(
     let mut attach: Vec<f64> = (0..5).map(|_| attach_time(bin)).collect::<Result<_>>()?;
     let attach_ms = median(&mut attach);
 
+    // Processes cap-trace does not trace, and denials it follows.
+    let bystanders = bystanders(bin, opts.rounds, opts.calls)?;
+    let denials = denials(bin, opts.rounds, opts.calls / 10)?;
+
     // The macro benchmark.
     let mac = macro_bench(bin, opts.rounds)?;
     Ok(Figures {
@@ -191,9 +220,12 @@ fn measure(
         setgid_checks,
         default_lost,
         default_sample,
+        default_hook,
         programs,
         stream,
         attach_ms,
+        bystanders,
+        denials,
         mac,
     })
 }
@@ -221,12 +253,16 @@ fn print_partial(rows: &[Row], samples: &[Vec<Timing>]) {
             runs.join(" ")
         );
     }
-    if let (Some(b), Some(ct), Some(floor)) = (base, find("ct-raw"), find("floor-raw-exit")) {
-        println!(
-            "ct-raw overhead: {:.2}x of the raw+sys_exit floor (quickest tenth; whole runs: {:.2}x)",
-            (ct.low - b.low) / (floor.low - b.low),
-            (ct.ns - b.ns) / (floor.ns - b.ns)
-        );
+    for (ct, floor) in [("ct-raw", "floor-raw"), ("ct-raw-exit", "floor-raw-exit")] {
+        if let (Some(b), Some(ct), Some(floor)) = (base, find(ct), find(floor)) {
+            println!(
+                "{} overhead: {:.2}x of the {} floor (quickest tenth; whole runs: {:.2}x)",
+                ct.key,
+                (ct.low - b.low) / (floor.low - b.low),
+                floor.key,
+                (ct.ns - b.ns) / (floor.ns - b.ns)
+            );
+        }
     }
 }
 

@@ -55,6 +55,24 @@ pub(super) fn watch(child: &mut Child) -> Result<Sample> {
     Ok(sample)
 }
 
+/// Reads `child`'s stderr until a line contains `needle` (cap-trace saying it is ready), then
+/// keeps draining it in the background.
+pub(super) fn wait_for_line(child: &mut Child, needle: &str) -> Result<()> {
+    let mut lines = BufReader::new(child.stderr.take().context("stderr not piped")?).lines();
+    loop {
+        match lines.next() {
+            Some(line) => {
+                if line?.contains(needle) {
+                    break;
+                }
+            }
+            None => bail!("cap-trace exited before saying {needle:?}"),
+        }
+    }
+    std::thread::spawn(move || lines.for_each(drop));
+    Ok(())
+}
+
 /// Time from starting cap-trace to "attached" on its stderr, in ms.
 pub(super) fn attach_time(bin: &Path) -> Result<f64> {
     let started = Instant::now();

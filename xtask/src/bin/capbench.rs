@@ -9,7 +9,15 @@
 //! data has left the caches (the timings then include the writes; read the programs' own cost
 //! from the kernel's accounting).
 //!
-//! Usage: capbench CALLS [THREADS [TOUCH_KIB]]
+//! CALL picks the call (`setgroups` by default):
+//! - `getpid`: a syscall without a capability check, what any process on the machine makes;
+//! - `denied`: `setgroups(0, NULL)` by a user without CAP_SETGID: a denied check whose syscall
+//!   fails with EPERM, every call (the wall a workload keeps hitting);
+//! - `detour:PATH`: `chmod(PATH, 02644)` on the caller's own file of a group it is not in: CAP_FSETID
+//!   is denied, the kernel drops the bit, and chmod succeeds, every call (a denial whose outcome
+//!   must be followed every time).
+//!
+//! Usage: capbench CALLS [THREADS [TOUCH_KIB [CALL]]]
 
 // A second binary of the xtask package: it links xtask's dependencies and needs only libc.
 #![allow(unused_crate_dependencies)]
@@ -28,6 +36,14 @@ fn main() {
         .and_then(|a| a.parse::<usize>().ok())
         .unwrap_or(0)
         * 1024;
+    let call = match args.next() {
+        None => Call::Setgroups,
+        Some(name) => Call::parse(&name).unwrap_or_else(|| {
+            eprintln!("capbench: unknown call {name} (setgroups, getpid, denied, detour:PATH)");
+            std::process::exit(2);
+        }),
+    };
+    let call: &'static Call = Box::leak(Box::new(call));
     let per_thread = calls / threads;
     let started = Instant::now();
     let workers: Vec<_> = (0..threads)
@@ -42,7 +58,7 @@ fn main() {
                     let n = per_thread / slices + u64::from(s < per_thread % slices);
                     let t = Instant::now();
                     for _ in 0..n {
-                        setgroups();
+                        call.make();
                         for byte in buffer.iter_mut().step_by(64) {
                             // Volatile: the writes are the point, not their result.
                             unsafe { std::ptr::write_volatile(byte, byte.wrapping_add(1)) };
@@ -77,15 +93,50 @@ fn main() {
 /// Slices each thread's calls are timed in.
 const SLICES: u64 = 100;
 
-fn setgroups() {
-    // SAFETY: setgroups(0, NULL) with a raw syscall (glibc's wrapper would broadcast it to every
-    // thread).
-    let rc = unsafe { libc::syscall(libc::SYS_setgroups, 0, std::ptr::null::<libc::gid_t>()) };
-    if rc != 0 {
-        eprintln!(
-            "capbench: setgroups failed: {}",
-            std::io::Error::last_os_error()
-        );
-        std::process::exit(1);
+/// The call the loop makes.
+enum Call {
+    Setgroups,
+    Getpid,
+    Denied,
+    Detour(std::ffi::CString),
+}
+
+impl Call {
+    fn parse(name: &str) -> Option<Call> {
+        match name {
+            "setgroups" => Some(Call::Setgroups),
+            "getpid" => Some(Call::Getpid),
+            "denied" => Some(Call::Denied),
+            _ => Some(Call::Detour(
+                std::ffi::CString::new(name.strip_prefix("detour:")?).ok()?,
+            )),
+        }
+    }
+
+    /// Makes the call once; exits if it did not end as it should.
+    fn make(&self) {
+        // Raw syscalls: glibc's setgroups would broadcast to every thread, and a libc may cache
+        // getpid.
+        // SAFETY: setgroups(0, NULL), getpid() and chmod on a NUL-terminated path.
+        let (rc, expected) = unsafe {
+            match self {
+                Call::Setgroups | Call::Denied => (
+                    libc::syscall(libc::SYS_setgroups, 0, std::ptr::null::<libc::gid_t>()),
+                    if matches!(self, Call::Denied) { -1 } else { 0 },
+                ),
+                Call::Getpid => (libc::syscall(libc::SYS_getpid), 0),
+                Call::Detour(path) => (libc::syscall(libc::SYS_chmod, path.as_ptr(), 0o2644), 0),
+            }
+        };
+        let errno = std::io::Error::last_os_error();
+        let fine = if expected == 0 {
+            rc >= 0
+        } else {
+            rc == -1 && errno.raw_os_error() == Some(libc::EPERM)
+        };
+        if !fine {
+            eprintln!("capbench: the call ended with {rc} ({errno})");
+            std::process::exit(1);
+        }
     }
 }
