@@ -11,6 +11,13 @@ use crate::linux::hook::TracepointFlavor;
 
 const ABOUT: &str = "Learn which Linux capabilities a workload really needs.";
 
+fn long_about() -> String {
+    format!(
+        "{LONG_ABOUT}\n\nNeeds root (or {}), kernel BTF and cgroup v2.",
+        crate::error::tracing_privileges()
+    )
+}
+
 const LONG_ABOUT: &str = "\
 Learn which Linux capabilities a workload really needs.
 
@@ -19,9 +26,7 @@ you point it at, with eBPF, and prints the smallest set to run them with:
 --cap-drop=ALL --cap-add=... It tells enforcement from probing (the kernel asks for
 SYS_ADMIN without audit on nearly every mmap; that is not a need), matches denied checks
 to how their syscall ended, and prefers narrow capabilities over broad ones
-(DAC_READ_SEARCH over DAC_OVERRIDE, PERFMON over SYS_ADMIN).
-
-Needs root (or CAP_BPF + CAP_PERFMON), kernel BTF and cgroup v2.";
+(DAC_READ_SEARCH over DAC_OVERRIDE, PERFMON over SYS_ADMIN).";
 
 const EXAMPLES: &str = "\
 Examples:
@@ -41,7 +46,7 @@ fn after_help() -> String {
     name = "cap-trace",
     version,
     about = ABOUT,
-    long_about = LONG_ABOUT,
+    long_about = long_about(),
     after_help = after_help(),
     propagate_version = true,
     args_conflicts_with_subcommands = true,
@@ -109,33 +114,71 @@ pub struct FollowArgs {
 /// away would not fit the clock.
 pub const MAX_DURATION: std::time::Duration = std::time::Duration::from_secs(10 * 365 * 86_400);
 
-/// `90`, `90s`, `10m`, `2h`, `500ms`; at most [`MAX_DURATION`].
+/// `90`, `90s`, `10m`, `2h`, `500ms`, `1.5h`, and compounds of them, largest unit first:
+/// `1m30s`, `2h 15m`, `1d12h`; at most [`MAX_DURATION`].
 pub fn parse_duration(s: &str) -> Result<std::time::Duration, String> {
+    const UNITS: [(&str, f64); 5] = [
+        ("d", 86_400.0),
+        ("h", 3600.0),
+        ("m", 60.0),
+        ("s", 1.0),
+        ("ms", 0.001),
+    ];
+    let original = s;
     let s = s.trim();
-    let split = s
-        .find(|c: char| !c.is_ascii_digit() && c != '.')
-        .unwrap_or(s.len());
-    let (number, unit) = s.split_at(split);
-    let n: f64 = number
-        .parse()
-        .map_err(|_| format!("`{s}` is not a duration (examples: 90s, 10m, 2h)"))?;
-    let secs = match unit {
-        "" | "s" => n,
-        "ms" => n / 1000.0,
-        "m" => n * 60.0,
-        "h" => n * 3600.0,
-        _ => return Err(format!("`{s}`: unknown unit `{unit}` (use ms, s, m or h)")),
-    };
+    let nonsense = || format!("`{original}` is not a duration (examples: 90s, 10m, 1m30s, 2h)");
+    if s.is_empty() {
+        return Err(nonsense());
+    }
+    // A bare number is seconds.
+    if s.bytes().all(|b| b.is_ascii_digit() || b == b'.') {
+        return seconds(original, s.parse::<f64>().map_err(|_| nonsense())?);
+    }
+    let mut secs = 0.0;
+    let mut rest = s;
+    let mut last_unit = None;
+    while !rest.is_empty() {
+        let digits = rest
+            .find(|c: char| !c.is_ascii_digit() && c != '.')
+            .unwrap_or(rest.len());
+        let (number, after) = rest.split_at(digits);
+        let unit_len = after
+            .find(|c: char| !c.is_ascii_alphabetic())
+            .unwrap_or(after.len());
+        let (unit, after) = after.split_at(unit_len);
+        let n: f64 = number.parse().map_err(|_| nonsense())?;
+        let Some(at) = UNITS.iter().position(|(u, _)| *u == unit) else {
+            return Err(if unit.is_empty() {
+                format!("`{original}`: a unit is missing after {number} (use d, h, m, s or ms)")
+            } else {
+                format!("`{original}`: unknown unit `{unit}` (use d, h, m, s or ms)")
+            });
+        };
+        // Each unit once, largest first: `30s1m` or `1m1m` is a typo, not a duration.
+        if last_unit.is_some_and(|last| at <= last) {
+            return Err(format!(
+                "`{original}`: units go from largest to smallest, each once (as in 1h30m)"
+            ));
+        }
+        last_unit = Some(at);
+        secs += n * UNITS[at].1;
+        rest = after.trim_start();
+    }
+    seconds(original, secs)
+}
+
+fn seconds(original: &str, secs: f64) -> Result<std::time::Duration, String> {
     if !secs.is_finite() || secs < 0.0 {
-        return Err(format!("`{s}` is not a duration"));
+        return Err(format!("`{original}` is not a duration"));
     }
     if secs > MAX_DURATION.as_secs_f64() {
         return Err(format!(
-            "`{s}` is too long (at most {}h, ten years)",
+            "`{original}` is too long (at most {}h, ten years)",
             MAX_DURATION.as_secs() / 3600
         ));
     }
-    std::time::Duration::try_from_secs_f64(secs).map_err(|_| format!("`{s}` is not a duration"))
+    std::time::Duration::try_from_secs_f64(secs)
+        .map_err(|_| format!("`{original}` is not a duration"))
 }
 
 /// How often the daemon writes its profiles: a duration of at least a second.
@@ -158,6 +201,12 @@ pub struct GlobalArgs {
     /// Shorthand for --format json.
     #[arg(long, global = true)]
     pub json: bool,
+
+    /// Live view: print each new kind of check as it happens (time, workload, pid, command,
+    /// capability, verdict, audited or a probe, syscall), as text columns or, with --json, as
+    /// JSON lines; the report follows at the end. For tracing containers.
+    #[arg(long, global = true)]
+    pub events: bool,
 
     /// Write the result to FILE (atomically) instead of stdout.
     #[arg(short, long, value_name = "FILE", global = true)]
@@ -395,6 +444,25 @@ pub enum Command {
 
     /// Write every profile a running daemon holds to DIR (one JSON file each, atomically).
     Export(ExportArgs),
+
+    /// Print a completion script for a shell, generated from this command line's definition.
+    #[command(
+        after_help = "Install:\n  cap-trace completions bash > /usr/share/bash-completion/completions/cap-trace\n  cap-trace completions zsh > /usr/local/share/zsh/site-functions/_cap-trace\n  cap-trace completions fish > /usr/share/fish/vendor_completions.d/cap-trace.fish"
+    )]
+    Completions(CompletionsArgs),
+
+    /// Print the manual page (roff), generated from this command line's definition.
+    #[command(
+        after_help = "Install:\n  cap-trace man > /usr/local/share/man/man1/cap-trace.1\n  man cap-trace"
+    )]
+    Man,
+}
+
+#[derive(Args, Debug)]
+pub struct CompletionsArgs {
+    /// The shell to complete for.
+    #[arg(value_enum, value_name = "SHELL")]
+    pub shell: clap_complete::Shell,
 }
 
 #[derive(Args, Debug, Clone)]
@@ -674,6 +742,24 @@ mod tests {
         assert_eq!(parse_duration("2h"), Ok(Duration::from_secs(7200)));
         assert_eq!(parse_duration("500ms"), Ok(Duration::from_millis(500)));
         assert_eq!(parse_duration("1.5s"), Ok(Duration::from_millis(1500)));
+        assert_eq!(parse_duration("1m30s"), Ok(Duration::from_secs(90)));
+        assert_eq!(parse_duration("2h 15m"), Ok(Duration::from_secs(8100)));
+        assert_eq!(parse_duration("1d12h"), Ok(Duration::from_secs(129_600)));
+        assert_eq!(parse_duration("1s500ms"), Ok(Duration::from_millis(1500)));
+        assert_eq!(parse_duration("1.5h"), Ok(Duration::from_secs(5400)));
+        for (bad, says) in [
+            ("30s1m", "largest to smallest"),
+            ("1m1m", "largest to smallest"),
+            ("1m30", "a unit is missing after 30"),
+            ("5x", "unknown unit `x`"),
+            ("", "not a duration"),
+            ("m", "not a duration"),
+            ("1..5s", "not a duration"),
+            ("-5s", "not a duration"),
+        ] {
+            let err = parse_duration(bad).unwrap_err();
+            assert!(err.contains(says), "{bad}: {err}");
+        }
         assert!(parse_duration("soon").is_err());
         assert!(parse_duration("5 days").is_err());
         assert!(parse_duration("10y").is_err());

@@ -101,11 +101,29 @@ impl fmt::Display for Failure {
 
 impl std::error::Error for Failure {}
 
+/// What tracing needs when not run as root (`session::privilege::TRACING`), for `--help`.
+pub fn tracing_privileges() -> String {
+    crate::session::privilege::tracing_names()
+}
+
 impl From<crate::kernel::ProbeError> for Failure {
     fn from(e: crate::kernel::ProbeError) -> Failure {
         use crate::kernel::ProbeError::{Kernel, Map, NoBackend, NoBtf, NoPermission};
         match e {
-            NoPermission | NoBtf | NoBackend { .. } | Kernel(_) => Failure::environment(e),
+            // Said from the one table of what tracing needs, naming what this process lacks.
+            NoPermission => {
+                let lacking = crate::session::privilege::lacking_for_tracing();
+                let lacking = if lacking.is_empty() {
+                    String::new()
+                } else {
+                    format!("; this process lacks {lacking}")
+                };
+                Failure::environment(format!(
+                    "permission denied: tracing needs root, or {}{lacking}: run cap-trace with sudo",
+                    tracing_privileges()
+                ))
+            }
+            NoBtf | NoBackend { .. } | Kernel(_) => Failure::environment(e),
             Map(..) => Failure::runtime(e),
         }
     }

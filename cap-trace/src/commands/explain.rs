@@ -2,7 +2,7 @@
 //! is; a bitmap from `/proc/PID/status` is decoded as `capsh --decode` does.
 
 use crate::cli::{ExplainArgs, Format, GlobalArgs};
-use crate::commands::global::{emit, style, text_or_json_only};
+use crate::commands::global::{emit, style, terminal_width, text_or_json_only};
 use crate::error::{Failure, exit};
 use crate::linux::caps::{self, Cap, CapInfo, Decoded};
 
@@ -24,6 +24,7 @@ fn item(arg: &str) -> Result<Item, Failure> {
     }
     arg.parse::<Cap>().map(Item::Cap).map_err(Failure::usage)
 }
+use crate::render::text::wrap;
 
 pub fn command(args: &ExplainArgs, global: &GlobalArgs) -> Result<u8, Failure> {
     let items: Vec<Item> = if args.all {
@@ -60,7 +61,8 @@ pub fn command(args: &ExplainArgs, global: &GlobalArgs) -> Result<u8, Failure> {
                     Item::Mask(decoded) => out.push_str(&mask_text(decoded)),
                 }
             }
-            out
+            // `allows:` and `advice:` run on under their first word.
+            wrap(&out, terminal_width(global), 10)
         }
         other => return Err(text_or_json_only("explain", other)),
     };

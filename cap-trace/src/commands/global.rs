@@ -1,15 +1,17 @@
 //! What the global options mean for every command: the probe options, colours, the format a
 //! result is rendered in and where it is written.
 
-use std::io::IsTerminal;
+use std::io::{IsTerminal, Write as _};
 
 use crate::cli::{ColorChoice, Command, ComposeLists, Format, GlobalArgs, ProbeArgs};
 use crate::error::Failure;
 use crate::kernel::ProbeOptions;
 use crate::model::profile::Profile;
+use crate::model::record::Check;
 use crate::render::deploy::{self, RenderError, compose, kubernetes, systemd};
 use crate::render::text::{self, Style, TextOptions};
-use crate::render::write;
+use crate::render::{events, write};
+use crate::session::OnCheck;
 
 fn format_name(f: Format) -> &'static str {
     match f {
@@ -77,7 +79,9 @@ fn formats_of(command: Option<&Command>) -> Option<&'static [Format]> {
         Some(Command::Check(_) | Command::Status(_) | Command::Explain(_) | Command::Ps(_)) => {
             Some(TEXT_OR_JSON)
         }
-        Some(Command::Daemon(_) | Command::Export(_)) => None,
+        Some(Command::Daemon(_) | Command::Export(_) | Command::Completions(_) | Command::Man) => {
+            None
+        }
     }
 }
 
@@ -94,6 +98,8 @@ fn command_name(command: Option<&Command>) -> &'static str {
         Some(Command::Status(_)) => "status",
         Some(Command::Profile(_)) => "profile",
         Some(Command::Export(_)) => "export",
+        Some(Command::Completions(_)) => "completions",
+        Some(Command::Man) => "man",
     }
 }
 
@@ -137,10 +143,55 @@ pub(crate) fn validate(global: &GlobalArgs, command: Option<&Command>) -> Result
             }
         }
     }
+    if global.events && command.is_some() {
+        return Err(Failure::usage(format!(
+            "{name} does not take --events: it is for tracing containers"
+        )));
+    }
     if let Some(output) = &global.output {
         write::check_writable(output)?;
     }
     Ok(())
+}
+
+/// The live view of `--events`, if asked for: each kind of check, as it is first seen, on
+/// stdout as a line (the header before the first), or a JSON line with `--json`.
+pub(crate) fn live_view(global: &GlobalArgs) -> Option<OnCheck> {
+    if !global.events {
+        return None;
+    }
+    let json = global.format() == Format::Json;
+    let mut header = !json;
+    Some(Box::new(move |workload: &str, check: &Check| {
+        let mut out = std::io::stdout().lock();
+        if std::mem::take(&mut header) {
+            let _ = out.write_all(events::text_header().as_bytes());
+        }
+        let line = if json {
+            events::json_line(workload, check)
+        } else {
+            events::text_line(workload, check)
+        };
+        // A closed stdout ends the live view, not the trace: the report still goes to --output.
+        let _ = out.write_all(line.as_bytes());
+        let _ = out.flush();
+    }))
+}
+
+/// The width text is wrapped to: `COLUMNS` when set, else the terminal's (TIOCGWINSZ) when
+/// the result goes to one, else 80. Never less than 40.
+pub(crate) fn terminal_width(global: &GlobalArgs) -> usize {
+    let columns = std::env::var("COLUMNS")
+        .ok()
+        .and_then(|c| c.trim().parse::<usize>().ok())
+        .filter(|&c| c > 0);
+    let tty = || {
+        if global.output.is_some() || !std::io::stdout().is_terminal() {
+            return None;
+        }
+        crate::session::terminal_columns(libc::STDOUT_FILENO)
+    };
+    columns.or_else(tty).unwrap_or(80).max(40)
 }
 
 /// Writes a command's text result to `--output` (atomically) or stdout. A result that cannot
@@ -172,6 +223,17 @@ pub(crate) fn emit(global: &GlobalArgs, text: &str) -> Result<(), Failure> {
     Err(Failure::runtime(format!("{error}; {kept}")))
 }
 
+/// After a trace written to `--output`: one line on stderr naming the file.
+pub(crate) fn say_written(global: &GlobalArgs, profiles: usize) {
+    if let Some(output) = &global.output {
+        eprintln!(
+            "cap-trace: wrote {profiles} profile{} to {}",
+            if profiles == 1 { "" } else { "s" },
+            crate::model::text::shown(&output.display().to_string())
+        );
+    }
+}
+
 /// Renders profiles in the format asked for (or `default`). One profile renders as itself;
 /// several as a JSON array, text reports one after another, or what the deploy format makes of
 /// them. `traced`: the profiles come from a trace just made, so when the format cannot render
@@ -183,9 +245,23 @@ pub(crate) fn render_all(
     traced: bool,
 ) -> Result<(), Failure> {
     match render(profiles, global, default) {
+        // After a live view on stdout: JSON lines stay JSON lines (one profile a line), and
+        // the report stands apart from the lines above it.
+        Ok(_) if global.events && global.output.is_none() && global.format() == Format::Json => {
+            let mut lines = String::new();
+            for p in profiles {
+                lines.push_str(&serde_json::to_string(p).expect("profiles serialize"));
+                lines.push('\n');
+            }
+            emit(global, &lines)
+        }
         Ok(text) => {
             warn_environment(profiles, global.format_or(default));
-            emit(global, &text)
+            if global.events && global.output.is_none() {
+                emit(global, &format!("\n{text}"))
+            } else {
+                emit(global, &text)
+            }
         }
         Err(e) if traced && !profiles.is_empty() => {
             emit(global, &json(profiles))?;
@@ -239,6 +315,7 @@ fn render(
                 let opts = TextOptions {
                     verbose: global.verbose,
                     explain: global.explain,
+                    width: terminal_width(global),
                 };
                 profiles
                     .iter()

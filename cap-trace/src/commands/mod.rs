@@ -5,6 +5,7 @@
 pub mod check;
 pub mod containers;
 pub mod daemon;
+pub mod docs;
 pub mod explain;
 pub mod export;
 pub mod global;
@@ -36,5 +37,7 @@ pub async fn dispatch(cli: Cli) -> Result<u8, Failure> {
         Command::Export(args) => export::command(&args).await,
         Command::Explain(args) => explain::command(&args, &global),
         Command::Ps(args) => ps::command(&args, &global),
+        Command::Completions(args) => docs::completions(&args),
+        Command::Man => docs::man(),
     }
 }

@@ -2,7 +2,7 @@
 //! `--verify`, run it again under the learned set and without each capability of it.
 
 use crate::cli::{Format, GlobalArgs, RunArgs, VerifyArgs};
-use crate::commands::global::{probe_options, render_all};
+use crate::commands::global::{probe_options, render_all, say_written};
 use crate::error::{Failure, exit};
 use crate::model::profile::{Profile, RunUser};
 use crate::session::health::HealthCheck;
@@ -12,6 +12,7 @@ use crate::session::verify::{self, CommandRunner, VerifyOptions};
 pub async fn command(args: RunArgs, global: &GlobalArgs) -> Result<u8, Failure> {
     let profile = run_command(args, global).await?;
     render_all(std::slice::from_ref(&profile), global, Format::Text, true)?;
+    say_written(global, 1);
     Ok(exit::OK)
 }
 

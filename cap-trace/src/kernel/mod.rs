@@ -130,9 +130,8 @@ pub struct Attempt {
 
 #[derive(Debug, thiserror::Error)]
 pub enum ProbeError {
-    #[error(
-        "permission denied: loading eBPF programs needs root (or CAP_BPF, CAP_PERFMON and CAP_SYS_RESOURCE); run cap-trace with sudo"
-    )]
+    /// The command line says what is needed and what is missing (`session::privilege`).
+    #[error("permission denied: loading the eBPF programs needs more privileges")]
     NoPermission,
     #[error(
         "this kernel has no BTF (/sys/kernel/btf/vmlinux): use a kernel built with CONFIG_DEBUG_INFO_BTF=y (most distributions since Linux 5.15)"
@@ -827,9 +826,7 @@ fn tracepoint_settings(
     settings: &mut Settings,
     tp_params: Option<&[String]>,
 ) -> Result<SiteTable, AttemptError> {
-    let root = tracefs::tracefs_root().ok_or_else(|| {
-        AttemptError::Unavailable("tracefs is not mounted and cannot be mounted".into())
-    })?;
+    let root = tracefs::tracefs_root().map_err(AttemptError::Unavailable)?;
     let format_path = root.join("events/capability/cap_capable/format");
     let format = std::fs::read_to_string(&format_path).map_err(|_| {
         AttemptError::Unavailable(format!(

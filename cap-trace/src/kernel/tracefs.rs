@@ -108,11 +108,19 @@ pub fn raw_positions(fields: &[Field], params: Option<&[String]>) -> Vec<(String
     out
 }
 
-/// The tracefs mount point, mounting it if needed (as `perf` and `bpftrace` do).
-pub fn tracefs_root() -> Option<PathBuf> {
+/// The tracefs mount point, mounting it if needed (as `perf` and `bpftrace` do); else why
+/// there is none to read.
+pub fn tracefs_root() -> Result<PathBuf, String> {
     for candidate in ["/sys/kernel/tracing", "/sys/kernel/debug/tracing"] {
-        if Path::new(candidate).join("events").is_dir() {
-            return Some(PathBuf::from(candidate));
+        match std::fs::metadata(Path::new(candidate).join("events")) {
+            Ok(m) if m.is_dir() => return Ok(PathBuf::from(candidate)),
+            // Mounted, but not ours to read: mounting again would not help.
+            Err(e) if e.kind() == std::io::ErrorKind::PermissionDenied => {
+                return Err(format!(
+                    "tracefs is mounted at {candidate} but cap-trace cannot read it ({e}): run cap-trace as root"
+                ));
+            }
+            _ => {}
         }
     }
     let target = c"/sys/kernel/tracing";
@@ -126,8 +134,17 @@ pub fn tracefs_root() -> Option<PathBuf> {
             std::ptr::null(),
         )
     };
-    (rc == 0 && Path::new("/sys/kernel/tracing/events").is_dir())
-        .then(|| PathBuf::from("/sys/kernel/tracing"))
+    let why = if rc == 0 {
+        if Path::new("/sys/kernel/tracing/events").is_dir() {
+            return Ok(PathBuf::from("/sys/kernel/tracing"));
+        }
+        "it has no events directory".to_owned()
+    } else {
+        std::io::Error::last_os_error().to_string()
+    };
+    Err(format!(
+        "tracefs is not mounted and cannot be mounted ({why}): mount it with `mount -t tracefs nodev /sys/kernel/tracing`"
+    ))
 }
 
 #[cfg(test)]

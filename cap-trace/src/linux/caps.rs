@@ -193,11 +193,64 @@ impl fmt::Display for Cap {
 }
 
 /// A capability name that is not one the kernel defines.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error(
-    "unknown capability `{0}` (expected a name such as NET_BIND_SERVICE or CAP_CHOWN; see `cap-trace explain --all`)"
-)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct UnknownCap(pub String);
+
+impl std::error::Error for UnknownCap {}
+
+impl fmt::Display for UnknownCap {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "unknown capability `{}`", self.0)?;
+        match closest(&self.0) {
+            Some(name) => write!(f, ": did you mean {name}?")?,
+            None => write!(
+                f,
+                " (expected a name such as NET_BIND_SERVICE or CAP_CHOWN)"
+            )?,
+        }
+        write!(f, " (see `cap-trace explain --all`)")
+    }
+}
+
+/// The capability whose name is nearest to `s` (letters swapped, missing, extra or wrong, the
+/// `CAP_` prefix and case aside), if one is near enough to be what was meant.
+pub fn closest(s: &str) -> Option<&'static str> {
+    let upper = s.trim().to_ascii_uppercase();
+    let bare = upper.strip_prefix("CAP_").unwrap_or(&upper);
+    // One edit in a short name, two in a longer one.
+    let most = if bare.len() <= 4 { 1 } else { 2 };
+    ALL.iter()
+        .map(|info| (edits(bare, info.name), info.name))
+        .filter(|(d, _)| *d <= most)
+        .min()
+        .map(|(_, name)| name)
+}
+
+/// Optimal string alignment distance: insertions, deletions, substitutions and swaps of two
+/// adjacent letters, each one edit.
+fn edits(a: &str, b: &str) -> usize {
+    let (a, b): (Vec<char>, Vec<char>) = (a.chars().collect(), b.chars().collect());
+    let mut d = vec![vec![0usize; b.len() + 1]; a.len() + 1];
+    for (i, row) in d.iter_mut().enumerate() {
+        row[0] = i;
+    }
+    for (j, cell) in d[0].iter_mut().enumerate() {
+        *cell = j;
+    }
+    for i in 1..=a.len() {
+        for j in 1..=b.len() {
+            let cost = usize::from(a[i - 1] != b[j - 1]);
+            let mut best = (d[i - 1][j] + 1)
+                .min(d[i][j - 1] + 1)
+                .min(d[i - 1][j - 1] + cost);
+            if i > 1 && j > 1 && a[i - 1] == b[j - 2] && a[i - 2] == b[j - 1] {
+                best = best.min(d[i - 2][j - 2] + 1);
+            }
+            d[i][j] = best;
+        }
+    }
+    d[a.len()][b.len()]
+}
 
 impl FromStr for Cap {
     type Err = UnknownCap;
@@ -438,5 +491,22 @@ mod tests {
         assert_eq!(all.known.len(), ALL.len());
         assert_eq!(all.unknown, (41..64).collect::<Vec<_>>());
         assert_eq!(decode(0x1ff_ffff_ffff).unknown, Vec::<u32>::new());
+    }
+
+    #[test]
+    fn unknown_names_get_the_nearest_one_suggested() {
+        assert_eq!(closest("CHWON"), Some("CHOWN"));
+        assert_eq!(closest("cap_net_bind_servce"), Some("NET_BIND_SERVICE"));
+        assert_eq!(closest("SYSADMIN"), Some("SYS_ADMIN"));
+        assert_eq!(closest("KILLL"), Some("KILL"));
+        assert_eq!(closest("ROOT"), None);
+        assert_eq!(closest("EVERYTHING"), None);
+        let err = "CHWON".parse::<Cap>().unwrap_err().to_string();
+        assert_eq!(
+            err,
+            "unknown capability `CHWON`: did you mean CHOWN? (see `cap-trace explain --all`)"
+        );
+        let err = "ROOT".parse::<Cap>().unwrap_err().to_string();
+        assert!(err.contains("expected a name such as"), "{err}");
     }
 }

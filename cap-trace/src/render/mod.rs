@@ -3,6 +3,7 @@
 
 pub mod deploy;
 pub mod escape;
+pub mod events;
 pub mod fleet;
 pub mod gate;
 pub mod status;

@@ -61,6 +61,87 @@ pub struct TextOptions {
     pub verbose: bool,
     /// Add the explanation section.
     pub explain: bool,
+    /// The terminal's width in columns: lines are wrapped to it (0: not wrapped).
+    pub width: usize,
+}
+
+/// How many columns a string takes on a terminal: its characters, less the escape codes of
+/// [`Style`].
+pub fn visible_width(s: &str) -> usize {
+    let mut n = 0;
+    let mut in_escape = false;
+    for c in s.chars() {
+        match c {
+            '\x1b' => in_escape = true,
+            'm' if in_escape => in_escape = false,
+            _ if in_escape => {}
+            _ => n += 1,
+        }
+    }
+    n
+}
+
+/// Each line of `text` broken at spaces so that none is wider than `width` columns, the lines
+/// a break makes indented by `hang` spaces (a hanging indent). Runs of spaces that lay out
+/// columns are kept where no break falls; a word wider than the line stays whole. A `width` of
+/// 0 leaves `text` as it is.
+pub fn wrap(text: &str, width: usize, hang: usize) -> String {
+    wrap_with(text, width, hang, "")
+}
+
+/// [`wrap`], ending each line a break makes with `end` (` \\` keeps a shell command one
+/// command).
+pub fn wrap_with(text: &str, width: usize, hang: usize, end: &str) -> String {
+    if width == 0 {
+        return text.to_owned();
+    }
+    // A hanging indent so deep that little fits after it helps nobody.
+    let hang = hang.min(width * 2 / 3);
+    let end_w = visible_width(end);
+    let mut out = String::with_capacity(text.len() + 16);
+    for line in text.split_inclusive('\n') {
+        let (line, newline) = match line.strip_suffix('\n') {
+            Some(l) => (l, "\n"),
+            None => (line, ""),
+        };
+        if visible_width(line) <= width {
+            out.push_str(line);
+            out.push_str(newline);
+            continue;
+        }
+        let indent = line.len() - line.trim_start_matches(' ').len();
+        out.push_str(&line[..indent]);
+        let mut col = indent;
+        let mut fresh = true;
+        let mut rest = &line[indent..];
+        while !rest.is_empty() {
+            let spaces = rest.len() - rest.trim_start_matches(' ').len();
+            let after = &rest[spaces..];
+            let word_len = after.find(' ').unwrap_or(after.len());
+            let word = &after[..word_len];
+            rest = &after[word_len..];
+            if word.is_empty() {
+                break;
+            }
+            let w = visible_width(word);
+            // Room for the word, and for the continuation mark if more follows.
+            let mark = if rest.trim().is_empty() { 0 } else { end_w };
+            if fresh || col + spaces + w + mark <= width {
+                out.push_str(&" ".repeat(spaces));
+                out.push_str(word);
+                col += spaces + w;
+            } else {
+                out.push_str(end);
+                out.push('\n');
+                out.push_str(&" ".repeat(hang));
+                out.push_str(word);
+                col = hang + w;
+            }
+            fresh = false;
+        }
+        out.push_str(newline);
+    }
+    out
 }
 
 /// Pads `text` (which may contain escape codes) to `width` visible characters.
@@ -69,42 +150,54 @@ fn pad(text: &str, visible: usize, width: usize) -> String {
 }
 
 /// The text report of one profile.
+/// Lines wider than `opts.width` are wrapped at spaces, each part with its hanging indent:
+/// table rows under the WHY column, the rest under their text.
 pub fn text(profile: &Profile, style: Style, opts: TextOptions) -> String {
-    let mut out = String::new();
-    header(&mut out, profile, style);
-    table(
-        &mut out,
-        &profile.suggestion.capabilities,
-        style,
-        opts.verbose,
-    );
+    let width = opts.width;
+    let mut part = String::new();
+    header(&mut part, profile, style);
+    let mut out = wrap(&part, width, 4);
+    let verdicts = &profile.suggestion.capabilities;
+    part.clear();
+    table(&mut part, verdicts, style, opts.verbose);
+    out.push_str(&wrap(&part, width, why_column(verdicts)));
     let missing: Vec<Cap> = profile.suggestion.missing().map(|v| v.cap).collect();
     if !missing.is_empty() && !profile.verified() {
-        let _ = writeln!(
-            out,
-            "\n  {} the workload hit a wall: {} was denied and the syscall failed; it is included below",
+        let line = format!(
+            "\n  {} the workload hit a wall: {} was denied and the syscall failed; it is included below\n",
             style.red("needed but missing:"),
             cap_list(&missing)
         );
+        out.push_str(&wrap(&line, width, 4));
     }
     if opts.verbose {
-        every_check(&mut out, profile, style);
+        part.clear();
+        every_check(&mut part, profile, style);
+        out.push_str(&wrap(&part, width, 6));
     }
-    not_for_cap_add(&mut out, profile, style);
+    part.clear();
+    not_for_cap_add(&mut part, profile, style);
     if let Some(v) = &profile.verification {
-        verification(&mut out, v, style, opts.verbose);
+        verification(&mut part, v, style, opts.verbose);
     }
-    out.push_str(&explain_section(profile, style, opts.explain));
+    out.push_str(&wrap(&part, width, 6));
+    out.push_str(&wrap(
+        &explain_section(profile, style, opts.explain),
+        width,
+        6,
+    ));
     for warning in &profile.warnings {
-        let _ = writeln!(
-            out,
-            "\n  {} {}",
+        let line = format!(
+            "\n  {} {}\n",
             style.yellow("warning:"),
             escape::text(warning)
         );
+        out.push_str(&wrap(&line, width, 4));
     }
-    unverified_note(&mut out, profile, style);
-    suggestion(&mut out, profile, style);
+    part.clear();
+    unverified_note(&mut part, profile, style);
+    out.push_str(&wrap(&part, width, 4));
+    suggestion(&mut out, profile, style, width);
     out
 }
 
@@ -290,6 +383,13 @@ fn header(out: &mut String, profile: &Profile, style: Style) {
     }
 }
 
+/// Where the WHY column of [`table`] starts.
+fn why_column(verdicts: &[CapVerdict]) -> usize {
+    let name_w = width(verdicts.iter().map(|v| v.cap.name().len()), 10);
+    let status_w = width(verdicts.iter().map(|v| v.status.label().len()), 6);
+    2 + name_w + 2 + status_w + 2 + 7 + 2
+}
+
 /// The widest of `widths`, and at least `min`.
 fn width(widths: impl Iterator<Item = usize>, min: usize) -> usize {
     widths.max().unwrap_or(min).max(min)
@@ -304,9 +404,10 @@ fn table(out: &mut String, verdicts: &[CapVerdict], style: Style, verbose: bool)
     }
     let name_w = width(verdicts.iter().map(|v| v.cap.name().len()), 10);
     let status_w = width(verdicts.iter().map(|v| v.status.label().len()), 6);
+    // Padded by what shows, not by the escape codes around it.
     let _ = writeln!(
         out,
-        "\n  {}  {}  {:>7}  {}",
+        "\n  {}  {}   {}  {}",
         pad(&style.bold("CAPABILITY"), 10, name_w),
         pad(&style.bold("STATUS"), 6, status_w),
         style.bold("CHECKS"),
@@ -375,13 +476,15 @@ fn every_check(out: &mut String, profile: &Profile, style: Style) {
 }
 
 /// The suggested flags, and what they drop of what the workload runs with now.
-fn suggestion(out: &mut String, profile: &Profile, style: Style) {
-    let _ = writeln!(
-        out,
-        "\n{} {}",
+/// Flags that do not fit the line go on the next, after a ` \\`: pasted into a shell, they
+/// stay one command.
+fn suggestion(out: &mut String, profile: &Profile, style: Style, width: usize) {
+    let line = format!(
+        "\n{} {}\n",
         style.bold("Suggestion:"),
         style.bold(&profile.suggestion.docker_flags())
     );
+    out.push_str(&wrap_with(&line, width, 2, " \\"));
     if let Some(current) = &profile.workload.capabilities {
         let dropped: Vec<Cap> = current
             .iter()
@@ -389,12 +492,12 @@ fn suggestion(out: &mut String, profile: &Profile, style: Style) {
             .filter(|c| !profile.suggestion.add.contains(c))
             .collect();
         if !dropped.is_empty() {
-            let _ = writeln!(
-                out,
-                "  drops {} it runs with now: {}",
+            let line = format!(
+                "  drops {} it runs with now: {}\n",
                 dropped.len(),
                 cap_list(&dropped)
             );
+            out.push_str(&wrap(&line, width, 4));
         }
     }
 }
@@ -506,6 +609,7 @@ mod tests {
             TextOptions {
                 verbose: true,
                 explain: true,
+                width: 0,
             },
         ] {
             let text = text(&p, Style::plain(), opts);
@@ -540,6 +644,7 @@ mod tests {
             TextOptions {
                 verbose: false,
                 explain: true,
+                width: 0,
             },
         );
         assert!(long.contains("evidence: chown: fchownat"), "{long}");
@@ -554,6 +659,7 @@ mod tests {
             TextOptions {
                 verbose: true,
                 explain: false,
+                width: 0,
             },
         );
         assert!(text.contains("all workload checks:"));
@@ -561,5 +667,101 @@ mod tests {
             text.contains("SYS_ADMIN          granted noaudit  chown            mmap"),
             "{text}"
         );
+    }
+
+    /// Every word of `wrapped` is a word of `original`: breaks fall between words only.
+    fn same_words(original: &str, wrapped: &str) {
+        let words = |t: &str| {
+            t.split_whitespace()
+                .filter(|w| *w != "\\")
+                .map(str::to_owned)
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(words(original), words(wrapped));
+    }
+
+    #[test]
+    fn wraps_at_spaces_with_a_hanging_indent() {
+        let line = "  warning: the workload ran under a seccomp filter that refused some syscalls before the kernel checked a capability\n";
+        let wrapped = wrap(line, 40, 4);
+        assert_eq!(
+            wrapped,
+            "  warning: the workload ran under a\n    seccomp filter that refused some\n    syscalls before the kernel checked a\n    capability\n"
+        );
+        same_words(line, &wrapped);
+        // Short lines and column padding are left alone; a word longer than the line stays whole.
+        assert_eq!(wrap("  A      B\n", 40, 4), "  A      B\n");
+        assert_eq!(
+            wrap("x aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa", 20, 2),
+            "x\n  aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa"
+        );
+        assert_eq!(wrap(line, 0, 4), line);
+        // Escape codes take no room.
+        let bold = Style { color: true }.bold("word");
+        assert_eq!(visible_width(&bold), 4);
+        assert_eq!(
+            wrap(&format!("{bold} {bold}"), 9, 0),
+            format!("{bold} {bold}")
+        );
+        // A shell command stays one command.
+        assert_eq!(
+            wrap_with("run --a --b --c", 12, 2, " \\"),
+            "run --a \\\n  --b --c"
+        );
+    }
+
+    #[test]
+    fn the_report_fits_80_columns() {
+        let mut p = sample();
+        p.warnings.push(
+            "the workload ran under a seccomp filter: a syscall it refuses never reaches the capability check, so a capability that such a syscall would need is not seen here; trace with the seccomp profile you deploy with, or with --security-opt seccomp=unconfined to see every check the workload would make without it".into(),
+        );
+        p.workload.capabilities = Some(
+            crate::linux::caps::ALL
+                .iter()
+                .map(|c| Cap(c.number))
+                .collect(),
+        );
+        let p = Profile::new(p.workload, p.trace, p.checks, p.outcomes, p.warnings);
+        for color in [false, true] {
+            for verbose in [false, true] {
+                let style = Style { color };
+                let opts = TextOptions {
+                    verbose,
+                    explain: true,
+                    width: 80,
+                };
+                let text = text(&p, style, opts);
+                for line in text.lines() {
+                    assert!(
+                        visible_width(line) <= 80,
+                        "{} columns: {line}",
+                        visible_width(line)
+                    );
+                }
+                let unwrapped = super::text(&p, style, TextOptions { width: 0, ..opts });
+                same_words(&unwrapped, &text);
+            }
+        }
+    }
+
+    #[test]
+    fn column_titles_sit_over_their_values_in_colour_too() {
+        let plain = text(&sample(), Style::plain(), TextOptions::default());
+        let color = text(&sample(), Style { color: true }, TextOptions::default());
+        let strip = |t: &str| {
+            let mut out = String::new();
+            let mut esc = false;
+            for c in t.chars() {
+                match c {
+                    '\x1b' => esc = true,
+                    'm' if esc => esc = false,
+                    _ if esc => {}
+                    c => out.push(c),
+                }
+            }
+            out
+        };
+        assert_eq!(strip(&color), plain);
     }
 }

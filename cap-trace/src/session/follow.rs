@@ -20,12 +20,12 @@ use crate::kernel::{Probe, ProbeOptions};
 use crate::linux::caps::Cap;
 use crate::model::profile::{Environment, Profile, TraceInfo, rfc3339};
 use crate::model::text;
-use crate::session::SessionError;
 use crate::session::cgroup;
 use crate::session::container::path::{self as cpath, CgroupContainer, Runtime};
 use crate::session::container::{self, ContainerInfo, Engines, Lookup};
 use crate::session::sysctl;
 use crate::session::tracer::{Migration, Snapshot, Tracer};
+use crate::session::{MAX_WAITING_CHECKS, OnCheck, SessionError};
 
 pub struct FollowOptions {
     /// Names or ids asked for (empty with `all`).
@@ -38,6 +38,11 @@ pub struct FollowOptions {
     pub verbose: bool,
     /// With `all`: only containers carrying every one of these labels.
     pub labels: Vec<(String, String)>,
+    /// The live view, if asked for.
+    pub on_check: Option<OnCheck>,
+    /// Keep a status line on stderr (a terminal): elapsed and remaining time, containers,
+    /// checks, losses, redrawn in place.
+    pub status_line: bool,
 }
 
 /// One container being profiled (all its incarnations: restarts keep one profile).
@@ -160,6 +165,11 @@ pub(crate) struct Session {
     last_sweep: Instant,
     /// The kernel side's count of losses it could not attribute, as last read.
     unattributed_seen: u64,
+    /// The live view, and the fresh checks of cgroups not named yet.
+    on_check: Option<OnCheck>,
+    fresh_waiting: Vec<(u64, crate::model::record::Check)>,
+    /// Whether a status line is on the terminal now (messages clear it first).
+    status_drawn: std::cell::Cell<bool>,
 }
 
 /// How often the kernel's maps are swept and the session's own bookkeeping pruned of cgroups
@@ -169,9 +179,44 @@ const SWEEP_EVERY: Duration = Duration::from_secs(10);
 impl Session {
     /// Every message of a session goes out here: one place decides where they go. They name
     /// containers as their engines and labels do: shown escaped.
-    #[allow(clippy::unused_self)]
     pub(crate) fn say(&self, message: &str) {
+        self.clear_status();
         eprintln!("cap-trace: {}", text::shown(message));
+    }
+
+    /// Takes the status line off the terminal, if it is on it.
+    fn clear_status(&self) {
+        if self.status_drawn.replace(false) {
+            eprint!("\r\x1b[K");
+        }
+    }
+
+    /// Draws the status line in place of the last: how long the trace has run (and has left),
+    /// the containers, the checks counted and the losses, cut to the terminal's width.
+    fn draw_status(&self, elapsed: Duration, left: Option<Duration>) {
+        use std::io::Write as _;
+        let stats = self.tracer.stats().unwrap_or_default();
+        let named = self.tracked.iter().filter(|t| t.info.is_some()).count();
+        let running = self.tracked.iter().filter(|t| t.live.is_some()).count();
+        let mut line = format!("cap-trace: {}", clock(elapsed));
+        if let Some(left) = left {
+            line.push_str(&format!(", {} left", clock(left)));
+        }
+        line.push_str(&format!(
+            " | {named} container{} ({running} running) | {} checks | ",
+            if named == 1 { "" } else { "s" },
+            stats.checks
+        ));
+        line.push_str(&match stats.losses() {
+            0 => "nothing lost".to_owned(),
+            n => format!("{n} lost"),
+        });
+        let width = stderr_width().saturating_sub(1);
+        let line: String = line.chars().take(width).collect();
+        let mut err = std::io::stderr().lock();
+        let _ = write!(err, "\r{line}\x1b[K");
+        let _ = err.flush();
+        self.status_drawn.set(true);
     }
 
     /// Starts recording every task of a cgroup created from now on.
@@ -628,9 +673,7 @@ impl Session {
                     info.running = latest.running;
                 }
             }
-            if self.verbose {
-                self.say(&format!("container {} exited", self.tracked[i].target));
-            }
+            self.say(&format!("container {} exited", self.tracked[i].target));
             if self.follow_restarts {
                 self.watch()?;
             }
@@ -791,11 +834,39 @@ impl Session {
     /// containers that exited.
     pub(crate) fn tick(&mut self) -> Result<(), SessionError> {
         self.classify_new_cgroups()?;
+        self.report_fresh();
         self.check_exits()?;
         if self.last_sweep.elapsed() >= SWEEP_EVERY {
             self.sweep()?;
         }
         Ok(())
+    }
+
+    /// The live view: each kind of check seen for the first time in a followed container,
+    /// once its cgroup is named; those of cgroups not followed are dropped.
+    fn report_fresh(&mut self) {
+        let Some(on_check) = self.on_check.as_mut() else {
+            return;
+        };
+        if self.status_drawn.replace(false) {
+            eprint!("\r\x1b[K");
+        }
+        let mut fresh = std::mem::take(&mut self.fresh_waiting);
+        fresh.extend(self.tracer.fresh_checks());
+        for (id, check) in fresh {
+            match self.known.get(&id) {
+                Some(Some(i)) => {
+                    let t = &self.tracked[*i];
+                    let name = t.info.as_ref().map_or(t.target.as_str(), |i| &i.name);
+                    on_check(name, &check);
+                }
+                None if self.fresh_waiting.len() < MAX_WAITING_CHECKS => {
+                    self.fresh_waiting.push((id, check));
+                }
+                // Not followed, or too many waiting to be named.
+                Some(None) | None => {}
+            }
+        }
     }
 
     /// How many cgroups with checks wait for a container name (the engine does not answer, or
@@ -877,6 +948,21 @@ impl Session {
         }
         Ok(())
     }
+}
+
+/// `42s`, `3m07s`, `1h02m`.
+fn clock(d: Duration) -> String {
+    let s = d.as_secs();
+    match s {
+        0..60 => format!("{s}s"),
+        60..3600 => format!("{}m{:02}s", s / 60, s % 60),
+        _ => format!("{}h{:02}m", s / 3600, s % 3600 / 60),
+    }
+}
+
+/// The width of the terminal on stderr (80 if it cannot be told).
+fn stderr_width() -> usize {
+    crate::session::terminal_columns(libc::STDERR_FILENO).unwrap_or(80)
 }
 
 /// Everything a follow session runs on.
@@ -964,6 +1050,9 @@ pub(crate) fn open(opts: &FollowOptions) -> Result<Opened, SessionError> {
         unnamed: BTreeSet::new(),
         last_sweep: Instant::now(),
         unattributed_seen: 0,
+        on_check: None,
+        fresh_waiting: Vec::new(),
+        status_drawn: std::cell::Cell::new(false),
     };
     s.engines.watch(s.since);
     // New container cgroups are named the moment they appear, before they can vanish.
@@ -986,8 +1075,12 @@ pub(crate) fn open(opts: &FollowOptions) -> Result<Opened, SessionError> {
     })
 }
 
-pub async fn follow(opts: FollowOptions) -> Result<Vec<Profile>, SessionError> {
+pub async fn follow(mut opts: FollowOptions) -> Result<Vec<Profile>, SessionError> {
     let mut opened = open(&opts)?;
+    if let Some(on_check) = opts.on_check.take() {
+        opened.session.tracer.keep_fresh();
+        opened.session.on_check = Some(on_check);
+    }
     let (started_wall, started) = (opened.started_wall, opened.started);
     let s = &mut opened.session;
     let waiting: Vec<String> = s
@@ -1015,6 +1108,7 @@ pub async fn follow(opts: FollowOptions) -> Result<Vec<Profile>, SessionError> {
     let mut sigterm = signal(SignalKind::terminate()).map_err(SessionError::runtime)?;
     let mut tick = tokio::time::interval(Duration::from_millis(100));
     let deadline = opts.duration.map(|d| started + d);
+    let mut drawn_at: Option<Instant> = None;
     loop {
         tokio::select! {
             result = opened.take_in() => result?,
@@ -1026,9 +1120,15 @@ pub async fn follow(opts: FollowOptions) -> Result<Vec<Profile>, SessionError> {
                 if deadline.is_some_and(|d| Instant::now() >= d) {
                     break;
                 }
+                if opts.status_line && drawn_at.is_none_or(|t| t.elapsed() >= Duration::from_secs(1)) {
+                    let now = Instant::now();
+                    s.draw_status(started.elapsed(), deadline.map(|d| d.saturating_duration_since(now)));
+                    drawn_at = Some(now);
+                }
                 let never_seen: Vec<&Tracked> =
                     s.tracked.iter().filter(|t| t.starts == 0).collect();
                 if !opts.all && started.elapsed() >= opts.wait && !never_seen.is_empty() {
+                    s.clear_status();
                     let t = never_seen[0];
                     let known = s.engines.inspect(&t.target);
                     return Err(SessionError::runtime(match known {
@@ -1057,7 +1157,9 @@ pub async fn follow(opts: FollowOptions) -> Result<Vec<Profile>, SessionError> {
         }
     }
     let s = &mut opened.session;
+    s.clear_status();
     s.tracer.drain();
     s.classify_new_cgroups()?;
+    s.report_fresh();
     s.profiles((started_wall, started))
 }

@@ -15,7 +15,29 @@ pub mod verify;
 use std::fmt;
 
 use crate::kernel::ProbeError;
+use crate::model::record::Check;
 use crate::session::cgroup::CgroupError;
+
+/// The width in columns of the terminal on descriptor `fd`, if it is one.
+pub fn terminal_columns(fd: i32) -> Option<usize> {
+    let mut size = libc::winsize {
+        ws_row: 0,
+        ws_col: 0,
+        ws_xpixel: 0,
+        ws_ypixel: 0,
+    };
+    // SAFETY: TIOCGWINSZ fills the winsize it is given.
+    let ok = unsafe { libc::ioctl(fd, libc::TIOCGWINSZ, &raw mut size) } == 0;
+    (ok && size.ws_col > 0).then_some(usize::from(size.ws_col))
+}
+
+/// The live view: called with each kind of check the moment it is first seen in a traced
+/// workload, with the workload's name (escaping is the caller's).
+pub type OnCheck = Box<dyn FnMut(&str, &Check)>;
+
+/// Fresh checks of cgroups not named yet, kept until they are: beyond this, the oldest wait no
+/// longer (the profile still has them).
+const MAX_WAITING_CHECKS: usize = 65_536;
 
 /// Why a tracing session could not start or go on. Each kind maps to one documented exit code
 /// (`error.rs`).

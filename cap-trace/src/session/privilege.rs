@@ -1,5 +1,6 @@
-//! The daemon's own privileges: checked before it starts, reduced once its programs are
-//! attached.
+//! cap-trace's own privileges: [`TRACING`] is the one statement of what tracing needs and why,
+//! which `--help`, the errors and the README (held to it by a test) all use; the daemon checks
+//! them before it starts and reduces them once its programs are attached.
 //!
 //! Loading and attaching the programs needs CAP_BPF and CAP_PERFMON (CAP_SYS_ADMIN on kernels
 //! before 5.8), and the tracepoint backend reads `/proc/kallsyms` addresses (CAP_SYSLOG).
@@ -10,9 +11,57 @@
 
 use crate::linux::caps::Cap;
 
+/// What tracing needs, each capability with why (when cap-trace does not run as root).
+pub const TRACING: [(&str, &str); 3] = [
+    ("BPF", "load the eBPF programs and create their maps"),
+    (
+        "PERFMON",
+        "attach the programs to the kernel's capability hook and let them read kernel memory",
+    ),
+    (
+        "SYSLOG",
+        "read kernel addresses in /proc/kallsyms, which tell an enforcement point from a probe",
+    ),
+];
+
+/// `CAP_BPF, CAP_PERFMON and CAP_SYSLOG`.
+pub fn tracing_names() -> String {
+    let names: Vec<String> = TRACING.iter().map(|(c, _)| format!("CAP_{c}")).collect();
+    match names.split_last() {
+        Some((last, [])) => last.clone(),
+        Some((last, rest)) => format!("{} and {last}", rest.join(", ")),
+        None => String::new(),
+    }
+}
+
+/// The table as the README shows it.
+pub fn markdown() -> String {
+    let mut out = String::from("| capability | needed to |\n| --- | --- |\n");
+    for (cap, why) in TRACING {
+        out.push_str(&format!("| `CAP_{cap}` | {why} |\n"));
+    }
+    out
+}
+
+/// What this process lacks of [`TRACING`], each with why, as one phrase ("CAP_SYSLOG (to read
+/// kernel addresses ...)"); empty when it lacks nothing (or its capabilities cannot be read).
+pub fn lacking_for_tracing() -> String {
+    let Ok((effective, _, _)) = get() else {
+        return String::new();
+    };
+    TRACING
+        .iter()
+        .filter(|(name, _)| {
+            name.parse::<Cap>()
+                .is_ok_and(|c| c.0 < 64 && effective & (1 << c.0) == 0)
+        })
+        .map(|(name, why)| format!("CAP_{name} (to {why})"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
 const CAP_SYS_ADMIN: u32 = 21;
 const CAP_SETPCAP: u32 = 8;
-const CAP_PERFMON: u32 = 38;
 const CAP_BPF: u32 = 39;
 
 #[repr(C)]
@@ -132,7 +181,12 @@ pub fn require_tracing_capabilities() -> Result<(), PrivilegeError> {
         return Ok(());
     }
     let lacking = if last_cap() >= CAP_BPF {
-        missing(effective, &[CAP_BPF, CAP_PERFMON])
+        let needed: Vec<u32> = TRACING
+            .iter()
+            .filter_map(|(name, _)| name.parse::<Cap>().ok())
+            .map(|c| c.0)
+            .collect();
+        missing(effective, &needed)
     } else {
         vec![Cap(CAP_SYS_ADMIN).to_string()]
     };
@@ -216,8 +270,29 @@ mod tests {
     #[test]
     fn names_what_is_missing() {
         let mask = 1u64 << CAP_BPF;
-        assert_eq!(missing(mask, &[CAP_BPF, CAP_PERFMON]), vec!["PERFMON"]);
-        assert!(missing(u64::MAX, &[CAP_BPF, CAP_PERFMON]).is_empty());
+        assert_eq!(missing(mask, &[CAP_BPF, 38]), vec!["PERFMON"]);
+        assert!(missing(u64::MAX, &[CAP_BPF, 38]).is_empty());
+    }
+
+    #[test]
+    fn the_table_names_real_capabilities() {
+        for (name, _) in TRACING {
+            assert!(name.parse::<Cap>().is_ok(), "{name}");
+        }
+        assert_eq!(tracing_names(), "CAP_BPF, CAP_PERFMON and CAP_SYSLOG");
+    }
+
+    /// The README's "Requirements" states the table, word for word.
+    #[test]
+    fn readme_states_the_table() {
+        let readme = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../README.md"))
+            .expect("README.md beside the workspace's Cargo.toml");
+        assert!(
+            readme.contains(&markdown()),
+            "README.md's Requirements must hold this table:\n{}",
+            markdown()
+        );
+        assert!(readme.contains(&format!("Root, or {}", tracing_names())));
     }
 
     #[test]

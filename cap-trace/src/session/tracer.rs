@@ -119,7 +119,14 @@ pub struct Collector {
     pub migrations: Vec<Migration>,
     /// Events received (for status and benchmarks).
     pub events: u64,
+    /// Kinds of check seen for the first time and not yet taken by [`Tracer::fresh_checks`]
+    /// (kept only for the live view).
+    fresh: Option<Vec<(CheckKey, First)>>,
 }
+
+/// Fresh kinds of check kept for the live view while nobody takes them: beyond this, the
+/// oldest are dropped (the profile still counts them).
+const MAX_FRESH: usize = 65_536;
 
 impl Collector {
     fn on_record(&mut self, data: &[u8]) {
@@ -136,13 +143,19 @@ impl Collector {
                 let ev: CheckEvent = unsafe { std::ptr::read_unaligned(data.as_ptr().cast()) };
                 let seen = self.checks.entry(ev.key).or_default();
                 if seen.first.is_none() {
-                    seen.first = Some(First {
+                    let first = First {
                         tgid: ev.tgid,
                         tid: ev.tid,
                         uid: ev.uid,
                         boot_ns: ev.boot_ns,
                         frames: ev.frames,
-                    });
+                    };
+                    seen.first = Some(first);
+                    if let Some(fresh) = &mut self.fresh
+                        && fresh.len() < MAX_FRESH
+                    {
+                        fresh.push((ev.key, first));
+                    }
                 }
                 if kind == event_kind::CHECK_UNCOUNTED {
                     seen.uncounted += 1;
@@ -333,6 +346,32 @@ impl Tracer {
         }
         guard.clear_ready();
         Ok(())
+    }
+
+    /// Keeps each kind of check seen for the first time from now on, for
+    /// [`Tracer::fresh_checks`] (the live view).
+    pub fn keep_fresh(&mut self) {
+        self.collector.fresh.get_or_insert_with(Vec::new);
+    }
+
+    /// The kinds of check seen for the first time since the last call, in the order they
+    /// came, each with its cgroup id: records with a count of one, their first occurrence.
+    pub fn fresh_checks(&mut self) -> Vec<(u64, Check)> {
+        let Some(fresh) = self.collector.fresh.as_mut() else {
+            return Vec::new();
+        };
+        let fresh = std::mem::take(fresh);
+        let names = HashMap::new();
+        fresh
+            .into_iter()
+            .map(|(key, first)| {
+                let seen = Seen {
+                    first: Some(first),
+                    uncounted: 0,
+                };
+                (key.cgroup_id, self.check_record(&key, &seen, 1, &names))
+            })
+            .collect()
     }
 
     /// Consumes everything already in the ring buffer, without waiting.

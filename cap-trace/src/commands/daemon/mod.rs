@@ -331,6 +331,8 @@ pub async fn command(args: DaemonArgs, global: &GlobalArgs) -> Result<u8, Failur
             engine_socket: args.engine_socket,
             verbose: global.verbose,
             labels: args.labels,
+            on_check: None,
+            status_line: false,
         },
     })
     .await?;
