@@ -1372,3 +1372,141 @@ fn containers_started_while_the_engine_is_down_are_named_when_it_is_back() {
     assert!(d.stderr().contains("answers again"), "{}", d.stderr());
     d.stop();
 }
+
+/// Podman containers doing a privileged thing five times a second until removed.
+struct Foreign(Vec<String>);
+impl Foreign {
+    fn start(&mut self, n: usize) {
+        for _ in 0..n {
+            let name = podman::name("foreign");
+            let out = engine::Engine::Podman.run_detached(
+                &name,
+                podman::LEARNING,
+                "touch /tmp/f; while :; do chown nobody /tmp/f; sleep 0.2; done",
+            );
+            assert!(out.status.success(), "{}", stderr(&out));
+            self.0.push(name);
+        }
+    }
+}
+impl Drop for Foreign {
+    fn drop(&mut self) {
+        for name in &self.0 {
+            podman::remove(name);
+        }
+    }
+}
+
+/// Containers of another engine that the daemon's engine does not know (podman's, while the
+/// daemon names through Docker): asking about them holds up neither the profile of a
+/// container the engine knows nor SIGTERM.
+#[test]
+fn other_engines_containers_hold_up_neither_profiles_nor_sigterm() {
+    use cap_trace_tests::engine::Engine;
+    let test = "other_engines_containers_hold_up_neither_profiles_nor_sigterm";
+    if !(ready(test) && Engine::Docker.available(test)) {
+        return;
+    }
+    // Its long-running unlabelled containers are other tests' daemons' foreign containers too.
+    let _heavy = HEAVY
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    let dockerd = docker::shared().expect("the test Docker engine");
+    let image = Engine::Docker.image();
+    let dir = TempDir::new("daemon-foreign");
+    let state = dir.join("state");
+    let socket = dir.join("control.sock");
+    let label = podman::name("foreign-label");
+    let mut foreign = Foreign(Vec::new());
+    foreign.start(6);
+    let mut child = Command::new(bin())
+        .arg("daemon")
+        .arg("--state-dir")
+        .arg(&state)
+        .arg("--socket")
+        .arg(&socket)
+        .arg("--engine-socket")
+        .arg(dockerd.socket())
+        .args(["--interval", "1s", "--label"])
+        .arg(format!("cap-trace-test={label}"))
+        .stderr(Stdio::piped())
+        .stdout(Stdio::null())
+        .spawn()
+        .expect("start the daemon");
+    let daemon_stderr = capture_stderr(&mut child);
+    struct Stop(Child);
+    impl Drop for Stop {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+    let mut child = Stop(child);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !daemon_stderr.lock().unwrap().contains("control socket") {
+        assert!(
+            Instant::now() < deadline,
+            "daemon did not start: {}",
+            daemon_stderr.lock().unwrap()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    // Podman's containers have produced checks the daemon cannot name through Docker.
+    std::thread::sleep(Duration::from_secs(3));
+    let name = podman::name("docker-web");
+    let out = dockerd
+        .docker()
+        .args(["run", "--rm", "--name", &name, "--label"])
+        .arg(format!("cap-trace-test={label}"))
+        .args(Engine::Docker.run_opts())
+        .args(Engine::Docker.learning())
+        .arg(image)
+        .args(["/bin/sh", "-c", "touch /tmp/f && chown nobody /tmp/f"])
+        .output()
+        .expect("run docker");
+    assert!(out.status.success(), "{}", stderr(&out));
+    let ran = Instant::now();
+    let path = state.join(format!("{name}.json"));
+    loop {
+        let saved = std::fs::read_to_string(&path)
+            .ok()
+            .and_then(|t| serde_json::from_str::<Value>(&t).ok());
+        if saved.as_ref().is_some_and(|p| suggested(p) == ["CHOWN"]) {
+            break;
+        }
+        assert!(
+            ran.elapsed() < Duration::from_secs(10),
+            "no profile of the Docker container {}s after it ran: {saved:?}\n{}",
+            ran.elapsed().as_secs(),
+            daemon_stderr.lock().unwrap()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    // New foreign containers being named: SIGTERM still ends the daemon at once.
+    foreign.start(3);
+    std::thread::sleep(Duration::from_secs(1));
+    ends_soon_after_sigterm(&mut child.0, &daemon_stderr);
+}
+
+/// Sends SIGTERM to a daemon and asserts that it ends, successfully, within 5 s.
+fn ends_soon_after_sigterm(child: &mut Child, stderr: &Mutex<String>) {
+    let signalled = Instant::now();
+    // SAFETY: kill(2) on our child.
+    unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        assert!(
+            signalled.elapsed() < Duration::from_secs(5),
+            "the daemon did not end within 5 s of SIGTERM:\n{}",
+            stderr.lock().unwrap()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert!(
+        status.success(),
+        "daemon failed: {}",
+        stderr.lock().unwrap()
+    );
+}

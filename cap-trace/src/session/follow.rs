@@ -151,6 +151,11 @@ pub(crate) struct Session {
     since: u64,
     /// cgroups with checks that could not be named yet, and since when.
     pending: HashMap<u64, Instant>,
+    /// When the engines were last asked about each pending cgroup's container.
+    asked: HashMap<u64, Instant>,
+    /// Containers the engines said do not exist (other engines' containers), by id, and when:
+    /// not asked about again.
+    absent: HashMap<String, Instant>,
     /// What the engine said about containers when their cgroup appeared (before a `--rm`
     /// container can vanish), by container id, and when.
     created: HashMap<String, (ContainerInfo, Instant)>,
@@ -175,6 +180,13 @@ pub(crate) struct Session {
 /// How often the kernel's maps are swept and the session's own bookkeeping pruned of cgroups
 /// that are not followed or no longer exist.
 const SWEEP_EVERY: Duration = Duration::from_secs(10);
+
+/// How often the engines are asked about a container they cannot name yet.
+const ASK_EVERY: Duration = Duration::from_secs(1);
+
+/// How long one tick may spend asking engines for names: what is left waits for the next
+/// tick, so that events, signals and saving are never held up by naming.
+const ASK_BUDGET: Duration = Duration::from_millis(200);
 
 impl Session {
     /// Every message of a session goes out here: one place decides where they go. They name
@@ -450,15 +462,23 @@ impl Session {
     /// Classifies cgroups that produced checks since the last look. A cgroup that looks like a
     /// container the engine cannot name yet is retried for a while before it is dropped; while
     /// no engine answers at all, it waits for one to answer again (its checks are kept).
+    /// Naming never holds up the rest: each container is asked about at most once per
+    /// [`ASK_EVERY`], cgroups never asked first; asking stops for this tick once [`ASK_BUDGET`]
+    /// is spent; a container the engines said does not exist is not asked about again.
     pub(crate) fn classify_new_cgroups(&mut self) -> Result<(), SessionError> {
         const GIVE_UP: Duration = Duration::from_secs(10);
-        let new: BTreeSet<u64> = self
+        let started = Instant::now();
+        let mut new: Vec<u64> = self
             .tracer
             .collector
             .cgroups()
             .chain(std::mem::take(&mut self.unnamed))
             .filter(|id| !self.known.contains_key(id))
+            .collect::<BTreeSet<u64>>()
+            .into_iter()
             .collect();
+        // Least recently asked first (never asked before all): none waits behind the others.
+        new.sort_by_key(|id| self.asked.get(id).copied());
         let mut unrelated = Vec::new();
         for id in new {
             let first_seen = *self.pending.entry(id).or_insert_with(Instant::now);
@@ -468,7 +488,19 @@ impl Session {
                 // A cgroup that is not a container's (a service, a conmon, a parent).
                 (Some(_), None) => Some(None),
                 (None, _) => None,
-                (Some(_), Some(found)) => match self.name(&found) {
+                // Said not to exist before: decided without asking again.
+                (Some(_), Some(found)) if self.absent.contains_key(&found.id) => Some(None),
+                (Some(_), Some(_))
+                    if started.elapsed() >= ASK_BUDGET
+                        || self
+                            .asked
+                            .get(&id)
+                            .is_some_and(|at| at.elapsed() < ASK_EVERY) =>
+                {
+                    self.unnamed.insert(id);
+                    continue;
+                }
+                (Some(rel), Some(found)) => match self.name_asking(id, rel, &found) {
                     Lookup::Found(info) => {
                         let adopted = self.adopt(Some(id), &found, *info)?;
                         if adopted.is_none() {
@@ -476,6 +508,14 @@ impl Session {
                             self.created.remove(&found.id);
                         }
                         Some(adopted)
+                    }
+                    Lookup::Absent if first_seen.elapsed() > GIVE_UP => {
+                        self.absent.insert(found.id.clone(), Instant::now());
+                        log::debug!(
+                            "cgroup {id}: container {} is not known to any engine; dropped",
+                            found.id
+                        );
+                        Some(None)
                     }
                     Lookup::Absent => None,
                     Lookup::Unreachable => {
@@ -494,6 +534,7 @@ impl Session {
                 None => continue,
             };
             self.pending.remove(&id);
+            self.asked.remove(&id);
             if decided.is_none() {
                 unrelated.push(id);
             }
@@ -525,10 +566,19 @@ impl Session {
         }
     }
 
+    /// [`Session::name`] for cgroup `id` at `rel`, noting when the engines were asked.
+    fn name_asking(&mut self, id: u64, rel: &str, found: &CgroupContainer) -> Lookup {
+        self.asked.insert(id, Instant::now());
+        let live = cgroup::populated(&self.root.join(rel.trim_start_matches('/'))).unwrap_or(false);
+        self.name(found, live)
+    }
+
     /// What the engines say about a container id: a container that already exited (and was
     /// removed, with --rm) is named from what the engine said when it was created, or from the
-    /// engine's event history.
-    fn name(&self, found: &CgroupContainer) -> Lookup {
+    /// engine's event history. The history (a slow request: engines answer it when its end
+    /// time has passed) is read only for a container whose processes are gone (`live` false):
+    /// an engine that knows a running container answers for it directly.
+    fn name(&self, found: &CgroupContainer, live: bool) -> Lookup {
         let id = found.id.as_str();
         let lookup = self.engines.lookup_found(found);
         if let Lookup::Found(_) = lookup {
@@ -537,7 +587,12 @@ impl Session {
         if let Some((info, _)) = self.created.get(id) {
             return Lookup::Found(Box::new(info.clone()));
         }
-        if let Some(info) = self.engines.named_by_events(id, self.since) {
+        let gone = || {
+            (!live)
+                .then(|| self.engines.from_history(id, self.since))
+                .flatten()
+        };
+        if let Some(info) = self.engines.recent.get(id).or_else(gone) {
             return Lookup::Found(Box::new(info));
         }
         if found.namespace.is_some() {
@@ -643,6 +698,9 @@ impl Session {
             .iter()
             .filter_map(|t| t.info.as_ref().map(|i| i.id.as_str()))
             .collect();
+        self.asked.retain(|id, _| pending.contains_key(id));
+        self.absent
+            .retain(|_, at| at.elapsed() < Duration::from_secs(3600));
         self.created.retain(|id, (_, at)| {
             following.contains(id.as_str()) || at.elapsed() < Duration::from_secs(600)
         });
@@ -1044,6 +1102,8 @@ pub(crate) fn open(opts: &FollowOptions) -> Result<Opened, SessionError> {
         containerd_namespaces: (Vec::new(), None),
         since: started_wall.as_secs().saturating_sub(60),
         pending: HashMap::new(),
+        asked: HashMap::new(),
+        absent: HashMap::new(),
         created: HashMap::new(),
         last_scan: Instant::now(),
         ignored: HashMap::new(),
