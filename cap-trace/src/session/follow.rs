@@ -181,7 +181,9 @@ pub(crate) struct Session {
 /// that are not followed or no longer exist.
 const SWEEP_EVERY: Duration = Duration::from_secs(10);
 
-/// How often the engines are asked about a container they cannot name yet.
+/// How often, at most, the engines are asked about a container they cannot name yet: a
+/// fifth of the time it has waited (a new one on every tick: a short-lived container must be
+/// named before it is gone), up to this.
 const ASK_EVERY: Duration = Duration::from_secs(1);
 
 /// How long one tick may spend asking engines for names: what is left waits for the next
@@ -462,9 +464,10 @@ impl Session {
     /// Classifies cgroups that produced checks since the last look. A cgroup that looks like a
     /// container the engine cannot name yet is retried for a while before it is dropped; while
     /// no engine answers at all, it waits for one to answer again (its checks are kept).
-    /// Naming never holds up the rest: each container is asked about at most once per
-    /// [`ASK_EVERY`], cgroups never asked first; asking stops for this tick once [`ASK_BUDGET`]
-    /// is spent; a container the engines said does not exist is not asked about again.
+    /// Naming never holds up the rest: each container is asked about less often the longer it
+    /// waits (see [`ASK_EVERY`]), cgroups never asked first; asking stops for this tick once
+    /// [`ASK_BUDGET`] is spent; a container the engines said does not exist is not asked about
+    /// again.
     pub(crate) fn classify_new_cgroups(&mut self) -> Result<(), SessionError> {
         const GIVE_UP: Duration = Duration::from_secs(10);
         let started = Instant::now();
@@ -492,10 +495,9 @@ impl Session {
                 (Some(_), Some(found)) if self.absent.contains_key(&found.id) => Some(None),
                 (Some(_), Some(_))
                     if started.elapsed() >= ASK_BUDGET
-                        || self
-                            .asked
-                            .get(&id)
-                            .is_some_and(|at| at.elapsed() < ASK_EVERY) =>
+                        || self.asked.get(&id).is_some_and(|at| {
+                            at.elapsed() < (first_seen.elapsed() / 5).min(ASK_EVERY)
+                        }) =>
                 {
                     self.unnamed.insert(id);
                     continue;
