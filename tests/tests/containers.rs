@@ -731,7 +731,9 @@ fn containerd_ctr_container_is_found_and_named() {
         let run = containerd
             .ctr(ns)
             .args(["run", "--rm", image, &id, "sh", "-c"])
-            .arg("touch /tmp/f; chown nobody /tmp/f")
+            // Alive long enough for `ctr` to answer: containerd forgets a `--rm` container
+            // at once, and one gone before that is named from its cgroup, without its image.
+            .arg("touch /tmp/f; chown nobody /tmp/f; sleep 5")
             .output()
             .unwrap();
         assert!(run.status.success(), "{run:?}");
