@@ -56,6 +56,10 @@ struct Tracked {
     cgroups: BTreeSet<u64>,
     /// The container cgroup while it runs: (id, path).
     live: Option<(u64, PathBuf)>,
+    /// Its cgroup when it was named before it ran (the engine said "created", no process in
+    /// it yet): (id, path, since when). It becomes live once a process is in it, and until
+    /// then the container is starting, not gone: never retired.
+    starting: Option<(u64, PathBuf, Instant)>,
     /// Container cgroups seen (one per start).
     incarnations: BTreeSet<u64>,
     caps: Option<Vec<Cap>>,
@@ -85,6 +89,7 @@ impl Tracked {
             pod_uid: None,
             cgroups: BTreeSet::new(),
             live: None,
+            starting: None,
             incarnations: BTreeSet::new(),
             caps: None,
             bounding: None,
@@ -180,6 +185,10 @@ pub(crate) struct Session {
 /// How often the kernel's maps are swept and the session's own bookkeeping pruned of cgroups
 /// that are not followed or no longer exist.
 const SWEEP_EVERY: Duration = Duration::from_secs(10);
+
+/// How long a container named before it ran may stay with an empty cgroup and still count as
+/// starting (an engine under load may take seconds between creating and starting it).
+const STARTING_AT_MOST: Duration = Duration::from_secs(60);
 
 /// How often, at most, the engines are asked about a container they cannot name yet: a
 /// fifth of the time it has waited (a new one on every tick: a short-lived container must be
@@ -365,24 +374,14 @@ impl Session {
         let restart = new_start && t.starts > 1;
         let name = info.name.clone();
         t.info = Some(info);
-        if let (true, Some(id)) = (running, cgroup_id)
-            && t.live.as_ref().is_none_or(|(live, _)| *live != id)
-        {
-            t.cgroups.insert(id);
-            t.live = Some((id, path.clone()));
-            self.known.insert(id, Some(index));
-            self.tracer.probe.trace_cgroup(
-                id,
-                Traced {
-                    kind: traced_kind::SUBTREE,
-                    level: cgroup::level(&self.root, &path),
-                },
-            )?;
-            // Its tasks from before it was traced: the kernel side enters the ones that fork
-            // or move in from now on.
-            self.tracer
-                .probe
-                .enter_members(&cgroup::threads(&path), id)?;
+        match (running, cgroup_id) {
+            (true, Some(id)) if t.live.as_ref().is_none_or(|(live, _)| *live != id) => {
+                self.make_live(index, id, &path)?;
+            }
+            (false, Some(id)) if t.live.is_none() => {
+                t.starting = Some((id, path.clone(), Instant::now()));
+            }
+            _ => {}
         }
         if new_start {
             let what = if restart {
@@ -709,14 +708,60 @@ impl Session {
         Ok(())
     }
 
+    /// Traces a container's cgroup while it runs.
+    fn make_live(&mut self, index: usize, id: u64, path: &Path) -> Result<(), SessionError> {
+        let t = &mut self.tracked[index];
+        t.starting = None;
+        t.cgroups.insert(id);
+        t.live = Some((id, path.to_path_buf()));
+        self.known.insert(id, Some(index));
+        self.tracer.probe.trace_cgroup(
+            id,
+            Traced {
+                kind: traced_kind::SUBTREE,
+                level: cgroup::level(&self.root, path),
+            },
+        )?;
+        // Its tasks from before it was traced: the kernel side enters the ones that fork or
+        // move in from now on.
+        self.tracer
+            .probe
+            .enter_members(&cgroup::threads(path), id)?;
+        Ok(())
+    }
+
+    /// Containers named before they ran become live once a process is in their cgroup; one
+    /// whose cgroup went away, or stayed empty for a minute, is no longer starting.
+    fn check_starts(&mut self) -> Result<(), SessionError> {
+        for i in 0..self.tracked.len() {
+            let Some((id, path, since)) = self.tracked[i].starting.clone() else {
+                continue;
+            };
+            match cgroup::populated(&path) {
+                Ok(true) => self.make_live(i, id, &path)?,
+                // Unreadable while it exists (out of descriptors, say): still starting.
+                Err(_) if path.exists() => {}
+                _ if !path.exists() || since.elapsed() > STARTING_AT_MOST => {
+                    self.tracked[i].starting = None;
+                }
+                _ => {}
+            }
+        }
+        Ok(())
+    }
+
     /// Notices containers whose cgroup emptied or disappeared.
     fn check_exits(&mut self) -> Result<(), SessionError> {
+        self.check_starts()?;
         for i in 0..self.tracked.len() {
             let Some((id, path)) = self.tracked[i].live.clone() else {
                 continue;
             };
-            if cgroup::populated(&path).unwrap_or(false) {
-                continue;
+            match cgroup::populated(&path) {
+                // Unreadable while it exists (out of descriptors, say) is not an exit.
+                Ok(true) => continue,
+                Err(_) if path.exists() => continue,
+                _ => {}
             }
             self.tracked[i].live = None;
             let _ = self.tracer.probe.untrace_cgroup(id);
@@ -966,7 +1011,7 @@ impl Session {
         let mut i = 0;
         while i < self.tracked.len() {
             let t = &self.tracked[i];
-            if t.live.is_some() || t.info.is_none() || !saved(&t.target) {
+            if t.live.is_some() || t.starting.is_some() || t.info.is_none() || !saved(&t.target) {
                 i += 1;
                 continue;
             }
