@@ -18,6 +18,17 @@ use serde_json::Value;
 /// Churn and load each want the machine to themselves (the load figure is printed).
 static HEAVY: Mutex<()> = Mutex::new(());
 
+/// Every test of this file shares the machine, but for the one whose daemon names containers
+/// through Docker alone: to it, every podman container of the other tests is a foreign one,
+/// and it measures its own six, not theirs.
+static MACHINE: std::sync::RwLock<()> = std::sync::RwLock::new(());
+
+fn shared_machine() -> std::sync::RwLockReadGuard<'static, ()> {
+    MACHINE
+        .read()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
 fn ready(test: &str) -> bool {
     privileged(test) && podman::available(test)
 }
@@ -188,6 +199,7 @@ fn wait_for_profile_of(
 
 #[test]
 fn profiles_survive_sigkill_and_continue_after_restart() {
+    let _machine = shared_machine();
     if !ready("profiles_survive_sigkill_and_continue_after_restart") {
         return;
     }
@@ -306,6 +318,7 @@ impl Profile {
 /// `profile` show them escaped, so the terminal neither obeys them nor shows a made-up line.
 #[test]
 fn status_shows_names_from_labels_escaped() {
+    let _machine = shared_machine();
     if !ready("status_shows_names_from_labels_escaped") {
         return;
     }
@@ -372,6 +385,7 @@ fn status_shows_names_from_labels_escaped() {
 
 #[test]
 fn control_socket_refuses_bad_requests_and_other_users() {
+    let _machine = shared_machine();
     if !ready("control_socket_refuses_bad_requests_and_other_users") {
         return;
     }
@@ -479,6 +493,7 @@ fn control_socket_refuses_bad_requests_and_other_users() {
 
 #[test]
 fn a_full_disk_is_reported_and_tracing_goes_on() {
+    let _machine = shared_machine();
     if !ready("a_full_disk_is_reported_and_tracing_goes_on") {
         return;
     }
@@ -541,6 +556,7 @@ fn a_full_disk_is_reported_and_tracing_goes_on() {
 
 #[test]
 fn churn_of_200_containers_keeps_every_profile_and_memory_flat() {
+    let _machine = shared_machine();
     if !ready("churn_of_200_containers_keeps_every_profile_and_memory_flat") {
         return;
     }
@@ -595,10 +611,18 @@ fn churn_of_200_containers_keeps_every_profile_and_memory_flat() {
         .map(|k| format!("{:.1}", *k as f64 / 1024.0))
         .collect();
     eprintln!("daemon RSS every 40 containers (MiB): {}", mib.join(" "));
-    // Flat: the last reading is within 2 MiB of the first.
+    // Flat but for the profiles themselves: the daemon serves every profile from memory (an
+    // index, by design), so each new identity adds its profile. Between the first reading
+    // (after 40 containers) and the last, growth is within 2 MiB plus twice the size of the
+    // profiles added meanwhile as saved; state kept per container gone would exceed it.
+    let added: u64 = names[40..]
+        .iter()
+        .map(|n| std::fs::metadata(state.join(format!("{n}.json"))).map_or(0, |m| m.len()))
+        .sum();
+    let allowance_kib = 2048 + 2 * added / 1024;
     assert!(
-        rss.last().unwrap() < &(rss[0] + 2048),
-        "memory grows with churn: {mib:?}"
+        rss.last().unwrap() < &(rss[0] + allowance_kib),
+        "memory grows with churn beyond its profiles ({allowance_kib} KiB allowed): {mib:?}"
     );
     d.stop();
 }
@@ -626,6 +650,7 @@ fn with_capbench(opts: &[&str], label: &str) -> Command {
 
 #[test]
 fn a_million_checks_per_second_are_all_counted() {
+    let _machine = shared_machine();
     if !ready("a_million_checks_per_second_are_all_counted") {
         return;
     }
@@ -738,6 +763,7 @@ fn daemon_with(caps: &[String], state: &Path, socket: &Path, engine: &Path) -> C
 
 #[test]
 fn the_deployed_capability_set_is_enough_and_each_one_is_needed() {
+    let _machine = shared_machine();
     if !ready("the_deployed_capability_set_is_enough_and_each_one_is_needed") {
         return;
     }
@@ -835,6 +861,7 @@ fn wait_for_status(d: &Daemon, what: &str, check: impl Fn(&Value) -> bool) -> Va
 
 #[test]
 fn containers_the_daemon_does_not_follow_leave_no_kernel_entries() {
+    let _machine = shared_machine();
     if !ready("containers_the_daemon_does_not_follow_leave_no_kernel_entries") {
         return;
     }
@@ -925,6 +952,7 @@ fn containers_the_daemon_does_not_follow_leave_no_kernel_entries() {
 
 #[test]
 fn a_ring_buffer_loss_marks_only_the_profile_that_lost() {
+    let _machine = shared_machine();
     if !ready("a_ring_buffer_loss_marks_only_the_profile_that_lost") {
         return;
     }
@@ -1019,6 +1047,7 @@ fn saved_profile(state: &Path, identity: &str) -> Option<Value> {
 
 #[test]
 fn a_profile_that_cannot_be_written_holds_up_no_other() {
+    let _machine = shared_machine();
     if !ready("a_profile_that_cannot_be_written_holds_up_no_other") {
         return;
     }
@@ -1028,8 +1057,7 @@ fn a_profile_that_cannot_be_written_holds_up_no_other() {
     let label = podman::name("names");
     std::fs::create_dir_all(&state).unwrap();
     // A compose project of 245 characters: its profile's name must stay short.
-    let project = "p".repeat(245);
-    let long_identity = format!("{project}/web");
+    let (project, long_identity) = ("p".repeat(245), format!("{}/web", "p".repeat(245)));
     let d = Daemon::start(&state, &socket, &label);
     // A profile that cannot be written: a directory stands where it goes, and another where it
     // would be set aside, so that it stays in the way.
@@ -1145,6 +1173,7 @@ fn profiles_request(socket: &Path) -> usize {
 
 #[test]
 fn fifty_clients_asking_for_700_profiles_at_once_keep_memory_small() {
+    let _machine = shared_machine();
     if !ready("fifty_clients_asking_for_700_profiles_at_once_keep_memory_small") {
         return;
     }
@@ -1216,6 +1245,7 @@ fn fifty_clients_asking_for_700_profiles_at_once_keep_memory_small() {
 
 #[test]
 fn a_second_daemon_on_the_same_state_dir_is_refused() {
+    let _machine = shared_machine();
     if !ready("a_second_daemon_on_the_same_state_dir_is_refused") {
         return;
     }
@@ -1257,6 +1287,7 @@ fn cpu_ticks(pid: u32) -> u64 {
 
 #[test]
 fn idle_connections_past_the_descriptor_limit_do_not_stop_status() {
+    let _machine = shared_machine();
     if !ready("idle_connections_past_the_descriptor_limit_do_not_stop_status") {
         return;
     }
@@ -1304,6 +1335,7 @@ fn idle_connections_past_the_descriptor_limit_do_not_stop_status() {
 
 #[test]
 fn sighup_saves_and_the_daemon_goes_on() {
+    let _machine = shared_machine();
     if !ready("sighup_saves_and_the_daemon_goes_on") {
         return;
     }
@@ -1339,6 +1371,7 @@ fn sighup_saves_and_the_daemon_goes_on() {
 
 #[test]
 fn containers_started_while_the_engine_is_down_are_named_when_it_is_back() {
+    let _machine = shared_machine();
     if !ready("containers_started_while_the_engine_is_down_are_named_when_it_is_back") {
         return;
     }
@@ -1408,9 +1441,10 @@ fn other_engines_containers_hold_up_neither_profiles_nor_sigterm() {
     if !(ready(test) && Engine::Docker.available(test)) {
         return;
     }
-    // Its long-running unlabelled containers are other tests' daemons' foreign containers too.
-    let _heavy = HEAVY
-        .lock()
+    // Alone: its long-running unlabelled containers are other tests' daemons' foreign
+    // containers too, and theirs would be foreign to it.
+    let _alone = MACHINE
+        .write()
         .unwrap_or_else(std::sync::PoisonError::into_inner);
     let dockerd = docker::shared().expect("the test Docker engine");
     let image = Engine::Docker.image();
