@@ -5,6 +5,7 @@
 use std::fmt::Write as _;
 
 use crate::model::profile::{Profile, WorkloadKind};
+use crate::model::suggest::Status;
 use crate::render::deploy::{RenderError, header, kernel_names, only_one, workload_uids};
 use crate::render::escape;
 
@@ -40,12 +41,26 @@ fn learned_as(p: &Profile) -> LearnedAs {
 /// The lines for the one profile's service.
 pub fn systemd(profiles: &[Profile]) -> Result<String, RenderError> {
     let p = only_one(profiles, "systemd")?;
-    let set = kernel_names(&p.suggestion.add).join(" ");
+    let learned = learned_as(p);
+    // What a container's --cap-add cannot give a non-root process, AmbientCapabilities= can:
+    // a service run as that User= gets those too.
+    let mut caps = p.suggestion.add.clone();
+    if matches!(learned, LearnedAs::User(..)) {
+        caps.extend(
+            p.suggestion
+                .capabilities
+                .iter()
+                .filter(|v| v.status == Status::NotGrantable)
+                .map(|v| v.cap),
+        );
+        caps.sort_unstable();
+        caps.dedup();
+    }
+    let set = kernel_names(&caps).join(" ");
     let mut out = String::new();
     for line in header(p) {
         out.push_str(&escape::systemd_comment(&line));
     }
-    let learned = learned_as(p);
     let said = match &learned {
         LearnedAs::Root => {
             "learned as root (no User=): the service holds what CapabilityBoundingSet= leaves it"
@@ -67,7 +82,7 @@ pub fn systemd(profiles: &[Profile]) -> Result<String, RenderError> {
     if matches!(learned, LearnedAs::User(..)) {
         let _ = writeln!(out, "AmbientCapabilities={set}");
     }
-    if p.suggestion.add.is_empty() {
+    if caps.is_empty() {
         out.push_str("NoNewPrivileges=yes\n");
     }
     Ok(out)
