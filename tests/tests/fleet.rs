@@ -43,7 +43,12 @@ fn explain_decodes_bitmaps_as_capsh_does() {
             );
             return;
         };
-        let text = ok(&cap_trace(["explain", value]));
+        // Wide enough that no row wraps: one line per capability is what is counted.
+        let text = ok(&Command::new(bin())
+            .env("COLUMNS", "1000")
+            .args(["explain", value])
+            .output()
+            .unwrap());
         assert_eq!(
             text.lines().next(),
             Some(expected.as_str()),

@@ -423,7 +423,12 @@ fn the_report_says_what_was_verified_and_how_to_verify() {
         return;
     }
     let program = env!("CARGO_BIN_EXE_nsfallback");
-    let out = cap_trace(["run", "--", program]);
+    // Wide: the sentences checked below stay on one line (wrapping is tested in tests/cli.rs).
+    let out = Command::new(bin())
+        .env("COLUMNS", "1000")
+        .args(["run", "--", program])
+        .output()
+        .unwrap();
     let text = ok(&out);
     assert!(
         text.contains("capability set: observed (not verified)"),
