@@ -2,27 +2,45 @@
 //! beside it, as in staging, where the daemon runs for days beside everything else on the node.
 //! `capbench` runs in the benchmark's own cgroup, which is not traced, as a syscall loop
 //! (`getpid`: no capability check) and a capability-check loop (`setgroups`), with nothing
-//! traced, and while cap-trace traces an idle container, with each outcome hook.
+//! traced, with an empty program on the `cap_capable` hook (what attaching anything there costs a
+//! bystander's checks: the floor), and while cap-trace traces an idle container, with each
+//! outcome hook.
 
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 
 use anyhow::Result;
 
-use crate::bench::micro::{Timing, capbench, capbench_timing, median_timing, signed, stop};
+use crate::bench::micro::{
+    FLOOR_HOOKS, Timing, capbench, capbench_timing, median_timing, signed, stop,
+};
 use crate::bench::tracer::wait_for_line;
 use crate::util::{DEMO_IMAGE, PODMAN_LIMITS, podman, run};
 
+/// What runs beside the bystander loops.
+#[derive(Clone, Copy)]
+enum Beside {
+    Nothing,
+    /// An empty program on the raw `capability:cap_capable` tracepoint.
+    Floor,
+    /// cap-trace following the container with outcomes on this hook.
+    Tracing(&'static str),
+}
+
 /// How the machine is set up while the bystander loops run.
-const SETUPS: [(&str, Option<&str>); 3] = [
-    ("nothing traced", None),
+const SETUPS: [(&str, Beside); 4] = [
+    ("nothing traced", Beside::Nothing),
+    (
+        "floor: an empty program on the raw tracepoint (what any program there costs)",
+        Beside::Floor,
+    ),
     (
         "cap-trace tracing a container (outcomes by task work)",
-        Some("auto"),
+        Beside::Tracing("auto"),
     ),
     (
         "cap-trace tracing a container, outcomes on sys_exit (kernels without task works)",
-        Some("sys-exit"),
+        Beside::Tracing("sys-exit"),
     ),
 ];
 
@@ -50,8 +68,9 @@ fn measure(bin: &Path, container: &str, rounds: usize, calls: u64) -> Result<Bys
         for i in 0..SETUPS.len() {
             let index = (i + round) % SETUPS.len();
             let tracer = match SETUPS[index].1 {
-                Some(hook) => Some(trace(bin, container, hook)?),
-                None => None,
+                Beside::Tracing(hook) => Some(trace(bin, container, hook)?),
+                Beside::Floor => Some(floor(bin)?),
+                Beside::Nothing => None,
             };
             let loops = ["getpid", "setgroups"].map(|call| bystander_loop(calls, call));
             if let Some(tracer) = tracer {
@@ -86,6 +105,20 @@ fn trace(bin: &Path, container: &str, hook: &str) -> Result<Child> {
     Ok(child)
 }
 
+/// Empty programs on cap-trace's hook, held while `sleep` runs: the floor of any tracer there.
+fn floor(bin: &Path) -> Result<Child> {
+    let mut child = Command::new(bin)
+        .args(["run", "--verbose"])
+        .args(FLOOR_HOOKS)
+        .args(["--format", "json", "--output", "/dev/null"])
+        .args(["--", "sleep", "3600"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()?;
+    wait_for_line(&mut child, "attached to")?;
+    Ok(child)
+}
+
 /// One run of the loop, in the benchmark's own (untraced) cgroup.
 fn bystander_loop(calls: u64, call: &str) -> Result<Timing> {
     let out = Command::new(capbench())
@@ -102,12 +135,17 @@ impl Bystanders {
     /// What a bystander's getpid and setgroups pay while cap-trace traces its neighbour with
     /// outcomes by task work (quickest tenth, ns per call).
     pub(super) fn task_work_overhead(&self) -> (f64, f64) {
+        self.overhead(2)
+    }
+
+    /// What an empty program on the same hook costs them (the floor).
+    pub(super) fn floor_overhead(&self) -> (f64, f64) {
         self.overhead(1)
     }
 
     /// The same with outcomes on sys_exit.
     pub(super) fn sys_exit_overhead(&self) -> (f64, f64) {
-        self.overhead(2)
+        self.overhead(3)
     }
 
     fn overhead(&self, index: usize) -> (f64, f64) {

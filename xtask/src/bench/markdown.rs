@@ -256,6 +256,7 @@ fn targets(f: &Figures) -> String {
     };
     let (getpid, setgroups) = f.bystanders.task_work_overhead();
     let (getpid_exit, setgroups_exit) = f.bystanders.sys_exit_overhead();
+    let (_, setgroups_floor) = f.bystanders.floor_overhead();
     let programs = f.programs.above_floor();
     format!(
         "| target | measured | |\n|---|---|---|\n\
@@ -263,7 +264,7 @@ fn targets(f: &Figures) -> String {
          | counting every check exactly, nothing lost, at full rate | {default_lost} lost, {setgid_checks} of 5000000 counted | {} |\n\
          | below bpftrace's map aggregation | {ct:+.0} ns vs {bt_agg:+.0} ns | {} |\n\
          | bystanders (untraced cgroup, cap-trace tracing a container beside it): a syscall pays under 5 ns | getpid {getpid:+.1} ns (outcomes on sys_exit: {getpid_exit:+.1} ns) | {} |\n\
-         | bystanders: a capability check pays under 30 ns | setgroups {setgroups:+.1} ns (outcomes on sys_exit: {setgroups_exit:+.1} ns) | {} |\n\
+         | bystanders: a capability check pays under 30 ns | setgroups {setgroups:+.1} ns (an empty program on the same hook: {setgroups_floor:+.1} ns; outcomes on sys_exit: {setgroups_exit:+.1} ns) | {} |\n\
          | default-mode overhead at most 1.2x the floor of its hooks | {:.2}x ({ct:+.0} ns vs {floor:+.0} ns; whole runs: {:.2}x, {ct_whole:+.0} vs {floor_whole:+.0} ns) | {} |\n\
          | the same, with the program's cost as the kernel accounts it | {:.2}x ({programs:+.0} ns of program work on top of the floor's {floor:+.0} ns) | {} |\n\
          | attached in under 300 ms | {attach_ms:.0} ms | {} |\n\
