@@ -95,16 +95,19 @@ pub(crate) fn note_denial<const TASK_WORK: bool>(
     this: &Pending,
     wall: bool,
 ) -> u64 {
-    let slot = if pending_now() != 0 {
-        PENDING.get_ptr_mut(tid)
+    // Null when the thread has no slot, never an `Option<*mut _>`: a `None` leaves the pointer
+    // undefined, and LLVM may spill that register, which the verifier refuses as a read of an
+    // uninitialised one ("R4 !read_ok": the fexit task-work program on Linux 6.19).
+    let slot: *mut Slot = if pending_now() != 0 {
+        PENDING.get_ptr_mut(tid).unwrap_or_default()
     } else {
-        None
+        core::ptr::null_mut()
     };
     if wall {
         // SAFETY: an atomic add to an aligned global `u64`.
         unsafe { atomic_xadd::<u64, u64, { AtomicOrdering::Relaxed }>(&raw mut DENIALS, 1) };
     }
-    if let Some(slot) = slot {
+    if !slot.is_null() {
         // SAFETY: this thread's slot, from a map lookup that succeeded: valid for the whole run.
         let pending = unsafe { &mut (*slot).pending };
         if pending.denied != 0
@@ -123,7 +126,11 @@ pub(crate) fn note_denial<const TASK_WORK: bool>(
             taskwork::follow(task, tid, slot, this);
         } else {
             // A slot found here is empty, or left over from a syscall whose exit was not seen.
-            match slot.or_else(|| slot_of(tid)) {
+            match if slot.is_null() {
+                slot_of(tid)
+            } else {
+                Some(slot)
+            } {
                 Some(slot) => open(slot, this),
                 None => lost(stat::PENDING_FULL, this.cgroup_id, loss_kind::OUTCOMES),
             }

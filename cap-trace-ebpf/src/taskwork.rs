@@ -57,9 +57,9 @@ const PF_IO_WORKER: u32 = 0x0000_0010;
 const PF_KTHREAD: u32 = 0x0020_0000;
 
 /// Follows a wall denial that opens its thread's pending outcome (`slot`: the thread's slot if
-/// the caller found one): schedules the callback, or joins the one already queued.
+/// the caller found one, else null): schedules the callback, or joins the one already queued.
 #[inline(always)]
-pub(crate) fn follow(task: *const u8, tid: u32, slot: Option<*mut Slot>, this: &Pending) {
+pub(crate) fn follow(task: *const u8, tid: u32, slot: *mut Slot, this: &Pending) {
     if field::<u32>(task, setting!(off_task_flags)) & (PF_IO_WORKER | PF_KTHREAD) != 0 {
         bump(stat::OUTCOMES_UNKNOWN);
         return;
@@ -68,7 +68,12 @@ pub(crate) fn follow(task: *const u8, tid: u32, slot: Option<*mut Slot>, this: &
         bump(stat::OUTCOMES_SETTLED);
         return;
     }
-    let Some(slot) = slot.or_else(|| outcome::slot_of(tid)) else {
+    let found = if slot.is_null() {
+        outcome::slot_of(tid)
+    } else {
+        Some(slot)
+    };
+    let Some(slot) = found else {
         lost(stat::PENDING_FULL, this.cgroup_id, loss_kind::OUTCOMES);
         return;
     };
