@@ -135,7 +135,7 @@ fn only(opts: &Options, bin: &Path, configs: &mut Vec<Config>) -> Result<()> {
         println!(
             "\n- {}\n  target (less than 2%): {}",
             mac.summary().trim_start_matches("- ").trim_end(),
-            mac.verdict()
+            mac.verdict(None)
         );
     }
     configs.retain(|c| opts.only.iter().any(|k| k == c.key));
