@@ -8,9 +8,10 @@ use std::io::{BufRead, BufReader, Write};
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::sync::{Arc, Mutex};
+use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
+use cap_trace_tests::daemon::Daemon;
 use cap_trace_tests::podman::{self, RUN_OPTS};
 use cap_trace_tests::*;
 use serde_json::Value;
@@ -35,120 +36,46 @@ fn ready(test: &str) -> bool {
 
 /// A daemon following the containers labelled `cap-trace-test=LABEL`, so that parallel tests
 /// do not see each other's containers.
+fn start(state: &Path, socket: &Path, label: &str) -> Daemon {
+    start_with(state, socket, label, &["--interval", "1s"], None)
+}
+
+/// [`start`] with `extra` arguments, and at most `nofile` descriptors if given (as a service
+/// started with `LimitNOFILE=` or under `ulimit -n`).
 /// It names containers through its own podman API service, as a deployed daemon does through
 /// the engine's socket.
-struct Daemon {
-    child: Child,
-    stderr: Arc<Mutex<String>>,
-    socket: PathBuf,
-    engine: podman::ApiService,
-}
-
-impl Daemon {
-    fn start(state: &Path, socket: &Path, label: &str) -> Daemon {
-        Daemon::start_with(state, socket, label, &["--interval", "1s"], None)
-    }
-
-    /// A daemon with `extra` arguments, and at most `nofile` descriptors if given (as a
-    /// service started with `LimitNOFILE=` or under `ulimit -n`).
-    fn start_with(
-        state: &Path,
-        socket: &Path,
-        label: &str,
-        extra: &[&str],
-        nofile: Option<u64>,
-    ) -> Daemon {
-        use std::os::unix::process::CommandExt as _;
-        podman::image();
-        let engine = podman::ApiService::start();
-        let mut cmd = Command::new(bin());
-        cmd.arg("daemon")
-            .arg("--state-dir")
-            .arg(state)
-            .arg("--socket")
-            .arg(socket)
-            .arg("--engine-socket")
-            .arg(&engine.socket)
-            .args(extra)
-            .arg("--label")
-            .arg(format!("cap-trace-test={label}"))
-            .stderr(Stdio::piped())
-            .stdout(Stdio::null())
-            .env_remove("LD_LIBRARY_PATH");
-        if let Some(n) = nofile {
-            // SAFETY: setrlimit(2) between fork and exec.
-            unsafe {
-                cmd.pre_exec(move || {
-                    let limit = libc::rlimit {
-                        rlim_cur: n,
-                        rlim_max: n,
-                    };
-                    if libc::setrlimit(libc::RLIMIT_NOFILE, &raw const limit) != 0 {
-                        return Err(std::io::Error::last_os_error());
-                    }
-                    Ok(())
-                });
-            }
+fn start_with(
+    state: &Path,
+    socket: &Path,
+    label: &str,
+    extra: &[&str],
+    nofile: Option<u64>,
+) -> Daemon {
+    use std::os::unix::process::CommandExt as _;
+    podman::image();
+    let engine = podman::ApiService::start();
+    let mut cmd = Daemon::command(state, socket);
+    cmd.arg("--engine-socket")
+        .arg(&engine.socket)
+        .args(extra)
+        .arg("--label")
+        .arg(format!("cap-trace-test={label}"));
+    if let Some(n) = nofile {
+        // SAFETY: setrlimit(2) between fork and exec.
+        unsafe {
+            cmd.pre_exec(move || {
+                let limit = libc::rlimit {
+                    rlim_cur: n,
+                    rlim_max: n,
+                };
+                if libc::setrlimit(libc::RLIMIT_NOFILE, &raw const limit) != 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                Ok(())
+            });
         }
-        let mut child = cmd.spawn().expect("start the daemon");
-        let stderr = capture_stderr(&mut child);
-        let d = Daemon {
-            child,
-            stderr,
-            socket: socket.to_owned(),
-            engine,
-        };
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while !d.stderr().contains("control socket") {
-            assert!(
-                Instant::now() < deadline,
-                "daemon did not start: {}",
-                d.stderr()
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        d
     }
-
-    fn pid(&self) -> u32 {
-        self.child.id()
-    }
-
-    fn stderr(&self) -> String {
-        self.stderr.lock().unwrap().clone()
-    }
-
-    fn status(&self) -> Value {
-        let out = cap_trace([
-            "status",
-            "--json",
-            "--socket",
-            self.socket.to_str().unwrap(),
-        ]);
-        serde_json::from_str(&ok(&out)).unwrap()
-    }
-
-    fn kill(mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-
-    fn stop(mut self) -> String {
-        // SAFETY: kill(2) on our child.
-        unsafe { libc::kill(self.child.id() as i32, libc::SIGTERM) };
-        let status = self.child.wait().unwrap();
-        std::thread::sleep(Duration::from_millis(100));
-        let stderr = self.stderr();
-        assert!(status.success(), "daemon failed: {stderr}");
-        stderr
-    }
-}
-
-impl Drop for Daemon {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
+    Daemon::start(&mut cmd, socket).naming_through(engine)
 }
 
 fn run_labelled(name: &str, label: &str, script: &str) -> std::process::Output {
@@ -209,7 +136,7 @@ fn profiles_survive_sigkill_and_continue_after_restart() {
     let label = podman::name("kill");
     let name = podman::name("kill-web");
 
-    let d = Daemon::start(&state, &socket, &label);
+    let d = start(&state, &socket, &label);
     let run = run_labelled(&name, &label, "touch /tmp/f && chown nobody /tmp/f");
     assert!(run.status.success());
     let p = wait_for_profile(&state, &name, |p| suggested(p) == ["CHOWN"]);
@@ -251,7 +178,7 @@ fn profiles_survive_sigkill_and_continue_after_restart() {
     }
 
     // A restarted daemon continues the same profile when the container comes back.
-    let d = Daemon::start(&state, &socket, &label);
+    let d = start(&state, &socket, &label);
     assert!(d.stderr().contains("1 saved profile"), "{}", d.stderr());
     let run = run_labelled(&name, &label, "mknod /tmp/null c 1 3");
     assert!(run.status.success());
@@ -326,7 +253,7 @@ fn status_shows_names_from_labels_escaped() {
     let state = dir.join("state");
     let socket = dir.join("control.sock");
     let label = podman::name("names");
-    let d = Daemon::start(&state, &socket, &label);
+    let d = start(&state, &socket, &label);
     let project = "shop\n  running fake/web\u{1b}]0;title\u{7}\u{1b}[31m";
     let run = podman::podman()
         .args([
@@ -392,7 +319,7 @@ fn control_socket_refuses_bad_requests_and_other_users() {
     let dir = TempDir::new("daemon-socket");
     let state = dir.join("state");
     let socket = dir.join("control.sock");
-    let d = Daemon::start(&state, &socket, &podman::name("socket"));
+    let d = start(&state, &socket, &podman::name("socket"));
     use std::os::unix::fs::PermissionsExt as _;
     let mode = std::fs::metadata(&socket).unwrap().permissions().mode();
     assert_eq!(mode & 0o777, 0o600, "root-only socket");
@@ -477,10 +404,11 @@ fn control_socket_refuses_bad_requests_and_other_users() {
     assert_eq!(out.status.code(), Some(4), "{}", stderr(&out));
     assert!(stderr(&out).contains("root-only"), "{}", stderr(&out));
 
-    // Still serving.
-    assert!(d.status()["uptime_s"].is_u64());
+    // Still serving, on a new connection.
+    let reply = d.request(r#"{"request":"status"}"#);
+    assert!(reply["status"]["uptime_s"].is_u64(), "{reply}");
     // The daemon kept only CAP_BPF once attached.
-    let pid = d.child.id();
+    let pid = d.pid();
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
     let eff = status
         .lines()
@@ -515,7 +443,7 @@ fn a_full_disk_is_reported_and_tracing_goes_on() {
     let _unmount = Unmount(state.clone());
     let socket = dir.join("control.sock");
     let label = podman::name("full");
-    let d = Daemon::start(&state, &socket, &label);
+    let d = start(&state, &socket, &label);
     // Fill the disk.
     let filler = state.join("filler");
     let mut f = std::fs::File::create(&filler).unwrap();
@@ -567,7 +495,7 @@ fn churn_of_200_containers_keeps_every_profile_and_memory_flat() {
     let state = dir.join("state");
     let socket = dir.join("control.sock");
     let label = podman::name("churn");
-    let d = Daemon::start(&state, &socket, &label);
+    let d = start(&state, &socket, &label);
     let base = podman::name("churn");
     let names: Vec<String> = (0..200).map(|i| format!("{base}-{i:03}")).collect();
     let mut rss = Vec::new();
@@ -661,7 +589,7 @@ fn a_million_checks_per_second_are_all_counted() {
     let state = dir.join("state");
     let socket = dir.join("control.sock");
     let label = podman::name("load");
-    let d = Daemon::start(&state, &socket, &label);
+    let d = start(&state, &socket, &label);
     let calls: u64 = std::env::var("CAP_TRACE_LOAD_CALLS")
         .ok()
         .and_then(|v| v.parse().ok())
@@ -872,7 +800,7 @@ fn containers_the_daemon_does_not_follow_leave_no_kernel_entries() {
     let state = dir.join("state");
     let socket = dir.join("control.sock");
     let label = podman::name("filtered");
-    let d = Daemon::start(&state, &socket, &label);
+    let d = start(&state, &socket, &label);
     // CAP_TRACE_CHURN_SECONDS=3600 makes this the hour of filtered churn (figures every
     // minute); by default, a dozen containers.
     let traced_before = d.status()["map_entries"]["traced"].as_u64().unwrap();
@@ -965,7 +893,7 @@ fn a_ring_buffer_loss_marks_only_the_profile_that_lost() {
     let label = podman::name("losses");
     // Every check through the ring buffer, which a burst overruns while the daemon does not
     // read (stopped, as a daemon that falls behind).
-    let d = Daemon::start_with(
+    let d = start_with(
         &state,
         &socket,
         &label,
@@ -1058,7 +986,7 @@ fn a_profile_that_cannot_be_written_holds_up_no_other() {
     std::fs::create_dir_all(&state).unwrap();
     // A compose project of 245 characters: its profile's name must stay short.
     let (project, long_identity) = ("p".repeat(245), format!("{}/web", "p".repeat(245)));
-    let d = Daemon::start(&state, &socket, &label);
+    let d = start(&state, &socket, &label);
     // A profile that cannot be written: a directory stands where it goes, and another where it
     // would be set aside, so that it stays in the way.
     let blocked = podman::name("names-blocked");
@@ -1185,7 +1113,7 @@ fn fifty_clients_asking_for_700_profiles_at_once_keep_memory_small() {
     let socket = dir.join("control.sock");
     let label = podman::name("index");
     // 700 saved profiles: one real one, under 700 identities.
-    let d = Daemon::start(&state, &socket, &label);
+    let d = start(&state, &socket, &label);
     let name = podman::name("index-web");
     assert!(
         run_labelled(&name, &label, "touch /tmp/f && chown nobody /tmp/f")
@@ -1204,7 +1132,7 @@ fn fifty_clients_asking_for_700_profiles_at_once_keep_memory_small() {
         )
         .unwrap();
     }
-    let d = Daemon::start(&state, &socket, &label);
+    let d = start(&state, &socket, &label);
     assert!(d.stderr().contains("701 saved profiles"), "{}", d.stderr());
     let before = d.status()["rss_kib"].as_u64().unwrap();
     let handles: Vec<_> = (0..50)
@@ -1251,7 +1179,7 @@ fn a_second_daemon_on_the_same_state_dir_is_refused() {
     }
     let dir = TempDir::new("daemon-lock");
     let state = dir.join("state");
-    let d = Daemon::start(&state, &dir.join("control.sock"), &podman::name("lock"));
+    let d = start(&state, &dir.join("control.sock"), &podman::name("lock"));
     let out = Command::new("timeout")
         .arg("60")
         .arg(bin())
@@ -1261,7 +1189,7 @@ fn a_second_daemon_on_the_same_state_dir_is_refused() {
         .arg("--socket")
         .arg(dir.join("other.sock"))
         .arg("--engine-socket")
-        .arg(&d.engine.socket)
+        .arg(&d.engine().socket)
         .env_remove("LD_LIBRARY_PATH")
         .output()
         .unwrap();
@@ -1294,7 +1222,7 @@ fn idle_connections_past_the_descriptor_limit_do_not_stop_status() {
     let dir = TempDir::new("daemon-fds");
     let state = dir.join("state");
     let socket = dir.join("control.sock");
-    let d = Daemon::start_with(
+    let d = start_with(
         &state,
         &socket,
         &podman::name("fds"),
@@ -1344,7 +1272,7 @@ fn sighup_saves_and_the_daemon_goes_on() {
     let socket = dir.join("control.sock");
     let label = podman::name("hup");
     // No interval write before the test is over: only SIGHUP and the stop write.
-    let d = Daemon::start_with(&state, &socket, &label, &["--interval", "1h"], None);
+    let d = start_with(&state, &socket, &label, &["--interval", "1h"], None);
     let name = podman::name("hup-web");
     assert!(
         run_labelled(&name, &label, "touch /tmp/f && chown nobody /tmp/f")
@@ -1379,8 +1307,8 @@ fn containers_started_while_the_engine_is_down_are_named_when_it_is_back() {
     let state = dir.join("state");
     let socket = dir.join("control.sock");
     let label = podman::name("down");
-    let mut d = Daemon::start(&state, &socket, &label);
-    d.engine.stop();
+    let mut d = start(&state, &socket, &label);
+    d.engine_mut().stop();
     // podman's CLI does not need the API service: the container runs, and exits, meanwhile.
     let name = podman::name("down-web");
     assert!(
@@ -1395,7 +1323,7 @@ fn containers_started_while_the_engine_is_down_are_named_when_it_is_back() {
     // Down for longer than a cgroup is ever waited for while the engine answers.
     std::thread::sleep(Duration::from_secs(12));
     assert!(!state.join(format!("{name}.json")).exists());
-    d.engine.restart();
+    d.engine_mut().restart();
     let p = wait_for_profile(&state, &name, |p| suggested(p) == ["CHOWN"]);
     assert_eq!(p["workload"]["name"], name.as_str());
     // Nothing left waiting for a name (another engine's containers, of tests running
@@ -1454,38 +1382,14 @@ fn other_engines_containers_hold_up_neither_profiles_nor_sigterm() {
     let label = podman::name("foreign-label");
     let mut foreign = Foreign(Vec::new());
     foreign.start(6);
-    let mut child = Command::new(bin())
-        .arg("daemon")
-        .arg("--state-dir")
-        .arg(&state)
-        .arg("--socket")
-        .arg(&socket)
-        .arg("--engine-socket")
-        .arg(dockerd.socket())
-        .args(["--interval", "1s", "--label"])
-        .arg(format!("cap-trace-test={label}"))
-        .stderr(Stdio::piped())
-        .stdout(Stdio::null())
-        .spawn()
-        .expect("start the daemon");
-    let daemon_stderr = capture_stderr(&mut child);
-    struct Stop(Child);
-    impl Drop for Stop {
-        fn drop(&mut self) {
-            let _ = self.0.kill();
-            let _ = self.0.wait();
-        }
-    }
-    let mut child = Stop(child);
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while !daemon_stderr.lock().unwrap().contains("control socket") {
-        assert!(
-            Instant::now() < deadline,
-            "daemon did not start: {}",
-            daemon_stderr.lock().unwrap()
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    let d = Daemon::start(
+        Daemon::command(&state, &socket)
+            .arg("--engine-socket")
+            .arg(dockerd.socket())
+            .args(["--interval", "1s", "--label"])
+            .arg(format!("cap-trace-test={label}")),
+        &socket,
+    );
     // Podman's containers have produced checks the daemon cannot name through Docker.
     std::thread::sleep(Duration::from_secs(3));
     let name = podman::name("docker-web");
@@ -1513,35 +1417,12 @@ fn other_engines_containers_hold_up_neither_profiles_nor_sigterm() {
             ran.elapsed() < Duration::from_secs(10),
             "no profile of the Docker container {}s after it ran: {saved:?}\n{}",
             ran.elapsed().as_secs(),
-            daemon_stderr.lock().unwrap()
+            d.stderr()
         );
         std::thread::sleep(Duration::from_millis(100));
     }
     // New foreign containers being named: SIGTERM still ends the daemon at once.
     foreign.start(3);
     std::thread::sleep(Duration::from_secs(1));
-    ends_soon_after_sigterm(&mut child.0, &daemon_stderr);
-}
-
-/// Sends SIGTERM to a daemon and asserts that it ends, successfully, within 5 s.
-fn ends_soon_after_sigterm(child: &mut Child, stderr: &Mutex<String>) {
-    let signalled = Instant::now();
-    // SAFETY: kill(2) on our child.
-    unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
-    let status = loop {
-        if let Some(status) = child.try_wait().unwrap() {
-            break status;
-        }
-        assert!(
-            signalled.elapsed() < Duration::from_secs(5),
-            "the daemon did not end within 5 s of SIGTERM:\n{}",
-            stderr.lock().unwrap()
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    };
-    assert!(
-        status.success(),
-        "daemon failed: {}",
-        stderr.lock().unwrap()
-    );
+    d.stop_within(Duration::from_secs(5));
 }

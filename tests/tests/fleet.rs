@@ -5,9 +5,10 @@
 #![allow(unused_crate_dependencies)]
 
 use std::path::Path;
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
+use cap_trace_tests::daemon::Daemon;
 use cap_trace_tests::engine::Engine;
 use cap_trace_tests::*;
 use serde_json::Value;
@@ -102,57 +103,14 @@ fn explain_decodes_bitmaps_as_capsh_does() {
 
 /// A daemon following the containers labelled `cap-trace-test=LABEL`, naming them through
 /// `engine`'s API (Docker) or CLI (podman).
-struct Daemon {
-    child: std::process::Child,
-    stderr: std::sync::Arc<std::sync::Mutex<String>>,
-}
-
-impl Daemon {
-    fn start(engine: Engine, state: &Path, socket: &Path, label: &str) -> Daemon {
-        let mut child = Command::new(bin())
-            .arg("daemon")
-            .arg("--state-dir")
-            .arg(state)
-            .arg("--socket")
-            .arg(socket)
+fn start_daemon(engine: Engine, state: &Path, socket: &Path, label: &str) -> Daemon {
+    Daemon::start(
+        Daemon::command(state, socket)
             .args(["--interval", "1s", "--label"])
             .arg(format!("cap-trace-test={label}"))
-            .envs(engine.cap_trace_env())
-            .env_remove("LD_LIBRARY_PATH")
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("start the daemon");
-        let stderr = capture_stderr(&mut child);
-        let d = Daemon { child, stderr };
-        let deadline = Instant::now() + Duration::from_secs(60);
-        while !d.stderr().contains("control socket") {
-            assert!(
-                Instant::now() < deadline,
-                "daemon did not start: {}",
-                d.stderr()
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        d
-    }
-
-    fn stderr(&self) -> String {
-        self.stderr.lock().unwrap().clone()
-    }
-}
-
-impl Drop for Daemon {
-    fn drop(&mut self) {
-        // SAFETY: kill(2) on our own child.
-        unsafe { libc::kill(self.child.id() as i32, libc::SIGTERM) };
-        let deadline = Instant::now() + Duration::from_secs(20);
-        while self.child.try_wait().ok().flatten().is_none() && Instant::now() < deadline {
-            std::thread::sleep(Duration::from_millis(100));
-        }
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
+            .envs(engine.cap_trace_env()),
+        socket,
+    )
 }
 
 /// Removes the test's containers however the test ends.
@@ -252,7 +210,7 @@ fn ps_on(engine: Engine) {
     // containers through the test Docker engine spends its time asking that engine about the
     // other engineers' podman containers and writes no profile for minutes: Docker's are
     // profiled by `cap-trace --container` instead, into the same directory.
-    let daemon = (engine == Engine::Podman).then(|| Daemon::start(engine, &state, &socket, &label));
+    let daemon = (engine == Engine::Podman).then(|| start_daemon(engine, &state, &socket, &label));
     let oneshot = (engine == Engine::Docker).then(|| {
         std::fs::create_dir_all(&state).unwrap();
         let mut args: Vec<String> = Vec::new();
