@@ -216,6 +216,44 @@ fn profiles_are_validated_and_merged_counts_saturate() {
             refused(&args, &format!("unknown capability `{cap}`"));
         }
     }
+    // Numbers a newer kernel may define but this build has no name for, so cannot render:
+    // refused wherever the profile names them, the error saying which, what this build
+    // knows, and the fix.
+    for (cap, field) in [
+        ("CAP_41", "/checks/0/cap"),
+        ("CAP_63", "/checks/0/cap"),
+        ("CAP_41", "/workload/bounding"),
+    ] {
+        let mut newer = profile.clone();
+        let value = if field.ends_with("bounding") {
+            serde_json::json!(["CHOWN", cap])
+        } else {
+            cap.into()
+        };
+        *newer.pointer_mut(field).expect(field) = value;
+        let path = dir.join(&format!("newer-{cap}.json"));
+        std::fs::write(&path, newer.to_string()).unwrap();
+        let n = &cap[4..];
+        for args in [
+            vec!["show", path.to_str().unwrap(), "--format", "docker"],
+            vec!["merge", path.to_str().unwrap()],
+            vec![
+                "check",
+                "--baseline",
+                path.to_str().unwrap(),
+                "--profile",
+                path.to_str().unwrap(),
+            ],
+        ] {
+            refused(
+                &args,
+                &format!(
+                    "{}: capability {n} (`{cap}`) is newer than this cap-trace, which knows capabilities 0 to 40 (CHECKPOINT_RESTORE is the last): the profile was learned on a newer kernel; read it with a newer cap-trace",
+                    path.display()
+                ),
+            );
+        }
+    }
 
     // Counts near the top add up to the top, not round to small numbers.
     let mut big = profile.clone();

@@ -275,22 +275,42 @@ impl Serialize for Cap {
 impl<'de> Deserialize<'de> for Cap {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
         let s = String::deserialize(deserializer)?;
-        // `CAP_<n>`: a capability newer than this build, as a profile traced on a newer
-        // kernel names it. Capability sets are 64-bit masks: no kernel can define 64 or more.
+        // `CAP_<n>`: the number of a capability. One this build has no name for (a profile
+        // learned on a newer kernel) cannot be rendered into --cap-add or a unit, so it is
+        // refused rather than carried along; capability sets are 64-bit masks, so no kernel
+        // can define 64 or more.
         if let Some(n) = s.strip_prefix("CAP_").and_then(|n| n.parse::<u64>().ok()) {
-            return u32::try_from(n)
-                .ok()
-                .filter(|&n| n < MAX_CAPS)
-                .map(Cap)
-                .ok_or_else(|| {
-                    serde::de::Error::custom(format!(
-                        "unknown capability `{s}`: capability numbers go from 0 to {}",
-                        MAX_CAPS - 1
-                    ))
-                });
+            return match u32::try_from(n).ok().filter(|&n| n < MAX_CAPS) {
+                Some(n) if n <= LAST.0 => Ok(Cap(n)),
+                Some(n) => Err(serde::de::Error::custom(newer_than_this_build(n))),
+                None => Err(serde::de::Error::custom(format!(
+                    "unknown capability `{s}`: no kernel defines capability numbers above {}",
+                    MAX_CAPS - 1
+                ))),
+            };
         }
         s.parse().map_err(serde::de::Error::custom)
     }
+}
+
+/// The last capability this build knows (and the kernel side records): CHECKPOINT_RESTORE.
+#[allow(clippy::cast_possible_truncation)] // 41 entries.
+pub const LAST: Cap = Cap(ALL.len() as u32 - 1);
+
+/// What [`newer_than_this_build`] says, to tell its error from others.
+const NEWER: &str = "is newer than this cap-trace, which knows capabilities 0 to";
+
+/// Why capability `n` (above [`LAST`], below 64) is refused: named, with the fix.
+pub fn newer_than_this_build(n: u32) -> String {
+    format!(
+        "capability {n} (`CAP_{n}`) {NEWER} {} ({} is the last): the profile was learned on a newer kernel; read it with a newer cap-trace",
+        LAST.0, LAST
+    )
+}
+
+/// Whether an error message is [`newer_than_this_build`]'s.
+pub fn is_newer_than_this_build(message: &str) -> bool {
+    message.contains(NEWER)
 }
 
 /// Capabilities a container engine grants when none are dropped or added.
@@ -412,12 +432,24 @@ mod tests {
 
     #[test]
     fn serde_round_trip() {
-        let json = serde_json::to_string(&vec![Cap(0), Cap(10), Cap(60)]).unwrap();
-        assert_eq!(json, r#"["CHOWN","NET_BIND_SERVICE","CAP_60"]"#);
+        let json = serde_json::to_string(&vec![Cap(0), Cap(10), Cap(40)]).unwrap();
+        assert_eq!(json, r#"["CHOWN","NET_BIND_SERVICE","CHECKPOINT_RESTORE"]"#);
         let back: Vec<Cap> = serde_json::from_str(&json).unwrap();
-        assert_eq!(back, vec![Cap(0), Cap(10), Cap(60)]);
+        assert_eq!(back, vec![Cap(0), Cap(10), Cap(40)]);
         assert!(serde_json::from_str::<Cap>(r#""WIZARD""#).is_err());
-        assert_eq!(serde_json::from_str::<Cap>(r#""CAP_63""#).unwrap(), Cap(63));
+        assert_eq!(serde_json::from_str::<Cap>(r#""CAP_21""#).unwrap(), Cap(21));
+        assert_eq!(serde_json::from_str::<Cap>(r#""CAP_40""#).unwrap(), LAST);
+        for newer in ["CAP_41", "CAP_63"] {
+            let err = serde_json::from_str::<Cap>(&format!("\"{newer}\"")).unwrap_err();
+            let n = &newer[4..];
+            assert!(
+                err.to_string().starts_with(&format!(
+                    "capability {n} (`{newer}`) is newer than this cap-trace, which knows capabilities 0 to 40 (CHECKPOINT_RESTORE is the last)"
+                )),
+                "{err}"
+            );
+            assert!(err.to_string().contains("newer cap-trace"), "{err}");
+        }
         for beyond in [
             "CAP_64",
             "CAP_99",

@@ -9,7 +9,7 @@ use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 
-use crate::linux::caps::Cap;
+use crate::linux::caps::{self, Cap};
 use crate::linux::hook::Backend;
 use crate::model::record::{Check, Losses, Outcome, Phase, describe_losses, loss_advice};
 use crate::model::suggest::{self, Context, Suggestion};
@@ -335,6 +335,50 @@ pub struct TraceInfo {
     pub host_bounding: Option<Vec<Cap>>,
 }
 
+/// Capabilities this build has no name for (checked by a kernel newer than it) cannot be
+/// rendered, and a profile naming them could not be read back (see `Cap`'s `Deserialize`):
+/// checks of them are left out and the trace says it is incomplete, naming each number; bits
+/// of them in the sets recorded for context (bounding sets, what was denied before) are
+/// dropped.
+fn leave_out_unknown_caps(
+    workload: &mut Workload,
+    trace: &mut TraceInfo,
+    checks: &mut Vec<Check>,
+    outcomes: &mut [Outcome],
+) {
+    let known = |c: &Cap| *c <= caps::LAST;
+    let unknown: std::collections::BTreeSet<Cap> =
+        checks.iter().map(|c| c.cap).filter(|c| !known(c)).collect();
+    checks.retain(|c| known(&c.cap));
+    for c in checks.iter_mut() {
+        c.denied_before.retain(known);
+    }
+    for o in outcomes.iter_mut() {
+        o.denied.retain(known);
+    }
+    for set in [
+        &mut workload.capabilities,
+        &mut workload.bounding,
+        &mut trace.host_bounding,
+    ]
+    .into_iter()
+    .flatten()
+    {
+        set.retain(known);
+    }
+    if !unknown.is_empty() {
+        let numbers: Vec<String> = unknown.iter().map(|c| c.0.to_string()).collect();
+        trace.complete = false;
+        trace.incomplete.push(format!(
+            "the kernel checked capabilit{} {}, which this cap-trace does not know (it knows 0 to {}, {} the last): those checks are left out; trace with a newer cap-trace",
+            if numbers.len() == 1 { "y" } else { "ies" },
+            numbers.join(", "),
+            caps::LAST.0,
+            caps::LAST
+        ));
+    }
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum ProfileError {
     #[error("cannot read profile {path}: {source}")]
@@ -344,6 +388,9 @@ pub enum ProfileError {
     },
     #[error("{path} is not a cap-trace profile: {message}")]
     Malformed { path: String, message: String },
+    /// It names a capability this build does not know (see `caps::newer_than_this_build`).
+    #[error("{path}: {message}")]
+    NewerCapability { path: String, message: String },
     #[error(
         "{path} is larger than {} MiB, which no cap-trace profile is: give a profile file",
         MAX_SIZE >> 20
@@ -358,12 +405,13 @@ pub enum ProfileError {
 impl Profile {
     /// Assembles a profile and derives its suggestion.
     pub fn new(
-        workload: Workload,
-        trace: TraceInfo,
+        mut workload: Workload,
+        mut trace: TraceInfo,
         mut checks: Vec<Check>,
         mut outcomes: Vec<Outcome>,
         mut warnings: Vec<String>,
     ) -> Profile {
+        leave_out_unknown_caps(&mut workload, &mut trace, &mut checks, &mut outcomes);
         checks.sort_by_key(Check::identity);
         outcomes.sort_by_key(Outcome::identity);
         if trace.losses.total() > 0 {
@@ -574,8 +622,17 @@ impl Profile {
         if let Some(object) = value.as_object_mut() {
             object.remove("suggestion");
         }
-        let mut profile: Profile =
-            serde_json::from_value(value).map_err(|e| malformed(e.to_string()))?;
+        let mut profile: Profile = serde_json::from_value(value).map_err(|e| {
+            let message = e.to_string();
+            if caps::is_newer_than_this_build(&message) {
+                ProfileError::NewerCapability {
+                    path: name.to_owned(),
+                    message,
+                }
+            } else {
+                malformed(message)
+            }
+        })?;
         profile.version = VERSION;
         profile.derive();
         Ok(profile)
@@ -634,6 +691,40 @@ mod tests {
         let back = Profile::parse(&json, "x.json").unwrap();
         assert_eq!(back, profile);
         assert_eq!(back.suggestion.add, vec![Cap(0)]);
+    }
+
+    /// A kernel newer than this build checks capability 41: its checks are left out (no
+    /// `--cap-add` can be rendered for it), the trace says so, and the profile reads back.
+    #[test]
+    fn checks_of_capabilities_this_build_does_not_know_make_the_trace_incomplete() {
+        use crate::model::fixtures::check;
+        use crate::model::record::{Audit, Verdict};
+        let mut newer = check(41, Verdict::Granted, Audit::Audited, "newcall", "tool");
+        newer.denied_before = vec![Cap(0), Cap(41), Cap(63)];
+        let mut chown = check(0, Verdict::Granted, Audit::Audited, "fchownat", "chown");
+        chown.denied_before = vec![Cap(41)];
+        let workload = Workload {
+            bounding: Some(vec![Cap(0), Cap(40), Cap(41), Cap(42)]),
+            ..sample().workload
+        };
+        let mut trace = trace_info();
+        trace.host_bounding = Some(vec![Cap(0), Cap(41)]);
+        let p = Profile::new(workload, trace, vec![newer, chown], vec![], vec![]);
+        assert_eq!(p.checks.len(), 1);
+        assert!(p.checks[0].denied_before.is_empty());
+        assert_eq!(p.workload.bounding, Some(vec![Cap(0), Cap(40)]));
+        assert_eq!(p.trace.host_bounding, Some(vec![Cap(0)]));
+        assert!(!p.trace.complete);
+        assert_eq!(
+            p.trace.incomplete,
+            [
+                "the kernel checked capability 41, which this cap-trace does not know (it knows 0 to 40, CHECKPOINT_RESTORE the last): those checks are left out; trace with a newer cap-trace"
+            ]
+        );
+        assert!(p.warnings[0].contains("capability 41"), "{:?}", p.warnings);
+        assert_eq!(p.suggestion.add, vec![Cap(0)]);
+        let back = Profile::parse(&p.to_json(), "x.json").unwrap();
+        assert_eq!(back, p);
     }
 
     #[test]
