@@ -10,13 +10,16 @@ pub mod exit {
     /// `check`: the workload needs a capability the baseline does not have, or hit a denial
     /// that made a syscall fail.
     pub const CHECK_FAILED: u8 = 1;
-    /// Usage or input error: bad arguments, unknown probe or capability, malformed or
-    /// unreadable profile, command not found.
+    /// Usage or input error: bad arguments, unknown probe or capability (or a capability
+    /// number this build does not know), malformed, oversized or unreadable profile, command
+    /// not found.
     pub const USAGE: u8 = 2;
-    /// The machine cannot trace: not root, no usable kernel hook, no BTF, no cgroup v2.
+    /// The machine cannot trace, or the daemon cannot be reached: not root, no usable kernel
+    /// hook, no BTF, no cgroup v2; a state dir in use or unusable; no or a root-only control
+    /// socket.
     pub const ENVIRONMENT: u8 = 3;
     /// Tracing failed while running: container engine error, container not found in time,
-    /// I/O error writing the output.
+    /// I/O error writing the output (or a write refused as unsafe), a control request refused.
     pub const RUNTIME: u8 = 4;
 
     /// Every code and what it means, in the README's words (Markdown: `check` is code).
@@ -28,15 +31,15 @@ pub mod exit {
         ),
         (
             USAGE,
-            "usage or input error: bad arguments, unknown probe or capability, malformed or unreadable profile, command not found",
+            "usage or input error: bad arguments, unknown probe or capability (or a capability number this cap-trace does not know), malformed, oversized or unreadable profile, command not found",
         ),
         (
             ENVIRONMENT,
-            "this machine cannot trace: not root, no usable kernel hook, no BTF, no cgroup v2",
+            "this machine cannot trace, or the daemon cannot be reached: not root or a capability missing, no usable kernel hook, no BTF, no cgroup v2; a state dir another daemon holds or that cannot be used; a control socket that is not there or is root-only",
         ),
         (
             RUNTIME,
-            "tracing failed while running: engine error, container not found in time, write error",
+            "tracing failed while running: engine error, container not found in time, write error (a write through another user's link or into another user's directory is refused with it), a control request the daemon refused",
         ),
     ];
 
