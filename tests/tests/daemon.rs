@@ -555,6 +555,73 @@ fn churn_of_200_containers_keeps_every_profile_and_memory_flat() {
     d.stop();
 }
 
+/// A container the daemon names while the engine still says "created": the runtime has set
+/// it up (its init process waits in its cgroup) but not started it, as an engine under load
+/// leaves it for a while. It is starting, not gone: its profile, saved meanwhile with the
+/// runtime's checks only, is not its last, and what its workload does once started is in it.
+/// (Such a container was once retired at its first save and its cgroup swept as not followed:
+/// the workload's CHOWN was dropped from a profile marked complete.)
+#[test]
+fn a_container_named_before_it_started_is_followed_once_it_runs() {
+    let _machine = shared_machine();
+    if !ready("a_container_named_before_it_started_is_followed_once_it_runs") {
+        return;
+    }
+    let dir = TempDir::new("daemon-created");
+    let state = dir.join("state");
+    let socket = dir.join("control.sock");
+    let label = podman::name("created");
+    let d = start(&state, &socket, &label);
+    let name = podman::name("created-web");
+    struct Remove(String);
+    impl Drop for Remove {
+        fn drop(&mut self) {
+            podman::remove(&self.0);
+        }
+    }
+    let _remove = Remove(name.clone());
+    let out = podman::podman()
+        .args(["create", "--name", &name, "--label"])
+        .arg(format!("cap-trace-test={label}"))
+        .args(RUN_OPTS)
+        .args(podman::LEARNING)
+        .arg(podman::image())
+        .args(["/bin/sh", "-c", "touch /tmp/f && chown nobody /tmp/f"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    // `podman init`: runc creates the container (its cgroup, runc init in it, making the
+    // runtime's checks) and does not start it; the engine says "created".
+    let out = podman::podman().args(["init", &name]).output().unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    let inspect = podman::podman()
+        .args(["inspect", "--format", "{{.State.Status}}", &name])
+        .output()
+        .unwrap();
+    // podman's own word for it is "initialized"; its Docker-compatible API, which the daemon
+    // asks, says "created".
+    let status = stdout(&inspect);
+    assert!(
+        ["created", "initialized"].contains(&status.trim()),
+        "{status} {}",
+        stderr(&inspect)
+    );
+    // The daemon names it and saves its profile (the runtime's checks alone); a few save
+    // ticks more pass before it starts.
+    let early = wait_for_profile_of(Some(&d), &state, &name, |_| true);
+    assert!(suggested(&early).is_empty(), "{early:#}");
+    std::thread::sleep(Duration::from_secs(3));
+    let out = podman::podman()
+        .args(["start", "--attach", &name])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    let p = wait_for_profile_of(Some(&d), &state, &name, |p| suggested(p) == ["CHOWN"]);
+    assert_eq!(p["trace"]["complete"], true, "{p:#}");
+    assert_eq!(p["workload"]["name"], name.as_str(), "{p:#}");
+    d.stop();
+}
+
 /// `podman run OPTS --label cap-trace-test=LABEL ... IMAGE` with the benchmark's workload at
 /// `/capbench` (built by `cargo xtask test`); the command follows.
 fn with_capbench(opts: &[&str], label: &str) -> Command {
@@ -839,7 +906,11 @@ fn containers_the_daemon_does_not_follow_leave_no_kernel_entries() {
             break;
         }
     }
-    // One the daemon follows, meanwhile: profiled as ever.
+    // The kernel side counted their checks until the daemon found it does not follow them:
+    // `status` counts followed containers' checks only.
+    let status = d.status();
+    assert_eq!(status["checks"], 0, "{status:#}");
+    // One the daemon follows, meanwhile: profiled as ever, and its checks are the count.
     let name = podman::name("filtered-web");
     assert!(
         run_labelled(&name, &label, "touch /tmp/f && chown nobody /tmp/f")
@@ -847,6 +918,10 @@ fn containers_the_daemon_does_not_follow_leave_no_kernel_entries() {
             .success()
     );
     wait_for_profile(&state, &name, |p| suggested(p) == ["CHOWN"]);
+    wait_for_status(&d, "checks counted as its profile counts them", |s| {
+        let saved = Profile::read(&state.join(format!("{name}.json")));
+        s["checks"] == saved["trace"]["total_checks"]
+    });
     // Once everything has exited and the maps were swept (every 10 s): nothing left of the
     // containers not followed (nor of the one followed, retired once its profile was written),
     // and the cgroups ignored are let go once gone: what stays traced is what was before.
@@ -1259,6 +1334,72 @@ fn idle_connections_past_the_descriptor_limit_do_not_stop_status() {
     assert!(cpu < wall / 2.0, "{cpu} s of CPU in {wall} s");
     drop(idle);
     d.stop();
+}
+
+/// Saved profiles that do not parse are set aside, never over one set aside before; one that
+/// cannot be moved stays, and the warning says so rather than naming where it did not go.
+#[test]
+fn profiles_that_do_not_parse_are_set_aside_and_the_warning_says_where() {
+    let _machine = shared_machine();
+    if !ready("profiles_that_do_not_parse_are_set_aside_and_the_warning_says_where") {
+        return;
+    }
+    let dir = TempDir::new("daemon-aside");
+    let state = dir.join("state");
+    std::fs::create_dir_all(&state).unwrap();
+    // One set aside by an earlier run, and a new one of the same name that does not parse.
+    std::fs::write(state.join("a.json.invalid"), "earlier\n").unwrap();
+    std::fs::write(state.join("a.json"), "not json\n").unwrap();
+    // One that cannot be moved: a mount point (rename(2) says EBUSY, even to root).
+    std::fs::write(state.join("b.json"), "not json either\n").unwrap();
+    let source = dir.join("b-source");
+    std::fs::write(&source, "not json either\n").unwrap();
+    let mounted = Command::new("mount")
+        .arg("--bind")
+        .arg(&source)
+        .arg(state.join("b.json"))
+        .status()
+        .unwrap();
+    assert!(mounted.success());
+    struct Unmount(PathBuf);
+    impl Drop for Unmount {
+        fn drop(&mut self) {
+            let _ = Command::new("umount").arg(&self.0).status();
+        }
+    }
+    let _unmount = Unmount(state.join("b.json"));
+    let d = start(&state, &dir.join("control.sock"), &podman::name("aside"));
+    let stderr = d.stop();
+    let a = state.join("a.json");
+    assert!(
+        stderr.contains(&format!(
+            "; set aside as {}.invalid.2 and started afresh",
+            a.display()
+        )),
+        "{stderr}"
+    );
+    assert!(!a.exists(), "{stderr}");
+    let read = |name: &str| std::fs::read_to_string(state.join(name)).unwrap();
+    assert_eq!(read("a.json.invalid"), "earlier\n", "{stderr}");
+    assert_eq!(read("a.json.invalid.2"), "not json\n", "{stderr}");
+    let b = state.join("b.json");
+    let warning = stderr
+        .lines()
+        .find(|l| l.contains(&format!("{} is not a cap-trace profile", b.display())))
+        .unwrap_or_else(|| panic!("no warning about {}: {stderr}", b.display()));
+    assert!(
+        warning.contains("; it could not be set aside (Device or resource busy"),
+        "{warning}"
+    );
+    assert!(
+        warning.ends_with("it stays where it is, and a profile written under its name replaces it"),
+        "{warning}"
+    );
+    assert!(
+        !stderr.contains(&format!("set aside as {}", b.display())),
+        "{stderr}"
+    );
+    assert_eq!(read("b.json"), "not json either\n");
 }
 
 #[test]

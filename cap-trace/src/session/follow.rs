@@ -628,6 +628,18 @@ impl Session {
         }
     }
 
+    /// Checks counted so far in the containers followed now (in every cgroup of theirs).
+    pub(crate) fn followed_checks(&self) -> Result<u64, SessionError> {
+        let followed = self.followed();
+        Ok(self
+            .tracer
+            .probe
+            .checks()?
+            .iter()
+            .filter(|(key, _)| followed.contains(&key.cgroup_id))
+            .fold(0u64, |sum, (_, n)| sum.saturating_add(*n)))
+    }
+
     /// Every cgroup id whose checks a followed container's profile is made of.
     fn followed(&self) -> std::collections::HashSet<u64> {
         self.tracked

@@ -65,6 +65,10 @@ struct Daemon {
     persist_error: Option<String>,
     /// Containers seen by this run, and the latest that exited (at most [`EXITED_LISTED`]).
     containers_seen: u64,
+    /// Checks this run counted in each identity followed now, as of its last profile.
+    run_checks: HashMap<String, u64>,
+    /// Checks this run counted in containers followed and since retired.
+    retired_checks: u64,
     seen: BTreeSet<String>,
     exited: VecDeque<String>,
     engines: Vec<String>,
@@ -85,6 +89,8 @@ impl Daemon {
         let mut out = Vec::new();
         for (identity, mut profile) in current {
             profile.workload.identity = Some(identity.clone());
+            self.run_checks
+                .insert(identity.clone(), profile.trace.total_checks);
             let base = self
                 .bases
                 .entry(identity.clone())
@@ -122,6 +128,8 @@ impl Daemon {
         for target in s.session.retire_exited(|t| written.contains(t))? {
             // Its profile is on disk now: a later incarnation starts from there.
             self.bases.remove(&target);
+            let counted = self.run_checks.remove(&target).unwrap_or(0);
+            self.retired_checks = self.retired_checks.saturating_add(counted);
             self.seen.remove(&target);
             self.exited.push_back(target);
             if self.exited.len() > EXITED_LISTED {
@@ -216,7 +224,11 @@ impl Daemon {
             profiles,
             containers,
             containers_seen: self.containers_seen,
-            checks: stats.checks,
+            // The kernel side also counts new cgroups' checks until they are found not to
+            // be followed: only followed containers' are this figure.
+            checks: self
+                .retired_checks
+                .saturating_add(s.session.followed_checks()?),
             events: s.session.tracer.collector.events,
             losses: Losses::from(&stats),
             map_entries: {
@@ -404,6 +416,8 @@ pub async fn daemon(opts: DaemonOptions) -> Result<(), Failure> {
         last_persist: None,
         persist_error: None,
         containers_seen: 0,
+        run_checks: HashMap::default(),
+        retired_checks: 0,
         seen: BTreeSet::new(),
         exited: VecDeque::new(),
         engines,

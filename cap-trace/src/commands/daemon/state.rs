@@ -135,14 +135,62 @@ impl StateDir {
     }
 }
 
-/// Renames a profile that does not parse to `*.invalid`, so it is neither lost nor overwritten.
+/// Renames a profile that does not parse to `*.invalid` (`*.invalid.N` when that name is
+/// taken: an earlier one set aside is never replaced), so it is neither lost nor overwritten,
+/// and says what happened: where it went, or why it could not be moved and that it stays.
 fn set_aside(path: &Path, error: &dyn std::fmt::Display) {
-    let aside = path.with_extension("json.invalid");
-    let _ = std::fs::rename(path, &aside);
-    eprintln!(
-        "cap-trace: warning: {error}; set aside as {} and started afresh",
-        aside.display()
-    );
+    match rename_aside(path) {
+        Ok(aside) => eprintln!(
+            "cap-trace: warning: {error}; set aside as {} and started afresh",
+            aside.display()
+        ),
+        Err(e) => eprintln!(
+            "cap-trace: warning: {error}; it could not be set aside ({e}): it stays where it is, and a profile written under its name replaces it"
+        ),
+    }
+}
+
+/// Moves `path` to the first free name of `NAME.invalid`, `NAME.invalid.2`, ... (never over
+/// an existing file: `RENAME_NOREPLACE`).
+fn rename_aside(path: &Path) -> std::io::Result<PathBuf> {
+    let from = std::ffi::CString::new(path.as_os_str().as_bytes())?;
+    let first = path.with_extension("json.invalid");
+    for n in 1..=100 {
+        let aside = if n == 1 {
+            first.clone()
+        } else {
+            PathBuf::from(format!("{}.{n}", first.display()))
+        };
+        let to = std::ffi::CString::new(aside.as_os_str().as_bytes())?;
+        // SAFETY: renameat2(2) with two NUL-terminated paths.
+        let rc = unsafe {
+            libc::renameat2(
+                libc::AT_FDCWD,
+                from.as_ptr(),
+                libc::AT_FDCWD,
+                to.as_ptr(),
+                libc::RENAME_NOREPLACE,
+            )
+        };
+        if rc == 0 {
+            return Ok(aside);
+        }
+        let e = std::io::Error::last_os_error();
+        match e.raw_os_error() {
+            // A file system without RENAME_NOREPLACE: the dir is root's alone (0700), so a
+            // look before the rename is not raced.
+            Some(libc::EINVAL) if !aside.exists() => {
+                std::fs::rename(path, &aside)?;
+                return Ok(aside);
+            }
+            Some(libc::EEXIST | libc::EINVAL) => {}
+            _ => return Err(e),
+        }
+    }
+    Err(std::io::Error::other(format!(
+        "{} and 99 more names are taken",
+        first.display()
+    )))
 }
 
 /// Takes the state dir's lock (`flock` on `.lock`, which holds the owner's pid), or says which
