@@ -403,6 +403,19 @@ pub struct Settings {
     /// addresses, which the CPU then makes at once (needs `cast_type`, and a CPU that keeps
     /// loads in program order, as x86_64 does: see `filter.rs`).
     pub cached_chain: u32,
+    /// 1 on kernels without the helpers `bpf_get_current_task_btf` (before Linux 5.11) or
+    /// `bpf_task_pt_regs` (before 5.15): the task is `bpf_get_current_task`'s plain number, every
+    /// kernel word is read with `bpf_probe_read_kernel`, the saved registers are found at
+    /// `regs_in_stack` and a cgroup's ancestors in `cgroup.ancestor_ids`. 0 elsewhere, where the
+    /// verifier drops that path as dead code.
+    pub helper_reads: u32,
+    /// With `helper_reads`: where the user registers sit above `task_struct.stack` (THREAD_SIZE
+    /// less `sizeof(struct pt_regs)`), what `bpf_task_pt_regs` would return.
+    pub regs_in_stack: u32,
+    /// With `helper_reads`: byte offsets of `cgroup.level` and `cgroup.ancestor_ids` (the ids of
+    /// a cgroup's ancestors by level, until Linux 5.19).
+    pub off_cgroup_level: u32,
+    pub off_cgroup_ancestor_ids: u32,
     pub _pad: u32,
 
     /// `[start, end)` of `cap_capable`, to find its frame in a kernel stack.
@@ -446,6 +459,10 @@ impl Settings {
             off_regs_ret: 0,
             off_task_flags: 0,
             cached_chain: 0,
+            helper_reads: 0,
+            regs_in_stack: 0,
+            off_cgroup_level: 0,
+            off_cgroup_ancestor_ids: 0,
             _pad: 0,
             cap_capable_start: 0,
             cap_capable_end: 0,
@@ -611,7 +628,7 @@ const _: () = {
     assert!(size_of::<KprobeArgs>() == 24);
     assert!(size_of::<Traced>() == 8);
     assert!(size_of::<SiteRange>() == 24);
-    assert!(size_of::<Settings>() == 144 + 24 * MAX_SITES);
+    assert!(size_of::<Settings>() == 160 + 24 * MAX_SITES);
     assert!(size_of::<CgroupLosses>() == 8 * loss_kind::COUNT);
     assert!(size_of::<MigrationEvent>() == 48 + CGROUP_PATH_LEN);
     assert!(size_of::<Config>() == 24);

@@ -268,6 +268,16 @@ struct KernelLayout {
     /// BTF id of the kfunc `bpf_task_work_schedule_resume` (or its `_impl`), when the kernel
     /// has it and `struct bpf_task_work`.
     task_work: Option<u32>,
+    /// What a kernel without `bpf_get_current_task_btf` or `bpf_task_pt_regs` needs instead.
+    helper_reads: Option<HelperReads>,
+}
+
+/// Where the kernel side finds by itself what the helpers of Linux 5.15 return (see
+/// `Settings.helper_reads`).
+struct HelperReads {
+    regs_in_stack: u32,
+    off_cgroup_level: u32,
+    off_cgroup_ancestor_ids: u32,
 }
 
 impl KernelLayout {
@@ -301,6 +311,12 @@ impl KernelLayout {
         // x86_64 keeps loads in program order, which the filter's check of its cached answer
         // needs (cap-trace-ebpf/src/filter.rs); it loads from numbers through bpf_rdonly_cast.
         settings.cached_chain = u32::from(cfg!(target_arch = "x86_64") && settings.cast_type != 0);
+        if let Some(reads) = &self.helper_reads {
+            settings.helper_reads = 1;
+            settings.regs_in_stack = reads.regs_in_stack;
+            settings.off_cgroup_level = reads.off_cgroup_level;
+            settings.off_cgroup_ancestor_ids = reads.off_cgroup_ancestor_ids;
+        }
         settings
     }
 
@@ -351,6 +367,7 @@ fn kernel_layout(btf: &Btf) -> Result<KernelLayout, ProbeError> {
         off_task_flags: btf.member_offset("task_struct", "flags").map_err(err)?,
         rdonly_cast: btf.func_id("bpf_rdonly_cast").zip(btf.struct_id("pt_regs")),
         task_work: task_work_kfunc(btf),
+        helper_reads: helper_reads(btf).map_err(err)?,
     })
 }
 
@@ -362,6 +379,38 @@ fn task_work_kfunc(btf: &Btf) -> Option<u32> {
     btf.struct_id("bpf_task_work")?;
     btf.func_id("bpf_task_work_schedule_resume_impl")
         .or_else(|| btf.func_id("bpf_task_work_schedule_resume"))
+}
+
+/// On kernels before Linux 5.15, what the kernel side does in place of the helpers
+/// `bpf_get_current_task_btf` (5.11), `bpf_task_pt_regs` (5.15) and, for tracing programs,
+/// `bpf_get_current_ancestor_cgroup_id` (5.11); `None` where the kernel has them all.
+fn helper_reads(btf: &Btf) -> Result<Option<HelperReads>, btf::BtfError> {
+    let has = |helper| btf.enum_has("bpf_func_id", helper);
+    if has("BPF_FUNC_get_current_task_btf") && has("BPF_FUNC_task_pt_regs") {
+        return Ok(None);
+    }
+    // task_pt_regs(): the user registers are the last thing on the task's kernel stack.
+    let regs_in_stack = thread_size() - btf.struct_size("pt_regs")?;
+    Ok(Some(HelperReads {
+        regs_in_stack,
+        off_cgroup_level: btf.member_offset("cgroup", "level")?,
+        // Replaced by `ancestors` (pointers) in Linux 6.0, long after both helpers arrived.
+        off_cgroup_ancestor_ids: btf.member_offset("cgroup", "ancestor_ids")?,
+    }))
+}
+
+/// The size of a task's kernel stack (THREAD_SIZE), at whose top the kernel saves the user
+/// registers. 16 KiB on x86_64 (no top padding on 64-bit) and on arm64, whose stacks are a
+/// page when pages are larger. (Kernels built with KASAN double it; those are test kernels.)
+fn thread_size() -> u32 {
+    #[cfg(target_arch = "aarch64")]
+    {
+        // SAFETY: sysconf has no preconditions.
+        let page = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
+        (page.max(0) as u32).max(16384)
+    }
+    #[cfg(not(target_arch = "aarch64"))]
+    16384
 }
 
 impl Probe {
