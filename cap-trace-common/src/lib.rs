@@ -43,8 +43,9 @@ pub mod event_kind {
 }
 
 /// Positions of the fields cap-trace reads among the raw `cap_capable` tracepoint's arguments
-/// (`cred, target_ns, capable_ns, cap, ret`, as since Linux 6.15). Fixed rather than settings: a
-/// context read needs a constant offset; userspace checks the kernel's order before using them.
+/// (`cred, target_ns, capable_ns, cap, ret`, as since the tracepoint came in Linux 6.14). Fixed
+/// rather than settings: a context read needs a constant offset; userspace checks the kernel's
+/// order before using them.
 pub mod raw_arg {
     pub const CRED: usize = 0;
     pub const TARGET_NS: usize = 1;
@@ -186,7 +187,7 @@ pub struct CheckKey {
     pub denied_before: u64,
     /// Capability number.
     pub cap: u32,
-    /// System call in flight (x86_64 numbering), or [`NO_SYSCALL`].
+    /// System call in flight (the numbering of the architecture traced), or [`NO_SYSCALL`].
     pub syscall: u32,
     /// [`check_flags`] bits.
     pub flags: u32,

@@ -114,11 +114,11 @@ for probe in $probes; do
     check "$probe: $outcomes" grep -q "$outcomes" "$p-chown.json"
 done
 
-# The tracepoint backend is not there before Linux 6.15: a clear one-line error, exit 3.
+# The tracepoint backend is not there before Linux 6.14: a clear one-line error, exit 3.
 if [ "$auto" != tracepoint ]; then
     cap-trace run --probe tracepoint -- true 2> /tmp/tp.err
     code=$?
     check "tracepoint: exits 3 on this kernel" test "$code" -eq 3
-    check "tracepoint: says why" grep -q "no capability:cap_capable tracepoint (added in Linux 6.15" /tmp/tp.err
+    check "tracepoint: says why" grep -q "no capability:cap_capable tracepoint (added in Linux 6.14" /tmp/tp.err
     check "tracepoint: one line" test "$(wc -l < /tmp/tp.err)" -eq 1
 fi

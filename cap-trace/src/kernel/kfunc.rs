@@ -32,6 +32,11 @@ impl Patched {
         // SAFETY: `words` holds at least `len` initialised bytes; u8 has no alignment needs.
         unsafe { std::slice::from_raw_parts(self.words.as_ptr().cast::<u8>(), self.len) }
     }
+
+    pub(super) fn bytes_mut(&mut self) -> &mut [u8] {
+        // SAFETY: as in `bytes`, through the unique borrow of `words`.
+        unsafe { std::slice::from_raw_parts_mut(self.words.as_mut_ptr().cast::<u8>(), self.len) }
+    }
 }
 
 /// A copy of `object` whose placeholder calls call their kfunc (by its BTF id in the kernel's

@@ -1,7 +1,7 @@
 //! Loading the kernel side and attaching it with the best hook the running kernel offers.
 //!
 //! Three backends see the same `cap_capable` calls:
-//! 1. `tracepoint`: `capability:cap_capable` (Linux 6.15+). No `opts` argument, so the audit flag
+//! 1. `tracepoint`: `capability:cap_capable` (Linux 6.14+). No `opts` argument, so the audit flag
 //!    comes from the call site (see [`crate::linux::audit`]).
 //! 2. `fexit` on `cap_capable` (BTF kernels): arguments, `opts` and the return value.
 //! 3. `kprobe` + `kretprobe` on `cap_capable` (any kernel with kprobes).
@@ -15,6 +15,7 @@
 pub mod btf;
 pub mod kallsyms;
 mod kfunc;
+mod prealloc;
 pub mod sites;
 pub mod tracefs;
 
@@ -270,6 +271,9 @@ struct KernelLayout {
     task_work: Option<u32>,
     /// What a kernel without `bpf_get_current_task_btf` or `bpf_task_pt_regs` needs instead.
     helper_reads: Option<HelperReads>,
+    /// Tracing programs may use maps allocated as they fill without a kernel warning (Linux
+    /// 6.1+, which has the BPF memory allocator): see `prealloc`.
+    growing_maps_allowed: bool,
 }
 
 /// Where the kernel side finds by itself what the helpers of Linux 5.15 return (see
@@ -368,6 +372,7 @@ fn kernel_layout(btf: &Btf) -> Result<KernelLayout, ProbeError> {
         rdonly_cast: btf.func_id("bpf_rdonly_cast").zip(btf.struct_id("pt_regs")),
         task_work: task_work_kfunc(btf),
         helper_reads: helper_reads(btf).map_err(err)?,
+        growing_maps_allowed: btf.struct_id("bpf_mem_alloc").is_some(),
     })
 }
 
@@ -440,7 +445,11 @@ impl Probe {
             ProbeChoice::Only(ref b) => std::slice::from_ref(b),
         };
         // One patched copy of the object serves every backend tried.
-        let (object, _) = kfunc::patch(OBJECT, &layout.kfuncs()).map_err(ProbeError::Kernel)?;
+        let (mut object, _) = kfunc::patch(OBJECT, &layout.kfuncs()).map_err(ProbeError::Kernel)?;
+        if !layout.growing_maps_allowed {
+            prealloc::preallocate(&mut object, &prealloc::GROWING_MAPS)
+                .map_err(ProbeError::Kernel)?;
+        }
         let mut rejected = Vec::new();
         for &backend in order {
             match Self::try_backend(
@@ -452,9 +461,13 @@ impl Probe {
             ) {
                 Ok(mut probe) => {
                     probe.rejected = rejected;
-                    // Loading freed far more than tracing will use: give it back.
+                    // Loading freed far more than tracing will use: give it back (glibc
+                    // keeps it otherwise; musl returns large frees by itself).
+                    #[cfg(target_env = "gnu")]
                     // SAFETY: malloc_trim only releases free heap memory.
-                    unsafe { libc::malloc_trim(0) };
+                    unsafe {
+                        libc::malloc_trim(0);
+                    }
                     return Ok(probe);
                 }
                 Err(AttemptError::Fatal(e)) => return Err(e),
@@ -832,9 +845,18 @@ where
         .map_err(|e: aya::programs::ProgramError| AttemptError::Unavailable(e.to_string()))
 }
 
-/// Turns aya's errors into a short reason.
+/// Turns aya's errors into a short reason. aya's message names the failing call and keeps the
+/// kernel's answer (the errno) as its source: both are kept.
 fn describe_program_error(what: &str, e: &aya::programs::ProgramError) -> String {
-    let text = e.to_string();
+    let mut text = e.to_string();
+    let mut source = std::error::Error::source(e);
+    while let Some(cause) = source {
+        let cause_text = cause.to_string();
+        if !text.contains(&cause_text) {
+            text = format!("{text}: {cause_text}");
+        }
+        source = cause.source();
+    }
     log::trace!("{what}: {text}");
     summarize_program_error(what, &text)
 }
@@ -859,13 +881,20 @@ fn summarize_program_error(what: &str, text: &str) -> String {
             "{what}: the kernel refused the program (permission denied; lockdown or a restricted sysctl)"
         )
     } else if io("os error 2)") || io("No such file or directory") {
-        format!("{what}: not present in this kernel")
+        format!("{what}: not present in this kernel ({})", first_line(text))
     } else if io("os error 524") || io("os error 95") || io("not supported") {
-        format!("{what}: not supported by this kernel")
+        format!(
+            "{what}: not supported by this kernel ({})",
+            first_line(text)
+        )
     } else {
         let short: String = text.lines().take(3).collect::<Vec<_>>().join(" ");
         format!("{what}: {short}")
     }
+}
+
+fn first_line(text: &str) -> &str {
+    text.lines().next().unwrap_or_default().trim()
 }
 
 /// What the tracepoint backends add to the settings: the tracepoint's field offsets (from its
@@ -879,7 +908,7 @@ fn tracepoint_settings(
     let format_path = root.join("events/capability/cap_capable/format");
     let format = std::fs::read_to_string(&format_path).map_err(|_| {
         AttemptError::Unavailable(format!(
-            "no capability:cap_capable tracepoint (added in Linux 6.15; this is {})",
+            "no capability:cap_capable tracepoint (added in Linux 6.14; this is {})",
             kernel_release()
         ))
     })?;
@@ -1199,7 +1228,12 @@ mod tests {
             ),
             (
                 "error attaching: No such file or directory (os error 2)",
-                "fexit program: not present in this kernel",
+                "fexit program: not present in this kernel (error attaching: No such file or directory (os error 2))",
+            ),
+            // An fexit attach refused on arm64 6.1 (no ftrace direct calls), with its errno.
+            (
+                "`bpf_raw_tracepoint_open` failed: Unknown error 524 (os error 524)",
+                "fexit program: not supported by this kernel (`bpf_raw_tracepoint_open` failed: Unknown error 524 (os error 524))",
             ),
             (
                 "something else\nsecond\nthird\nfourth",
@@ -1211,6 +1245,19 @@ mod tests {
             assert_eq!(got, want);
             assert!(!got.contains('\n'));
         }
+    }
+
+    #[test]
+    fn a_refused_attach_keeps_the_errno() {
+        // What aya returns when the kernel refuses an fexit attach (arm64 6.1).
+        let e = aya::programs::ProgramError::SyscallError(aya::sys::SyscallError {
+            call: "bpf_raw_tracepoint_open",
+            io_error: std::io::Error::from_raw_os_error(524),
+        });
+        let got = describe_program_error("fexit on cap_capable", &e);
+        assert!(got.starts_with("fexit on cap_capable: not supported by this kernel ("));
+        assert!(got.contains("bpf_raw_tracepoint_open"), "{got}");
+        assert!(got.contains("os error 524"), "{got}");
     }
 
     fn key(cap: u32) -> CheckKey {
