@@ -100,6 +100,14 @@ pub const RDONLY_CAST_MARK: i32 = 0x6361_7374;
 /// kernels), which the task-work programs use to learn how a syscall with a denied check ends.
 pub const TASK_WORK_MARK: i32 = 0x7477_726b;
 
+/// The immediate of the placeholder `rX = MARK ll` instructions whose value says whether the
+/// kernel lacks the helpers `bpf_get_current_task_btf` (before Linux 5.11) or `bpf_task_pt_regs`
+/// (before 5.15): the loader writes 1 there, else 0, into every one. As an immediate, not a
+/// setting, so that newer kernels pay nothing for the test: the verifier knows the constant and
+/// drops the branch, and what is left is a register cleared (a setting would be a load from the
+/// settings at every field read).
+pub const HELPER_READS_MARK: i32 = 0x6872_6473;
+
 /// Capabilities that are one side of an alternative (DAC_READ_SEARCH or DAC_OVERRIDE; PERFMON,
 /// BPF or CHECKPOINT_RESTORE or SYS_ADMIN): denials of these must be followed every time, since
 /// what was denied together in one syscall decides which one is needed. Userspace holds this to
@@ -404,20 +412,18 @@ pub struct Settings {
     /// addresses, which the CPU then makes at once (needs `cast_type`, and a CPU that keeps
     /// loads in program order, as x86_64 does: see `filter.rs`).
     pub cached_chain: u32,
-    /// 1 on kernels without the helpers `bpf_get_current_task_btf` (before Linux 5.11) or
-    /// `bpf_task_pt_regs` (before 5.15): the task is `bpf_get_current_task`'s plain number, every
-    /// kernel word is read with `bpf_probe_read_kernel`, the saved registers are found at
-    /// `regs_in_stack` and a cgroup's ancestors in `cgroup.ancestor_ids`. 0 elsewhere, where the
-    /// verifier drops that path as dead code.
-    pub helper_reads: u32,
-    /// With `helper_reads`: where the user registers sit above `task_struct.stack` (THREAD_SIZE
-    /// less `sizeof(struct pt_regs)`), what `bpf_task_pt_regs` would return.
+    /// On kernels without the helpers `bpf_get_current_task_btf` (before Linux 5.11) or
+    /// `bpf_task_pt_regs` (before 5.15), as [`HELPER_READS_MARK`] says: the task is
+    /// `bpf_get_current_task`'s plain number, every kernel word is read with
+    /// `bpf_probe_read_kernel`, the saved registers are found at `regs_in_stack` and a cgroup's
+    /// ancestors in `cgroup.ancestor_ids`. There, where the user registers sit above
+    /// `task_struct.stack` (THREAD_SIZE less `sizeof(struct pt_regs)`), what `bpf_task_pt_regs`
+    /// would return.
     pub regs_in_stack: u32,
-    /// With `helper_reads`: byte offsets of `cgroup.level` and `cgroup.ancestor_ids` (the ids of
+    /// On those kernels: byte offsets of `cgroup.level` and `cgroup.ancestor_ids` (the ids of
     /// a cgroup's ancestors by level, until Linux 5.19).
     pub off_cgroup_level: u32,
     pub off_cgroup_ancestor_ids: u32,
-    pub _pad: u32,
 
     /// `[start, end)` of `cap_capable`, to find its frame in a kernel stack.
     pub cap_capable_start: u64,
@@ -460,11 +466,9 @@ impl Settings {
             off_regs_ret: 0,
             off_task_flags: 0,
             cached_chain: 0,
-            helper_reads: 0,
             regs_in_stack: 0,
             off_cgroup_level: 0,
             off_cgroup_ancestor_ids: 0,
-            _pad: 0,
             cap_capable_start: 0,
             cap_capable_end: 0,
             sites: [SiteRange {
@@ -629,7 +633,7 @@ const _: () = {
     assert!(size_of::<KprobeArgs>() == 24);
     assert!(size_of::<Traced>() == 8);
     assert!(size_of::<SiteRange>() == 24);
-    assert!(size_of::<Settings>() == 160 + 24 * MAX_SITES);
+    assert!(size_of::<Settings>() == 152 + 24 * MAX_SITES);
     assert!(size_of::<CgroupLosses>() == 8 * loss_kind::COUNT);
     assert!(size_of::<MigrationEvent>() == 48 + CGROUP_PATH_LEN);
     assert!(size_of::<Config>() == 24);

@@ -26,7 +26,7 @@
 use aya_ebpf::{helpers::bpf_get_current_ancestor_cgroup_id, macros::map, maps::HashMap};
 use cap_trace_common::{Config, LastCheck, Traced, traced_kind};
 
-use crate::task::{field, id_of, kernel_word};
+use crate::task::{field, helper_reads, id_of, kernel_word};
 
 #[map]
 static TRACED: HashMap<u64, Traced> = HashMap::with_max_entries(16384, 0);
@@ -135,7 +135,7 @@ pub(crate) fn traced_entry(id: u64) -> Option<Traced> {
 /// Linux 5.11; there (`helper_reads`), `cgroup.ancestor_ids[level]` holds the same id.
 #[inline(always)]
 fn ancestor_id(cgroup: *const u8, level: u32) -> u64 {
-    if setting!(helper_reads) != 0 {
+    if helper_reads() {
         let own: i32 = field(cgroup, setting!(off_cgroup_level));
         if level.cast_signed() > own {
             return 0;

@@ -25,8 +25,8 @@ use aya::maps::{Array, HashMap, MapData, PerCpuArray, RingBuf};
 use aya::programs::{FExit, KProbe, RawTracePoint, TracePoint};
 use aya::{Btf as AyaBtf, Ebpf, EbpfLoader};
 use cap_trace_common::{
-    CgroupLosses, CheckKey, Config, LastCheck, MAX_SITES, OutcomeKey, RDONLY_CAST_MARK, Settings,
-    TASK_WORK_MARK, Traced, backend, raw_arg, stat, traced_kind,
+    CgroupLosses, CheckKey, Config, HELPER_READS_MARK, LastCheck, MAX_SITES, OutcomeKey,
+    RDONLY_CAST_MARK, Settings, TASK_WORK_MARK, Traced, backend, raw_arg, stat, traced_kind,
 };
 use serde::{Deserialize, Serialize};
 
@@ -316,7 +316,6 @@ impl KernelLayout {
         // needs (cap-trace-ebpf/src/filter.rs); it loads from numbers through bpf_rdonly_cast.
         settings.cached_chain = u32::from(cfg!(target_arch = "x86_64") && settings.cast_type != 0);
         if let Some(reads) = &self.helper_reads {
-            settings.helper_reads = 1;
             settings.regs_in_stack = reads.regs_in_stack;
             settings.off_cgroup_level = reads.off_cgroup_level;
             settings.off_cgroup_ancestor_ids = reads.off_cgroup_ancestor_ids;
@@ -446,6 +445,9 @@ impl Probe {
         };
         // One patched copy of the object serves every backend tried.
         let (mut object, _) = kfunc::patch(OBJECT, &layout.kfuncs()).map_err(ProbeError::Kernel)?;
+        let helper_reads = u32::from(layout.helper_reads.is_some());
+        kfunc::set_immediates(&mut object, HELPER_READS_MARK, helper_reads)
+            .map_err(ProbeError::Kernel)?;
         if !layout.growing_maps_allowed {
             prealloc::preallocate(&mut object, &prealloc::GROWING_MAPS)
                 .map_err(ProbeError::Kernel)?;
