@@ -40,8 +40,13 @@ enum Task {
     },
     /// Set up, build, and trace a real workload.
     Demo,
-    /// Run the backend tests on Debian's 6.1 and 6.12 kernels in a qemu VM (fexit, kprobe, auto).
-    VmTest,
+    /// Run every backend on Debian's cloud kernels (5.10 to 6.19, x86_64 and arm64) in qemu,
+    /// and print the kernel matrix.
+    VmTest {
+        /// Boot only these kernels, as ARCH:SERIES (e.g. `amd64:5.10,arm64:6.18`).
+        #[arg(long, value_delimiter = ',')]
+        only: Vec<String>,
+    },
     /// Measure tracing overhead against the floor and bpftrace; writes BENCHMARKS.md.
     Bench {
         /// Rounds over all configurations (medians are reported).
@@ -79,7 +84,7 @@ fn main() {
         }),
         Task::Build { targets } => build::build(&targets),
         Task::Demo => demo::demo(),
-        Task::VmTest => vm::vm_test(),
+        Task::VmTest { only } => vm::vm_test(&only),
         Task::Bench {
             rounds,
             calls,
