@@ -43,8 +43,9 @@ pub mod event_kind {
 }
 
 /// Positions of the fields cap-trace reads among the raw `cap_capable` tracepoint's arguments
-/// (`cred, target_ns, capable_ns, cap, ret`, as since Linux 6.15). Fixed rather than settings: a
-/// context read needs a constant offset; userspace checks the kernel's order before using them.
+/// (`cred, target_ns, capable_ns, cap, ret`, as since the tracepoint came in Linux 6.14). Fixed
+/// rather than settings: a context read needs a constant offset; userspace checks the kernel's
+/// order before using them.
 pub mod raw_arg {
     pub const CRED: usize = 0;
     pub const TARGET_NS: usize = 1;
@@ -98,6 +99,14 @@ pub const RDONLY_CAST_MARK: i32 = 0x6361_7374;
 /// `bpf_task_work_schedule_resume_impl` (Linux 6.18; `bpf_task_work_schedule_resume` on later
 /// kernels), which the task-work programs use to learn how a syscall with a denied check ends.
 pub const TASK_WORK_MARK: i32 = 0x7477_726b;
+
+/// The immediate of the placeholder `rX = MARK ll` instructions whose value says whether the
+/// kernel lacks the helpers `bpf_get_current_task_btf` (before Linux 5.11) or `bpf_task_pt_regs`
+/// (before 5.15): the loader writes 1 there, else 0, into every one. As an immediate, not a
+/// setting, so that newer kernels pay nothing for the test: the verifier knows the constant and
+/// drops the branch, and what is left is a register cleared (a setting would be a load from the
+/// settings at every field read).
+pub const HELPER_READS_MARK: i32 = 0x6872_6473;
 
 /// Capabilities that are one side of an alternative (DAC_READ_SEARCH or DAC_OVERRIDE; PERFMON,
 /// BPF or CHECKPOINT_RESTORE or SYS_ADMIN): denials of these must be followed every time, since
@@ -186,7 +195,7 @@ pub struct CheckKey {
     pub denied_before: u64,
     /// Capability number.
     pub cap: u32,
-    /// System call in flight (x86_64 numbering), or [`NO_SYSCALL`].
+    /// System call in flight (the numbering of the architecture traced), or [`NO_SYSCALL`].
     pub syscall: u32,
     /// [`check_flags`] bits.
     pub flags: u32,
@@ -403,7 +412,18 @@ pub struct Settings {
     /// addresses, which the CPU then makes at once (needs `cast_type`, and a CPU that keeps
     /// loads in program order, as x86_64 does: see `filter.rs`).
     pub cached_chain: u32,
-    pub _pad: u32,
+    /// On kernels without the helpers `bpf_get_current_task_btf` (before Linux 5.11) or
+    /// `bpf_task_pt_regs` (before 5.15), as [`HELPER_READS_MARK`] says: the task is
+    /// `bpf_get_current_task`'s plain number, every kernel word is read with
+    /// `bpf_probe_read_kernel`, the saved registers are found at `regs_in_stack` and a cgroup's
+    /// ancestors in `cgroup.ancestor_ids`. There, where the user registers sit above
+    /// `task_struct.stack` (THREAD_SIZE less `sizeof(struct pt_regs)`), what `bpf_task_pt_regs`
+    /// would return.
+    pub regs_in_stack: u32,
+    /// On those kernels: byte offsets of `cgroup.level` and `cgroup.ancestor_ids` (the ids of
+    /// a cgroup's ancestors by level, until Linux 5.19).
+    pub off_cgroup_level: u32,
+    pub off_cgroup_ancestor_ids: u32,
 
     /// `[start, end)` of `cap_capable`, to find its frame in a kernel stack.
     pub cap_capable_start: u64,
@@ -446,7 +466,9 @@ impl Settings {
             off_regs_ret: 0,
             off_task_flags: 0,
             cached_chain: 0,
-            _pad: 0,
+            regs_in_stack: 0,
+            off_cgroup_level: 0,
+            off_cgroup_ancestor_ids: 0,
             cap_capable_start: 0,
             cap_capable_end: 0,
             sites: [SiteRange {
@@ -611,7 +633,7 @@ const _: () = {
     assert!(size_of::<KprobeArgs>() == 24);
     assert!(size_of::<Traced>() == 8);
     assert!(size_of::<SiteRange>() == 24);
-    assert!(size_of::<Settings>() == 144 + 24 * MAX_SITES);
+    assert!(size_of::<Settings>() == 152 + 24 * MAX_SITES);
     assert!(size_of::<CgroupLosses>() == 8 * loss_kind::COUNT);
     assert!(size_of::<MigrationEvent>() == 48 + CGROUP_PATH_LEN);
     assert!(size_of::<Config>() == 24);

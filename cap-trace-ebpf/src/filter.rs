@@ -26,7 +26,7 @@
 use aya_ebpf::{helpers::bpf_get_current_ancestor_cgroup_id, macros::map, maps::HashMap};
 use cap_trace_common::{Config, LastCheck, Traced, traced_kind};
 
-use crate::task::{field, id_of, kernel_word};
+use crate::task::{field, helper_reads, id_of, kernel_word};
 
 #[map]
 static TRACED: HashMap<u64, Traced> = HashMap::with_max_entries(16384, 0);
@@ -71,7 +71,7 @@ pub(crate) fn traced_cgroup(task: *const u8, last: &mut LastCheck) -> Option<u64
     }
     // The id of the same cgroup the serial number came from (the task may move meanwhile).
     let leaf = id_of(cgroup);
-    let traced = lookup_traced(leaf);
+    let traced = lookup_traced(cgroup, leaf);
     last.cg_serial = serial;
     last.cg_leaf = leaf;
     last.cg_generation = generation;
@@ -80,9 +80,10 @@ pub(crate) fn traced_cgroup(task: *const u8, last: &mut LastCheck) -> Option<u64
     traced
 }
 
-/// The workload the current task's checks are recorded under, when its cgroup is `leaf`.
+/// The workload `cgroup` (the current task's, whose id is `leaf`) is recorded under, from
+/// `TRACED`.
 #[inline(always)]
-pub(crate) fn lookup_traced(leaf: u64) -> Option<u64> {
+pub(crate) fn lookup_traced(cgroup: *const u8, leaf: u64) -> Option<u64> {
     if let Some(traced) = TRACED.get_ptr(&leaf) {
         // SAFETY: `traced` is from a map lookup that succeeded: valid for the whole run.
         match unsafe { (*traced).kind } {
@@ -97,8 +98,7 @@ pub(crate) fn lookup_traced(leaf: u64) -> Option<u64> {
     let mut level = 0u32;
     while levels != 0 && level < 32 {
         if levels & (1u64 << level) != 0 {
-            // SAFETY: any level is valid: past the task's own the helper returns 0.
-            let ancestor = unsafe { bpf_get_current_ancestor_cgroup_id(level as i32) };
+            let ancestor = ancestor_id(cgroup, level);
             if ancestor == 0 {
                 break;
             }
@@ -128,4 +128,20 @@ pub(crate) fn new_cgroup(leaf: u64) -> Option<u64> {
 pub(crate) fn traced_entry(id: u64) -> Option<Traced> {
     // SAFETY: from a map lookup that succeeded: valid for the whole run.
     TRACED.get_ptr(&id).map(|t| unsafe { *t })
+}
+
+/// The id of the task's cgroup's ancestor at `level` (0 past the cgroup's own level), as
+/// `bpf_get_current_ancestor_cgroup_id` finds it. Tracing programs cannot call that helper before
+/// Linux 5.11; there (`helper_reads`), `cgroup.ancestor_ids[level]` holds the same id.
+#[inline(always)]
+fn ancestor_id(cgroup: *const u8, level: u32) -> u64 {
+    if helper_reads() {
+        let own: i32 = field(cgroup, setting!(off_cgroup_level));
+        if level.cast_signed() > own {
+            return 0;
+        }
+        return field(cgroup, setting!(off_cgroup_ancestor_ids) + (level & 31) * 8);
+    }
+    // SAFETY: any level is valid: past the task's own the helper returns 0.
+    unsafe { bpf_get_current_ancestor_cgroup_id(level.cast_signed()) }
 }

@@ -4,7 +4,7 @@
 //! result of one `cap_capable` call. Userspace loads and attaches only the programs of the backend
 //! it picked (`cap-trace/src/kernel/mod.rs`), and passes everything kernel-specific in the read-only
 //! [`SETTINGS`] global (`EbpfLoader::override_global`): struct offsets from BTF
-//! (`task_struct.real_cred`, `user_namespace.level`, `pt_regs.orig_ax`, `pt_regs.sp`, ...),
+//! (`task_struct.real_cred`, `user_namespace.level`, `pt_regs.orig_ax` or `syscallno`, `pt_regs.sp`, ...),
 //! tracepoint field offsets from the tracefs `format` file, and the call-site ranges from
 //! `/proc/kallsyms`.
 //!

@@ -206,7 +206,7 @@ pub(crate) fn on_attach(ctx: &RawTracePointContext) {
 pub(crate) fn on_fork(ctx: &RawTracePointContext) {
     let parent = current_task();
     let parent_cgroup = dfl_cgroup(parent);
-    let Some(traced) = lookup_traced(id_of(parent_cgroup)) else {
+    let Some(traced) = lookup_traced(parent_cgroup, id_of(parent_cgroup)) else {
         return;
     };
     // The parent's own membership, when it has one, is the workload it belongs to.

@@ -16,27 +16,71 @@
 //!   `bpf_probe_read_kernel` instead (`cargo xtask vm-test` runs that path on 6.1, and the kfunc
 //!   path with fexit and kprobes on 6.12).
 //!
+//! - Kernels before Linux 5.15 lack `bpf_task_pt_regs`, and before 5.11 also
+//!   `bpf_get_current_task_btf` (Debian 11's 5.10): there [`helper_reads`] is true, the task is a
+//!   plain number, [`field`] reads with `bpf_probe_read_kernel`, and the saved registers are
+//!   found at a fixed place on the task's stack ([`current_syscall`]). Elsewhere the verifier
+//!   drops those branches as dead code (the test is of a constant the loader wrote), and never
+//!   sees the helpers an old kernel does not know.
+//!
 //! Verifiers differ: 6.12's refuses arithmetic between some BTF pointers and an unbounded number,
 //! which 6.18's allows; a pointer's value read back from map memory is a plain number (see
 //! [`current_syscall`]).
 
-use aya_ebpf::helpers::{bpf_get_current_task_btf, bpf_probe_read_kernel, bpf_task_pt_regs};
-use cap_trace_common::{COMM_LEN, NO_SYSCALL};
+use aya_ebpf::helpers::{
+    bpf_get_current_task, bpf_get_current_task_btf, bpf_probe_read_kernel, bpf_task_pt_regs,
+};
+use cap_trace_common::{COMM_LEN, HELPER_READS_MARK, NO_SYSCALL};
 
 use crate::callsite::{SCRATCH, opaque};
 
-/// The current task, as a pointer the verifier knows the type of (see [`field`]).
+/// Whether the kernel lacks `bpf_get_current_task_btf` or `bpf_task_pt_regs` (before Linux
+/// 5.15): an immediate the loader writes (see
+/// [`HELPER_READS_MARK`](cap_trace_common::HELPER_READS_MARK)), not a setting, so that the test
+/// costs newer kernels no load at each field read: the verifier knows the constant and drops the
+/// branch, leaving one cleared register.
+#[inline(always)]
+pub(crate) fn helper_reads() -> bool {
+    let value: u64;
+    // SAFETY: loads an immediate into a register; touches nothing else.
+    unsafe {
+        core::arch::asm!(
+            "{0} = {mark} ll",
+            out(reg) value,
+            mark = const HELPER_READS_MARK,
+            options(nomem, nostack, preserves_flags),
+        );
+    }
+    value != 0
+}
+
+/// The current task, as a pointer the verifier knows the type of (see [`field`]); before Linux
+/// 5.11 ([`helper_reads`]), as a plain number.
 #[inline(always)]
 pub(crate) fn current_task() -> *const u8 {
+    if helper_reads() {
+        // SAFETY: a helper without arguments.
+        return unsafe { bpf_get_current_task() } as *const u8;
+    }
     // SAFETY: a helper without arguments.
     unsafe { bpf_get_current_task_btf() as *const u8 }
 }
 
 /// Reads the `T` at byte `off` of a kernel object reached through BTF-typed pointers (the current
 /// task and what its fields point to). The verifier turns this into a fault-safe load (0 on a
-/// fault): much cheaper than `bpf_probe_read_kernel`, a helper call, on the repeat path.
+/// fault): much cheaper than `bpf_probe_read_kernel`, a helper call, on the repeat path. Kernels
+/// without `bpf_get_current_task_btf` ([`helper_reads`]) only have the helper; elsewhere the
+/// verifier knows the constant and drops that branch.
 #[inline(always)]
 pub(crate) fn field<T>(object: *const u8, off: u32) -> T {
+    if helper_reads() {
+        // SAFETY: bpf_probe_read_kernel checks the address and fails rather than faults; the
+        // kernel types read here (integers, pointers) are valid all-zero.
+        return unsafe {
+            bpf_probe_read_kernel(object.add(off as usize).cast::<T>())
+                .unwrap_or_else(|_| core::mem::zeroed())
+        };
+    }
     // SAFETY: the verifier checks this load and runs it as a fault-safe one (0 on a fault).
     unsafe { core::ptr::read_volatile(object.add(off as usize).cast::<T>()) }
 }
@@ -145,6 +189,12 @@ pub(crate) fn current_syscall(task: *const u8) -> u32 {
     let in_stack = unsafe { core::ptr::read_volatile(&raw const REGS_IN_STACK) };
     let nr = if let Some(at) = syscall_address(task, in_stack) {
         kernel_word(at) as i32
+    } else if helper_reads() {
+        // No bpf_task_pt_regs (before Linux 5.15): the registers are at a fixed place on the
+        // task's stack.
+        let stack: u64 = field(task, setting!(off_task_stack));
+        let regs = (stack + u64::from(setting!(regs_in_stack))) as *const u8;
+        field::<i32>(regs, setting!(off_regs_syscall))
     } else {
         // SAFETY: `task` comes from bpf_get_current_task_btf, as the helper requires.
         let regs = unsafe { bpf_task_pt_regs(task as *mut _) } as *const u8;

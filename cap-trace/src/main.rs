@@ -15,9 +15,13 @@ use cap_trace::render::escape;
 fn main() -> ExitCode {
     // Start-up parses the kernel's BTF twice (ours for offsets, aya's in its loader): large,
     // short-lived buffers. Served by mmap, they go back to the system when freed instead of
-    // staying in the heap for as long as the tracer runs.
+    // staying in the heap for as long as the tracer runs. (musl's malloc, of the static build,
+    // serves large buffers by mmap anyway and has no mallopt.)
+    #[cfg(target_env = "gnu")]
     // SAFETY: mallopt before any other thread exists.
-    unsafe { libc::mallopt(libc::M_MMAP_THRESHOLD, 256 * 1024) };
+    unsafe {
+        libc::mallopt(libc::M_MMAP_THRESHOLD, 256 * 1024)
+    };
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
         Err(e) => return usage_error(e),

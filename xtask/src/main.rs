@@ -1,11 +1,14 @@
-//! Developer tasks: `cargo xtask setup | demo | test | bench | vm-test`.
+//! Developer tasks: `cargo xtask setup | build | demo | test | bench | vm-test | syscalls`.
 //!
 //! xtask builds with the stable toolchain alone (it does not depend on cap-trace), so it can
 //! install what building cap-trace needs.
 
 mod bench;
+mod build;
+mod debian;
 mod demo;
 mod setup;
+mod syscalls;
 mod test;
 mod util;
 mod vm;
@@ -28,10 +31,22 @@ enum Task {
         #[arg(long)]
         build_only: bool,
     },
+    /// Build cap-trace as a static binary (musl) for each architecture asked for (default: this
+    /// machine's): target/<arch>-unknown-linux-musl/release/cap-trace.
+    Build {
+        /// x86_64 or aarch64 (repeatable).
+        #[arg(long = "target")]
+        targets: Vec<build::Arch>,
+    },
     /// Set up, build, and trace a real workload.
     Demo,
-    /// Run the backend tests on Debian's 6.1 and 6.12 kernels in a qemu VM (fexit, kprobe, auto).
-    VmTest,
+    /// Run every backend on Debian's cloud kernels (5.10 to 6.19, x86_64 and arm64) in qemu,
+    /// and print the kernel matrix.
+    VmTest {
+        /// Boot only these kernels, as ARCH:SERIES (e.g. `amd64:5.10,arm64:6.18`).
+        #[arg(long, value_delimiter = ',')]
+        only: Vec<String>,
+    },
     /// Measure tracing overhead against the floor and bpftrace; writes BENCHMARKS.md.
     Bench {
         /// Rounds over all configurations (medians are reported).
@@ -48,6 +63,9 @@ enum Task {
         #[arg(long, value_delimiter = ',')]
         only: Vec<String>,
     },
+    /// Regenerate the syscall name tables (cap-trace/src/linux/syscalls/) from Debian's newest
+    /// kernel headers.
+    Syscalls,
     /// Set up, then run the unit and integration tests (root tests are required when root).
     Test {
         /// Extra arguments for `cargo test` (after `--`).
@@ -64,8 +82,9 @@ fn main() {
         } else {
             setup::Scope::All
         }),
+        Task::Build { targets } => build::build(&targets),
         Task::Demo => demo::demo(),
-        Task::VmTest => vm::vm_test(),
+        Task::VmTest { only } => vm::vm_test(&only),
         Task::Bench {
             rounds,
             calls,
@@ -76,6 +95,7 @@ fn main() {
             only,
         }),
         Task::Test { args } => test::test(&args),
+        Task::Syscalls => syscalls::syscalls(),
     };
     if let Err(e) = result {
         eprintln!("xtask: error: {e:#}");

@@ -4,6 +4,7 @@ use std::process::Command;
 
 use anyhow::{Context, Result, bail};
 
+use crate::build::Arch;
 use crate::util::{is_root, root, run};
 
 #[derive(Copy, Clone, PartialEq, Eq)]
@@ -38,6 +39,7 @@ const TEST_PACKAGES: &[&str] = &[
     "bpftrace",
     "bpftool",
     "qemu-system-x86",
+    "qemu-system-arm",
     "cpio",
     "procps",
     "libcap2-bin",
@@ -75,8 +77,21 @@ fn output(cmd: &mut Command) -> Option<String> {
 }
 
 pub(crate) fn install(scope: Scope) -> Result<()> {
+    // Everything else builds the static binaries of every architecture (vm-test).
+    let targets: &[Arch] = match scope {
+        Scope::Build => &[],
+        Scope::All => &Arch::ALL,
+    };
+    install_for(scope, targets)
+}
+
+/// What `scope` needs, and what building the static binaries of `targets` needs: their Rust
+/// targets and, for another architecture, a C compiler to link with.
+pub(crate) fn install_for(scope: Scope, targets: &[Arch]) -> Result<()> {
     nightly_rust_src()?;
+    rust_targets(targets)?;
     let mut packages: Vec<&str> = BUILD_PACKAGES.to_vec();
+    packages.extend(targets.iter().filter_map(|a| a.cross_linker_package()));
     if scope == Scope::All {
         packages.extend(TEST_PACKAGES);
     }
@@ -162,6 +177,31 @@ fn nightly_rust_src() -> Result<()> {
             "nightly",
         ]))?;
         say("rust-src (nightly)", "installed");
+    }
+    Ok(())
+}
+
+/// The Rust targets of the static binaries, for the toolchain that builds cap-trace.
+fn rust_targets(targets: &[Arch]) -> Result<()> {
+    if targets.is_empty() {
+        return Ok(());
+    }
+    let installed = output(
+        Command::new("rustup")
+            .args(["target", "list", "--installed"])
+            .current_dir(root()),
+    )
+    .context("rustup is needed to build cap-trace (https://rustup.rs)")?;
+    for arch in targets {
+        let triple = arch.triple();
+        if installed.lines().any(|l| l.trim() == triple) {
+            say(&format!("rust target {triple}"), "already installed");
+        } else {
+            run(Command::new("rustup")
+                .args(["target", "add", triple])
+                .current_dir(root()))?;
+            say(&format!("rust target {triple}"), "installed");
+        }
     }
     Ok(())
 }

@@ -49,7 +49,8 @@ struct Type {
     kind_flag: bool,
     /// `size` or `type` depending on the kind.
     size_or_type: u32,
-    /// Members (struct/union: name, type, bit offset) or params (func proto: name, type, 0).
+    /// Members (struct/union: name, type, bit offset), params (func proto: name, type, 0) or
+    /// enumerators (enum: name, value, 0).
     members: Vec<(u32, u32, u32)>,
 }
 
@@ -132,8 +133,7 @@ impl Btf {
                         off += 12;
                     }
                 }
-                KIND_ENUM => off += 8 * vlen,
-                KIND_FUNC_PROTO => {
+                KIND_ENUM | KIND_FUNC_PROTO => {
                     for _ in 0..vlen {
                         members.push((u32_at(off)?, u32_at(off + 4)?, 0));
                         off += 8;
@@ -183,6 +183,23 @@ impl Btf {
     /// Type id of the function `name` (what a kfunc call names).
     pub fn func_id(&self, name: &str) -> Option<u32> {
         self.by_name.get(&(name.to_owned(), KIND_FUNC)).copied()
+    }
+
+    /// Whether `enum name` has the enumerator `value`: which helpers the kernel knows is
+    /// `enum bpf_func_id` (`BPF_FUNC_task_pt_regs`, ...).
+    pub fn enum_has(&self, name: &str, value: &str) -> bool {
+        self.by_name
+            .get(&(name.to_owned(), KIND_ENUM))
+            .and_then(|&id| self.ty(id))
+            .is_some_and(|t| t.members.iter().any(|&(n, _, _)| self.string(n) == value))
+    }
+
+    /// Size in bytes of `struct name`.
+    pub fn struct_size(&self, name: &str) -> Result<u32, BtfError> {
+        self.struct_id(name)
+            .and_then(|id| self.ty(id))
+            .map(|t| t.size_or_type)
+            .ok_or_else(|| BtfError::NoStruct(name.to_owned()))
     }
 
     /// Byte offset of `member` in `struct name`, looking through anonymous structs and unions.
@@ -403,7 +420,23 @@ pub(crate) mod tests {
         ); // 8
         let proto_ptr = b.add("", KIND_PTR, 0, proto, &[]); // 9
         b.add("btf_trace_cap_capable", KIND_TYPEDEF, 0, proto_ptr, &[]);
+        let unspec = b.str("BPF_FUNC_unspec");
+        let task_btf = b.str("BPF_FUNC_get_current_task_btf");
+        b.add("bpf_func_id", KIND_ENUM, 2, 4, &[unspec, 0, task_btf, 158]);
         Btf::parse(&b.build()).unwrap()
+    }
+
+    #[test]
+    fn finds_enumerators_and_struct_sizes() {
+        let btf = sample();
+        assert!(btf.enum_has("bpf_func_id", "BPF_FUNC_get_current_task_btf"));
+        assert!(!btf.enum_has("bpf_func_id", "BPF_FUNC_task_pt_regs"));
+        assert!(!btf.enum_has("bpf_cmd", "BPF_FUNC_get_current_task_btf"));
+        assert_eq!(btf.struct_size("task_struct").unwrap(), 64);
+        assert!(matches!(
+            btf.struct_size("pt_regs"),
+            Err(BtfError::NoStruct(..))
+        ));
     }
 
     #[test]

@@ -1,7 +1,7 @@
 //! Loading the kernel side and attaching it with the best hook the running kernel offers.
 //!
 //! Three backends see the same `cap_capable` calls:
-//! 1. `tracepoint`: `capability:cap_capable` (Linux 6.15+). No `opts` argument, so the audit flag
+//! 1. `tracepoint`: `capability:cap_capable` (Linux 6.14+). No `opts` argument, so the audit flag
 //!    comes from the call site (see [`crate::linux::audit`]).
 //! 2. `fexit` on `cap_capable` (BTF kernels): arguments, `opts` and the return value.
 //! 3. `kprobe` + `kretprobe` on `cap_capable` (any kernel with kprobes).
@@ -15,6 +15,7 @@
 pub mod btf;
 pub mod kallsyms;
 mod kfunc;
+mod prealloc;
 pub mod sites;
 pub mod tracefs;
 
@@ -24,8 +25,8 @@ use aya::maps::{Array, HashMap, MapData, PerCpuArray, RingBuf};
 use aya::programs::{FExit, KProbe, RawTracePoint, TracePoint};
 use aya::{Btf as AyaBtf, Ebpf, EbpfLoader};
 use cap_trace_common::{
-    CgroupLosses, CheckKey, Config, LastCheck, MAX_SITES, OutcomeKey, RDONLY_CAST_MARK, Settings,
-    TASK_WORK_MARK, Traced, backend, raw_arg, stat, traced_kind,
+    CgroupLosses, CheckKey, Config, HELPER_READS_MARK, LastCheck, MAX_SITES, OutcomeKey,
+    RDONLY_CAST_MARK, Settings, TASK_WORK_MARK, Traced, backend, raw_arg, stat, traced_kind,
 };
 use serde::{Deserialize, Serialize};
 
@@ -268,6 +269,19 @@ struct KernelLayout {
     /// BTF id of the kfunc `bpf_task_work_schedule_resume` (or its `_impl`), when the kernel
     /// has it and `struct bpf_task_work`.
     task_work: Option<u32>,
+    /// What a kernel without `bpf_get_current_task_btf` or `bpf_task_pt_regs` needs instead.
+    helper_reads: Option<HelperReads>,
+    /// Tracing programs may use maps allocated as they fill without a kernel warning (Linux
+    /// 6.1+, which has the BPF memory allocator): see `prealloc`.
+    growing_maps_allowed: bool,
+}
+
+/// Where the kernel side finds by itself what the helpers of Linux 5.15 return (see
+/// `Settings.helper_reads`).
+struct HelperReads {
+    regs_in_stack: u32,
+    off_cgroup_level: u32,
+    off_cgroup_ancestor_ids: u32,
 }
 
 impl KernelLayout {
@@ -301,6 +315,11 @@ impl KernelLayout {
         // x86_64 keeps loads in program order, which the filter's check of its cached answer
         // needs (cap-trace-ebpf/src/filter.rs); it loads from numbers through bpf_rdonly_cast.
         settings.cached_chain = u32::from(cfg!(target_arch = "x86_64") && settings.cast_type != 0);
+        if let Some(reads) = &self.helper_reads {
+            settings.regs_in_stack = reads.regs_in_stack;
+            settings.off_cgroup_level = reads.off_cgroup_level;
+            settings.off_cgroup_ancestor_ids = reads.off_cgroup_ancestor_ids;
+        }
         settings
     }
 
@@ -351,6 +370,8 @@ fn kernel_layout(btf: &Btf) -> Result<KernelLayout, ProbeError> {
         off_task_flags: btf.member_offset("task_struct", "flags").map_err(err)?,
         rdonly_cast: btf.func_id("bpf_rdonly_cast").zip(btf.struct_id("pt_regs")),
         task_work: task_work_kfunc(btf),
+        helper_reads: helper_reads(btf).map_err(err)?,
+        growing_maps_allowed: btf.struct_id("bpf_mem_alloc").is_some(),
     })
 }
 
@@ -362,6 +383,38 @@ fn task_work_kfunc(btf: &Btf) -> Option<u32> {
     btf.struct_id("bpf_task_work")?;
     btf.func_id("bpf_task_work_schedule_resume_impl")
         .or_else(|| btf.func_id("bpf_task_work_schedule_resume"))
+}
+
+/// On kernels before Linux 5.15, what the kernel side does in place of the helpers
+/// `bpf_get_current_task_btf` (5.11), `bpf_task_pt_regs` (5.15) and, for tracing programs,
+/// `bpf_get_current_ancestor_cgroup_id` (5.11); `None` where the kernel has them all.
+fn helper_reads(btf: &Btf) -> Result<Option<HelperReads>, btf::BtfError> {
+    let has = |helper| btf.enum_has("bpf_func_id", helper);
+    if has("BPF_FUNC_get_current_task_btf") && has("BPF_FUNC_task_pt_regs") {
+        return Ok(None);
+    }
+    // task_pt_regs(): the user registers are the last thing on the task's kernel stack.
+    let regs_in_stack = thread_size() - btf.struct_size("pt_regs")?;
+    Ok(Some(HelperReads {
+        regs_in_stack,
+        off_cgroup_level: btf.member_offset("cgroup", "level")?,
+        // Replaced by `ancestors` (pointers) in Linux 6.0, long after both helpers arrived.
+        off_cgroup_ancestor_ids: btf.member_offset("cgroup", "ancestor_ids")?,
+    }))
+}
+
+/// The size of a task's kernel stack (THREAD_SIZE), at whose top the kernel saves the user
+/// registers. 16 KiB on x86_64 (no top padding on 64-bit) and on arm64, whose stacks are a
+/// page when pages are larger. (Kernels built with KASAN double it; those are test kernels.)
+fn thread_size() -> u32 {
+    #[cfg(target_arch = "aarch64")]
+    {
+        // SAFETY: sysconf has no preconditions.
+        let page = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
+        (page.max(0) as u32).max(16384)
+    }
+    #[cfg(not(target_arch = "aarch64"))]
+    16384
 }
 
 impl Probe {
@@ -391,7 +444,14 @@ impl Probe {
             ProbeChoice::Only(ref b) => std::slice::from_ref(b),
         };
         // One patched copy of the object serves every backend tried.
-        let (object, _) = kfunc::patch(OBJECT, &layout.kfuncs()).map_err(ProbeError::Kernel)?;
+        let (mut object, _) = kfunc::patch(OBJECT, &layout.kfuncs()).map_err(ProbeError::Kernel)?;
+        let helper_reads = u32::from(layout.helper_reads.is_some());
+        kfunc::set_immediates(&mut object, HELPER_READS_MARK, helper_reads)
+            .map_err(ProbeError::Kernel)?;
+        if !layout.growing_maps_allowed {
+            prealloc::preallocate(&mut object, &prealloc::GROWING_MAPS)
+                .map_err(ProbeError::Kernel)?;
+        }
         let mut rejected = Vec::new();
         for &backend in order {
             match Self::try_backend(
@@ -403,9 +463,13 @@ impl Probe {
             ) {
                 Ok(mut probe) => {
                     probe.rejected = rejected;
-                    // Loading freed far more than tracing will use: give it back.
+                    // Loading freed far more than tracing will use: give it back (glibc
+                    // keeps it otherwise; musl returns large frees by itself).
+                    #[cfg(target_env = "gnu")]
                     // SAFETY: malloc_trim only releases free heap memory.
-                    unsafe { libc::malloc_trim(0) };
+                    unsafe {
+                        libc::malloc_trim(0);
+                    }
                     return Ok(probe);
                 }
                 Err(AttemptError::Fatal(e)) => return Err(e),
@@ -783,9 +847,18 @@ where
         .map_err(|e: aya::programs::ProgramError| AttemptError::Unavailable(e.to_string()))
 }
 
-/// Turns aya's errors into a short reason.
+/// Turns aya's errors into a short reason. aya's message names the failing call and keeps the
+/// kernel's answer (the errno) as its source: both are kept.
 fn describe_program_error(what: &str, e: &aya::programs::ProgramError) -> String {
-    let text = e.to_string();
+    let mut text = e.to_string();
+    let mut source = std::error::Error::source(e);
+    while let Some(cause) = source {
+        let cause_text = cause.to_string();
+        if !text.contains(&cause_text) {
+            text = format!("{text}: {cause_text}");
+        }
+        source = cause.source();
+    }
     log::trace!("{what}: {text}");
     summarize_program_error(what, &text)
 }
@@ -810,13 +883,20 @@ fn summarize_program_error(what: &str, text: &str) -> String {
             "{what}: the kernel refused the program (permission denied; lockdown or a restricted sysctl)"
         )
     } else if io("os error 2)") || io("No such file or directory") {
-        format!("{what}: not present in this kernel")
+        format!("{what}: not present in this kernel ({})", first_line(text))
     } else if io("os error 524") || io("os error 95") || io("not supported") {
-        format!("{what}: not supported by this kernel")
+        format!(
+            "{what}: not supported by this kernel ({})",
+            first_line(text)
+        )
     } else {
         let short: String = text.lines().take(3).collect::<Vec<_>>().join(" ");
         format!("{what}: {short}")
     }
+}
+
+fn first_line(text: &str) -> &str {
+    text.lines().next().unwrap_or_default().trim()
 }
 
 /// What the tracepoint backends add to the settings: the tracepoint's field offsets (from its
@@ -830,7 +910,7 @@ fn tracepoint_settings(
     let format_path = root.join("events/capability/cap_capable/format");
     let format = std::fs::read_to_string(&format_path).map_err(|_| {
         AttemptError::Unavailable(format!(
-            "no capability:cap_capable tracepoint (added in Linux 6.15; this is {})",
+            "no capability:cap_capable tracepoint (added in Linux 6.14; this is {})",
             kernel_release()
         ))
     })?;
@@ -1150,7 +1230,12 @@ mod tests {
             ),
             (
                 "error attaching: No such file or directory (os error 2)",
-                "fexit program: not present in this kernel",
+                "fexit program: not present in this kernel (error attaching: No such file or directory (os error 2))",
+            ),
+            // An fexit attach refused on arm64 6.1 (no ftrace direct calls), with its errno.
+            (
+                "`bpf_raw_tracepoint_open` failed: Unknown error 524 (os error 524)",
+                "fexit program: not supported by this kernel (`bpf_raw_tracepoint_open` failed: Unknown error 524 (os error 524))",
             ),
             (
                 "something else\nsecond\nthird\nfourth",
@@ -1162,6 +1247,19 @@ mod tests {
             assert_eq!(got, want);
             assert!(!got.contains('\n'));
         }
+    }
+
+    #[test]
+    fn a_refused_attach_keeps_the_errno() {
+        // What aya returns when the kernel refuses an fexit attach (arm64 6.1).
+        let e = aya::programs::ProgramError::SyscallError(aya::sys::SyscallError {
+            call: "bpf_raw_tracepoint_open",
+            io_error: std::io::Error::from_raw_os_error(524),
+        });
+        let got = describe_program_error("fexit on cap_capable", &e);
+        assert!(got.starts_with("fexit on cap_capable: not supported by this kernel ("));
+        assert!(got.contains("bpf_raw_tracepoint_open"), "{got}");
+        assert!(got.contains("os error 524"), "{got}");
     }
 
     fn key(cap: u32) -> CheckKey {

@@ -511,9 +511,9 @@ fn on_procfs(dir: &OwnedFd) -> bool {
     // SAFETY: an all-zero statfs is a valid value to be overwritten.
     let mut fs: libc::statfs = unsafe { std::mem::zeroed() };
     // SAFETY: a live descriptor and a valid statfs buffer.
-    unsafe {
-        libc::fstatfs(dir.as_raw_fd(), &raw mut fs) == 0 && fs.f_type == libc::PROC_SUPER_MAGIC
-    }
+    let ok = unsafe { libc::fstatfs(dir.as_raw_fd(), &raw mut fs) } == 0;
+    // `f_type` is signed in glibc and unsigned in musl; both widen to i128 without a cast.
+    ok && i128::from(fs.f_type) == i128::from(libc::PROC_SUPER_MAGIC)
 }
 
 /// `name (uid N)` for a uid, or `uid N`.
