@@ -46,6 +46,46 @@ fn text_report_ends_with_the_suggestion_line() {
     );
 }
 
+/// The report's title is the command line, quoted so that a shell reads it back as the same
+/// arguments: spaces, quotes, a newline and an escape sequence included.
+#[test]
+fn the_run_title_reads_back_as_the_same_argv() {
+    if !privileged("the_run_title_reads_back_as_the_same_argv") {
+        return;
+    }
+    let argv = [
+        "sh",
+        "-c",
+        "exit 0",
+        "two words",
+        "it's \"quoted\"",
+        "line\nbreak",
+        "\u{1b}[31mred",
+        "$(touch /tmp/cap-trace-title-ran)",
+    ];
+    let mut args = vec!["run", "--"];
+    args.extend(argv);
+    let out = cap_trace(&args);
+    let text = ok(&out);
+    let title = text.lines().next().expect("a title line");
+    assert!(!title.contains('\u{1b}'), "{title}");
+    let read = std::process::Command::new("bash")
+        .args(["--norc", "--noprofile", "-c"])
+        .arg(format!("printf '%s\\0' {title}"))
+        .env("LC_ALL", "C.UTF-8")
+        .output()
+        .expect("bash runs");
+    assert!(read.status.success(), "{title}");
+    let words: Vec<String> = read
+        .stdout
+        .split(|&b| b == 0)
+        .filter(|w| !w.is_empty())
+        .map(|w| String::from_utf8_lossy(w).into_owned())
+        .collect();
+    assert_eq!(words, argv, "title {title}");
+    assert!(!std::path::Path::new("/tmp/cap-trace-title-ran").exists());
+}
+
 #[test]
 fn true_needs_nothing_and_its_sys_admin_probes_are_not_required() {
     if !privileged("true_needs_nothing") {

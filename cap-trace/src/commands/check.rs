@@ -32,7 +32,7 @@ pub async fn command(args: CheckArgs, global: &GlobalArgs) -> Result<u8, Failure
                             "cap-trace run --verify",
                             &format!(
                                 "cap-trace run --verify --json -o {}",
-                                crate::render::shell_word(&baseline_name)
+                                crate::render::escape::shell(&baseline_name)
                             ),
                             1
                         ))

@@ -2,10 +2,13 @@
 //! command line, a container label, a thread name) can end a line, a comment or a quoted value
 //! in what cap-trace prints: [`text`] for terminals and one-line comments, [`yaml`] for YAML
 //! scalars and keys, [`hash_comment`] for YAML and shell comments, [`systemd_comment`] for unit
-//! files. JSON needs none: serde_json escapes every string it writes.
+//! files, [`shell`] for a word of a shell command line. JSON needs none: serde_json escapes
+//! every string it writes.
 
 use std::borrow::Cow;
 use std::fmt::Write as _;
+
+use crate::model::text::unsafe_char;
 
 /// `s` for a terminal or inside a one-line comment: control characters and the like shown
 /// escaped ([`crate::model::text::shown`]); the result is one line.
@@ -23,6 +26,45 @@ pub fn hash_comment(s: &str) -> String {
 /// a systemd version treats comment lines.
 pub fn systemd_comment(s: &str) -> String {
     format!("# {}\n", text(s).replace('\\', "\\\\"))
+}
+
+/// `s` as one word of a shell command line that bash (in a UTF-8 locale; any POSIX shell when
+/// `s` holds no [`unsafe_char`]) reads back as exactly `s`: as it is when plain, single-quoted when it holds
+/// only printable characters, else ANSI-C quoted (`$'a\nb'`) with every unsafe character
+/// escaped, so the result is one printable line.
+pub fn shell(s: &str) -> String {
+    let plain = !s.is_empty()
+        && s.chars()
+            .all(|c| c.is_ascii_alphanumeric() || "-_./=:,@%+".contains(c));
+    if plain {
+        return s.to_owned();
+    }
+    if !s.chars().any(unsafe_char) {
+        return format!("'{}'", s.replace('\'', r"'\''"));
+    }
+    let mut out = String::with_capacity(s.len() + 4);
+    out.push_str("$'");
+    for c in s.chars() {
+        match c {
+            '\\' => out.push_str(r"\\"),
+            '\'' => out.push_str(r"\'"),
+            '\n' => out.push_str(r"\n"),
+            '\t' => out.push_str(r"\t"),
+            '\r' => out.push_str(r"\r"),
+            c if unsafe_char(c) && u32::from(c) < 0x80 => {
+                let _ = write!(out, "\\x{:02x}", u32::from(c));
+            }
+            c if unsafe_char(c) && u32::from(c) < 0x10000 => {
+                let _ = write!(out, "\\u{:04x}", u32::from(c));
+            }
+            c if unsafe_char(c) => {
+                let _ = write!(out, "\\U{:08x}", u32::from(c));
+            }
+            c => out.push(c),
+        }
+    }
+    out.push('\'');
+    out
 }
 
 /// Words YAML 1.1 (PyYAML, compose tools) reads as booleans or null when unquoted.
@@ -66,7 +108,6 @@ pub fn yaml(s: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::text::unsafe_char;
 
     /// Strings made of what breaks outputs: line breaks of every kind, quotes, YAML indicators,
     /// escape sequences, NUL, bidirectional overrides, non-ASCII, astral characters.
@@ -152,6 +193,52 @@ mod tests {
                     .collect()
             })
             .collect()
+    }
+
+    #[test]
+    fn shell_words() {
+        assert_eq!(shell("chown"), "chown");
+        assert_eq!(shell("/tmp/x"), "/tmp/x");
+        assert_eq!(shell("a b"), "'a b'");
+        assert_eq!(shell("it's"), r"'it'\''s'");
+        assert_eq!(shell("$(rm -rf /)"), "'$(rm -rf /)'");
+        assert_eq!(shell("\x1b[31m"), r"$'\x1b[31m'");
+        assert_eq!(shell("a\nb'c\\"), r"$'a\nb\'c\\'");
+        assert_eq!(shell("\u{202e}é"), r"$'\u202eé'");
+        assert_eq!(shell(""), "''");
+    }
+
+    /// The proof with a real shell: bash reads every word back as the string it came from (an
+    /// argument cannot hold NUL, so none of the strings does).
+    #[test]
+    fn bash_reads_back_every_word() {
+        let strings: Vec<String> = hostile_strings(3_000)
+            .into_iter()
+            .filter(|s| !s.contains('\0'))
+            .collect();
+        let mut script = String::from("printf '%s\\0'");
+        for s in &strings {
+            script.push(' ');
+            script.push_str(&shell(s));
+        }
+        let out = std::process::Command::new("bash")
+            .args(["--norc", "--noprofile", "-c", &script])
+            .env("LC_ALL", "C.UTF-8")
+            .output()
+            .expect("bash runs");
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let read: Vec<&[u8]> = out.stdout.split(|&b| b == 0).collect();
+        assert_eq!(read.len(), strings.len() + 1, "one word per string");
+        for (s, r) in strings.iter().zip(&read) {
+            assert_eq!(s.as_bytes(), *r, "{s:?} written as {}", shell(s));
+        }
+        for s in &strings {
+            assert!(!shell(s).chars().any(unsafe_char), "{}", shell(s));
+        }
     }
 
     /// Reads a scalar [`yaml`] wrote, by the rules of YAML's plain and double-quoted styles.

@@ -39,23 +39,6 @@ pub fn seconds(ms: u64) -> String {
     }
 }
 
-/// A word for a shell command line: as is when plain, else single-quoted. Control characters
-/// (a workload chose the string) are shown as `?`.
-pub fn shell_word(s: &str) -> String {
-    let s: String = s
-        .chars()
-        .map(|c| if c.is_control() { '?' } else { c })
-        .collect();
-    let plain = !s.is_empty()
-        && s.chars()
-            .all(|c| c.is_ascii_alphanumeric() || "-_./=:,@%+".contains(c));
-    if plain {
-        s
-    } else {
-        format!("'{}'", s.replace('\'', "'\\''"))
-    }
-}
-
 /// The command that verifies a profile's workload, exactly, when there is one.
 pub fn verify_command(p: &Profile) -> Option<String> {
     let w = &p.workload;
@@ -66,16 +49,16 @@ pub fn verify_command(p: &Profile) -> Option<String> {
             if let Some(user) = &w.user {
                 // The group as it was resolved: the run is repeated exactly.
                 line.push_str(" --user ");
-                line.push_str(&shell_word(&format!("{}:{}", user.name, user.gid)));
+                line.push_str(&escape::shell(&format!("{}:{}", user.name, user.gid)));
             }
             if let Some(h) = &w.health {
                 line.push_str(" --health ");
-                line.push_str(&shell_word(&h.command));
+                line.push_str(&escape::shell(&h.command));
             }
             line.push_str(" --");
             for arg in command {
                 line.push(' ');
-                line.push_str(&shell_word(arg));
+                line.push_str(&escape::shell(arg));
             }
             Some(line)
         }
@@ -87,17 +70,6 @@ pub fn verify_command(p: &Profile) -> Option<String> {
 mod tests {
     use super::*;
     use crate::model::fixtures::sample;
-
-    #[test]
-    fn shell_words() {
-        assert_eq!(shell_word("chown"), "chown");
-        assert_eq!(shell_word("/tmp/x"), "/tmp/x");
-        assert_eq!(shell_word("a b"), "'a b'");
-        assert_eq!(shell_word("it's"), "'it'\\''s'");
-        assert_eq!(shell_word("$(rm -rf /)"), "'$(rm -rf /)'");
-        assert_eq!(shell_word("\x1b[31m"), "'?[31m'");
-        assert_eq!(shell_word(""), "''");
-    }
 
     #[test]
     fn verify_commands() {

@@ -151,12 +151,16 @@ fn pad(text: &str, visible: usize, width: usize) -> String {
 
 /// The text report of one profile.
 /// Lines wider than `opts.width` are wrapped at spaces, each part with its hanging indent:
-/// table rows under the WHY column, the rest under their text.
+/// table rows under the WHY column, the rest under their text. The title is never wrapped: a
+/// command line's quoted words hold spaces, and a break inside one would change what a shell
+/// reads back.
 pub fn text(profile: &Profile, style: Style, opts: TextOptions) -> String {
     let width = opts.width;
     let mut part = String::new();
     header(&mut part, profile, style);
-    let mut out = wrap(&part, width, 4);
+    let (title, facts) = part.split_once('\n').unwrap_or((&part, ""));
+    let mut out = format!("{title}\n");
+    out.push_str(&wrap(facts, width, 4));
     let verdicts = &profile.suggestion.capabilities;
     part.clear();
     table(&mut part, verdicts, style, opts.verbose);
@@ -351,7 +355,15 @@ fn header(out: &mut String, profile: &Profile, style: Style) {
     let title = match w.kind {
         Some(WorkloadKind::Container) => format!("container {name}"),
         Some(WorkloadKind::Merged) => format!("merged profile {name}"),
-        _ => format!("`{name}`"),
+        // The command line as a shell reads it back: each argument one word.
+        _ => match &w.command {
+            Some(argv) => argv
+                .iter()
+                .map(|a| escape::shell(a))
+                .collect::<Vec<_>>()
+                .join(" "),
+            None => format!("`{name}`"),
+        },
     };
     let _ = writeln!(out, "{}", style.bold(&title));
     let mut facts = Vec::new();
@@ -583,7 +595,7 @@ mod tests {
     #[test]
     fn plain_report_has_table_and_suggestion() {
         let text = text(&sample(), Style::plain(), TextOptions::default());
-        assert!(text.contains("`chown nobody /tmp/x`"));
+        assert!(text.starts_with("chown nobody /tmp/x\n"), "{text}");
         assert!(text.contains("exited with status 0"));
         assert!(text.contains("CHOWN"));
         assert!(text.contains("required"));
@@ -599,6 +611,7 @@ mod tests {
     fn workload_strings_reach_the_terminal_escaped() {
         let mut p = sample();
         p.workload.name = "evil\n\u{1b}]0;title\u{7}\u{1b}[31m".into();
+        p.workload.command = Some(vec![p.workload.name.clone(), "it's".into()]);
         for c in &mut p.checks {
             c.comm = "ch\rown\u{1b}[2J".into();
         }
@@ -616,7 +629,7 @@ mod tests {
             assert!(!text.contains('\u{1b}') && !text.contains('\r'), "{text}");
             assert!(!text.contains('\u{7}'), "{text}");
             assert!(
-                text.starts_with("`evil\\n\\e]0;title\\x07\\e[31m`\n"),
+                text.starts_with(r"$'evil\n\x1b]0;title\x07\x1b[31m' 'it'\''s'"),
                 "{text}"
             );
             assert!(text.contains("ch\\rown\\e[2J: fchownat"), "{text}");
@@ -708,6 +721,19 @@ mod tests {
             wrap_with("run --a --b --c", 12, 2, " \\"),
             "run --a \\\n  --b --c"
         );
+    }
+
+    #[test]
+    fn a_command_title_is_one_line_even_when_long() {
+        let mut p = sample();
+        p.workload.command = Some(vec!["sh".into(), "-c".into(), "x ".repeat(50)]);
+        let opts = TextOptions {
+            width: 40,
+            ..TextOptions::default()
+        };
+        let text = text(&p, Style::plain(), opts);
+        let title = format!("sh -c '{}'\n", "x ".repeat(50));
+        assert!(text.starts_with(&title), "{text}");
     }
 
     #[test]

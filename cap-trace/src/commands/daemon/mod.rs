@@ -37,6 +37,7 @@ use crate::model::control::{ContainerStatus, EngineState, MapEntries, Reply, Req
 use crate::model::merge;
 use crate::model::profile::{Profile, rfc3339};
 use crate::model::record::Losses;
+use crate::render::escape;
 use crate::session::container::Engines;
 use crate::session::follow::{self, FollowOptions, Opened};
 use crate::session::privilege;
@@ -391,11 +392,7 @@ pub async fn daemon(opts: DaemonOptions) -> Result<(), Failure> {
     let kept = drop_privileges(&mut s.session.engines)?;
     eprintln!(
         "cap-trace: daemon tracing {} with {}; {} saved profile{} in {}; control socket {}; kept {}",
-        if opts.follow.targets.is_empty() {
-            "all containers".to_string()
-        } else {
-            opts.follow.targets.join(", ")
-        },
+        followed(&opts.follow.targets, &opts.follow.labels),
         s.session.tracer.probe.hook_name(),
         saved,
         if saved == 1 { "" } else { "s" },
@@ -432,6 +429,26 @@ pub async fn daemon(opts: DaemonOptions) -> Result<(), Failure> {
         opts.state_dir.display()
     );
     Ok(())
+}
+
+/// What the daemon follows, for its start line: the containers named, else all containers,
+/// narrowed by the `--label` filters.
+fn followed(targets: &[String], labels: &[(String, String)]) -> String {
+    let mut what = if targets.is_empty() {
+        "all containers".to_string()
+    } else {
+        let names: Vec<_> = targets.iter().map(|t| escape::text(t)).collect();
+        format!("containers {}", names.join(", "))
+    };
+    if !labels.is_empty() {
+        let labels: Vec<_> = labels
+            .iter()
+            .map(|(k, v)| escape::text(&format!("{k}={v}")).into_owned())
+            .collect();
+        what.push_str(" labelled ");
+        what.push_str(&labels.join(" and "));
+    }
+    what
 }
 
 /// The daemon holds a descriptor per connection, per file written and per engine request:
@@ -508,4 +525,23 @@ impl Daemon {
 fn hostname() -> String {
     std::fs::read_to_string("/proc/sys/kernel/hostname")
         .map_or_else(|_| "localhost".into(), |h| h.trim().to_owned())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_start_line_says_what_is_followed() {
+        assert_eq!(followed(&[], &[]), "all containers");
+        let label = |k: &str, v: &str| (k.to_owned(), v.to_owned());
+        assert_eq!(
+            followed(&[], &[label("app", "shop"), label("tier", "web")]),
+            "all containers labelled app=shop and tier=web"
+        );
+        assert_eq!(
+            followed(&["web".into(), "db\n".into()], &[label("app", "x\u{1b}")]),
+            "containers web, db\\n labelled app=x\\e"
+        );
+    }
 }
