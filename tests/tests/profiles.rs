@@ -5,23 +5,18 @@
 // Each test file is a crate of its own, linked with every dependency of the package.
 #![allow(unused_crate_dependencies)]
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
 use cap_trace_tests::podman::{self, LEARNING};
 use cap_trace_tests::*;
 
-fn write_profile(dir: &TempDir, name: &str, command: &[&str]) -> std::path::PathBuf {
+fn write_profile(dir: &TempDir, name: &str, command: &[&str]) -> PathBuf {
     write_profile_with(dir, name, &[], command)
 }
 
-fn write_profile_with(
-    dir: &TempDir,
-    name: &str,
-    options: &[&str],
-    command: &[&str],
-) -> std::path::PathBuf {
+fn write_profile_with(dir: &TempDir, name: &str, options: &[&str], command: &[&str]) -> PathBuf {
     let path = dir.join(name);
     let mut args = vec!["run", "--json", "--output", path.to_str().unwrap()];
     args.extend(options);
@@ -118,6 +113,105 @@ fn oci_capabilities_are_accepted_by_runc() {
     let empty = serde_json::json!({"bounding": [], "effective": [], "permitted": [], "inheritable": [], "ambient": []});
     let without = run(empty, "oci-without");
     assert!(!without.status.success(), "chown worked without CAP_CHOWN");
+}
+
+/// The errors Debian's python3-jsonschema finds in each file against `docs/profile.schema.json`
+/// (draft 2020-12), one `FILE: PATH: MESSAGE` line each; empty when every file is valid.
+fn schema_errors(files: &[&Path]) -> String {
+    let script = r#"
+import json, sys, jsonschema
+schema = json.load(open(sys.argv[1]))
+jsonschema.Draft202012Validator.check_schema(schema)
+validator = jsonschema.Draft202012Validator(schema)
+for name in sys.argv[2:]:
+    document = json.load(open(name))
+    for profile in document if isinstance(document, list) else [document]:
+        for e in validator.iter_errors(profile):
+            print("%s: %s: %s" % (name, "/".join(map(str, e.absolute_path)), e.message[:300]))
+"#;
+    let out = Command::new("python3")
+        .arg("-c")
+        .arg(script)
+        .arg(workspace_root().join("docs/profile.schema.json"))
+        .args(files)
+        .output()
+        .expect("python3 runs (cargo xtask setup installs python3-jsonschema)");
+    assert!(
+        out.status.success(),
+        "the validator failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
+}
+
+#[test]
+fn profiles_match_their_json_schema() {
+    if !privileged("profiles_match_their_json_schema") {
+        return;
+    }
+    let dir = TempDir::new("schema");
+    let file = dir.join("f");
+    std::fs::write(&file, "x").unwrap();
+    let file = file.to_str().unwrap();
+    // Real profiles of this cap-trace: a trace, a verified one, a merge of both, and what
+    // `show` writes again from the fixtures (versions 1 and 2, verified and not, as earlier
+    // cap-trace wrote them: v1.json has no "$schema").
+    let plain = write_profile(&dir, "plain.json", &["chown", "nobody", file]);
+    let verified = write_profile_with(
+        &dir,
+        "verified.json",
+        &["--verify"],
+        &[
+            "sh",
+            "-c",
+            &format!("chown nobody {file}; chown root {file}"),
+        ],
+    );
+    let merged = dir.join("merged.json");
+    ok(&cap_trace([
+        "merge",
+        "--output",
+        merged.to_str().unwrap(),
+        plain.to_str().unwrap(),
+        verified.to_str().unwrap(),
+    ]));
+    let fixtures = workspace_root().join("tests/fixtures/profiles");
+    let mut files = vec![plain.clone(), verified.clone(), merged];
+    for name in ["v1.json", "v2.json", "v2-verified.json"] {
+        let fixture = fixtures.join(name);
+        let shown = dir.join(&format!("shown-{name}"));
+        let json = ok(&cap_trace(["show", fixture.to_str().unwrap(), "--json"]));
+        std::fs::write(&shown, json).unwrap();
+        files.extend([fixture, shown]);
+    }
+    let paths: Vec<&Path> = files.iter().map(PathBuf::as_path).collect();
+    assert_eq!(schema_errors(&paths), "");
+
+    let written: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&verified).unwrap()).unwrap();
+    assert_eq!(
+        written["$schema"],
+        "https://raw.githubusercontent.com/cap-trace/cap-trace/main/docs/profile.schema.json"
+    );
+    assert_eq!(written["verification"]["verified"], true, "{written}");
+
+    // The schema refuses what cap-trace does not write: a field it does not know, a
+    // capability that is not one, a status no version has.
+    let mut wrong = written.clone();
+    wrong["workload"]["colour"] = "blue".into();
+    wrong["checks"][0]["cap"] = "CAP_64".into();
+    wrong["suggestion"]["capabilities"][0]["status"] = "from_the_future".into();
+    let wrong_file = dir.join("wrong.json");
+    std::fs::write(&wrong_file, wrong.to_string()).unwrap();
+    let errors = schema_errors(&[&wrong_file]);
+    assert_eq!(errors.lines().count(), 3, "{errors}");
+    for part in [
+        "workload: ",
+        "checks/0/cap: ",
+        "suggestion/capabilities/0/status: ",
+    ] {
+        assert!(errors.contains(part), "{part} in {errors}");
+    }
 }
 
 #[test]

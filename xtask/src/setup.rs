@@ -29,6 +29,7 @@ const BUILD_PACKAGES: &[&str] = &[
 /// docker-compose 1.x also checks what the compose output says about tools that merge lists.
 /// procps' `ps` is a real program the verification tests run; libcap2-bin's `capsh` decodes
 /// capability masks for them, and is what `explain`'s bitmap decoding is held to.
+/// python3-jsonschema validates real profiles against `docs/profile.schema.json`.
 const TEST_PACKAGES: &[&str] = &[
     "podman",
     "runc",
@@ -43,6 +44,7 @@ const TEST_PACKAGES: &[&str] = &[
     "cpio",
     "procps",
     "libcap2-bin",
+    "python3-jsonschema",
 ];
 
 const BPF_LINKER_VERSION: &str = "0.13.0";

@@ -16,6 +16,11 @@ use crate::model::suggest::{self, Context, Suggestion};
 use crate::model::verify::{Ending, HealthResult, Verification};
 
 pub const SCHEMA: &str = "cap-trace/profile";
+/// The URL of the profile's JSON Schema (`docs/profile.schema.json`), written as `"$schema"`
+/// first in every profile so that editors and validators find it. Readers ignore it: a
+/// profile without it (written before it existed) reads the same.
+pub const SCHEMA_URL: &str =
+    "https://raw.githubusercontent.com/cap-trace/cap-trace/main/docs/profile.schema.json";
 /// The version written. Version 2 added the verification (and statuses version 1 readers do
 /// not know); a version 1 file reads as an unverified profile.
 pub const VERSION: u32 = 2;
@@ -42,8 +47,21 @@ impl<R: std::io::Read> std::io::Read for Counted<R> {
     }
 }
 
+/// `"$schema"` in a profile: always written as [`SCHEMA_URL`], never read.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct SchemaRef;
+
+impl Serialize for SchemaRef {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(SCHEMA_URL)
+    }
+}
+
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct Profile {
+    /// `"$schema"`: the JSON Schema's URL (ignored when read).
+    #[serde(rename = "$schema", skip_deserializing)]
+    pub json_schema: SchemaRef,
     /// Always [`SCHEMA`].
     pub schema: String,
     /// Bumped on incompatible changes; readers refuse versions they do not know.
@@ -428,6 +446,7 @@ impl Profile {
             warnings.insert(i, format!("{INCOMPLETE_PREFIX}{reason}"));
         }
         let mut profile = Profile {
+            json_schema: SchemaRef,
             schema: SCHEMA.into(),
             version: VERSION,
             generator: format!("cap-trace {}", env!("CARGO_PKG_VERSION")),
@@ -739,6 +758,23 @@ mod tests {
         assert_eq!(v["checks"][0]["verdict"], "granted");
         assert_eq!(v["checks"][0]["audit"], "audited");
         assert_eq!(v["checks"][1]["audit"], "noaudit");
+    }
+
+    #[test]
+    fn every_profile_names_its_json_schema_first_and_readers_ignore_it() {
+        let json = sample().to_json();
+        assert!(
+            json.starts_with(&format!("{{\n  \"$schema\": \"{SCHEMA_URL}\",\n")),
+            "{json}"
+        );
+        // Old profiles have none, and another value (a local copy of the schema) is ignored.
+        let mut v: serde_json::Value = serde_json::from_str(&json).unwrap();
+        let object = v.as_object_mut().unwrap();
+        object.remove("$schema");
+        assert_eq!(Profile::parse(&v.to_string(), "a.json").unwrap(), sample());
+        v["$schema"] = "profile.schema.json".into();
+        let back = Profile::parse(&v.to_string(), "a.json").unwrap();
+        assert!(back.to_json().contains(SCHEMA_URL));
     }
 
     #[test]
