@@ -200,13 +200,18 @@ impl Engine {
 
     /// Imports a root file system tarball as an image (`PATH=/bin`).
     pub fn import(self, tar: &Path, image: &str) {
+        self.import_with_path(tar, image, "/bin");
+    }
+
+    /// Imports a root file system tarball as an image whose `PATH` is `path`.
+    pub fn import_with_path(self, tar: &Path, image: &str, path: &str) {
         let change = match self {
-            Engine::Podman => "ENV=PATH=/bin",
-            Engine::Docker => "ENV PATH=/bin",
+            Engine::Podman => format!("ENV=PATH={path}"),
+            Engine::Docker => format!("ENV PATH={path}"),
         };
         let out = self
             .cli()
-            .args(["import", "--change", change])
+            .args(["import", "--change", &change])
             .arg(tar)
             .arg(image)
             .output()

@@ -27,7 +27,8 @@ const BUILD_PACKAGES: &[&str] = &[
 /// installing it starts nothing (Debian's `policy-rc.d` or no systemd) and keeps runc.
 /// docker-compose 1.x also checks what the compose output says about tools that merge lists.
 /// procps' `ps` is a real program the verification tests run; libcap2-bin's `capsh` decodes
-/// capability masks for them, and is what `explain`'s bitmap decoding is held to.
+/// capability masks for them, and is what `explain`'s bitmap decoding is held to. mmdebstrap
+/// builds the real-server test image (apache2, nginx) from Debian's archive.
 const TEST_PACKAGES: &[&str] = &[
     "podman",
     "runc",
@@ -41,6 +42,7 @@ const TEST_PACKAGES: &[&str] = &[
     "cpio",
     "procps",
     "libcap2-bin",
+    "mmdebstrap",
 ];
 
 const BPF_LINKER_VERSION: &str = "0.13.0";
