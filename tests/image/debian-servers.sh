@@ -9,7 +9,7 @@ out=${1:?usage: debian-servers.sh OUT.tar}
 here=$(cd "$(dirname "$0")" && pwd)
 # --skip=cleanup/run keeps the /run directories the customize hook makes (mmdebstrap empties
 # /run otherwise); documentation, manuals and translations are not installed.
-exec mmdebstrap --variant=apt --quiet \
+exec mmdebstrap --variant=apt --format=tar --quiet \
     --include=apache2,nginx,curl,procps,libcap2-bin \
     --dpkgopt='path-exclude=/usr/share/man/*' \
     --dpkgopt='path-exclude=/usr/share/doc/*' \

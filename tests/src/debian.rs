@@ -102,7 +102,7 @@ pub fn tarball() -> &'static Path {
             return tar;
         }
         // Built beside its final name and renamed into place: never a half-written tarball.
-        let partial = dir.join(format!(".debian-servers-{hash}.tar.{}", std::process::id()));
+        let partial = dir.join(format!(".debian-servers-{hash}.{}.tar", std::process::id()));
         let started = Instant::now();
         let out = Command::new("sh")
             .arg(workspace_root().join(RECIPE[0]))
@@ -134,7 +134,9 @@ pub fn image(engine: Engine) -> String {
         Engine::Podman => format!("localhost/{name}"),
         Engine::Docker => name,
     };
-    let mut done = DONE.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+    let mut done = DONE
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
     if done.contains(&engine) {
         return name;
     }

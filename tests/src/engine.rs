@@ -88,6 +88,13 @@ pub fn cap_eff_line(caps: &[String]) -> String {
     format!("CapEff:\t{mask:016x}")
 }
 
+/// `--cap-drop=ALL` and one `--cap-add` per capability, as cap-trace prints them.
+pub fn flags_for(caps: &[String]) -> Vec<String> {
+    std::iter::once("--cap-drop=ALL".to_owned())
+        .chain(caps.iter().map(|c| format!("--cap-add={c}")))
+        .collect()
+}
+
 /// Capabilities the host's bounding set lacks (no container here can hold them).
 pub fn host_lacks() -> Vec<&'static str> {
     let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();

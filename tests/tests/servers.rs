@@ -11,7 +11,7 @@
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use cap_trace_tests::engine::Engine;
+use cap_trace_tests::engine::{Engine, flags_for};
 use cap_trace_tests::podman::{self, Background};
 use cap_trace_tests::*;
 use serde_json::Value;
@@ -211,13 +211,6 @@ impl Drop for Container {
     fn drop(&mut self) {
         self.engine.remove(&self.name);
     }
-}
-
-/// `--cap-drop=ALL` and one `--cap-add` per capability.
-fn flags_for(caps: &[String]) -> Vec<String> {
-    std::iter::once("--cap-drop=ALL".to_owned())
-        .chain(caps.iter().map(|c| format!("--cap-add={c}")))
-        .collect()
 }
 
 /// Learns the server in a container started with every capability while a real client request
