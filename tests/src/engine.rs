@@ -88,6 +88,13 @@ pub fn cap_eff_line(caps: &[String]) -> String {
     format!("CapEff:\t{mask:016x}")
 }
 
+/// `--cap-drop=ALL` and one `--cap-add` per capability, as cap-trace prints them.
+pub fn flags_for(caps: &[String]) -> Vec<String> {
+    std::iter::once("--cap-drop=ALL".to_owned())
+        .chain(caps.iter().map(|c| format!("--cap-add={c}")))
+        .collect()
+}
+
 /// Capabilities the host's bounding set lacks (no container here can hold them).
 pub fn host_lacks() -> Vec<&'static str> {
     let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
@@ -200,13 +207,18 @@ impl Engine {
 
     /// Imports a root file system tarball as an image (`PATH=/bin`).
     pub fn import(self, tar: &Path, image: &str) {
+        self.import_with_path(tar, image, "/bin");
+    }
+
+    /// Imports a root file system tarball as an image whose `PATH` is `path`.
+    pub fn import_with_path(self, tar: &Path, image: &str, path: &str) {
         let change = match self {
-            Engine::Podman => "ENV=PATH=/bin",
-            Engine::Docker => "ENV PATH=/bin",
+            Engine::Podman => format!("ENV=PATH={path}"),
+            Engine::Docker => format!("ENV PATH={path}"),
         };
         let out = self
             .cli()
-            .args(["import", "--change", change])
+            .args(["import", "--change", &change])
             .arg(tar)
             .arg(image)
             .output()

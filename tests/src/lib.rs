@@ -7,6 +7,7 @@
 pub mod background;
 pub mod consumers;
 pub mod daemon;
+pub mod debian;
 pub mod docker;
 pub mod engine;
 pub mod podman;

@@ -168,13 +168,6 @@ fn runs_with(engine: Engine, w: &Workload, flags: &[String]) -> bool {
         .success()
 }
 
-/// `--cap-drop=ALL` and one `--cap-add` per capability, as cap-trace prints them.
-fn flags_for(caps: &[String]) -> Vec<String> {
-    std::iter::once("--cap-drop=ALL".to_owned())
-        .chain(caps.iter().map(|c| format!("--cap-add={c}")))
-        .collect()
-}
-
 /// Profiles the workload in learning mode and with the engine's defaults; each time the
 /// suggestion is exactly what it needs, it works with exactly that, and fails without any one.
 fn sufficient_and_minimal(engine: Engine, w: &Workload) {
@@ -192,7 +185,7 @@ fn sufficient_and_minimal(engine: Engine, w: &Workload) {
         assert_eq!(got, expected, "{} ({mode}): {p:#}", w.test);
         // The flags exactly as printed for the engine, pasted into its `run`.
         let printed = printed_flags(&p, engine.name());
-        assert_eq!(printed, flags_for(&suggestion));
+        assert_eq!(printed, engine::flags_for(&suggestion));
         assert!(
             runs_with(engine, w, &printed),
             "{} ({mode}) fails with {printed:?}",
@@ -201,7 +194,7 @@ fn sufficient_and_minimal(engine: Engine, w: &Workload) {
         for drop in &suggestion {
             let fewer: Vec<String> = suggestion.iter().filter(|c| *c != drop).cloned().collect();
             assert!(
-                !runs_with(engine, w, &flags_for(&fewer)),
+                !runs_with(engine, w, &engine::flags_for(&fewer)),
                 "{} ({mode}) works without {drop}: the suggestion is not minimal",
                 w.test
             );

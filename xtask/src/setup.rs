@@ -29,7 +29,8 @@ const BUILD_PACKAGES: &[&str] = &[
 /// docker-compose 1.x also checks what the compose output says about tools that merge lists.
 /// procps' `ps` is a real program the verification tests run; libcap2-bin's `capsh` decodes
 /// capability masks for them, and is what `explain`'s bitmap decoding is held to.
-/// python3-jsonschema validates real profiles against `docs/profile.schema.json`.
+/// python3-jsonschema validates real profiles against `docs/profile.schema.json`. mmdebstrap
+/// builds the real-server test image (apache2, nginx) from Debian's archive.
 const TEST_PACKAGES: &[&str] = &[
     "podman",
     "runc",
@@ -45,6 +46,7 @@ const TEST_PACKAGES: &[&str] = &[
     "procps",
     "libcap2-bin",
     "python3-jsonschema",
+    "mmdebstrap",
 ];
 
 const BPF_LINKER_VERSION: &str = "0.13.0";
