@@ -9,6 +9,7 @@ pub mod consumers;
 pub mod daemon;
 pub mod docker;
 pub mod engine;
+pub mod page;
 pub mod podman;
 
 use std::path::{Path, PathBuf};

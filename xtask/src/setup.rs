@@ -27,7 +27,9 @@ const BUILD_PACKAGES: &[&str] = &[
 /// installing it starts nothing (Debian's `policy-rc.d` or no systemd) and keeps runc.
 /// docker-compose 1.x also checks what the compose output says about tools that merge lists.
 /// procps' `ps` is a real program the verification tests run; libcap2-bin's `capsh` decodes
-/// capability masks for them, and is what `explain`'s bitmap decoding is held to.
+/// capability masks for them, and is what `explain`'s bitmap decoding is held to. chromium
+/// (with a font to draw text in) renders the HTML report to a screenshot, headless and
+/// offline.
 const TEST_PACKAGES: &[&str] = &[
     "podman",
     "runc",
@@ -41,17 +43,21 @@ const TEST_PACKAGES: &[&str] = &[
     "cpio",
     "procps",
     "libcap2-bin",
+    "chromium",
+    "fonts-dejavu-core",
 ];
 
 const BPF_LINKER_VERSION: &str = "0.13.0";
 
 /// Python tools the tests use, from PyPI, in a virtual environment under target/: the
 /// consumers of the deploy formats (podman-compose, kubernetes-validate with the API's schemas,
-/// PyYAML as compose tools parse).
+/// PyYAML as compose tools parse), and html5lib, the HTML5 parser the report's page is read
+/// with.
 const PYTHON_TOOLS: &[&str] = &[
     "podman-compose==1.6.0",
     "kubernetes-validate==1.37.0",
     "PyYAML==6.0.3",
+    "html5lib==1.1",
 ];
 
 /// kubectl, to apply the Kubernetes patch as a cluster would (`kubectl patch --local`), from
@@ -89,7 +95,7 @@ pub(crate) fn install(scope: Scope) -> Result<()> {
 }
 
 fn python_tools_venv() -> Result<()> {
-    const WHAT: &str = "python tools (podman-compose, kubectl, ...)";
+    const WHAT: &str = "python tools (podman-compose, kubectl, html5lib, ...)";
     let venv = python_tools();
     let python = venv.join("bin/python");
     let installed = output(Command::new(&python).args(["-m", "pip", "freeze"])).unwrap_or_default();
