@@ -101,7 +101,7 @@ impl Profiles {
             return Ok(Profiles {
                 list: Vec::new(),
                 looked: format!(
-                    "no profiles: no daemon answered ({refused}) and {DEFAULT_STATE_DIR} does not exist; give profile files or --profiles DIR"
+                    "no profiles: no daemon answered ({refused}) and {DEFAULT_STATE_DIR} does not exist; give profile files or a directory of them"
                 ),
             });
         }
