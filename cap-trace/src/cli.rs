@@ -422,6 +422,22 @@ pub enum Command {
     )]
     Ps(PsArgs),
 
+    /// Report on profiled workloads: one row per workload, what it holds against what it
+    /// needs, the excess riskiest first, the flags to deploy it with and the evidence for
+    /// each capability it needs.
+    ///
+    /// What a workload holds is read from /proc when a container of it runs here (matched by
+    /// identity, or by container id, as `ps` does; replicas add up); else the report shows
+    /// what it needs and says that what it holds is unknown. With --html the report is one
+    /// self-contained page: a grid of every capability per workload coloured by risk (held
+    /// and needed, excess by risk, needed and not held), whether each profile is complete and
+    /// verified, and the checks behind each needed capability on expand. Every name from a
+    /// profile or an engine is escaped.
+    #[command(
+        after_help = "Examples:\n  cap-trace report /var/lib/cap-trace --html fleet.html\n  cap-trace report web.json db.json\n  cap-trace report --json\n  cap-trace report --socket /run/cap-trace/control.sock --html /srv/www/caps.html"
+    )]
+    Report(ReportArgs),
+
     /// Run as a staging daemon: follow every container (or those named or labelled), keep one
     /// profile per container identity in DIR, and answer `status`, `profile` and `export`.
     ///
@@ -613,7 +629,9 @@ pub struct RunArgs {
 #[derive(Args, Debug)]
 pub struct PsArgs {
     /// Profiles to compare with: files (one profile or a list of them) or directories of them,
-    /// such as a daemon's state dir.
+    /// such as a daemon's state dir. Without any, the local daemon's: asked on its control
+    /// socket (--socket), else read from /var/lib/cap-trace. Where they came from is said on
+    /// stderr.
     #[arg(value_name = "PROFILE|DIR")]
     pub profiles: Vec<PathBuf>,
 
@@ -621,7 +639,8 @@ pub struct PsArgs {
     #[arg(long = "profiles", value_name = "DIR")]
     pub profile_dirs: Vec<PathBuf>,
 
-    /// Also list every process outside containers (kernel threads left out).
+    /// Also list every process outside containers (kernel threads left out), each compared
+    /// with the profile of a command run (`cap-trace run`) with exactly its command line.
     #[arg(long)]
     pub all: bool,
 
@@ -632,6 +651,32 @@ pub struct PsArgs {
     /// Docker-compatible engine API socket to name containers with (default: as for tracing).
     #[arg(long, value_name = "PATH")]
     pub engine_socket: Option<PathBuf>,
+
+    #[command(flatten)]
+    pub socket: SocketArgs,
+}
+
+#[derive(Args, Debug)]
+pub struct ReportArgs {
+    /// Profiles to report on: files (one profile or a list of them) or directories of them,
+    /// such as a daemon's state dir. Without any, the local daemon's: asked on its control
+    /// socket (--socket), else read from /var/lib/cap-trace.
+    #[arg(value_name = "PROFILE|DIR")]
+    pub profiles: Vec<PathBuf>,
+
+    /// Write the report as one self-contained HTML page to FILE (no script, no network: it
+    /// opens from the file in any browser). Without it, the report is printed as text
+    /// (--json: the rows as JSON).
+    #[arg(long, value_name = "FILE")]
+    pub html: Option<PathBuf>,
+
+    /// Docker-compatible engine API socket to name running containers with (default: as for
+    /// tracing).
+    #[arg(long, value_name = "PATH")]
+    pub engine_socket: Option<PathBuf>,
+
+    #[command(flatten)]
+    pub socket: SocketArgs,
 }
 
 #[derive(Args, Debug)]

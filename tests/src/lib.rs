@@ -10,6 +10,7 @@ pub mod daemon;
 pub mod debian;
 pub mod docker;
 pub mod engine;
+pub mod page;
 pub mod podman;
 
 use std::path::{Path, PathBuf};

@@ -206,21 +206,7 @@ fn ps_on(engine: Engine) {
     let name = |kind: &str| format!("{label}-{kind}");
     let cases = cases(engine);
     engine.image();
-    // podman's containers are profiled by a daemon. A daemon on this shared machine that names
-    // containers through the test Docker engine spends its time asking that engine about the
-    // other engineers' podman containers and writes no profile for minutes: Docker's are
-    // profiled by `cap-trace --container` instead, into the same directory.
-    let daemon = (engine == Engine::Podman).then(|| start_daemon(engine, &state, &socket, &label));
-    let oneshot = (engine == Engine::Docker).then(|| {
-        std::fs::create_dir_all(&state).unwrap();
-        let mut args: Vec<String> = Vec::new();
-        for (kind, ..) in &cases {
-            args.extend(["--container".to_owned(), name(kind)]);
-        }
-        args.extend(["--duration".to_owned(), "20s".to_owned()]);
-        let args: Vec<&str> = args.iter().map(String::as_str).collect();
-        background::Background::for_engine(engine, &args)
-    });
+    let daemon = start_daemon(engine, &state, &socket, &label);
     let containers = Containers(engine, cases.iter().map(|c| name(c.0)).collect());
     for (kind, opts, work, _) in &cases {
         let mut all: Vec<&str> = vec!["--label"];
@@ -234,15 +220,6 @@ fn ps_on(engine: Engine) {
             engine.name(),
             String::from_utf8_lossy(&out.stderr)
         );
-    }
-    if let Some(oneshot) = oneshot {
-        let (code, stderr, json) = oneshot.wait(Duration::from_secs(120));
-        assert_eq!(code, Some(0), "{stderr}");
-        std::fs::write(
-            state.join("docker.json"),
-            json.expect("profiles").to_string(),
-        )
-        .unwrap();
     }
     // The daemon writes its profiles every second: wait until each shows its need.
     let env = engine.cap_trace_env();
@@ -284,7 +261,7 @@ fn ps_on(engine: Engine) {
             Instant::now() < deadline,
             "{}: ps never showed the needs: {ours:#?}\n{}",
             engine.name(),
-            daemon.as_ref().map(Daemon::stderr).unwrap_or_default()
+            daemon.stderr()
         );
         std::thread::sleep(Duration::from_millis(500));
     };
@@ -297,10 +274,10 @@ fn ps_on(engine: Engine) {
         check_row(engine, &name(kind), row, kind, cap);
     }
     check_order(&rows, &label);
-    if daemon.is_some() {
-        check_daemon_report(&socket, &rows);
-    }
+    check_daemon_report(&socket, &rows);
+    check_ps_asks_the_daemon(engine, &socket, &rows);
     check_table(&ok(&ps(false)), &rows);
+    check_report(engine, &state, &rows);
     drop(containers);
     drop(daemon);
 }
@@ -422,4 +399,352 @@ fn check_daemon_report(socket: &Path, rows: &[Value]) {
             "{identity} not in\n{text}"
         );
     }
+}
+
+/// The names of the capability cells of a report row in `state`.
+fn cells(row: &Value, state: &str) -> Vec<String> {
+    let mut names: Vec<String> = row["cells"]
+        .as_object()
+        .unwrap()
+        .iter()
+        .filter(|(_, s)| *s == state)
+        .map(|(name, _)| name.clone())
+        .collect();
+    names.sort();
+    names
+}
+
+fn sorted(mut v: Vec<String>) -> Vec<String> {
+    v.sort();
+    v
+}
+
+/// `cap-trace report STATE --html`: the page parses as strict HTML5 (html5lib), has one row
+/// per workload whose cells carry the sets `ps` found (held and needed, excess, needed and
+/// not held), the flags and the evidence of each needed capability from the saved profile,
+/// nothing to fetch, and chromium draws it, offline, as a picture of that table.
+fn check_report(engine: Engine, state: &Path, rows: &[Value]) {
+    let dir = TempDir::new("report");
+    let file = dir.join("fleet.html");
+    let out = Command::new(bin())
+        .arg("report")
+        .arg(state)
+        .arg("--html")
+        .arg(&file)
+        .envs(engine.cap_trace_env())
+        .output()
+        .unwrap();
+    ok(&out);
+    assert!(
+        stderr(&out).contains(&format!("wrote the report of {} workloads", rows.len())),
+        "{}",
+        stderr(&out)
+    );
+    let html = std::fs::read_to_string(&file).unwrap();
+    assert!(
+        !html.contains("http:") && !html.contains("https:") && !html.contains("<script"),
+        "the page names something to fetch or a script:\n{html}"
+    );
+    let parsed = page::parse(&html);
+    assert_eq!(parsed["scripts"], 0);
+    assert_eq!(parsed["fetches"], serde_json::json!([]), "{parsed:#}");
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap();
+    assert_eq!(parsed["host"], host.trim());
+    let shown = parsed["rows"].as_array().unwrap();
+    assert_eq!(shown.len(), rows.len(), "{parsed:#}");
+    for (row, theirs) in rows.iter().zip(shown) {
+        // Same order as ps: riskiest excess first.
+        assert_eq!(theirs["identity"], row["identity"], "{parsed:#}");
+        assert_eq!(theirs["held"], "known", "{theirs:#}");
+        let held = names(&row["bounding"]);
+        let needed = names(&row["comparison"]["needed"]);
+        let kept: Vec<String> = needed
+            .iter()
+            .filter(|c| held.contains(c))
+            .cloned()
+            .collect();
+        assert_eq!(cells(theirs, "kept"), sorted(kept), "{theirs:#}");
+        assert_eq!(
+            cells(theirs, "excess"),
+            sorted(names(&row["comparison"]["excess"])),
+            "{theirs:#}"
+        );
+        assert_eq!(
+            cells(theirs, "lacking"),
+            sorted(names(&row["comparison"]["lacking"]))
+        );
+        assert_eq!(
+            theirs["excess"],
+            names(&row["comparison"]["excess"]).len().to_string()
+        );
+        assert_eq!(theirs["flags"], row["profile"]["flags"]);
+        // Evidence: each needed capability, with the comm and syscall of each of its checks in
+        // the saved profile.
+        assert_eq!(names(&theirs["evidence"]), needed, "{theirs:#}");
+        let file = row["profile"]["source"].as_str().unwrap();
+        let saved: Value = serde_json::from_str(&std::fs::read_to_string(file).unwrap()).unwrap();
+        for (cap, text) in needed
+            .iter()
+            .zip(theirs["evidence_text"].as_array().unwrap())
+        {
+            let text = text.as_str().unwrap();
+            for check in saved["checks"].as_array().unwrap() {
+                if check["cap"] == cap.as_str() {
+                    assert!(
+                        text.contains(check["comm"].as_str().unwrap())
+                            && text.contains(check["syscall"].as_str().unwrap_or("-")),
+                        "{cap}: {check} not in {text}"
+                    );
+                }
+            }
+        }
+        // The badges say what the profile says.
+        let text = theirs["text"].as_str().unwrap();
+        let complete = row["profile"]["complete"].as_bool().unwrap();
+        assert_eq!(text.contains("incomplete"), !complete, "{text}");
+        let verified = row["profile"]["verified"].as_bool().unwrap();
+        assert_eq!(text.contains("verified minimal"), verified, "{text}");
+    }
+    check_screenshot(&file, rows);
+}
+
+/// Drawn by a real browser: a 1200x900 picture with the grid's colours in it (the legend has
+/// one cell of each, the rows several).
+fn check_screenshot(file: &Path, rows: &[Value]) {
+    if page::chromium().is_none() {
+        skip_or_fail(
+            "check_report",
+            "chromium is missing (run `cargo xtask setup`)",
+        );
+        return;
+    }
+    let shot = page::screenshot(file);
+    assert_eq!((shot.width, shot.height), (1200, 900));
+    assert!(shot.colours.len() > 50, "{} colours", shot.colours.len());
+    let cell = 22 * 18;
+    let excess_cells: usize = rows
+        .iter()
+        .map(|r| names(&r["comparison"]["excess"]).len())
+        .sum();
+    for (colour, what, at_least) in [
+        ("2e9d4a", "held and needed", 3),
+        ("8e1111", "critical excess", 2),
+        ("e4572e", "high-risk excess", 3),
+    ] {
+        let pixels = shot.pixels(colour);
+        // Each cell keeps most of its colour around its label.
+        assert!(
+            pixels > (at_least + 1) * cell / 2,
+            "{what}: {pixels} pixels of #{colour}"
+        );
+    }
+    assert!(excess_cells > 10, "{excess_cells}");
+}
+
+#[test]
+fn the_report_escapes_every_name_a_profile_holds() {
+    let test = "the_report_escapes_every_name_a_profile_holds";
+    if !privileged(test) {
+        return;
+    }
+    let dir = TempDir::new("hostile");
+    let target = dir.join("owned");
+    std::fs::write(&target, "").unwrap();
+    // A real trace of a command whose arguments are hostile, one of them not UTF-8.
+    let profile = dir.join("run.json");
+    let out = cap_trace([
+        "run".as_ref(),
+        "--format".as_ref(),
+        "json".as_ref(),
+        "--output".as_ref(),
+        profile.as_os_str(),
+        "--".as_ref(),
+        "sh".as_ref(),
+        "-c".as_ref(),
+        "chown nobody \"$1\"".as_ref(),
+        std::os::unix::ffi::OsStrExt::from_bytes(b"<b>\xff&amp;</b>".as_slice()),
+        target.as_os_str(),
+    ]);
+    ok(&out);
+    // The same profile under names no engine would allow and a label could hold.
+    let hostile = "<script>alert('x')</script> & \"q\" \u{1b}[31m\u{0}\u{85}\u{fdd0}\u{202e}";
+    let comm = "<img src=x onerror=alert(1)>";
+    let mut json: Value =
+        serde_json::from_str(&std::fs::read_to_string(&profile).unwrap()).unwrap();
+    json["workload"]["name"] = hostile.into();
+    json["workload"]["identity"] = hostile.into();
+    for check in json["checks"].as_array_mut().unwrap() {
+        check["comm"] = comm.into();
+    }
+    std::fs::write(dir.join("hostile.json"), json.to_string()).unwrap();
+    let file = dir.join("page.html");
+    let out = cap_trace([
+        "report".as_ref(),
+        profile.as_os_str(),
+        dir.join("hostile.json").as_os_str(),
+        "--html".as_ref(),
+        file.as_os_str(),
+    ]);
+    ok(&out);
+    let html = std::fs::read_to_string(&file).unwrap();
+    assert!(
+        !html.contains("<script") && !html.contains("<img"),
+        "{html}"
+    );
+    assert!(!html.contains(['\u{0}', '\u{1b}', '\u{85}', '\u{202e}', '\u{fdd0}']));
+    let parsed = page::parse(&html);
+    assert_eq!(parsed["scripts"], 0);
+    assert_eq!(parsed["fetches"], serde_json::json!([]), "{parsed:#}");
+    let rows = parsed["rows"].as_array().unwrap();
+    assert_eq!(rows.len(), 2, "{parsed:#}");
+    let theirs = rows
+        .iter()
+        .find(|r| r["identity"].as_str().unwrap().starts_with("<script>"))
+        .unwrap_or_else(|| panic!("{parsed:#}"));
+    // The name as text, with what must not reach a reader shown escaped.
+    assert_eq!(
+        theirs["identity"],
+        "<script>alert('x')</script> & \"q\" \\e[31m\\x00\\x85\\u{fdd0}\\u{202e}"
+    );
+    assert_eq!(theirs["held"], "unknown");
+    assert_eq!(cells(theirs, "needed"), ["CHOWN"]);
+    assert!(
+        theirs["evidence_text"][0].as_str().unwrap().contains(comm),
+        "{theirs:#}"
+    );
+    // The traced command's argument that is not UTF-8 is kept as \xff, its markup as text.
+    let run = rows.iter().find(|r| r != &theirs).unwrap();
+    assert!(
+        run["identity"]
+            .as_str()
+            .unwrap()
+            .contains("<b>\\xff&amp;</b>"),
+        "{run:#}"
+    );
+    // The text form escapes them for a terminal.
+    let text = ok(&cap_trace([
+        "report".as_ref(),
+        profile.as_os_str(),
+        dir.join("hostile.json").as_os_str(),
+    ]));
+    assert!(!text.contains(['\u{0}', '\u{1b}', '\u{85}']), "{text}");
+    assert!(
+        text.contains("needs 1, held unknown (not running)"),
+        "{text}"
+    );
+}
+
+/// `ps` without profiles asks the daemon on its control socket, and says so; with no daemon
+/// there, it says where it looked.
+fn check_ps_asks_the_daemon(engine: Engine, socket: &Path, rows: &[Value]) {
+    let out = Command::new(bin())
+        .args(["ps", "--json", "--socket"])
+        .arg(socket)
+        .envs(engine.cap_trace_env())
+        .output()
+        .unwrap();
+    let theirs: Vec<Value> = serde_json::from_str(&ok(&out)).unwrap();
+    assert!(
+        stderr(&out).contains(&format!("from the daemon at {}", socket.display())),
+        "{}",
+        stderr(&out)
+    );
+    for row in rows {
+        let found = theirs
+            .iter()
+            .find(|r| r["identity"] == row["identity"])
+            .unwrap_or_else(|| panic!("{} not in {theirs:#?}", row["identity"]));
+        assert_eq!(found["comparison"], row["comparison"], "{found:#}");
+        assert_eq!(found["profile"]["flags"], row["profile"]["flags"]);
+        assert!(
+            found["profile"]["source"]
+                .as_str()
+                .unwrap()
+                .starts_with("cap-trace daemon")
+        );
+    }
+    let nowhere = Path::new("/nonexistent/control.sock");
+    let out = Command::new(bin())
+        .args(["ps", "--socket"])
+        .arg(nowhere)
+        .envs(engine.cap_trace_env())
+        .output()
+        .unwrap();
+    ok(&out);
+    assert!(
+        stderr(&out).contains("no daemon answered (cannot reach /nonexistent/control.sock"),
+        "{}",
+        stderr(&out)
+    );
+}
+
+#[test]
+fn ps_all_matches_commands_outside_containers_to_their_run_profiles() {
+    let test = "ps_all_matches_commands_outside_containers_to_their_run_profiles";
+    if !privileged(test) {
+        return;
+    }
+    let dir = TempDir::new("ps-all");
+    let target = dir.join("owned");
+    std::fs::write(&target, "").unwrap();
+    // The same command line traced once, then left running: it stays only where $STAY is set.
+    let marker = format!("fleet-ps-all-{}", std::process::id());
+    let target_arg = target.display().to_string();
+    let profile = dir.join("run.json");
+    let profile_arg = profile.display().to_string();
+    let script_stays = "chown nobody \"$1\"; [ -n \"$STAY\" ] && sleep 600; exit 0";
+    let command = ["sh", "-c", script_stays, &marker, &target_arg];
+    let mut args: Vec<&str> = vec!["run", "--format", "json", "--output"];
+    args.push(&profile_arg);
+    args.push("--");
+    args.extend(command);
+    ok(&cap_trace(&args));
+    let mut child = Command::new(command[0])
+        .args(&command[1..])
+        .env("STAY", "1")
+        .spawn()
+        .unwrap();
+    struct Kill<'a>(&'a mut std::process::Child);
+    impl Drop for Kill<'_> {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+    let pid = child.id();
+    let _kill = Kill(&mut child);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !std::fs::read(format!("/proc/{pid}/cmdline"))
+        .is_ok_and(|c| c.starts_with(b"sh\0-c\0chown"))
+    {
+        assert!(Instant::now() < deadline, "the shell did not start");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let out = cap_trace(["ps", "--all", "--json", &profile_arg]);
+    let rows: Vec<Value> = serde_json::from_str(&ok(&out)).unwrap();
+    let ours = rows
+        .iter()
+        .find(|r| r["pids"] == serde_json::json!([pid]))
+        .unwrap_or_else(|| panic!("pid {pid} not in {rows:#?}"));
+    assert_eq!(ours["profile"]["source"], profile_arg.as_str(), "{ours:#}");
+    assert_eq!(names(&ours["comparison"]["needed"]), ["CHOWN"], "{ours:#}");
+    let bounding = held_by_capsh_field(u64::from(pid), "CapBnd:");
+    let mut excess = names(&ours["comparison"]["excess"]);
+    excess.sort();
+    let mut expected: Vec<String> = bounding.into_iter().filter(|c| c != "CHOWN").collect();
+    expected.sort();
+    assert_eq!(excess, expected);
+    // Any other process outside containers: no profile, said in words.
+    let text = ok(&cap_trace(["ps", "--all", &profile_arg]));
+    let line = text
+        .lines()
+        .find(|l| l.starts_with(&format!("pid {pid} (sh)")))
+        .unwrap_or_else(|| panic!("{text}"));
+    assert!(line.contains("needs 1, drop"), "{line}");
+    assert!(
+        text.lines().any(|l| l.starts_with("pid ")
+            && !l.starts_with(&format!("pid {pid} "))
+            && l.ends_with("no profile")),
+        "{text}"
+    );
 }

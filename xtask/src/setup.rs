@@ -30,7 +30,8 @@ const BUILD_PACKAGES: &[&str] = &[
 /// procps' `ps` is a real program the verification tests run; libcap2-bin's `capsh` decodes
 /// capability masks for them, and is what `explain`'s bitmap decoding is held to.
 /// python3-jsonschema validates real profiles against `docs/profile.schema.json`. mmdebstrap
-/// builds the real-server test image (apache2, nginx) from Debian's archive.
+/// builds the real-server test image (apache2, nginx) from Debian's archive. chromium (with a
+/// font to draw text in) renders the HTML report to a screenshot, headless and offline.
 const TEST_PACKAGES: &[&str] = &[
     "podman",
     "runc",
@@ -47,17 +48,21 @@ const TEST_PACKAGES: &[&str] = &[
     "libcap2-bin",
     "python3-jsonschema",
     "mmdebstrap",
+    "chromium",
+    "fonts-dejavu-core",
 ];
 
 const BPF_LINKER_VERSION: &str = "0.13.0";
 
 /// Python tools the tests use, from PyPI, in a virtual environment under target/: the
 /// consumers of the deploy formats (podman-compose, kubernetes-validate with the API's schemas,
-/// PyYAML as compose tools parse).
+/// PyYAML as compose tools parse), and html5lib, the HTML5 parser the report's page is read
+/// with.
 const PYTHON_TOOLS: &[&str] = &[
     "podman-compose==1.6.0",
     "kubernetes-validate==1.37.0",
     "PyYAML==6.0.3",
+    "html5lib==1.1",
 ];
 
 /// kubectl, to apply the Kubernetes patch as a cluster would (`kubectl patch --local`), from
@@ -108,7 +113,7 @@ pub(crate) fn install_for(scope: Scope, targets: &[Arch]) -> Result<()> {
 }
 
 fn python_tools_venv() -> Result<()> {
-    const WHAT: &str = "python tools (podman-compose, kubectl, ...)";
+    const WHAT: &str = "python tools (podman-compose, kubectl, html5lib, ...)";
     let venv = python_tools();
     let python = venv.join("bin/python");
     let installed = output(Command::new(&python).args(["-m", "pip", "freeze"])).unwrap_or_default();

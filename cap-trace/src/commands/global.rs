@@ -76,9 +76,13 @@ fn formats_of(command: Option<&Command>) -> Option<&'static [Format]> {
         | Some(Command::Run(_) | Command::Show(_) | Command::Merge(_) | Command::Profile(_)) => {
             Some(ALL)
         }
-        Some(Command::Check(_) | Command::Status(_) | Command::Explain(_) | Command::Ps(_)) => {
-            Some(TEXT_OR_JSON)
-        }
+        Some(
+            Command::Check(_)
+            | Command::Status(_)
+            | Command::Explain(_)
+            | Command::Ps(_)
+            | Command::Report(_),
+        ) => Some(TEXT_OR_JSON),
         Some(Command::Daemon(_) | Command::Export(_) | Command::Completions(_) | Command::Man) => {
             None
         }
@@ -94,6 +98,7 @@ fn command_name(command: Option<&Command>) -> &'static str {
         Some(Command::Check(_)) => "check",
         Some(Command::Explain(_)) => "explain",
         Some(Command::Ps(_)) => "ps",
+        Some(Command::Report(_)) => "report",
         Some(Command::Daemon(_)) => "daemon",
         Some(Command::Status(_)) => "status",
         Some(Command::Profile(_)) => "profile",

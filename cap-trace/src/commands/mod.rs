@@ -12,6 +12,7 @@ pub mod global;
 pub mod merge;
 pub mod profile;
 pub mod ps;
+pub mod report;
 pub mod run;
 pub mod show;
 pub mod status;
@@ -36,7 +37,8 @@ pub async fn dispatch(cli: Cli) -> Result<u8, Failure> {
         Command::Profile(args) => profile::command(args, &global).await,
         Command::Export(args) => export::command(&args).await,
         Command::Explain(args) => explain::command(&args, &global),
-        Command::Ps(args) => ps::command(&args, &global),
+        Command::Ps(args) => ps::command(&args, &global).await,
+        Command::Report(args) => report::command(&args, &global).await,
         Command::Completions(args) => docs::completions(&args),
         Command::Man => docs::man(),
     }

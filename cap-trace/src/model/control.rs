@@ -10,6 +10,10 @@ use crate::model::record::Losses;
 /// Default control socket.
 pub const DEFAULT_SOCKET: &str = "/run/cap-trace/control.sock";
 
+/// The state dir the daemon is deployed with (`deploy/`), where `ps` and `report` look for
+/// profiles when no daemon answers on the control socket.
+pub const DEFAULT_STATE_DIR: &str = "/var/lib/cap-trace";
+
 /// A request on the control socket (one JSON object per line).
 #[derive(Debug, Deserialize, Serialize, PartialEq)]
 #[serde(tag = "request", rename_all = "lowercase", deny_unknown_fields)]

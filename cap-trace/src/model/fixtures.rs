@@ -75,6 +75,7 @@ pub(crate) fn fleet_row(
         users: vec![0, 65534],
         pids: vec![7],
         held: held.to_vec(),
+        held_unknown: false,
         bounding: None,
         profile: needed.map(|_| ProfileRef {
             source: "web.json".into(),

@@ -96,6 +96,10 @@ pub struct Row {
     pub pids: Vec<u32>,
     /// Effective capabilities: the union over its processes.
     pub held: Vec<Cap>,
+    /// What it holds is not known (a profile whose workload does not run here now): `held` is
+    /// empty and the comparison lists only what it needs.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub held_unknown: bool,
     /// Bounding set: the union over its processes (what it could ever regain).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub bounding: Option<Vec<Cap>>,
@@ -132,6 +136,9 @@ impl Row {
             }
         };
         match &self.comparison {
+            Some(c) if self.held_unknown => {
+                format!("needs {}, held unknown (not running)", c.needed.len())
+            }
             Some(c) => {
                 let mut s = format!(
                     "holds {}, needs {}, drop {}{}",
@@ -166,11 +173,14 @@ impl Row {
 
 /// Riskiest excess first; then by identity.
 pub fn sort_by_risk(rows: &mut [Row]) {
-    rows.sort_by(|a, b| {
-        b.risk_key()
-            .cmp(&a.risk_key())
-            .then_with(|| a.identity.cmp(&b.identity))
-    });
+    rows.sort_by(riskier_first);
+}
+
+/// The order of [`sort_by_risk`]: riskiest excess first, then by identity.
+pub fn riskier_first(a: &Row, b: &Row) -> std::cmp::Ordering {
+    b.risk_key()
+        .cmp(&a.risk_key())
+        .then_with(|| a.identity.cmp(&b.identity))
 }
 
 /// The profile reference and the comparison of `held` with what `profile` needs.
@@ -199,10 +209,24 @@ pub fn row_of(profile: &Profile, source: &str) -> Row {
         users: Vec::new(),
         pids: Vec::new(),
         held,
+        held_unknown: false,
         bounding: None,
         profile: Some(profile_ref),
         comparison: Some(comparison),
     }
+}
+
+/// A workload's row from its profile where nothing of it runs here: what it needs, and that
+/// what it holds is unknown.
+pub fn needs_only(profile: &Profile, source: &str) -> Row {
+    let mut row = row_of(profile, source);
+    row.held = Vec::new();
+    row.held_unknown = true;
+    if let Some(c) = &mut row.comparison {
+        c.excess.clear();
+        c.lacking.clear();
+    }
+    row
 }
 
 #[cfg(test)]
@@ -242,6 +266,14 @@ mod tests {
         assert_eq!(r.summary(), "holds 2 (1 high risk), no profile");
         let r = row("idle", &[], Some(&[]));
         assert_eq!(r.summary(), "holds 0, needs 0, drop 0");
+        let mut p = crate::model::fixtures::sample();
+        p.workload.identity = Some("gone".into());
+        let r = needs_only(&p, "gone.json");
+        assert!(r.held_unknown && r.held.is_empty());
+        let c = r.comparison.as_ref().unwrap();
+        assert!(c.excess.is_empty() && c.lacking.is_empty());
+        assert_eq!(c.needed, p.suggestion.add);
+        assert_eq!(r.summary(), "needs 1, held unknown (not running)");
     }
 
     #[test]

@@ -7,7 +7,7 @@ use crate::render::escape;
 use crate::render::text::Style;
 
 /// Names riskiest first, each high or critical one marked with its risk.
-fn risky_list(caps: &[Cap]) -> String {
+pub fn risky_list(caps: &[Cap]) -> String {
     fleet::by_risk(caps)
         .iter()
         .map(|c| match fleet::danger(*c) {
@@ -96,7 +96,12 @@ fn details(row: &Row, name: &str, verbose: bool) -> String {
     let mut out = format!("{name}\n");
     match (&row.comparison, &row.profile) {
         (Some(c), Some(p)) => {
-            if c.excess.is_empty() {
+            if row.held_unknown {
+                out.push_str(&format!(
+                    "  needs: {}\n  held: unknown (it does not run here now)\n",
+                    if c.needed.is_empty() { "nothing".to_owned() } else { risky_list(&c.needed) }
+                ));
+            } else if c.excess.is_empty() {
                 out.push_str("  nothing to drop\n");
             } else {
                 out.push_str(&format!("  drop: {}\n", risky_list(&c.excess)));
@@ -107,7 +112,7 @@ fn details(row: &Row, name: &str, verbose: bool) -> String {
                     risky_list(&c.lacking)
                 ));
             }
-            if row.held.len() < row.granted().len() {
+            if !row.held_unknown && row.held.len() < row.granted().len() {
                 out.push_str(&format!(
                     "  effective now: {} (its processes dropped the rest)\n",
                     if row.held.is_empty() { "nothing".to_owned() } else { risky_list(&row.held) }

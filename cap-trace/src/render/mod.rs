@@ -6,6 +6,7 @@ pub mod escape;
 pub mod events;
 pub mod fleet;
 pub mod gate;
+pub mod html;
 pub mod status;
 pub mod text;
 pub mod write;

@@ -6,6 +6,7 @@ use std::collections::BTreeMap;
 use crate::linux::caps::{self, Cap};
 use crate::session::cgroup;
 use crate::session::container::path::{self, CgroupContainer};
+use crate::session::container::{self, Engines};
 
 /// One process's identity and capability sets.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -18,6 +19,8 @@ pub struct Process {
     pub bounding: u64,
     /// A kernel thread (no user space to speak of).
     pub kthread: bool,
+    /// Its command line (`/proc/PID/cmdline`), when read.
+    pub cmdline: Vec<String>,
 }
 
 /// Parses `/proc/PID/status`; None when a field it needs is missing.
@@ -38,6 +41,7 @@ pub fn parse_status(pid: u32, status: &str) -> Option<Process> {
         effective: mask("CapEff:")?,
         bounding: mask("CapBnd:")?,
         kthread: field("Kthread:").map_or(pid == 2 || ppid == Some(2), |v| v == "1"),
+        cmdline: Vec::new(),
     })
 }
 
@@ -52,12 +56,26 @@ pub fn all() -> Vec<(Process, Option<String>)> {
         .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
         .filter_map(|pid| {
             let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-            let process = parse_status(pid, &status)?;
+            let mut process = parse_status(pid, &status)?;
+            process.cmdline = std::fs::read(format!("/proc/{pid}/cmdline"))
+                .map(|raw| parse_cmdline(&raw))
+                .unwrap_or_default();
             Some((process, cgroup::process_cgroup(pid)))
         })
         .collect();
     out.sort_by_key(|(p, _)| p.pid);
     out
+}
+
+/// The arguments of `/proc/PID/cmdline` (NUL-terminated), bytes that are not UTF-8 written
+/// `\xNN` as `cap-trace run` records a command.
+pub fn parse_cmdline(raw: &[u8]) -> Vec<String> {
+    raw.strip_suffix(b"\0")
+        .unwrap_or(raw)
+        .split(|b| *b == 0)
+        .filter(|_| !raw.is_empty())
+        .map(crate::model::text::from_bytes)
+        .collect()
 }
 
 /// The processes of one container.
@@ -109,6 +127,51 @@ pub fn by_container(processes: Vec<(Process, Option<String>)>) -> (Vec<Holding>,
     (containers.into_values().collect(), outside)
 }
 
+/// A running container: its processes, and the identity its profiles are kept under.
+#[derive(Debug, Clone)]
+pub struct Running {
+    pub holding: Holding,
+    /// Kubernetes namespace/workload/container, compose project/service, else its name; the
+    /// first 12 characters of its id when no engine knows it.
+    pub identity: String,
+    pub engine: Option<String>,
+    pub image: Option<String>,
+    /// Its labels, when an engine knows it.
+    pub labels: Option<BTreeMap<String, String>>,
+}
+
+/// Every running container, named through `engines`, and the processes outside containers.
+pub fn running(engines: &Engines) -> (Vec<Running>, Vec<Process>) {
+    let (containers, outside) = by_container(all());
+    let running = containers
+        .into_iter()
+        .map(|holding| {
+            let c = &holding.container;
+            match engines.inspect(&c.id) {
+                Some(info) => {
+                    let workload =
+                        container::workload(&info, Some(c.runtime), c.pod_uid.as_deref());
+                    Running {
+                        identity: workload.name,
+                        engine: workload.engine,
+                        image: workload.image,
+                        labels: Some(info.labels),
+                        holding,
+                    }
+                }
+                None => Running {
+                    identity: c.id.chars().take(12).collect(),
+                    engine: Some(c.runtime.engine_name().to_owned()),
+                    image: None,
+                    labels: None,
+                    holding,
+                },
+            }
+        })
+        .collect();
+    (running, outside)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -131,6 +194,14 @@ mod tests {
     }
 
     #[test]
+    fn parses_cmdline() {
+        assert_eq!(parse_cmdline(b"sleep\x00600\x00"), ["sleep", "600"]);
+        assert_eq!(parse_cmdline(b"sh\x00-c\x00\x00"), ["sh", "-c", ""]);
+        assert_eq!(parse_cmdline(b"a\xff"), ["a\\xff"]);
+        assert!(parse_cmdline(b"").is_empty());
+    }
+
+    #[test]
     fn groups_by_container() {
         let id = "2bdacf50c93ebf9aeb522dd810d24b0474e5828f2b8c1e5494585423e5434880";
         let p = |pid: u32, euid: u32, eff: u64| Process {
@@ -140,6 +211,7 @@ mod tests {
             effective: eff,
             bounding: 0xa804_25fb,
             kthread: false,
+            cmdline: Vec::new(),
         };
         let (containers, outside) = by_container(vec![
             (
