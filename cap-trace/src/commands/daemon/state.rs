@@ -162,9 +162,11 @@ fn rename_aside(path: &Path) -> std::io::Result<PathBuf> {
             PathBuf::from(format!("{}.{n}", first.display()))
         };
         let to = std::ffi::CString::new(aside.as_os_str().as_bytes())?;
-        // SAFETY: renameat2(2) with two NUL-terminated paths.
+        // SAFETY: renameat2(2) with two NUL-terminated paths; by its syscall number, as the
+        // static musl build's C library has no wrapper for it.
         let rc = unsafe {
-            libc::renameat2(
+            libc::syscall(
+                libc::SYS_renameat2,
                 libc::AT_FDCWD,
                 from.as_ptr(),
                 libc::AT_FDCWD,
