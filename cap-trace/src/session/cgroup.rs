@@ -353,6 +353,34 @@ impl Watcher {
         Ok(())
     }
 
+    /// The directories already below `dir` (just watched): recorded as created, and watched
+    /// `depth` levels down.
+    fn created_before_watch(
+        &mut self,
+        dir: &Path,
+        depth: u32,
+        paths: &mut std::collections::HashMap<u64, PathBuf>,
+        created: &mut Vec<PathBuf>,
+    ) {
+        let Ok(entries) = std::fs::read_dir(dir) else {
+            return;
+        };
+        for entry in entries.flatten() {
+            if !entry.file_type().is_ok_and(|k| k.is_dir()) {
+                continue;
+            }
+            let path = entry.path();
+            if let Ok(id) = cgroup_id(&path) {
+                paths.insert(id, path.clone());
+            }
+            created.push(path.clone());
+            if depth > 0 {
+                let _ = self.watch(&path, depth - 1);
+                self.created_before_watch(&path, depth - 1, paths, created);
+            }
+        }
+    }
+
     pub fn raw_fd(&self) -> std::os::fd::RawFd {
         std::os::fd::AsRawFd::as_raw_fd(&self.fd)
     }
@@ -397,6 +425,9 @@ impl Watcher {
                 created.push(path.clone());
                 if depth > 0 {
                     let _ = self.watch(&path, depth - 1);
+                    // What was made inside it before its watch was: a runtime makes a new
+                    // parent and the container's cgroup in it at once.
+                    self.created_before_watch(&path, depth - 1, paths, &mut created);
                 }
             }
         }
@@ -412,6 +443,32 @@ impl std::os::fd::AsRawFd for Watcher {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_directory_made_before_its_parent_was_watched_is_seen() {
+        let root =
+            std::env::temp_dir().join(format!("cap-trace-unit-watch-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&root);
+        std::fs::create_dir(&root).unwrap();
+        let mut watcher = Watcher::new().unwrap();
+        watcher.watch_tree(&root, 2).unwrap();
+        // A new parent and its child at once, before the watcher reads: the child's creation
+        // was never announced (the parent had no watch yet). Directories two levels down are
+        // watched, so what is made in them is seen, and nothing deeper.
+        std::fs::create_dir_all(root.join("parent/leaf/deeper/deepest")).unwrap();
+        let mut paths = std::collections::HashMap::new();
+        let mut created = watcher.read(&mut paths);
+        created.sort();
+        std::fs::remove_dir_all(&root).unwrap();
+        assert_eq!(
+            created,
+            [
+                root.join("parent"),
+                root.join("parent/leaf"),
+                root.join("parent/leaf/deeper")
+            ]
+        );
+    }
 
     #[test]
     fn reads_real_uids() {

@@ -354,7 +354,11 @@ fn event_id(event: &Value) -> Option<&str> {
 
 /// What an event says about its container: name, image, labels, exit code. Returns the action.
 fn apply_event<'a>(event: &'a Value, entry: &mut ContainerInfo) -> &'a str {
-    let attrs = &event["Actor"]["Attributes"];
+    // The APIs' events carry labels in `Actor.Attributes`, `podman events` in `Attributes`.
+    let attrs = match &event["Actor"]["Attributes"] {
+        Value::Object(_) => &event["Actor"]["Attributes"],
+        _ => &event["Attributes"],
+    };
     let name = attrs["name"].as_str().or(event["Name"].as_str());
     let image = attrs["image"].as_str().or(event["Image"].as_str());
     if let Some(name) = name {
@@ -1239,10 +1243,12 @@ mod tests {
     fn names_removed_containers_from_event_history() {
         let podman = br#"{"ID":"aaa","Image":"localhost/bb:1","Name":"other","Status":"start","Type":"container"}
 {"ID":"bbb","Image":"localhost/bb:1","Name":"job","Status":"start","Type":"container","Attributes":{}}
-{"ID":"bbb","Image":"localhost/bb:1","Name":"job","Status":"died","ContainerExitCode":3,"Type":"container"}
+{"ID":"bbb","Image":"localhost/bb:1","Name":"job","Status":"died","ContainerExitCode":3,"Type":"container","Attributes":{"team":"shop"}}
 "#;
         let info = info_from_events(podman, "bbb", "podman").unwrap();
         assert_eq!(info.name, "job");
+        // `podman events` (the CLI) puts the labels beside the event, not under an actor.
+        assert_eq!(info.labels["team"], "shop");
         assert_eq!(info.image.as_deref(), Some("localhost/bb:1"));
         assert_eq!(info.exit_code, Some(3));
         assert!(!info.running);
