@@ -260,6 +260,19 @@ impl Engine {
             .expect("run the engine")
     }
 
+    /// Makes file `path` in running container `name`, to let its script go on. A container
+    /// that exits (and is removed, `--rm`) as soon as it sees the file can be gone before the
+    /// engine's exec has done its own bookkeeping, which the engine then reports as an error
+    /// about a container that does not exist: the file was made, so that is not a failure
+    /// (what the container did next is for the caller to check).
+    pub fn touch_in(self, name: &str, path: &str) {
+        let out = self.exec(name, &format!("touch {path}"));
+        let gone = String::from_utf8_lossy(&out.stderr)
+            .to_ascii_lowercase()
+            .contains("no such container");
+        assert!(out.status.success() || gone, "{out:?}");
+    }
+
     /// Removes a container if it exists, stopping it at once.
     pub fn remove(self, name: &str) {
         let mut cmd = self.cli();

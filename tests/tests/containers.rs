@@ -305,8 +305,7 @@ fn container_already_running_is_picked_up(engine: Engine) {
     assert!(started.status.success(), "{started:?}");
     let bg = Background::for_engine(engine, &["--container", &name]);
     assert!(bg.stderr().contains("tracing"), "{}", bg.stderr());
-    let go = engine.exec(&name, "touch /tmp/go");
-    assert!(go.status.success(), "{go:?}");
+    engine.touch_in(&name, "/tmp/go");
     let (code, stderr, json) = bg.wait(Duration::from_secs(60));
     assert_eq!(code, Some(0), "{stderr}");
     let p = podman::profiles(&json.unwrap()).remove(0);

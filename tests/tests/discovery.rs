@@ -267,8 +267,7 @@ fn daemon_started_beside_a_running_container(engine: Engine) {
     assert!(started.status.success(), "{started:?}");
     let (daemon, stderr) = start_daemon(engine, &dir, &label);
     std::thread::sleep(Duration::from_millis(500));
-    let go = engine.exec(&name, "touch /tmp/go");
-    assert!(go.status.success(), "{go:?}");
+    engine.touch_in(&name, "/tmp/go");
     let profile = daemon_profile(&dir, &name, &stderr, |p| !suggested(p).is_empty());
     stop(daemon);
     engine.remove(&name);
