@@ -363,7 +363,7 @@ impl Session {
                 .unwrap_or_default();
             t.caps = held.effective.or_else(|| info.configured_caps());
             t.bounding = held.bounding;
-            t.seccomp = held.seccomp.or(Some(info.configured_seccomp()));
+            t.seccomp = held.seccomp.or_else(|| info.configured_seccomp());
             // What decides whether it needs a capability at all, from its network namespace.
             if t.network.is_empty()
                 && let Some(pid) = info.pid.filter(|_| info.running)

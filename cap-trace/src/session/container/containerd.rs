@@ -218,7 +218,7 @@ mod tests {
         assert!(info.running);
         assert_eq!(info.labels["app"], "demo");
         assert_eq!(info.configured_caps().unwrap().len(), 2);
-        assert!(!info.configured_seccomp());
+        assert_eq!(info.configured_seccomp(), Some(false));
         assert_eq!(task_of(tasks, "old"), Some((0, "STOPPED".into())));
         assert_eq!(task_of(tasks, "none"), None);
         assert!(parse_info(&serde_json::json!({}), "ns", None).is_err());

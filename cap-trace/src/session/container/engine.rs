@@ -33,6 +33,9 @@ pub struct ContainerInfo {
     /// Whether it runs under a seccomp filter, when the engine says (containerd's spec);
     /// otherwise inferred from `security_opt`.
     pub seccomp: Option<bool>,
+    /// Named from the engine's events alone (it was removed before it could be inspected):
+    /// how it was configured (capabilities, seccomp) is unknown.
+    pub from_events: bool,
 }
 
 impl ContainerInfo {
@@ -41,6 +44,9 @@ impl ContainerInfo {
     /// kernel's view (`/proc/PID/status`) is better while the container runs.
     pub fn configured_caps(&self) -> Option<Vec<crate::linux::caps::Cap>> {
         use crate::linux::caps::{ALL, Cap, defaults};
+        if self.from_events {
+            return None;
+        }
         let parse = |names: &[String]| -> Vec<Cap> {
             names.iter().filter_map(|n| n.parse::<Cap>().ok()).collect()
         };
@@ -81,15 +87,17 @@ impl ContainerInfo {
 
     /// Whether it runs under a seccomp filter: engines apply their default profile unless told
     /// `seccomp=unconfined` or running privileged.
-    pub fn configured_seccomp(&self) -> bool {
-        if let Some(seccomp) = self.seccomp {
-            return seccomp;
+    pub fn configured_seccomp(&self) -> Option<bool> {
+        if self.seccomp.is_some() || self.from_events {
+            return self.seccomp;
         }
-        !self.privileged
-            && !self.security_opt.iter().any(|o| {
-                o.replace(':', "=")
-                    .eq_ignore_ascii_case("seccomp=unconfined")
-            })
+        Some(
+            !self.privileged
+                && !self.security_opt.iter().any(|o| {
+                    o.replace(':', "=")
+                        .eq_ignore_ascii_case("seccomp=unconfined")
+                }),
+        )
     }
 }
 
@@ -175,6 +183,7 @@ pub fn parse_inspect(v: &Value, engine: &str) -> Result<ContainerInfo, EngineErr
             .as_array()
             .map(|_| strings(&v["EffectiveCaps"])),
         seccomp: None,
+        from_events: false,
     })
 }
 
@@ -321,6 +330,7 @@ pub fn info_from_events(stream: &[u8], id: &str, engine: &str) -> Option<Contain
         let entry = info.get_or_insert_with(|| ContainerInfo {
             id: id.to_owned(),
             engine: engine.to_owned(),
+            from_events: true,
             ..Default::default()
         });
         apply_event(&event, entry);
@@ -418,6 +428,7 @@ impl Recent {
                 ContainerInfo {
                     id: id.to_owned(),
                     engine: engine.to_owned(),
+                    from_events: true,
                     ..Default::default()
                 },
                 None,
@@ -1183,18 +1194,18 @@ mod tests {
             ..Default::default()
         };
         assert_eq!(podman.configured_caps().unwrap().len(), 2);
-        assert!(podman.configured_seccomp());
+        assert_eq!(podman.configured_seccomp(), Some(true));
         let privileged = ContainerInfo {
             privileged: true,
             ..Default::default()
         };
         assert_eq!(privileged.configured_caps().unwrap().len(), 41);
-        assert!(!privileged.configured_seccomp());
+        assert_eq!(privileged.configured_seccomp(), Some(false));
         let unconfined = ContainerInfo {
             security_opt: vec!["seccomp=unconfined".into()],
             ..Default::default()
         };
-        assert!(!unconfined.configured_seccomp());
+        assert_eq!(unconfined.configured_seccomp(), Some(false));
         assert_eq!(ContainerInfo::default().configured_caps(), None);
     }
 

@@ -202,6 +202,12 @@ pub fn learning_mode_warning(
     host: Option<&[Cap]>,
     info: &ContainerInfo,
 ) -> Option<String> {
+    if caps.is_none() && seccomp.is_none() && info.from_events {
+        return Some(format!(
+            "how the container was configured is unknown (it was removed before its engine could be asked, and the engine's events do not say), so whether it could reach every capability check cannot be told; for a complete profile, trace a staging run with {} (one that lives long enough for its engine to be asked)",
+            learning_mode_flags(info, host)
+        ));
+    }
     let host_count = host.map_or(caps::ALL.len(), <[Cap]>::len);
     let grants = learning_mode_grants(info, host);
     let lacking: Vec<Cap> = match caps {
@@ -267,6 +273,32 @@ mod tests {
                 .collect(),
             ..Default::default()
         }
+    }
+
+    #[test]
+    fn a_container_known_only_from_events_is_not_guessed_at() {
+        let gone = ContainerInfo {
+            engine: "podman".into(),
+            from_events: true,
+            ..info(&[])
+        };
+        assert_eq!(gone.configured_caps(), None);
+        assert_eq!(gone.configured_seccomp(), None);
+        let warning = learning_mode_warning(None, None, None, &gone).unwrap();
+        assert!(
+            warning.starts_with("how the container was configured is unknown"),
+            "{warning}"
+        );
+        assert!(!warning.contains("seccomp filter"), "{warning}");
+        // Inspected: the engine's defaults are what it ran with.
+        let inspected = ContainerInfo {
+            from_events: false,
+            ..gone
+        };
+        assert_eq!(inspected.configured_seccomp(), Some(true));
+        let warning =
+            learning_mode_warning(None, inspected.configured_seccomp(), None, &inspected).unwrap();
+        assert!(warning.contains("a seccomp filter"), "{warning}");
     }
 
     #[test]
