@@ -253,6 +253,25 @@ pub fn capture_stderr(child: &mut std::process::Child) -> std::sync::Arc<std::sy
     stderr
 }
 
+/// Waits until captured stderr (see [`capture_stderr`]) says `needle`: a background cap-trace
+/// is attached and watching only once it says it is waiting for its containers, which takes
+/// seconds on a loaded machine. Panics with what it said after `timeout`.
+pub fn wait_for_stderr(
+    stderr: &std::sync::Mutex<String>,
+    needle: &str,
+    timeout: std::time::Duration,
+) {
+    let deadline = std::time::Instant::now() + timeout;
+    while !stderr.lock().unwrap().contains(needle) {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no `{needle}` in {timeout:?}: {}",
+            stderr.lock().unwrap()
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+}
+
 /// How many entries the eBPF map `name` of process `pid` holds (its map descriptors, found in
 /// `/proc/PID/fdinfo`, read with `bpftool`), or `None` if it has no such map.
 pub fn kernel_map_entries(pid: u32, name: &str) -> Option<usize> {

@@ -5,7 +5,7 @@
 // Each test file is a crate of its own, linked with every dependency of the package.
 #![allow(unused_crate_dependencies)]
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use cap_trace_tests::engine::{self, Engine};
 use cap_trace_tests::podman::{self, Background};
@@ -63,7 +63,14 @@ fn chown_in_a_container_needs_exactly_chown(engine: Engine) {
     if !ready(engine, "chown_in_a_container_needs_exactly_chown") {
         return;
     }
-    let (p, run) = profile(engine, "chown", &[], "touch /tmp/f && chown nobody /tmp/f");
+    // It lives on a little: a --rm container gone before its engine is asked is named from
+    // the engine's events, which do not say how it was configured (see below).
+    let (p, run) = profile(
+        engine,
+        "chown",
+        &[],
+        "touch /tmp/f && chown nobody /tmp/f && sleep 2",
+    );
     assert!(run.status.success());
     assert_eq!(suggested(&p), ["CHOWN"], "{p:#}");
     assert_eq!(p["workload"]["kind"], "container");
@@ -88,7 +95,8 @@ fn container_doing_nothing_privileged_needs_nothing(engine: Engine) {
             engine,
             "nothing",
             opts,
-            "echo hello; ls / >/dev/null; cat /etc/passwd >/dev/null",
+            // Lives long enough for its engine to be asked how it was configured.
+            "echo hello; ls / >/dev/null; cat /etc/passwd >/dev/null; sleep 2",
         );
         assert!(run.status.success());
         assert!(suggested(&p).is_empty(), "{p:#}");
@@ -357,7 +365,7 @@ fn unknown_container_is_a_clear_error_after_the_wait() {
     {
         return;
     }
-    let started = std::time::Instant::now();
+    let started = Instant::now();
     let out = cap_trace(["--container", "no-such-container-here", "--wait", "2s"]);
     assert_eq!(out.status.code(), Some(4));
     assert!(started.elapsed() >= Duration::from_secs(2));
@@ -382,10 +390,15 @@ fn sigterm_ends_the_trace_with_a_complete_report(engine: Engine) {
         engine.run(
             &n,
             &strs(&engine.learning()),
-            "touch /tmp/f; chown nobody /tmp/f; sleep 20",
+            "touch /tmp/f; chown nobody /tmp/f; touch /tmp/chowned; sleep 20",
         )
     });
-    std::thread::sleep(Duration::from_secs(2));
+    // Stopped once the container has done its work, while it still runs.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !engine.exec(&name, "test -e /tmp/chowned").status.success() {
+        assert!(Instant::now() < deadline, "the container did not start");
+        std::thread::sleep(Duration::from_millis(200));
+    }
     let (code, stderr, json) = bg.stop(Duration::from_secs(30));
     assert_eq!(code, Some(0), "{stderr}");
     let p = podman::profiles(&json.unwrap()).remove(0);
@@ -521,14 +534,16 @@ fn runtime_set_up_is_shown_separately_in_verbose_output(engine: Engine) {
         .stderr(std::process::Stdio::piped())
         .spawn()
         .unwrap();
-    std::thread::sleep(Duration::from_millis(1500));
+    let stderr = capture_stderr(&mut child);
+    wait_for_stderr(&stderr, "waiting for", Duration::from_secs(30));
     assert!(
         engine
             .run(&name, &strs(&learning(engine)), "true")
             .status
             .success()
     );
-    assert!(child.wait().unwrap().success());
+    let status = child.wait().unwrap();
+    assert!(status.success(), "{}", stderr.lock().unwrap());
     let text = std::fs::read_to_string(&out_path).unwrap();
     assert!(
         text.contains("runtime set-up (not part of the workload):"),

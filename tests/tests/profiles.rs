@@ -450,7 +450,7 @@ fn check_gate_on_a_container() {
     );
     let name = podman::name("gate");
     podman::image();
-    let child = Command::new(bin())
+    let mut child = Command::new(bin())
         .args([
             "check",
             "--baseline",
@@ -464,7 +464,8 @@ fn check_gate_on_a_container() {
         .stderr(std::process::Stdio::piped())
         .spawn()
         .unwrap();
-    std::thread::sleep(Duration::from_millis(1500));
+    let stderr = capture_stderr(&mut child);
+    wait_for_stderr(&stderr, "waiting for", Duration::from_secs(30));
     assert!(
         podman::run(
             &name,
@@ -475,12 +476,7 @@ fn check_gate_on_a_container() {
         .success()
     );
     let out = child.wait_with_output().unwrap();
-    assert_eq!(
-        out.status.code(),
-        Some(1),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert_eq!(out.status.code(), Some(1), "{}", stderr.lock().unwrap());
     assert!(String::from_utf8_lossy(&out.stdout).contains("+ MKNOD"));
 }
 
