@@ -440,3 +440,32 @@ fn the_probe_values_are_explained() {
         "{err}"
     );
 }
+
+/// An engine address that is no unix socket is said to be unused, once, with the fix; the
+/// container is looked for on the engines cap-trace can ask.
+#[test]
+fn a_tcp_engine_address_is_reported_as_unsupported() {
+    if !privileged("a_tcp_engine_address_is_reported_as_unsupported") {
+        return;
+    }
+    for var in ["DOCKER_HOST", "CONTAINER_HOST"] {
+        let out = cap_trace_env(
+            &[(var, "tcp://127.0.0.1:2375")],
+            &["--container", "ct-no-such-container", "--wait", "1s"],
+        );
+        let err = stderr(&out);
+        let warnings: Vec<&str> = err.lines().filter(|l| l.contains(var)).collect();
+        let [warning] = warnings.as_slice() else {
+            panic!("{var}: {err}")
+        };
+        assert!(warning.starts_with("cap-trace: warning: "), "{err}");
+        for says in [
+            "tcp://127.0.0.1:2375 is not supported",
+            "unix socket",
+            &format!("{var}=unix://"),
+            "--engine-socket",
+        ] {
+            assert!(warning.contains(says), "{says}: {err}");
+        }
+    }
+}

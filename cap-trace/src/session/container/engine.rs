@@ -824,6 +824,22 @@ pub enum Lookup {
     Unreachable,
 }
 
+/// Says once, for each variable, that an engine address other than a unix socket
+/// (`tcp://`, `ssh://`, ...) is not used, and how to name the engine instead.
+fn unsupported_host(var: &str, value: &str) {
+    static SAID: std::sync::Mutex<Vec<String>> = std::sync::Mutex::new(Vec::new());
+    let mut said = SAID
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    if said.iter().any(|v| v == var) {
+        return;
+    }
+    said.push(var.to_owned());
+    log::warn!(
+        "{var}={value} is not supported: cap-trace asks engines through a unix socket only (the containers it traces run on this host); set {var}=unix:///PATH/TO/SOCKET or pass --engine-socket PATH"
+    );
+}
+
 /// Every way to reach an engine on this machine, most direct first.
 #[derive(Clone, Debug, Default)]
 pub struct Engines {
@@ -847,11 +863,12 @@ impl Engines {
             candidates.push(s.to_owned());
         } else {
             for var in ["CONTAINER_HOST", "DOCKER_HOST"] {
-                if let Some(path) = std::env::var(var)
-                    .ok()
-                    .and_then(|v| v.strip_prefix("unix://").map(PathBuf::from))
-                {
-                    candidates.push(path);
+                let Some(value) = std::env::var(var).ok().filter(|v| !v.is_empty()) else {
+                    continue;
+                };
+                match value.strip_prefix("unix://") {
+                    Some(path) => candidates.push(path.into()),
+                    None => unsupported_host(var, &value),
                 }
             }
             candidates.push("/run/podman/podman.sock".into());
