@@ -469,3 +469,49 @@ fn a_tcp_engine_address_is_reported_as_unsupported() {
         }
     }
 }
+
+/// A container name that is not running: after a moment of waiting, once, the running
+/// containers of a similar name and the engines asked; the error at the end of the wait says
+/// the same (exit 4: not found in time); --verbose names the engines.
+#[test]
+fn a_mistyped_container_name_gets_the_running_one() {
+    let engine = engine::Engine::Podman;
+    if !engine.available("a_mistyped_container_name_gets_the_running_one") {
+        return;
+    }
+    // Built first: the container must still run when cap-trace asks.
+    bin();
+    let unique = podman::name("hint");
+    let (web, typo) = (format!("{unique}-web"), format!("{unique}-wbe"));
+    engine.remove(&web);
+    let started = engine.run_detached(&web, &["--rm"], "sleep 60");
+    assert!(started.status.success(), "{started:?}");
+    let out = cap_trace_env(&[], &["--container", &typo, "--wait", "3s", "--verbose"]);
+    engine.remove(&web);
+    let err = stderr(&out);
+    assert_eq!(out.status.code(), Some(4), "{err}");
+    let meant = format!("did you mean `{web}`?");
+    let hints: Vec<&str> = err
+        .lines()
+        .filter(|l| l.starts_with(&format!("cap-trace: container `{typo}` is not running yet")))
+        .collect();
+    let [hint] = hints.as_slice() else {
+        panic!("{err}")
+    };
+    assert!(hint.contains(&meant), "{err}");
+    assert!(hint.contains("asked podman"), "{err}");
+    let last = err.lines().last().unwrap();
+    assert!(
+        last.starts_with(&format!("cap-trace: error: container `{typo}` not found")),
+        "{err}"
+    );
+    assert!(
+        last.contains(&meant) && last.contains("asked podman"),
+        "{err}"
+    );
+    let engines = err
+        .lines()
+        .find_map(|l| l.strip_prefix("cap-trace: asking engines: "))
+        .unwrap_or_else(|| panic!("{err}"));
+    assert!(engines.contains("podman"), "{err}");
+}
