@@ -3,6 +3,7 @@
 use std::ffi::OsString;
 use std::path::PathBuf;
 
+use clap::builder::{PossibleValue, PossibleValuesParser, TypedValueParser};
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
 use crate::error::exit;
@@ -51,7 +52,8 @@ fn after_help() -> String {
     propagate_version = true,
     args_conflicts_with_subcommands = true,
     subcommand_negates_reqs = true,
-    max_term_width = 100
+    max_term_width = 100,
+    mut_subcommands = own_formats
 )]
 pub struct Cli {
     #[command(subcommand)]
@@ -274,6 +276,103 @@ pub enum Format {
     Systemd,
 }
 
+/// The formats each command writes, by subcommand name (`""`: tracing containers, the default
+/// command); an empty list: it takes no `--format`, `--json` or `--output`. `--help` lists
+/// these, parsing refuses any other, and `commands::global` checks against the same list.
+const FORMATS: &[(&str, &[Format])] = {
+    const ALL: &[Format] = &[
+        Format::Text,
+        Format::Json,
+        Format::Docker,
+        Format::Podman,
+        Format::Compose,
+        Format::K8s,
+        Format::Oci,
+        Format::Systemd,
+    ];
+    // A command run is never a compose service: a compose override cannot describe it.
+    const RUN: &[Format] = &[
+        Format::Text,
+        Format::Json,
+        Format::Docker,
+        Format::Podman,
+        Format::K8s,
+        Format::Oci,
+        Format::Systemd,
+    ];
+    const TEXT_OR_JSON: &[Format] = &[Format::Text, Format::Json];
+    &[
+        ("", ALL),
+        ("run", RUN),
+        ("show", ALL),
+        ("merge", ALL),
+        ("profile", ALL),
+        ("check", TEXT_OR_JSON),
+        ("explain", TEXT_OR_JSON),
+        ("ps", TEXT_OR_JSON),
+        ("report", TEXT_OR_JSON),
+        ("status", TEXT_OR_JSON),
+        ("daemon", &[]),
+        ("export", &[]),
+        ("completions", &[]),
+        ("man", &[]),
+    ]
+};
+
+/// The formats a command writes (`None`: tracing containers); empty when it takes none.
+pub fn formats(subcommand: Option<&str>) -> &'static [Format] {
+    let name = subcommand.unwrap_or_default();
+    FORMATS
+        .iter()
+        .find(|(n, _)| *n == name)
+        .map_or(&[], |(_, formats)| formats)
+}
+
+impl Format {
+    /// The name `--format` takes.
+    pub fn name(self) -> &'static str {
+        match self {
+            Format::Text => "text",
+            Format::Json => "json",
+            Format::Docker => "docker",
+            Format::Podman => "podman",
+            Format::Compose => "compose",
+            Format::K8s => "k8s",
+            Format::Oci => "oci",
+            Format::Systemd => "systemd",
+        }
+    }
+}
+
+/// Gives each subcommand its own `--format` (the global option's definition with only the
+/// formats it writes, so `--help` never offers one it refuses), or, for those that write
+/// none, hides `--format`, `--json` and `--output` (still parsed, to be refused by name).
+fn own_formats(subcommand: clap::Command) -> clap::Command {
+    let accepted = formats(Some(subcommand.get_name()));
+    let globals = GlobalArgs::augment_args(clap::Command::new("global"));
+    let global = |id: &str| {
+        globals
+            .get_arguments()
+            .find(|a| a.get_id() == id)
+            .expect("a global option")
+            .clone()
+    };
+    if accepted.is_empty() {
+        return ["format", "json", "output"]
+            .into_iter()
+            .fold(subcommand, |c, id| c.arg(global(id).hide(true)));
+    }
+    let values = accepted
+        .iter()
+        .map(|f| f.to_possible_value().expect("every format is listed"));
+    subcommand.arg(
+        global("format").value_parser(
+            PossibleValuesParser::new(values)
+                .map(|name| Format::from_str(&name, false).expect("a listed format")),
+        ),
+    )
+}
+
 #[derive(Copy, Clone, Debug, PartialEq, Eq, ValueEnum)]
 pub enum ColorChoice {
     Auto,
@@ -283,8 +382,8 @@ pub enum ColorChoice {
 
 #[derive(Args, Debug, Clone)]
 pub struct ProbeArgs {
-    /// Kernel hook: auto picks the best that works (tracepoint, then fexit, then kprobe).
-    #[arg(long, default_value = "auto", value_name = "PROBE", value_parser = parse_probe)]
+    /// Kernel hook to watch capability checks from.
+    #[arg(long, default_value = "auto", value_name = "PROBE", value_parser = probe_parser())]
     pub probe: ProbeChoice,
 
     /// Ring-buffer size in bytes (a power of two, at least 4096; K and M suffixes accepted).
@@ -350,8 +449,21 @@ impl From<FlavorArg> for TracepointFlavor {
     }
 }
 
-fn parse_probe(s: &str) -> Result<ProbeChoice, String> {
-    s.parse()
+/// `--probe`'s values, each with what it means (shown by `--help`).
+fn probe_parser() -> impl TypedValueParser<Value = ProbeChoice> {
+    PossibleValuesParser::new([
+        PossibleValue::new("auto")
+            .help("The first of tracepoint, fexit and kprobe that loads and attaches here"),
+        PossibleValue::new("tracepoint").help(
+            "The capability:cap_capable tracepoint (Linux 6.14+); the audit flag from the call site",
+        ),
+        PossibleValue::new("fexit").help(
+            "A BPF trampoline on cap_capable's return (x86_64 5.10+; arm64 with ftrace direct calls)",
+        ),
+        PossibleValue::new("kprobe")
+            .help("A kprobe and kretprobe on cap_capable (kernels with kprobes and BTF)"),
+    ])
+    .map(|s| s.parse().expect("a listed probe"))
 }
 
 fn parse_size(s: &str) -> Result<u32, String> {
@@ -472,6 +584,27 @@ pub enum Command {
         after_help = "Install:\n  cap-trace man > /usr/local/share/man/man1/cap-trace.1\n  man cap-trace"
     )]
     Man,
+}
+
+impl Command {
+    /// The subcommand's name, as typed.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Command::Run(_) => "run",
+            Command::Show(_) => "show",
+            Command::Merge(_) => "merge",
+            Command::Check(_) => "check",
+            Command::Explain(_) => "explain",
+            Command::Ps(_) => "ps",
+            Command::Report(_) => "report",
+            Command::Daemon(_) => "daemon",
+            Command::Status(_) => "status",
+            Command::Profile(_) => "profile",
+            Command::Export(_) => "export",
+            Command::Completions(_) => "completions",
+            Command::Man => "man",
+        }
+    }
 }
 
 #[derive(Args, Debug)]
@@ -778,6 +911,58 @@ mod tests {
         Cli::command().debug_assert();
     }
 
+    /// Every command is in the format table, and each parses exactly the formats the table
+    /// gives it: what `--help` shows is what is accepted.
+    #[test]
+    fn each_command_parses_its_own_formats() {
+        let command = Cli::command();
+        let mut names: Vec<&str> = command
+            .get_subcommands()
+            .map(clap::Command::get_name)
+            .collect();
+        names.push("");
+        let mut table: Vec<&str> = FORMATS.iter().map(|(n, _)| *n).collect();
+        names.sort_unstable();
+        table.sort_unstable();
+        assert_eq!(names, table);
+        for format in Format::value_variants() {
+            for (name, accepted) in FORMATS {
+                let mut args = vec!["cap-trace"];
+                args.extend(match *name {
+                    "" => vec!["--container", "web"],
+                    "run" => vec!["run"],
+                    "check" => vec!["check", "--baseline", "b.json"],
+                    "explain" => vec!["explain", "CHOWN"],
+                    "profile" => vec!["profile", "web"],
+                    "show" | "report" | "ps" => vec![name, "p.json"],
+                    "merge" => vec!["merge", "a.json", "b.json"],
+                    "daemon" => vec!["daemon", "--state-dir", "d"],
+                    "export" => vec!["export", "dir"],
+                    "completions" => vec!["completions", "bash"],
+                    other => vec![other],
+                });
+                args.extend(["--format", format.name()]);
+                if *name == "run" {
+                    args.extend(["--", "true"]);
+                }
+                let parsed = Cli::try_parse_from(&args);
+                // Commands that write no format take the option only to refuse it by name.
+                if accepted.contains(format) || accepted.is_empty() {
+                    let cli = parsed.unwrap_or_else(|e| panic!("{args:?}: {e}"));
+                    assert_eq!(cli.global.format, Some(*format), "{args:?}");
+                } else {
+                    let err = parsed.expect_err(&format!("{args:?} parsed"));
+                    let said = err.to_string();
+                    let listed: Vec<&str> = accepted.iter().map(|f| f.name()).collect();
+                    assert!(
+                        said.contains(&format!("[possible values: {}]", listed.join(", "))),
+                        "{args:?}: {said}"
+                    );
+                }
+            }
+        }
+    }
+
     #[test]
     fn durations() {
         use std::time::Duration;
@@ -924,7 +1109,12 @@ mod tests {
         assert_eq!(run.command, ["true"]);
         let err = Cli::try_parse_from(["cap-trace", "run", "--probe", "magic", "--", "true"])
             .unwrap_err();
-        assert!(err.to_string().contains("unknown probe `magic`"), "{err}");
+        let said = err.to_string();
+        assert!(said.contains("invalid value 'magic'"), "{said}");
+        assert!(
+            said.contains("[possible values: auto, tracepoint, fexit, kprobe]"),
+            "{said}"
+        );
         assert_eq!(err.exit_code(), 2);
         let err = Cli::try_parse_from(["cap-trace", "run"]).unwrap_err();
         assert_eq!(err.exit_code(), 2);

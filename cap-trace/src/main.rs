@@ -95,9 +95,13 @@ fn init_logging(verbose: bool) {
         }
         fn log(&self, record: &log::Record) {
             if record.target().starts_with("cap_trace") || record.level() <= log::Level::Warn {
+                // `warning:`, as every other warning cap-trace prints says it.
+                let level = match record.level() {
+                    log::Level::Warn => "warning".to_owned(),
+                    other => other.as_str().to_lowercase(),
+                };
                 eprintln!(
-                    "cap-trace: {}: {}",
-                    record.level().as_str().to_lowercase(),
+                    "cap-trace: {level}: {}",
                     escape::text(&record.args().to_string())
                 );
             }

@@ -243,3 +243,275 @@ fn help_states_the_privileges_tracing_needs() {
         "{help}"
     );
 }
+
+/// The subcommands `cap-trace --help` lists.
+fn subcommands() -> Vec<String> {
+    let help = ok(&cap_trace_env(&[], &["--help"]));
+    let list = &help[help.find("\nCommands:\n").expect("a command list") + 11..];
+    list.lines()
+        .take_while(|l| !l.is_empty())
+        .filter(|l| l.starts_with("  ") && !l.starts_with("   "))
+        .map(|l| l.split_whitespace().next().unwrap().to_owned())
+        .filter(|name| name != "help")
+        .collect()
+}
+
+/// The values `cap-trace ARGS --help` lists for `option` (empty when it shows no such option).
+fn values_in_help(args: &[&str], option: &str) -> Vec<String> {
+    let mut args = args.to_vec();
+    args.push("--help");
+    let help = ok(&cap_trace_env(&[], &args));
+    let mut lines = help
+        .lines()
+        .skip_while(|l| !l.trim_start().starts_with(option));
+    if lines.next().is_none() {
+        return Vec::new();
+    }
+    lines
+        .take_while(|l| !l.starts_with("  -") && !l.starts_with("      --"))
+        .filter_map(|l| l.trim().strip_prefix("- "))
+        .map(|l| l.split(':').next().unwrap().to_owned())
+        .collect()
+}
+
+const FORMATS: [&str; 8] = [
+    "text", "json", "docker", "podman", "compose", "k8s", "oci", "systemd",
+];
+
+/// The files the format cases use: a saved profile, the same of a compose service, a socket
+/// no daemon listens on, a directory.
+struct FormatInputs {
+    dir: TempDir,
+    fixture: String,
+    compose: String,
+    missing: String,
+}
+
+impl FormatInputs {
+    fn new() -> FormatInputs {
+        let dir = TempDir::new("formats");
+        let fixture = workspace_root().join("tests/fixtures/profiles/v2.json");
+        // A compose override is of compose services: the same profile, of one.
+        let mut service: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(&fixture).unwrap()).unwrap();
+        service["workload"]["kind"] = "container".into();
+        service["workload"]["name"] = "shop/web".into();
+        service["workload"]["compose"] = serde_json::json!({"project": "shop", "service": "web"});
+        let compose = dir.join("service.json");
+        std::fs::write(&compose, service.to_string()).unwrap();
+        let text = |p: &std::path::Path| p.to_str().unwrap().to_owned();
+        FormatInputs {
+            fixture: text(&fixture),
+            compose: text(&compose),
+            missing: text(&dir.join("no-daemon.sock")),
+            dir,
+        }
+    }
+}
+
+/// `cap-trace SUB ... --format FORMAT`, and the exit code that says the format was taken.
+fn format_case(sub: &str, format: &str, inputs: &FormatInputs) -> (Vec<String>, i32) {
+    let fixture = inputs.fixture.as_str();
+    let profile = if format == "compose" {
+        inputs.compose.as_str()
+    } else {
+        fixture
+    };
+    let dir = inputs.dir.path().to_str().unwrap();
+    let missing = inputs.missing.as_str();
+    let (args, code): (Vec<&str>, i32) = match sub {
+        "run" => (vec!["run", "--format", format, "--", "true"], 0),
+        "show" => (vec!["show", profile], 0),
+        "merge" => (vec!["merge", profile, profile], 0),
+        "check" => (
+            vec!["check", "--baseline", fixture, "--profile", fixture],
+            0,
+        ),
+        "explain" => (vec!["explain", "CHOWN"], 0),
+        "ps" => (vec!["ps", fixture], 0),
+        "report" => (vec!["report", fixture], 0),
+        // No daemon listens there: exit 3, not a usage error.
+        "status" => (vec!["status", "--socket", missing], 3),
+        "profile" => (vec!["profile", "web", "--socket", missing], 3),
+        "daemon" => (vec!["daemon", "--state-dir", dir], 0),
+        "export" => (vec!["export", dir], 0),
+        "completions" => (vec!["completions", "bash"], 0),
+        "man" => (vec!["man"], 0),
+        other => panic!("no case for {other}"),
+    };
+    let mut args: Vec<String> = args.into_iter().map(str::to_owned).collect();
+    if !args.iter().any(|a| a == "--format") {
+        args.extend(["--format".to_owned(), format.to_owned()]);
+    }
+    (args, code)
+}
+
+/// `--help` of every subcommand offers exactly the formats it writes: each one it names works
+/// on a saved profile (or, for the daemon's clients with no daemon, fails for want of one, not
+/// of the format), and each other is refused before any work with one line naming those it
+/// takes.
+#[test]
+fn each_command_offers_the_formats_it_accepts() {
+    let inputs = FormatInputs::new();
+    let tracing = privileged("each_command_offers_the_formats_it_accepts");
+    let subcommands = subcommands();
+    assert_eq!(
+        subcommands,
+        [
+            "run",
+            "show",
+            "merge",
+            "check",
+            "explain",
+            "ps",
+            "report",
+            "daemon",
+            "status",
+            "profile",
+            "export",
+            "completions",
+            "man"
+        ],
+        "a new subcommand: give it a case in format_case"
+    );
+    for sub in &subcommands {
+        let offered = values_in_help(&[sub], "--format <FORMAT>");
+        for format in FORMATS {
+            let (args, code) = format_case(sub, format, &inputs);
+            let args: Vec<&str> = args.iter().map(String::as_str).collect();
+            if offered.iter().any(|o| o == format) {
+                if *sub == "run" && !tracing {
+                    continue;
+                }
+                let out = cap_trace_env(&[], &args);
+                assert_eq!(out.status.code(), Some(code), "{args:?}: {}", stderr(&out));
+                assert!(
+                    !stderr(&out).contains("--format"),
+                    "{args:?}: {}",
+                    stderr(&out)
+                );
+                continue;
+            }
+            let out = cap_trace_env(&[], &args);
+            let err = stderr(&out);
+            assert_eq!(out.status.code(), Some(2), "{args:?}: {err}");
+            assert_eq!(err.lines().count(), 1, "{args:?}: {err}");
+            assert!(err.starts_with("cap-trace: error: "), "{args:?}: {err}");
+            let names = if offered.is_empty() {
+                format!("{sub} does not take --format")
+            } else {
+                format!("[possible values: {}]", offered.join(", "))
+            };
+            assert!(err.contains(&names), "{args:?}: {err}");
+        }
+        // What each command takes, as its help says it.
+        let expected: &[&str] = match sub.as_str() {
+            "run" => &["text", "json", "docker", "podman", "k8s", "oci", "systemd"],
+            "show" | "merge" | "profile" => &FORMATS,
+            "check" | "explain" | "ps" | "report" | "status" => &["text", "json"],
+            _ => &[],
+        };
+        assert_eq!(offered, expected, "{sub} --help");
+    }
+    // Tracing containers writes every format.
+    assert_eq!(values_in_help(&[], "--format <FORMAT>"), FORMATS);
+}
+
+/// `--probe`'s values are listed with what each means, and one not listed is refused naming
+/// them.
+#[test]
+fn the_probe_values_are_explained() {
+    let help = ok(&cap_trace_env(&[], &["run", "--help"]));
+    assert_eq!(
+        values_in_help(&["run"], "--probe <PROBE>"),
+        ["auto", "tracepoint", "fexit", "kprobe"],
+        "{help}"
+    );
+    assert!(
+        help.contains("- tracepoint: The capability:cap_capable tracepoint"),
+        "{help}"
+    );
+    let out = cap_trace_env(&[], &["run", "--probe", "uprobe", "--", "true"]);
+    let err = stderr(&out);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(
+        err.contains("[possible values: auto, tracepoint, fexit, kprobe]"),
+        "{err}"
+    );
+}
+
+/// An engine address that is no unix socket is said to be unused, once, with the fix; the
+/// container is looked for on the engines cap-trace can ask.
+#[test]
+fn a_tcp_engine_address_is_reported_as_unsupported() {
+    if !privileged("a_tcp_engine_address_is_reported_as_unsupported") {
+        return;
+    }
+    for var in ["DOCKER_HOST", "CONTAINER_HOST"] {
+        let out = cap_trace_env(
+            &[(var, "tcp://127.0.0.1:2375")],
+            &["--container", "ct-no-such-container", "--wait", "1s"],
+        );
+        let err = stderr(&out);
+        let warnings: Vec<&str> = err.lines().filter(|l| l.contains(var)).collect();
+        let [warning] = warnings.as_slice() else {
+            panic!("{var}: {err}")
+        };
+        assert!(warning.starts_with("cap-trace: warning: "), "{err}");
+        for says in [
+            "tcp://127.0.0.1:2375 is not supported",
+            "unix socket",
+            &format!("{var}=unix://"),
+            "--engine-socket",
+        ] {
+            assert!(warning.contains(says), "{says}: {err}");
+        }
+    }
+}
+
+/// A container name that is not running: after a moment of waiting, once, the running
+/// containers of a similar name and the engines asked; the error at the end of the wait says
+/// the same (exit 4: not found in time); --verbose names the engines.
+#[test]
+fn a_mistyped_container_name_gets_the_running_one() {
+    let engine = engine::Engine::Podman;
+    if !engine.available("a_mistyped_container_name_gets_the_running_one") {
+        return;
+    }
+    // Built first: the container must still run when cap-trace asks.
+    bin();
+    let unique = podman::name("hint");
+    let (web, typo) = (format!("{unique}-web"), format!("{unique}-wbe"));
+    engine.remove(&web);
+    let started = engine.run_detached(&web, &["--rm"], "sleep 60");
+    assert!(started.status.success(), "{started:?}");
+    let out = cap_trace_env(&[], &["--container", &typo, "--wait", "3s", "--verbose"]);
+    engine.remove(&web);
+    let err = stderr(&out);
+    assert_eq!(out.status.code(), Some(4), "{err}");
+    let meant = format!("did you mean `{web}`?");
+    let hints: Vec<&str> = err
+        .lines()
+        .filter(|l| l.starts_with(&format!("cap-trace: container `{typo}` is not running yet")))
+        .collect();
+    let [hint] = hints.as_slice() else {
+        panic!("{err}")
+    };
+    assert!(hint.contains(&meant), "{err}");
+    assert!(hint.contains("asked podman"), "{err}");
+    let last = err.lines().last().unwrap();
+    assert!(
+        last.starts_with(&format!("cap-trace: error: container `{typo}` not found")),
+        "{err}"
+    );
+    assert!(
+        last.contains(&meant) && last.contains("asked podman"),
+        "{err}"
+    );
+    let engines = err
+        .lines()
+        .find_map(|l| l.strip_prefix("cap-trace: asking engines: "))
+        .unwrap_or_else(|| panic!("{err}"));
+    assert!(engines.contains("podman"), "{err}");
+}

@@ -695,18 +695,30 @@ fn systemd_lines_are_read_by_systemd_as_written() {
 }
 
 /// A format that cannot render what was just traced does not lose the trace: the profile is
-/// written as JSON, and the one-line error says how to render it.
+/// written as JSON, and the one-line error says how to render it (a container not started by
+/// a compose tool, asked for as a compose override).
 #[test]
 fn a_trace_the_format_cannot_render_is_kept_as_json() {
-    if !privileged("a_trace_the_format_cannot_render_is_kept_as_json") {
+    if !Engine::Podman.available("a_trace_the_format_cannot_render_is_kept_as_json") {
         return;
     }
-    let out = cap_trace(["run", "--format", "compose", "--", "true"]);
+    let engine = Engine::Podman;
+    let name = podman::name("kept-json");
+    engine.remove(&name);
+    let started = engine.run_detached(&name, &["--rm"], "sleep 3");
+    assert!(started.status.success(), "{started:?}");
+    let out = cap_trace(["--container", &name, "--format", "compose"]);
+    engine.remove(&name);
     assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
     let profile: Value = serde_json::from_str(&stdout(&out)).unwrap();
-    assert_eq!(profile["workload"]["name"], "true");
-    let err = stderr(&out);
-    assert_eq!(err.lines().count(), 1, "{err}");
+    assert_eq!(profile["workload"]["name"], name.as_str());
+    let all = stderr(&out);
+    // Beside the lines on the container's start and exit, one error.
+    let errors: Vec<&str> = all.lines().filter(|l| l.contains("error")).collect();
+    let [err] = errors.as_slice() else {
+        panic!("{all}")
+    };
+    assert!(err.starts_with("cap-trace: error: "), "{all}");
     assert!(
         err.contains("no profile here is of a compose service"),
         "{err}"

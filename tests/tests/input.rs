@@ -117,9 +117,12 @@ fn conflicting_or_unknown_options_are_usage_errors_before_anything_runs() {
             "--",
             "true",
         ],
-        "check writes text or json, not compose",
+        "invalid value 'compose' for '--format <FORMAT>' [possible values: text, json]",
     );
-    refused(&["status", "--format", "oci"], "status writes text or json");
+    refused(
+        &["status", "--format", "oci"],
+        "invalid value 'oci' for '--format <FORMAT>' [possible values: text, json]",
+    );
     refused(
         &["export", "x", "--format", "json"],
         "export does not take --format",

@@ -144,6 +144,61 @@ for name in sys.argv[2:]:
     String::from_utf8(out.stdout).unwrap()
 }
 
+/// A capability number this cap-trace does not know (CAP_41, from a newer kernel) is refused
+/// alike by the JSON Schema and by cap-trace reading the profile; so is a name no kernel has.
+#[test]
+fn the_schema_refuses_the_capabilities_cap_trace_refuses() {
+    let dir = TempDir::new("schema-caps");
+    let fixture = workspace_root().join("tests/fixtures/profiles/v2.json");
+    let profile: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&fixture).unwrap()).unwrap();
+    // The schema names exactly the capabilities cap-trace knows.
+    let schema: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(workspace_root().join("docs/profile.schema.json")).unwrap(),
+    )
+    .unwrap();
+    let known: serde_json::Value =
+        serde_json::from_str(&ok(&cap_trace(["explain", "--all", "--json"]))).unwrap();
+    let names: Vec<&serde_json::Value> = known
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| &c["name"])
+        .collect();
+    let listed: Vec<&serde_json::Value> = schema["$defs"]["cap"]["anyOf"][0]["enum"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .collect();
+    assert_eq!(listed, names);
+    // What cap-trace writes and reads: names, and the numbers 0 to 40.
+    let mut known = profile.clone();
+    known["checks"][0]["cap"] = "CAP_40".into();
+    let known_file = dir.join("known.json");
+    std::fs::write(&known_file, known.to_string()).unwrap();
+    assert_eq!(schema_errors(&[&known_file]), "");
+    ok(&cap_trace(["show", known_file.to_str().unwrap()]));
+    for (cap, says) in [
+        ("CAP_41", "newer than this cap-trace"),
+        ("CAP_63", "newer than this cap-trace"),
+        ("FROBNICATE", "unknown capability `FROBNICATE`"),
+    ] {
+        let mut wrong = profile.clone();
+        wrong["checks"][0]["cap"] = cap.into();
+        let file = dir.join(&format!("{cap}.json"));
+        std::fs::write(&file, wrong.to_string()).unwrap();
+        let errors = schema_errors(&[&file]);
+        assert_eq!(errors.lines().count(), 1, "{cap}: {errors}");
+        assert!(errors.contains("checks/0/cap: "), "{cap}: {errors}");
+        let out = cap_trace(["show", file.to_str().unwrap()]);
+        let err = stderr(&out);
+        assert_eq!(out.status.code(), Some(2), "{cap}: {err}");
+        assert_eq!(err.lines().count(), 1, "{cap}: {err}");
+        assert!(err.starts_with("cap-trace: error: "), "{cap}: {err}");
+        assert!(err.contains(says), "{cap}: {err}");
+    }
+}
+
 #[test]
 fn profiles_match_their_json_schema() {
     if !privileged("profiles_match_their_json_schema") {

@@ -384,7 +384,11 @@ fn bad_input_gives_one_line_errors_and_exit_2() {
     let out = cap_trace(["run", "--probe", "magic", "--", "true"]);
     assert_eq!(out.status.code(), Some(2));
     assert!(
-        stderr(&out).contains("unknown probe `magic` (expected auto, tracepoint, fexit or kprobe)")
+        stderr(&out).contains(
+            "invalid value 'magic' for '--probe <PROBE>' [possible values: auto, tracepoint, fexit, kprobe]"
+        ),
+        "{}",
+        stderr(&out)
     );
 
     let out = cap_trace(["run"]);

@@ -3,7 +3,7 @@
 
 use crate::cli::{CheckArgs, CheckRun, Format, GlobalArgs};
 use crate::commands::containers::follow_containers;
-use crate::commands::global::{emit, style, text_or_json_only};
+use crate::commands::global::{emit, format_refused, style};
 use crate::commands::run::run_command;
 use crate::error::{Failure, exit};
 use crate::model::gate;
@@ -86,7 +86,7 @@ pub async fn command(args: CheckArgs, global: &GlobalArgs) -> Result<u8, Failure
     let text = match global.format() {
         Format::Json => render_gate::json(&verdicts),
         Format::Text => render_gate::text(&verdicts, style(global)),
-        other => return Err(text_or_json_only("check", other)),
+        other => return Err(format_refused("check", other)),
     };
     emit(global, &text)?;
     Ok(if verdicts.iter().all(|v| v.passed) {

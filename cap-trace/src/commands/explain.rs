@@ -2,7 +2,7 @@
 //! is; a bitmap from `/proc/PID/status` is decoded as `capsh --decode` does.
 
 use crate::cli::{ExplainArgs, Format, GlobalArgs};
-use crate::commands::global::{emit, style, terminal_width, text_or_json_only};
+use crate::commands::global::{emit, format_refused, style, terminal_width};
 use crate::error::{Failure, exit};
 use crate::linux::caps::{self, Cap, CapInfo, Decoded};
 
@@ -64,7 +64,7 @@ pub fn command(args: &ExplainArgs, global: &GlobalArgs) -> Result<u8, Failure> {
             // `allows:` and `advice:` run on under their first word.
             wrap(&out, terminal_width(global), 10)
         }
-        other => return Err(text_or_json_only("explain", other)),
+        other => return Err(format_refused("explain", other)),
     };
     emit(global, &text)?;
     Ok(exit::OK)

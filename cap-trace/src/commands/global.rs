@@ -13,24 +13,20 @@ use crate::render::text::{self, Style, TextOptions};
 use crate::render::{events, write};
 use crate::session::OnCheck;
 
-fn format_name(f: Format) -> &'static str {
-    match f {
-        Format::Text => "text",
-        Format::Json => "json",
-        Format::Docker => "docker",
-        Format::Podman => "podman",
-        Format::Compose => "compose",
-        Format::K8s => "k8s",
-        Format::Oci => "oci",
-        Format::Systemd => "systemd",
-    }
-}
-
-/// The refusal of a command that writes only text or JSON.
-pub(crate) fn text_or_json_only(command: &str, other: Format) -> Failure {
+/// The refusal of a format `subcommand` does not write, naming those it does.
+pub(crate) fn format_refused(subcommand: &str, other: Format) -> Failure {
+    let accepted: Vec<&str> = crate::cli::formats(Some(subcommand))
+        .iter()
+        .map(|f| f.name())
+        .collect();
     Failure::usage(format!(
-        "{command} writes text or json, not {}",
-        format_name(other)
+        "{subcommand} writes {}, not {}",
+        match accepted.as_slice() {
+            [] => "no format".to_owned(),
+            [one] => (*one).to_owned(),
+            [first @ .., last] => format!("{} or {last}", first.join(", ")),
+        },
+        other.name()
     ))
 }
 
@@ -58,54 +54,8 @@ pub(crate) fn style(global: &GlobalArgs) -> Style {
     }
 }
 
-/// The formats a command can write (`None`: it takes no `--format`, `--json` or `--output`).
-fn formats_of(command: Option<&Command>) -> Option<&'static [Format]> {
-    const TEXT_OR_JSON: &[Format] = &[Format::Text, Format::Json];
-    const ALL: &[Format] = &[
-        Format::Text,
-        Format::Json,
-        Format::Docker,
-        Format::Podman,
-        Format::Compose,
-        Format::K8s,
-        Format::Oci,
-        Format::Systemd,
-    ];
-    match command {
-        None
-        | Some(Command::Run(_) | Command::Show(_) | Command::Merge(_) | Command::Profile(_)) => {
-            Some(ALL)
-        }
-        Some(
-            Command::Check(_)
-            | Command::Status(_)
-            | Command::Explain(_)
-            | Command::Ps(_)
-            | Command::Report(_),
-        ) => Some(TEXT_OR_JSON),
-        Some(Command::Daemon(_) | Command::Export(_) | Command::Completions(_) | Command::Man) => {
-            None
-        }
-    }
-}
-
 fn command_name(command: Option<&Command>) -> &'static str {
-    match command {
-        None => "tracing containers",
-        Some(Command::Run(_)) => "run",
-        Some(Command::Show(_)) => "show",
-        Some(Command::Merge(_)) => "merge",
-        Some(Command::Check(_)) => "check",
-        Some(Command::Explain(_)) => "explain",
-        Some(Command::Ps(_)) => "ps",
-        Some(Command::Report(_)) => "report",
-        Some(Command::Daemon(_)) => "daemon",
-        Some(Command::Status(_)) => "status",
-        Some(Command::Profile(_)) => "profile",
-        Some(Command::Export(_)) => "export",
-        Some(Command::Completions(_)) => "completions",
-        Some(Command::Man) => "man",
-    }
+    command.map_or("tracing containers", Command::name)
 }
 
 /// Checks the global options before any work is done: `--json` with another `--format`, a
@@ -119,11 +69,11 @@ pub(crate) fn validate(global: &GlobalArgs, command: Option<&Command>) -> Result
     {
         return Err(Failure::usage(format!(
             "--json means --format json, not --format {}: give one of them",
-            format_name(other)
+            other.name()
         )));
     }
-    match formats_of(command) {
-        None => {
+    match crate::cli::formats(command.map(Command::name)) {
+        [] => {
             let given = if global.json {
                 Some("--json")
             } else if global.format.is_some() {
@@ -137,14 +87,14 @@ pub(crate) fn validate(global: &GlobalArgs, command: Option<&Command>) -> Result
                 return Err(Failure::usage(format!("{name} does not take {option}")));
             }
         }
-        Some(formats) => {
+        formats => {
             let format = global.format_or(if matches!(command, Some(Command::Merge(_))) {
                 Format::Json
             } else {
                 Format::Text
             });
             if !formats.contains(&format) {
-                return Err(text_or_json_only(name, format));
+                return Err(format_refused(name, format));
             }
         }
     }
@@ -272,7 +222,7 @@ pub(crate) fn render_all(
             emit(global, &json(profiles))?;
             Err(Failure::usage(format!(
                 "{e}; the profiles were written as JSON instead: save them and render with `cap-trace show FILE --name NAME --format {}`",
-                format_name(global.format_or(default))
+                global.format_or(default).name()
             )))
         }
         Err(e) => Err(Failure::usage(e)),

@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 
 use crate::cli::{Format, GlobalArgs, PsArgs};
 use crate::commands::daemon;
-use crate::commands::global::{emit, style, text_or_json_only};
+use crate::commands::global::{emit, format_refused, style};
 use crate::error::{Failure, exit};
 use crate::linux::caps;
 use crate::model::control::{DEFAULT_STATE_DIR, Request};
@@ -45,7 +45,7 @@ pub async fn command(args: &PsArgs, global: &GlobalArgs) -> Result<u8, Failure> 
             serde_json::to_string_pretty(&rows).expect("rows serialize")
         ),
         Format::Text => render::fleet::table(&rows, style(global), global.verbose),
-        other => return Err(text_or_json_only("ps", other)),
+        other => return Err(format_refused("ps", other)),
     };
     emit(global, &text)?;
     Ok(exit::OK)

@@ -4,7 +4,7 @@
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use crate::cli::{Format, GlobalArgs, ReportArgs};
-use crate::commands::global::{emit, style, text_or_json_only};
+use crate::commands::global::{emit, format_refused, style};
 use crate::commands::ps::{self, Profiles};
 use crate::error::{Failure, exit};
 use crate::model::fleet::{self, Row};
@@ -55,7 +55,7 @@ pub async fn command(args: &ReportArgs, global: &GlobalArgs) -> Result<u8, Failu
         ),
         Format::Text if rows.is_empty() => "no profiles\n".to_owned(),
         Format::Text => render::fleet::table(&rows, style(global), global.verbose),
-        other => return Err(text_or_json_only("report", other)),
+        other => return Err(format_refused("report", other)),
     };
     emit(global, &text)?;
     Ok(exit::OK)

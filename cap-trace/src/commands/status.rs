@@ -3,7 +3,7 @@
 
 use crate::cli::{Format, GlobalArgs, SocketArgs};
 use crate::commands::daemon;
-use crate::commands::global::{emit, style, text_or_json_only};
+use crate::commands::global::{emit, format_refused, style};
 use crate::error::{Failure, exit};
 use crate::model::control::Request;
 use crate::render::{fleet, status};
@@ -31,7 +31,7 @@ pub async fn command(args: &SocketArgs, global: &GlobalArgs) -> Result<u8, Failu
             }
             text
         }
-        other => return Err(text_or_json_only("status", other)),
+        other => return Err(format_refused("status", other)),
     };
     emit(global, &text)?;
     Ok(exit::OK)

@@ -227,8 +227,8 @@ pub fn closest(s: &str) -> Option<&'static str> {
 }
 
 /// Optimal string alignment distance: insertions, deletions, substitutions and swaps of two
-/// adjacent letters, each one edit.
-fn edits(a: &str, b: &str) -> usize {
+/// adjacent letters, each one edit (also how near a container name is to one asked for).
+pub fn edits(a: &str, b: &str) -> usize {
     let (a, b): (Vec<char>, Vec<char>) = (a.chars().collect(), b.chars().collect());
     let mut d = vec![vec![0usize; b.len() + 1]; a.len() + 1];
     for (i, row) in d.iter_mut().enumerate() {

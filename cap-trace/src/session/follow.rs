@@ -21,6 +21,7 @@ use crate::linux::caps::Cap;
 use crate::model::profile::{Environment, Profile, TraceInfo, rfc3339};
 use crate::model::text;
 use crate::session::cgroup;
+use crate::session::container::engine::not_running_hint;
 use crate::session::container::path::{self as cpath, CgroupContainer, Runtime};
 use crate::session::container::{self, ContainerInfo, Engines, Lookup};
 use crate::session::sysctl;
@@ -1125,6 +1126,12 @@ pub(crate) fn open(opts: &FollowOptions) -> Result<Opened, SessionError> {
             None => "no container engine found: install podman or Docker, start its API socket, or pass --engine-socket PATH".into(),
         }));
     }
+    if opts.verbose {
+        eprintln!(
+            "cap-trace: asking engines: {}",
+            text::shown(&engines.describe().join(", "))
+        );
+    }
     let probe = Probe::load(&ProbeOptions {
         containers: true,
         ..opts.probe.clone()
@@ -1194,6 +1201,9 @@ pub(crate) fn open(opts: &FollowOptions) -> Result<Opened, SessionError> {
     })
 }
 
+/// How long `--container NAME` waits before saying which running containers it may mean.
+const HINT_AFTER: Duration = Duration::from_secs(2);
+
 pub async fn follow(mut opts: FollowOptions) -> Result<Vec<Profile>, SessionError> {
     let mut opened = open(&opts)?;
     if let Some(on_check) = opts.on_check.take() {
@@ -1228,6 +1238,7 @@ pub async fn follow(mut opts: FollowOptions) -> Result<Vec<Profile>, SessionErro
     let mut tick = tokio::time::interval(Duration::from_millis(100));
     let deadline = opts.duration.map(|d| started + d);
     let mut drawn_at: Option<Instant> = None;
+    let mut hinted = false;
     loop {
         tokio::select! {
             result = opened.take_in() => result?,
@@ -1257,11 +1268,27 @@ pub async fn follow(mut opts: FollowOptions) -> Result<Vec<Profile>, SessionErro
                             opts.wait.as_secs()
                         ),
                         None => format!(
-                            "container `{}` not found: no container of that name or id started within {} s (check `podman ps -a` or `docker ps -a`, or raise --wait)",
+                            "container `{}` not found: no container of that name or id started within {} s; {} (check `podman ps -a` or `docker ps -a`, or raise --wait)",
                             t.target,
-                            opts.wait.as_secs()
+                            opts.wait.as_secs(),
+                            not_running_hint(&s.engines, &t.target)
                         ),
                     }));
+                }
+                // A name that is still not running after a while: once, what the engines run
+                // that it may be a typo of (a container that exists but is not started yet
+                // is simply waited for).
+                if !opts.all && !hinted && started.elapsed() >= HINT_AFTER && !never_seen.is_empty() {
+                    hinted = true;
+                    let targets: Vec<String> = never_seen.iter().map(|t| t.target.clone()).collect();
+                    for target in targets {
+                        if s.engines.inspect(&target).is_none() {
+                            s.say(&format!(
+                                "container `{target}` is not running yet: {}",
+                                not_running_hint(&s.engines, &target)
+                            ));
+                        }
+                    }
                 }
                 let all_started = never_seen.is_empty();
                 let none_live = s.tracked.iter().all(|t| t.live.is_none());

@@ -302,6 +302,25 @@ impl Api {
     }
 }
 
+impl Api {
+    /// Names of running containers (`Names` of `GET /containers/json`, without the leading `/`).
+    pub fn running_names(&self) -> Result<Vec<String>, EngineError> {
+        let list = self.get_json("/containers/json")?.unwrap_or_default();
+        Ok(names_of_list(&list))
+    }
+}
+
+/// The names in a `GET /containers/json` answer.
+pub fn names_of_list(list: &Value) -> Vec<String> {
+    list.as_array()
+        .into_iter()
+        .flatten()
+        .flat_map(|c| c["Names"].as_array().into_iter().flatten())
+        .filter_map(Value::as_str)
+        .map(|n| n.trim_start_matches('/').to_owned())
+        .collect()
+}
+
 /// The engine and its version from a `GET /version` answer: podman names itself among the
 /// components; Docker does not.
 pub fn engine_of_version(version: &Value) -> (String, Option<String>) {
@@ -800,6 +819,47 @@ impl Cli {
     }
 }
 
+impl Cli {
+    /// Names of running containers (crictl: their metadata names).
+    pub fn running_names(&self) -> Result<Vec<String>, EngineError> {
+        let args: &[&str] = if self.program == "crictl" {
+            &["ps", "--output", "json"]
+        } else {
+            &["ps", "--format", "{{.Names}}"]
+        };
+        let out = Command::new(&self.program)
+            .args(args)
+            .output()
+            .map_err(|e| EngineError::Io(format!("{}: {e}", self.program)))?;
+        if !out.status.success() {
+            return Err(EngineError::Io(format!(
+                "{} ps: {}",
+                self.program,
+                String::from_utf8_lossy(&out.stderr)
+                    .lines()
+                    .next()
+                    .unwrap_or_default()
+            )));
+        }
+        if self.program == "crictl" {
+            let v: Value = serde_json::from_slice(&out.stdout).unwrap_or_default();
+            return Ok(v["containers"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter_map(|c| c["metadata"]["name"].as_str().map(str::to_owned))
+                .collect());
+        }
+        // Docker lists a container's several names (links) separated by commas.
+        Ok(String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .flat_map(|l| l.split(','))
+            .map(|n| n.trim().to_owned())
+            .filter(|n| !n.is_empty())
+            .collect())
+    }
+}
+
 /// Whether an engine answers, and since when.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Health {
@@ -822,6 +882,67 @@ pub enum Lookup {
     Absent,
     /// No engine answered: nothing can be said yet.
     Unreachable,
+}
+
+/// Says once, for each variable, that an engine address other than a unix socket
+/// (`tcp://`, `ssh://`, ...) is not used, and how to name the engine instead.
+fn unsupported_host(var: &str, value: &str) {
+    static SAID: std::sync::Mutex<Vec<String>> = std::sync::Mutex::new(Vec::new());
+    let mut said = SAID
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    if said.iter().any(|v| v == var) {
+        return;
+    }
+    said.push(var.to_owned());
+    log::warn!(
+        "{var}={value} is not supported: cap-trace asks engines through a unix socket only (the containers it traces run on this host); set {var}=unix:///PATH/TO/SOCKET or pass --engine-socket PATH"
+    );
+}
+
+/// Up to three of `names` a user may have meant by `target`, nearest first: a few letters off
+/// (swapped, missing, extra or wrong; one edit per four characters, at least one, case aside),
+/// or one a leading part of the other (`web` and `web-1`).
+pub fn similar_names<'a>(target: &str, names: &'a [String]) -> Vec<&'a str> {
+    let target = target.to_lowercase();
+    let most = (target.chars().count() / 4).max(1);
+    let mut near: Vec<(usize, &str)> = names
+        .iter()
+        .filter_map(|name| {
+            let lower = name.to_lowercase();
+            let distance = crate::linux::caps::edits(&target, &lower);
+            let shorter = target.len().min(lower.len());
+            let leading =
+                shorter >= 3 && (lower.starts_with(&target) || target.starts_with(&lower));
+            (distance > 0 && (distance <= most || leading)).then_some((distance, name.as_str()))
+        })
+        .collect();
+    near.sort_unstable();
+    near.truncate(3);
+    near.into_iter().map(|(_, name)| name).collect()
+}
+
+/// What the engines say of a container name that is not running: the running containers it
+/// may have meant, and which engines were asked.
+pub fn not_running_hint(engines: &Engines, target: &str) -> String {
+    let (names, asked) = engines.running_names();
+    let asked = if asked.is_empty() {
+        "no engine".to_owned()
+    } else {
+        asked.join(", ")
+    };
+    let quoted: Vec<String> = similar_names(target, &names)
+        .into_iter()
+        .map(|n| format!("`{n}`"))
+        .collect();
+    match quoted.as_slice() {
+        [] => format!("no running container has a similar name (asked {asked})"),
+        [one] => format!("did you mean {one}? (running, a similar name; asked {asked})"),
+        [first @ .., last] => format!(
+            "did you mean {} or {last}? (running, similar names; asked {asked})",
+            first.join(", ")
+        ),
+    }
 }
 
 /// Every way to reach an engine on this machine, most direct first.
@@ -847,11 +968,12 @@ impl Engines {
             candidates.push(s.to_owned());
         } else {
             for var in ["CONTAINER_HOST", "DOCKER_HOST"] {
-                if let Some(path) = std::env::var(var)
-                    .ok()
-                    .and_then(|v| v.strip_prefix("unix://").map(PathBuf::from))
-                {
-                    candidates.push(path);
+                let Some(value) = std::env::var(var).ok().filter(|v| !v.is_empty()) else {
+                    continue;
+                };
+                match value.strip_prefix("unix://") {
+                    Some(path) => candidates.push(path.into()),
+                    None => unsupported_host(var, &value),
                 }
             }
             candidates.push("/run/podman/podman.sock".into());
@@ -1106,6 +1228,58 @@ impl Engines {
         None
     }
 
+    /// Each engine asked, as it was found: `podman at /run/podman/podman.sock`, `docker CLI`,
+    /// `containerd at /run/containerd/containerd.sock (ctr)`.
+    pub fn describe(&self) -> Vec<String> {
+        self.health()
+            .into_iter()
+            .map(|h| h.engine)
+            .chain(
+                self.ctr
+                    .iter()
+                    .map(|c| format!("containerd at {} (ctr)", c.socket.display())),
+            )
+            .collect()
+    }
+
+    /// Names of every running container, as [`Engines::running`] asks (the CLIs when no API
+    /// answers), and the engines that were asked.
+    pub fn running_names(&self) -> (Vec<String>, Vec<String>) {
+        let mut names: Vec<String> = Vec::new();
+        let mut asked: Vec<String> = Vec::new();
+        fn ask(
+            engine: String,
+            answer: Result<Vec<String>, EngineError>,
+            names: &mut Vec<String>,
+            asked: &mut Vec<String>,
+        ) {
+            match answer {
+                Ok(found) => {
+                    asked.push(engine);
+                    names.extend(found);
+                }
+                Err(_) => asked.push(format!("{engine} (no answer)")),
+            }
+        }
+        for (api, engine) in &self.apis {
+            let engine = format!("{engine} at {}", api.socket.display());
+            ask(engine, api.running_names(), &mut names, &mut asked);
+        }
+        if names.is_empty() {
+            for cli in &self.clis {
+                let engine = format!("{} CLI", cli.program);
+                ask(engine, cli.running_names(), &mut names, &mut asked);
+            }
+        }
+        if let Some(ctr) = &self.ctr {
+            asked.push(format!("containerd at {} (ctr)", ctr.socket.display()));
+            names.extend(ctr.running());
+        }
+        names.sort();
+        names.dedup();
+        (names, asked)
+    }
+
     /// Ids of every running container every engine knows.
     pub fn running(&self) -> Vec<String> {
         let mut ids: Vec<String> = Vec::new();
@@ -1322,6 +1496,35 @@ mod tests {
 
         let refused = "HTTP/1.1 500 Internal Server Error\r\n\r\n";
         assert!(read_streamed_lines(&mut refused.as_bytes(), &mut |_| {}).is_err());
+    }
+
+    #[test]
+    fn similar_container_names() {
+        let names: Vec<String> = [
+            "web-1",
+            "web-2",
+            "db",
+            "ct-hint-9-web",
+            "webhook",
+            "cache",
+            "web-3",
+            "WBE",
+        ]
+        .map(str::to_owned)
+        .to_vec();
+        assert_eq!(similar_names("ct-hint-9-wbe", &names), ["ct-hint-9-web"]);
+        // A leading part of running names: the nearest three.
+        assert_eq!(similar_names("web", &names), ["WBE", "web-1", "web-2"]);
+        assert_eq!(similar_names("dv", &names), ["db"]);
+        assert!(similar_names("postgres", &names).is_empty());
+        // The name itself is running: nothing to suggest.
+        assert!(similar_names("cache", &names).is_empty());
+        let list: Value = serde_json::json!([
+            {"Id": "a", "Names": ["/web-1"]},
+            {"Id": "b", "Names": ["/db", "/shop/db"]},
+            {"Id": "c"}
+        ]);
+        assert_eq!(names_of_list(&list), ["web-1", "db", "shop/db"]);
     }
 
     #[test]
