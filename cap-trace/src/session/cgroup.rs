@@ -273,14 +273,7 @@ pub fn scan<S: std::hash::BuildHasher>(
     depth: u32,
     into: &mut std::collections::HashMap<u64, PathBuf, S>,
 ) {
-    let Ok(entries) = std::fs::read_dir(dir) else {
-        return;
-    };
-    for entry in entries.flatten() {
-        if !entry.file_type().is_ok_and(|k| k.is_dir()) {
-            continue;
-        }
-        let path = entry.path();
+    for path in child_dirs(dir) {
         if let Ok(id) = cgroup_id(&path) {
             into.insert(id, path.clone());
         }
@@ -288,6 +281,15 @@ pub fn scan<S: std::hash::BuildHasher>(
             scan(&path, depth - 1, into);
         }
     }
+}
+
+/// The directories directly below `dir` (none when it cannot be read: it may be gone).
+fn child_dirs(dir: &Path) -> impl Iterator<Item = PathBuf> {
+    std::fs::read_dir(dir)
+        .into_iter()
+        .flat_map(Iterator::flatten)
+        .filter(|entry| entry.file_type().is_ok_and(|k| k.is_dir()))
+        .map(|entry| entry.path())
 }
 
 /// Learns the id → path of cgroups as they are created below some directories (inotify), so
@@ -341,13 +343,9 @@ impl Watcher {
         if depth == 0 {
             return Ok(());
         }
-        if let Ok(entries) = std::fs::read_dir(dir) {
-            for entry in entries.flatten() {
-                if entry.file_type().is_ok_and(|k| k.is_dir())
-                    && let Err(e) = self.watch_tree(&entry.path(), depth - 1)
-                {
-                    log::debug!("cannot watch {}: {e}", entry.path().display());
-                }
+        for path in child_dirs(dir) {
+            if let Err(e) = self.watch_tree(&path, depth - 1) {
+                log::debug!("cannot watch {}: {e}", path.display());
             }
         }
         Ok(())
@@ -362,14 +360,7 @@ impl Watcher {
         paths: &mut std::collections::HashMap<u64, PathBuf>,
         created: &mut Vec<PathBuf>,
     ) {
-        let Ok(entries) = std::fs::read_dir(dir) else {
-            return;
-        };
-        for entry in entries.flatten() {
-            if !entry.file_type().is_ok_and(|k| k.is_dir()) {
-                continue;
-            }
-            let path = entry.path();
+        for path in child_dirs(dir) {
             if let Ok(id) = cgroup_id(&path) {
                 paths.insert(id, path.clone());
             }
