@@ -7,9 +7,9 @@
 #![allow(unused_crate_dependencies)]
 
 use std::path::Path;
-use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+use cap_trace_tests::daemon::Daemon;
 use cap_trace_tests::engine::Engine;
 use cap_trace_tests::podman::{self, Background};
 use cap_trace_tests::*;
@@ -148,46 +148,22 @@ fn custom_parent_three_levels_down(engine: Engine) {
 }
 
 /// A daemon following the containers labelled `cap-trace-test=LABEL`, its state and control
-/// socket in `dir`; returns once its control socket is up, with its stderr as it comes.
-fn start_daemon(
-    engine: Engine,
-    dir: &TempDir,
-    label: &str,
-) -> (
-    std::process::Child,
-    std::sync::Arc<std::sync::Mutex<String>>,
-) {
-    let mut daemon = Command::new(bin())
-        .arg("daemon")
-        .arg("--state-dir")
-        .arg(dir.join("state"))
-        .arg("--socket")
-        .arg(dir.join("control.sock"))
-        .args(["--interval", "1s", "--label"])
-        .arg(format!("cap-trace-test={label}"))
-        .envs(engine.cap_trace_env())
-        .stderr(Stdio::piped())
-        .stdout(Stdio::null())
-        .env_remove("LD_LIBRARY_PATH")
-        .spawn()
-        .expect("start the daemon");
-    let stderr = capture_stderr(&mut daemon);
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while !stderr.lock().unwrap().contains("control socket") {
-        assert!(Instant::now() < deadline, "{}", stderr.lock().unwrap());
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    (daemon, stderr)
+/// socket in `dir`; returns once its control socket is up. Dropped by a failing test, it is
+/// stopped.
+fn start_daemon(engine: Engine, dir: &TempDir, label: &str) -> Daemon {
+    let socket = dir.join("control.sock");
+    Daemon::start(
+        Daemon::command(&dir.join("state"), &socket)
+            .args(["--interval", "1s", "--label"])
+            .arg(format!("cap-trace-test={label}"))
+            .envs(engine.cap_trace_env()),
+        &socket,
+    )
 }
 
 /// The daemon's profile of container `name` once `done` holds for it (it saves every second).
-fn daemon_profile(
-    dir: &TempDir,
-    name: &str,
-    stderr: &std::sync::Mutex<String>,
-    done: impl Fn(&Value) -> bool,
-) -> Value {
-    let socket = dir.join("control.sock");
+fn daemon_profile(daemon: &Daemon, name: &str, done: impl Fn(&Value) -> bool) -> Value {
+    let socket = daemon.socket();
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
         let out = cap_trace([
@@ -207,17 +183,11 @@ fn daemon_profile(
         assert!(
             Instant::now() < deadline,
             "no profile of {name}: {}\n{}",
-            cap_trace_tests::stderr(&out),
-            stderr.lock().unwrap()
+            stderr(&out),
+            daemon.stderr()
         );
         std::thread::sleep(Duration::from_millis(300));
     }
-}
-
-fn stop(mut daemon: std::process::Child) {
-    // SAFETY: kill(2) on our child.
-    unsafe { libc::kill(daemon.id() as i32, libc::SIGTERM) };
-    let _ = daemon.wait();
 }
 
 /// The daemon, started before any container ran, on a host where the engine's parent cgroup
@@ -230,7 +200,7 @@ fn daemon_started_before_any_container(engine: Engine) {
     engine.image();
     let dir = TempDir::new("fresh-daemon");
     let label = podman::name("fresh");
-    let (daemon, stderr) = start_daemon(engine, &dir, &label);
+    let daemon = start_daemon(engine, &dir, &label);
     let parent = FreshParent::new(1);
     let name = podman::name("first");
     let mut opts = engine.learning();
@@ -242,8 +212,8 @@ fn daemon_started_before_any_container(engine: Engine) {
     let opts: Vec<&str> = opts.iter().map(String::as_str).collect();
     let run = engine.run(&name, &opts, "touch /tmp/f; chown nobody /tmp/f");
     assert!(run.status.success(), "{run:?}");
-    let profile = daemon_profile(&dir, &name, &stderr, |p| !suggested(p).is_empty());
-    stop(daemon);
+    let profile = daemon_profile(&daemon, &name, |p| !suggested(p).is_empty());
+    daemon.stop();
     assert_eq!(suggested(&profile), ["CHOWN"], "{profile:#}");
     assert_eq!(profile["trace"]["complete"], true, "{profile:#}");
     // It ran without a seccomp filter. Named from the engine's events (gone before the engine
@@ -270,11 +240,11 @@ fn daemon_started_beside_a_running_container(engine: Engine) {
         "while [ ! -e /tmp/go ]; do sleep 0.1; done; touch /tmp/f; chown nobody /tmp/f",
     );
     assert!(started.status.success(), "{started:?}");
-    let (daemon, stderr) = start_daemon(engine, &dir, &label);
+    let daemon = start_daemon(engine, &dir, &label);
     std::thread::sleep(Duration::from_millis(500));
     engine.touch_in(&name, "/tmp/go");
-    let profile = daemon_profile(&dir, &name, &stderr, |p| !suggested(p).is_empty());
-    stop(daemon);
+    let profile = daemon_profile(&daemon, &name, |p| !suggested(p).is_empty());
+    daemon.stop();
     engine.remove(&name);
     assert_eq!(suggested(&profile), ["CHOWN"], "{profile:#}");
     assert_eq!(profile["trace"]["complete"], false, "{profile:#}");
