@@ -50,15 +50,7 @@ impl Daemon {
             socket: socket.to_owned(),
             engine: None,
         };
-        let deadline = Instant::now() + START_TIMEOUT;
-        while !d.stderr().contains("control socket") {
-            assert!(
-                Instant::now() < deadline,
-                "daemon did not start: {}",
-                d.stderr()
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        }
+        crate::wait_for_stderr(&d.stderr, "control socket", START_TIMEOUT);
         d
     }
 

@@ -91,11 +91,7 @@ fn nothing_is_attached_to_sys_exit_with_the_task_work() {
             .unwrap();
         let stderr = capture_stderr(&mut child);
         // cap-trace says when it is attached; its links are open from then on.
-        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
-        while !stderr.lock().unwrap().contains("attached to") {
-            assert!(std::time::Instant::now() < deadline, "never attached");
-            std::thread::sleep(std::time::Duration::from_millis(20));
-        }
+        wait_for_stderr(&stderr, "attached to", std::time::Duration::from_secs(30));
         let tracepoints = raw_tracepoints_of(child.id());
         assert!(child.wait().unwrap().success());
         assert!(
