@@ -89,6 +89,17 @@ pub struct ContainerArgs {
     #[command(flatten)]
     pub follow: FollowArgs,
 
+    /// With --container NAME: --verify re-creates the container from the engine's record
+    /// (fresh names NAME-verify-N, --cap-drop=ALL plus the candidate set, no restart policy)
+    /// once per run, judges each by its exit status or its health check, and removes every
+    /// copy, also on Ctrl-C. One named container; not with --all-containers.
+    #[command(flatten)]
+    pub verify: VerifyArgs,
+
+    /// Like --health, but run inside the container (`sh -c CMD` through the engine's exec).
+    #[arg(long, value_name = "CMD", conflicts_with = "health")]
+    pub health_exec: Option<String>,
+
     #[command(flatten)]
     pub probe: ProbeArgs,
 }

@@ -29,16 +29,16 @@ pub async fn command(args: CheckArgs, global: &GlobalArgs) -> Result<u8, Failure
                     (Some(c), _) => format!(
                         "make the baseline with `{}`",
                         crate::render::escape::text(&c.replacen(
-                            "cap-trace run --verify",
+                            " --verify",
                             &format!(
-                                "cap-trace run --verify --json -o {}",
+                                " --verify --json -o {}",
                                 crate::render::escape::shell(&baseline_name)
                             ),
                             1
                         ))
                     ),
                     (None, Some(crate::model::profile::WorkloadKind::Container)) =>
-                        "cap-trace verifies commands, not containers yet".to_owned(),
+                        "its engine cannot re-create the container: verify its workload under podman or Docker (`cap-trace --container NAME --verify`)".to_owned(),
                     (None, _) =>
                         "verify each source with `cap-trace run --verify` and merge them".to_owned(),
                 }

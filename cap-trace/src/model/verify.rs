@@ -383,7 +383,11 @@ fn privilege_drop(expect: &Expect, run: &Observed) -> Vec<Evidence> {
     let mut out: Vec<Evidence> = run
         .checks
         .iter()
-        .filter(|c| c.phase == Phase::Workload && is_failed_privilege_drop(c))
+        .filter(|c| {
+            c.phase == Phase::Workload
+                && is_failed_privilege_drop(c)
+                && !succeeded_anyway(c, run.outcomes)
+        })
         .map(|c| {
             let syscall = c.syscall.as_deref().unwrap_or("set*id");
             Evidence {
@@ -420,6 +424,20 @@ fn privilege_drop(expect: &Expect, run: &Observed) -> Vec<Evidence> {
         ));
     }
     out
+}
+
+/// A denied check whose syscall succeeded all the same, each time the outcome is known: a
+/// process already running as a user calling `setgid` with its own group (busybox's shell after
+/// `su` does) is denied SETGID, needs none, and its identity is what it asked for. With no
+/// outcome known, the denial is taken to have failed the call.
+fn succeeded_anyway(check: &Check, outcomes: &[Outcome]) -> bool {
+    let mut same = outcomes
+        .iter()
+        .filter(|o| {
+            o.comm == check.comm && o.syscall == check.syscall && o.denied.contains(&check.cap)
+        })
+        .peekable();
+    same.peek().is_some() && same.all(|o| o.result == "ok")
 }
 
 /// Denials that made a syscall fail with a permission error (or whose syscall cannot tell).
@@ -812,6 +830,29 @@ mod tests {
         // setgroups carries no INSETID flag: the syscall name tells.
         let setgroups = [check(6, Verdict::Denied, Audit::Audited, "setgroups", "x")];
         assert!(!judge(&expect(OK), &observed(&setgroups, &[], OK)).0);
+    }
+
+    #[test]
+    fn a_denied_setid_call_that_succeeded_is_no_failed_drop() {
+        // A shell already running as nobody sets its own group: denied SETGID, and it works.
+        let mut setgid = check(6, Verdict::Denied, Audit::Audited, "setgid", "sh");
+        setgid.insetid = true;
+        setgid.uid = Some(65534);
+        let checks = [setgid];
+        let ok = [outcome("setgid", "sh", &[Cap(6)], "ok")];
+        let (passed, evidence) = judge(&expect(OK), &observed(&checks, &ok, OK));
+        assert!(passed, "{evidence:?}");
+        assert!(evidence.is_empty(), "{evidence:?}");
+        // Once failed, or no outcome known: a failed drop.
+        let mixed = [
+            outcome("setgid", "sh", &[Cap(6)], "ok"),
+            outcome("setgid", "sh", &[Cap(6)], "EPERM"),
+        ];
+        assert!(!judge(&expect(OK), &observed(&checks, &mixed, OK)).0);
+        assert!(!judge(&expect(OK), &observed(&checks, &[], OK)).0);
+        // Another process's success says nothing about this one's.
+        let other = [outcome("setgid", "su", &[Cap(6)], "ok")];
+        assert!(!judge(&expect(OK), &observed(&checks, &other, OK)).0);
     }
 
     #[test]

@@ -63,6 +63,22 @@ pub fn verify_command(p: &Profile) -> Option<String> {
             }
             Some(line)
         }
+        // A container of an engine whose record it can be re-created from.
+        Some(WorkloadKind::Container)
+            if w.kubernetes.is_none()
+                && matches!(w.engine.as_deref(), Some("podman" | "docker")) =>
+        {
+            let mut line = format!("cap-trace --container {} --verify", escape::shell(&w.name));
+            if let Some(h) = &w.health {
+                line.push_str(if h.inside {
+                    " --health-exec "
+                } else {
+                    " --health "
+                });
+                line.push_str(&escape::shell(&h.command));
+            }
+            Some(line)
+        }
         _ => None,
     }
 }
@@ -89,8 +105,28 @@ mod tests {
             verify_command(&p).unwrap(),
             "cap-trace run --verify --user www-data:33 -- sh -c 'echo hi; exit 0'"
         );
-        // A container's set is not verified by cap-trace (yet): no command to give.
+        // A podman or Docker container is re-created by name; a name is quoted for the shell.
         p.workload.kind = Some(WorkloadKind::Container);
+        p.workload.name = "web; rm -rf /".into();
+        p.workload.engine = Some("docker".into());
+        assert_eq!(
+            verify_command(&p).unwrap(),
+            "cap-trace --container 'web; rm -rf /' --verify"
+        );
+        p.workload.health = Some(crate::model::verify::HealthResult {
+            command: "curl -sf http://127.0.0.1/".into(),
+            inside: true,
+            passed: true,
+            attempts: 1,
+            status: Some(0),
+            output: String::new(),
+        });
+        assert_eq!(
+            verify_command(&p).unwrap(),
+            "cap-trace --container 'web; rm -rf /' --verify --health-exec 'curl -sf http://127.0.0.1/'"
+        );
+        // containerd's and Kubernetes' containers cannot be re-created from a record.
+        p.workload.engine = Some("containerd".into());
         assert_eq!(verify_command(&p), None);
         p.workload.kind = Some(WorkloadKind::Merged);
         assert_eq!(verify_command(&p), None);

@@ -334,11 +334,15 @@ fn unverified_note(out: &mut String, profile: &Profile, style: Style) {
         return;
     }
     let how = match (verify_command(profile), profile.workload.kind) {
+        (Some(command), Some(WorkloadKind::Container)) => format!(
+            "verify it with `{}`, started before the container (it re-creates the container once per capability and more: staging only)",
+            escape::text(&command)
+        ),
         (Some(command), _) => format!(
             "verify it with `{}` (it runs the workload again, once per capability: staging only)",
             escape::text(&command)
         ),
-        (None, Some(WorkloadKind::Container)) => "cap-trace verifies commands (`cap-trace run --verify -- CMD`), not containers yet: start the container with the set less one capability at a time to find what it needs".into(),
+        (None, Some(WorkloadKind::Container)) => "cap-trace verifies podman and Docker containers (`cap-trace --container NAME --verify`) and commands (`cap-trace run --verify -- CMD`); this one's engine cannot re-create it: run its workload under one of those to verify it".into(),
         (None, _) => "verify each source with `cap-trace run --verify`, then merge them".into(),
     };
     let _ = writeln!(

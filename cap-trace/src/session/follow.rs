@@ -19,11 +19,16 @@ use tokio::signal::unix::{SignalKind, signal};
 use crate::kernel::{Probe, ProbeOptions};
 use crate::linux::caps::Cap;
 use crate::model::profile::{Environment, Profile, TraceInfo, rfc3339};
+use crate::model::record::{Check, Outcome};
 use crate::model::text;
+use crate::model::verify::HealthResult;
 use crate::session::cgroup;
+use crate::session::container::engine::Api;
 use crate::session::container::engine::not_running_hint;
 use crate::session::container::path::{self as cpath, CgroupContainer, Runtime};
+use crate::session::container::recreate::{self, PrivateService};
 use crate::session::container::{self, ContainerInfo, Engines, Lookup};
+use crate::session::health::{self, HealthCheck};
 use crate::session::sysctl;
 use crate::session::tracer::{Migration, Snapshot, Tracer};
 use crate::session::{MAX_WAITING_CHECKS, OnCheck, SessionError};
@@ -33,6 +38,9 @@ pub struct FollowOptions {
     pub targets: Vec<String>,
     pub all: bool,
     pub duration: Option<Duration>,
+    /// At most this long, but ending as soon as every followed container has exited (a
+    /// verification run: a container that does not end in time is judged as timed out).
+    pub timeout: Option<Duration>,
     pub wait: Duration,
     pub probe: ProbeOptions,
     pub engine_socket: Option<PathBuf>,
@@ -44,6 +52,14 @@ pub struct FollowOptions {
     /// Keep a status line on stderr (a terminal): elapsed and remaining time, containers,
     /// checks, losses, redrawn in place.
     pub status_line: bool,
+    /// How to tell that a followed container works (a server), once it runs.
+    pub health: Option<HealthCheck>,
+    /// End as soon as every followed container's health check has an answer (verification
+    /// follows; without `--duration`).
+    pub end_when_healthy: bool,
+    /// An engine API is needed (to exec in containers, to create them): without a socket,
+    /// serve podman's API privately.
+    pub need_api: bool,
 }
 
 /// One container being profiled (all its incarnations: restarts keep one profile).
@@ -79,6 +95,13 @@ struct Tracked {
     late_by: Option<Duration>,
     /// The network sysctls of its network namespace (see `Environment::network`).
     network: std::collections::BTreeMap<String, String>,
+    /// Its health check: running, or how it went.
+    health_started: bool,
+    health: Option<HealthResult>,
+    /// Users its processes ran as when the health check passed.
+    uids: Vec<u32>,
+    /// Still running when its health check passed.
+    served: bool,
 }
 
 impl Tracked {
@@ -101,6 +124,10 @@ impl Tracked {
             attached_late: false,
             late_by: None,
             network: std::collections::BTreeMap::new(),
+            health_started: false,
+            health: None,
+            uids: Vec::new(),
+            served: false,
         }
     }
 
@@ -178,7 +205,7 @@ pub(crate) struct Session {
     unattributed_seen: u64,
     /// The live view, and the fresh checks of cgroups not named yet.
     on_check: Option<OnCheck>,
-    fresh_waiting: Vec<(u64, crate::model::record::Check)>,
+    fresh_waiting: Vec<(u64, Check)>,
     /// Whether a status line is on the terminal now (messages clear it first).
     status_drawn: std::cell::Cell<bool>,
 }
@@ -799,16 +826,6 @@ impl Session {
         Ok(())
     }
 
-    fn profiles(&mut self, started: (Duration, Instant)) -> Result<Vec<Profile>, SessionError> {
-        let mut profiles: Vec<Profile> = self
-            .profiles_by_target(started, true, None)?
-            .into_iter()
-            .map(|(_, p)| p)
-            .collect();
-        profiles.sort_by(|a, b| a.workload.name.cmp(&b.workload.name));
-        Ok(profiles)
-    }
-
     /// Waits (up to `settle`) for the exit codes of containers that just exited: the engine
     /// records a container's exit a moment after its cgroup empties.
     fn settle_exit_codes(&mut self, settle: bool) {
@@ -903,6 +920,13 @@ impl Session {
         let mut workload = container::workload(info, t.runtime, t.pod_uid.as_deref());
         workload.capabilities.clone_from(&t.caps);
         workload.bounding.clone_from(&t.bounding);
+        workload.health.clone_from(&t.health);
+        workload.uids.clone_from(&t.uids);
+        workload.stopped = t.served;
+        if t.served {
+            // Judged by its health check while it ran, not by how it ended later.
+            workload.exit_status = None;
+        }
         workload.seccomp = t.seccomp;
         let mut warnings = Vec::new();
         if let Some(w) = container::learning_mode_warning(t.caps.as_deref(), t.seccomp, host, info)
@@ -1041,6 +1065,13 @@ impl Session {
     /// its last check (counted in the profile just saved) and adds them back later has them
     /// swept, never counted twice.
     fn retire(&mut self, index: usize) -> Result<(), SessionError> {
+        let remove = self.all;
+        self.forget_tracked(index, remove)
+    }
+
+    /// Forgets what the kernel and the event stream hold for a followed container, and either
+    /// removes it from the followed ones or keeps following its name afresh.
+    fn forget_tracked(&mut self, index: usize, remove: bool) -> Result<(), SessionError> {
         let ids: Vec<u64> = self.tracked[index].cgroups.iter().copied().collect();
         self.tracer.probe.forget(&ids)?;
         self.tracer.collector.forget(&ids);
@@ -1051,7 +1082,10 @@ impl Session {
         for id in &ids {
             self.known.insert(*id, None);
         }
-        if self.all {
+        if let Some((id, _)) = self.tracked[index].live {
+            let _ = self.tracer.probe.untrace_cgroup(id);
+        }
+        if remove {
             // A later container of the same identity starts a new entry.
             self.tracked.remove(index);
             for i in self.known.values_mut().flatten() {
@@ -1078,6 +1112,167 @@ fn clock(d: Duration) -> String {
     }
 }
 
+impl Session {
+    /// Follows one more container, by name (a verification copy about to be created).
+    pub(crate) fn follow_target(&mut self, target: &str) -> Result<(), SessionError> {
+        self.tracked.push(Tracked::new(target.to_owned()));
+        self.watch()
+    }
+
+    fn index_of(&self, target: &str) -> Option<usize> {
+        self.tracked.iter().position(|t| t.target == target)
+    }
+
+    /// Whether a followed container runs now.
+    pub(crate) fn is_running(&self, target: &str) -> bool {
+        self.index_of(target)
+            .is_some_and(|i| self.tracked[i].live.is_some())
+    }
+
+    /// The engine's record of a followed container and the engine's name, from when it was
+    /// last looked up (a `--rm` container's survives its removal).
+    pub(crate) fn info_of(&self, target: &str) -> Option<&ContainerInfo> {
+        self.tracked[self.index_of(target)?].info.as_ref()
+    }
+
+    /// What a followed container's checks and syscall outcomes were, so far.
+    pub(crate) fn records_of(
+        &mut self,
+        target: &str,
+    ) -> Result<(Vec<Check>, Vec<Outcome>), SessionError> {
+        let Some(index) = self.index_of(target) else {
+            return Ok((Vec::new(), Vec::new()));
+        };
+        let ids: Vec<u64> = self.tracked[index].cgroups.iter().copied().collect();
+        let snapshot = self.tracer.snapshot()?;
+        Ok(self.tracer.records_in(&snapshot, &ids))
+    }
+
+    /// Stops following a container and forgets what was recorded of it.
+    pub(crate) fn drop_target(&mut self, target: &str) -> Result<(), SessionError> {
+        if let Some(index) = self.index_of(target) {
+            self.forget_tracked(index, true)?;
+        }
+        Ok(())
+    }
+
+    /// An API of the engine a container lives in (for exec and re-creation).
+    pub(crate) fn api_for(&self, engine: &str) -> Option<Api> {
+        self.engines
+            .apis
+            .iter()
+            .find(|(_, e)| e == engine)
+            .or(self.engines.apis.first())
+            .map(|(a, _)| a.clone())
+    }
+
+    /// Starts the health checks of followed containers that run and have none yet.
+    fn start_health_checks(&mut self, check: &HealthCheck, tx: &HealthSender) {
+        for i in 0..self.tracked.len() {
+            let t = &self.tracked[i];
+            let (Some(info), Some((_, path))) = (&t.info, &t.live) else {
+                continue;
+            };
+            if t.health_started || info.pid.is_none() {
+                continue;
+            }
+            let probe = ContainerProbe {
+                name: info.name.clone(),
+                id: info.id.clone(),
+                engine: info.engine.clone(),
+                pid: info.pid,
+                cgroup: path.clone(),
+                api: self.api_for(&info.engine),
+            };
+            let target = t.target.clone();
+            self.tracked[i].health_started = true;
+            let check = check.clone();
+            let tx = tx.clone();
+            tokio::spawn(async move {
+                let (result, uids) = probe.health(&check).await;
+                let _ = tx.send((target, result, uids));
+            });
+        }
+    }
+
+    fn on_health(&mut self, target: &str, result: HealthResult, uids: Vec<u32>) {
+        if let Some(i) = self.index_of(target) {
+            if !result.passed {
+                self.say(&format!(
+                    "the health check of {target} did not pass: {}",
+                    crate::model::verify::last_line(&result.output)
+                ));
+            }
+            let t = &mut self.tracked[i];
+            t.served = result.passed && t.live.is_some();
+            t.uids = uids;
+            t.health = Some(result);
+        }
+    }
+
+    /// Every followed container that started has its health check's answer.
+    fn all_answered(&self) -> bool {
+        self.tracked
+            .iter()
+            .all(|t| t.starts > 0 && (t.health.is_some() || t.live.is_none()))
+    }
+}
+
+type HealthSender = tokio::sync::mpsc::UnboundedSender<(String, HealthResult, Vec<u32>)>;
+
+/// What a container's health check needs of it.
+pub(crate) struct ContainerProbe {
+    pub(crate) name: String,
+    pub(crate) id: String,
+    pub(crate) engine: String,
+    pub(crate) pid: Option<u32>,
+    pub(crate) cgroup: PathBuf,
+    pub(crate) api: Option<Api>,
+}
+
+impl ContainerProbe {
+    /// Runs the health check until it passes or its time is up: on the host with the
+    /// container in its environment, or inside through the engine's exec. Also returns the
+    /// users the container's processes ran as when it passed.
+    pub(crate) async fn health(&self, check: &HealthCheck) -> (HealthResult, Vec<u32>) {
+        let deadline = Instant::now() + check.timeout;
+        let mut env = vec![
+            ("CAP_TRACE_CONTAINER".to_owned(), self.name.clone()),
+            ("CAP_TRACE_ENGINE".to_owned(), self.engine.clone()),
+        ];
+        if let Some(pid) = self.pid {
+            env.push(("CAP_TRACE_PID".to_owned(), pid.to_string()));
+        }
+        let result = health::poll(check, deadline, |left| {
+            let env = env.clone();
+            let api = self.api.clone();
+            let id = self.id.clone();
+            let command = check.command.clone();
+            let inside = check.inside;
+            async move {
+                if !inside {
+                    return health::on_host(&command, &env, left).await;
+                }
+                let Some(api) = api else {
+                    return (
+                        None,
+                        "no engine API to run the health check in the container".into(),
+                    );
+                };
+                tokio::task::spawn_blocking(move || recreate::exec(&api, &id, &command, left))
+                    .await
+                    .unwrap_or((None, "the health check did not finish".into()))
+            }
+        })
+        .await;
+        let uids = if result.passed {
+            cgroup::uids(&self.cgroup)
+        } else {
+            Vec::new()
+        };
+        (result, uids)
+    }
+}
 /// The width of the terminal on stderr (80 if it cannot be told).
 fn stderr_width() -> usize {
     crate::session::terminal_columns(libc::STDERR_FILENO).unwrap_or(80)
@@ -1089,9 +1284,19 @@ pub(crate) struct Opened {
     watcher: tokio::io::unix::AsyncFd<cgroup::Watcher>,
     pub(crate) started_wall: Duration,
     pub(crate) started: Instant,
+    /// podman's API served privately when no socket answered and one was needed.
+    pub(crate) _private: Option<PrivateService>,
 }
 
 impl Opened {
+    /// Shows the live view of checks, when asked for.
+    pub(crate) fn show_live(&mut self, on_check: Option<OnCheck>) {
+        if let Some(on_check) = on_check {
+            self.session.tracer.keep_fresh();
+            self.session.on_check = Some(on_check);
+        }
+    }
+
     /// Takes in what comes next: events from the ring buffer, or new cgroups (named at once,
     /// before a `--rm` container can vanish).
     pub(crate) async fn take_in(&mut self) -> Result<(), SessionError> {
@@ -1116,7 +1321,16 @@ pub(crate) fn open(opts: &FollowOptions) -> Result<Opened, SessionError> {
     let started = Instant::now();
     // Read before anything is dropped (the daemon keeps only CAP_BPF once attached).
     let _ = crate::session::privilege::host_bounding();
-    let engines = Engines::discover(opts.engine_socket.as_deref());
+    let mut engines = Engines::discover(opts.engine_socket.as_deref());
+    let mut private = None;
+    if opts.need_api
+        && engines.apis.is_empty()
+        && engines.clis.iter().any(|c| c.program == "podman")
+    {
+        let service = PrivateService::start(None).map_err(SessionError::environment)?;
+        engines.apis.push((service.api.clone(), "podman".into()));
+        private = Some(service);
+    }
     if engines.is_empty() {
         return Err(SessionError::environment(match &opts.engine_socket {
             Some(s) => format!(
@@ -1198,7 +1412,56 @@ pub(crate) fn open(opts: &FollowOptions) -> Result<Opened, SessionError> {
         watcher,
         started_wall,
         started,
+        _private: private,
     })
+}
+
+impl Session {
+    /// Containers asked for by name that never ran: past `wait`, the error (naming running
+    /// containers of similar names); after [`HINT_AFTER`], once, what the engines run that a
+    /// name may be a typo of (a container that exists but has not started is simply waited
+    /// for).
+    fn not_started_yet(
+        &mut self,
+        elapsed: Duration,
+        wait: Duration,
+        hinted: &mut bool,
+    ) -> Result<(), SessionError> {
+        let never_seen: Vec<String> = self
+            .tracked
+            .iter()
+            .filter(|t| t.starts == 0)
+            .map(|t| t.target.clone())
+            .collect();
+        if elapsed >= wait {
+            self.clear_status();
+            let target = &never_seen[0];
+            let known = self.engines.inspect(target);
+            return Err(SessionError::runtime(match known {
+                Some(_) => format!(
+                    "container `{target}` exists but did not start within {} s: start it, or raise --wait",
+                    wait.as_secs()
+                ),
+                None => format!(
+                    "container `{target}` not found: no container of that name or id started within {} s; {} (check `podman ps -a` or `docker ps -a`, or raise --wait)",
+                    wait.as_secs(),
+                    not_running_hint(&self.engines, target)
+                ),
+            }));
+        }
+        if !*hinted && elapsed >= HINT_AFTER {
+            *hinted = true;
+            for target in never_seen {
+                if self.engines.inspect(&target).is_none() {
+                    self.say(&format!(
+                        "container `{target}` is not running yet: {}",
+                        not_running_hint(&self.engines, &target)
+                    ));
+                }
+            }
+        }
+        Ok(())
+    }
 }
 
 /// How long `--container NAME` waits before saying which running containers it may mean.
@@ -1206,11 +1469,28 @@ const HINT_AFTER: Duration = Duration::from_secs(2);
 
 pub async fn follow(mut opts: FollowOptions) -> Result<Vec<Profile>, SessionError> {
     let mut opened = open(&opts)?;
-    if let Some(on_check) = opts.on_check.take() {
-        opened.session.tracer.keep_fresh();
-        opened.session.on_check = Some(on_check);
-    }
+    opened.show_live(opts.on_check.take());
+    let mut profiles: Vec<Profile> = learn(&mut opened, &opts)
+        .await?
+        .0
+        .into_iter()
+        .map(|(_, p)| p)
+        .collect();
+    profiles.sort_by(|a, b| a.workload.name.cmp(&b.workload.name));
+    Ok(profiles)
+}
+
+/// Follows the containers until they exit (or `--duration`, Ctrl-C, SIGTERM, or, with
+/// `end_when_healthy`, their health checks' answers) and returns their profiles, by what they
+/// were followed as, and whether Ctrl-C or SIGTERM ended it.
+pub(crate) async fn learn(
+    opened: &mut Opened,
+    opts: &FollowOptions,
+) -> Result<(Vec<(String, Profile)>, bool), SessionError> {
     let (started_wall, started) = (opened.started_wall, opened.started);
+    let (health_tx, mut health_rx) =
+        tokio::sync::mpsc::unbounded_channel::<(String, HealthResult, Vec<u32>)>();
+    let mut interrupted = false;
     let s = &mut opened.session;
     let waiting: Vec<String> = s
         .tracked
@@ -1237,17 +1517,30 @@ pub async fn follow(mut opts: FollowOptions) -> Result<Vec<Profile>, SessionErro
     let mut sigterm = signal(SignalKind::terminate()).map_err(SessionError::runtime)?;
     let mut tick = tokio::time::interval(Duration::from_millis(100));
     let deadline = opts.duration.map(|d| started + d);
+    let limit = opts.timeout.map(|d| started + d);
     let mut drawn_at: Option<Instant> = None;
     let mut hinted = false;
     loop {
         tokio::select! {
             result = opened.take_in() => result?,
-            _ = sigint.recv() => break,
-            _ = sigterm.recv() => break,
+            _ = sigint.recv() => { interrupted = true; break },
+            _ = sigterm.recv() => { interrupted = true; break },
+            Some((target, result, uids)) = health_rx.recv() => {
+                let s = &mut opened.session;
+                s.on_health(&target, result, uids);
+                if opts.end_when_healthy && deadline.is_none() && s.all_answered() {
+                    break;
+                }
+            }
             _ = tick.tick() => {
                 let s = &mut opened.session;
                 s.tick()?;
-                if deadline.is_some_and(|d| Instant::now() >= d) {
+                if let Some(check) = &opts.health {
+                    s.start_health_checks(check, &health_tx);
+                }
+                if deadline.is_some_and(|d| Instant::now() >= d)
+                    || limit.is_some_and(|l| Instant::now() >= l)
+                {
                     break;
                 }
                 if opts.status_line && drawn_at.is_none_or(|t| t.elapsed() >= Duration::from_secs(1)) {
@@ -1255,42 +1548,11 @@ pub async fn follow(mut opts: FollowOptions) -> Result<Vec<Profile>, SessionErro
                     s.draw_status(started.elapsed(), deadline.map(|d| d.saturating_duration_since(now)));
                     drawn_at = Some(now);
                 }
-                let never_seen: Vec<&Tracked> =
-                    s.tracked.iter().filter(|t| t.starts == 0).collect();
-                if !opts.all && started.elapsed() >= opts.wait && !never_seen.is_empty() {
-                    s.clear_status();
-                    let t = never_seen[0];
-                    let known = s.engines.inspect(&t.target);
-                    return Err(SessionError::runtime(match known {
-                        Some(_) => format!(
-                            "container `{}` exists but did not start within {} s: start it, or raise --wait",
-                            t.target,
-                            opts.wait.as_secs()
-                        ),
-                        None => format!(
-                            "container `{}` not found: no container of that name or id started within {} s; {} (check `podman ps -a` or `docker ps -a`, or raise --wait)",
-                            t.target,
-                            opts.wait.as_secs(),
-                            not_running_hint(&s.engines, &t.target)
-                        ),
-                    }));
+                let never_seen = s.tracked.iter().filter(|t| t.starts == 0).count();
+                if !opts.all && never_seen > 0 {
+                    s.not_started_yet(started.elapsed(), opts.wait, &mut hinted)?;
                 }
-                // A name that is still not running after a while: once, what the engines run
-                // that it may be a typo of (a container that exists but is not started yet
-                // is simply waited for).
-                if !opts.all && !hinted && started.elapsed() >= HINT_AFTER && !never_seen.is_empty() {
-                    hinted = true;
-                    let targets: Vec<String> = never_seen.iter().map(|t| t.target.clone()).collect();
-                    for target in targets {
-                        if s.engines.inspect(&target).is_none() {
-                            s.say(&format!(
-                                "container `{target}` is not running yet: {}",
-                                not_running_hint(&s.engines, &target)
-                            ));
-                        }
-                    }
-                }
-                let all_started = never_seen.is_empty();
+                let all_started = never_seen == 0;
                 let none_live = s.tracked.iter().all(|t| t.live.is_none());
                 if !opts.all && deadline.is_none() && all_started && none_live {
                     break;
@@ -1307,5 +1569,8 @@ pub async fn follow(mut opts: FollowOptions) -> Result<Vec<Profile>, SessionErro
     s.tracer.drain();
     s.classify_new_cgroups()?;
     s.report_fresh();
-    s.profiles((started_wall, started))
+    Ok((
+        s.profiles_by_target((started_wall, started), true, None)?,
+        interrupted,
+    ))
 }

@@ -11,6 +11,7 @@ pub mod procs;
 pub mod sysctl;
 pub mod tracer;
 pub mod verify;
+pub mod verify_container;
 
 use std::fmt;
 

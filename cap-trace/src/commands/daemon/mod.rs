@@ -339,6 +339,7 @@ pub async fn command(args: DaemonArgs, global: &GlobalArgs) -> Result<u8, Failur
             all: args.containers.is_empty(),
             targets: args.containers,
             duration: None,
+            timeout: None,
             wait: Duration::MAX,
             probe: probe_options(&args.probe),
             engine_socket: args.engine_socket,
@@ -346,6 +347,9 @@ pub async fn command(args: DaemonArgs, global: &GlobalArgs) -> Result<u8, Failur
             labels: args.labels,
             on_check: None,
             status_line: false,
+            health: None,
+            end_when_healthy: false,
+            need_api: false,
         },
     })
     .await?;

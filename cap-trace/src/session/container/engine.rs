@@ -36,6 +36,11 @@ pub struct ContainerInfo {
     /// Named from the engine's events alone (it was removed before it could be inspected):
     /// how it was configured (capabilities, seccomp) is unknown.
     pub from_events: bool,
+    /// The OCI runtime it runs with, when the engine says (podman's `OCIRuntime`).
+    pub oci_runtime: Option<String>,
+    /// The engine's whole record of it (Docker's format): what verification re-creates it
+    /// from, kept from before a `--rm` container is removed.
+    pub record: Option<Value>,
 }
 
 impl ContainerInfo {
@@ -184,6 +189,8 @@ pub fn parse_inspect(v: &Value, engine: &str) -> Result<ContainerInfo, EngineErr
             .map(|_| strings(&v["EffectiveCaps"])),
         seccomp: None,
         from_events: false,
+        oci_runtime: v["OCIRuntime"].as_str().map(str::to_owned),
+        record: Some(v.clone()),
     })
 }
 
@@ -209,24 +216,40 @@ pub struct Api {
 impl Api {
     /// `GET path`: status and body.
     fn get(&self, path: &str) -> Result<(u16, Vec<u8>), EngineError> {
+        self.request("GET", path, None, Duration::from_secs(10))
+    }
+
+    /// `METHOD path` with an optional JSON body: status and body. `timeout` bounds each read.
+    pub fn request(
+        &self,
+        method: &str,
+        path: &str,
+        body: Option<&Value>,
+        timeout: Duration,
+    ) -> Result<(u16, Vec<u8>), EngineError> {
         let io = |e: std::io::Error| EngineError::Io(format!("{}: {e}", self.socket.display()));
         let mut stream = UnixStream::connect(&self.socket).map_err(io)?;
-        stream
-            .set_read_timeout(Some(Duration::from_secs(10)))
-            .map_err(io)?;
+        stream.set_read_timeout(Some(timeout)).map_err(io)?;
         stream
             .set_write_timeout(Some(Duration::from_secs(10)))
             .map_err(io)?;
+        let body = body.map(Value::to_string).unwrap_or_default();
+        let content = if body.is_empty() {
+            String::new()
+        } else {
+            "Content-Type: application/json\r\n".to_owned()
+        };
         write!(
             stream,
-            "GET {path} HTTP/1.1\r\nHost: localhost\r\nUser-Agent: cap-trace\r\nAccept: application/json\r\nConnection: close\r\n\r\n"
+            "{method} {path} HTTP/1.1\r\nHost: localhost\r\nUser-Agent: cap-trace\r\nAccept: application/json\r\n{content}Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
+            body.len()
         )
         .map_err(io)?;
         let mut reader = BufReader::new(stream);
         read_response(&mut reader).map_err(io)
     }
 
-    fn get_json(&self, path: &str) -> Result<Option<Value>, EngineError> {
+    pub(crate) fn get_json(&self, path: &str) -> Result<Option<Value>, EngineError> {
         let (status, body) = self.get(path)?;
         match status {
             200 => serde_json::from_slice(&body)
@@ -256,10 +279,25 @@ impl Api {
         engine: &str,
     ) -> Result<Option<ContainerInfo>, EngineError> {
         let path = format!("/containers/{}/json", url_escape(name_or_id));
-        match self.get_json(&path)? {
-            Some(v) => parse_inspect(&v, engine).map(Some),
-            None => Ok(None),
+        let Some(v) = self.get_json(&path)? else {
+            return Ok(None);
+        };
+        let mut info = parse_inspect(&v, engine)?;
+        if engine == "podman" {
+            // Docker's format leaves out the runtime; podman's own record has it.
+            let own = format!("/v4.0.0/libpod/containers/{}/json", url_escape(&info.id));
+            if let Ok(Some(own)) = self.get_json(&own) {
+                info.oci_runtime = own["OCIRuntime"].as_str().map(str::to_owned);
+                if let Some(caps) = own["EffectiveCaps"].as_array() {
+                    info.effective_caps = Some(
+                        caps.iter()
+                            .filter_map(|c| c.as_str().map(str::to_owned))
+                            .collect(),
+                    );
+                }
+            }
         }
+        Ok(Some(info))
     }
 
     /// A container that no longer exists, from the engine's event history since `since` (Unix
@@ -658,7 +696,7 @@ fn read_body(
     }
 }
 
-fn url_escape(s: &str) -> String {
+pub fn url_escape(s: &str) -> String {
     s.bytes()
         .map(|b| match b {
             b'a'..=b'z' | b'A'..=b'Z' | b'0'..=b'9' | b'-' | b'_' | b'.' => (b as char).to_string(),

@@ -4,6 +4,7 @@
 pub mod containerd;
 pub mod engine;
 pub mod path;
+pub mod recreate;
 
 use crate::linux::caps::{self, Cap};
 use crate::model::profile::{ComposeInfo, KubernetesInfo, Workload, WorkloadKind, workload_of_pod};
