@@ -98,8 +98,21 @@ impl Background {
 
     /// Sends SIGTERM (as a service manager would) and returns what `wait` returns.
     pub fn stop(self, timeout: Duration) -> (Option<i32>, String, Option<serde_json::Value>) {
+        self.signal(libc::SIGTERM, timeout)
+    }
+
+    /// Sends SIGINT (Ctrl-C on a terminal) and returns what `wait` returns.
+    pub fn interrupt(self, timeout: Duration) -> (Option<i32>, String, Option<serde_json::Value>) {
+        self.signal(libc::SIGINT, timeout)
+    }
+
+    fn signal(
+        self,
+        signal: libc::c_int,
+        timeout: Duration,
+    ) -> (Option<i32>, String, Option<serde_json::Value>) {
         // SAFETY: plain kill(2) on our child.
-        unsafe { libc::kill(self.child.id() as i32, libc::SIGTERM) };
+        unsafe { libc::kill(self.child.id() as i32, signal) };
         self.wait(timeout)
     }
 }

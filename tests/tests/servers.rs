@@ -16,7 +16,11 @@ use cap_trace_tests::podman::{self, Background};
 use cap_trace_tests::*;
 use serde_json::Value;
 
-on_both_engines!(apache2_learned_in_a_container, nginx_learned_in_a_container);
+on_both_engines!(
+    apache2_learned_in_a_container,
+    nginx_learned_in_a_container,
+    apache2_container_verified_with_its_request
+);
 
 /// The page the image serves (made by the image's customize hook).
 const PAGE: &str = "cap-trace test page";
@@ -365,5 +369,73 @@ fn apache2_verified_keeps_its_privilege_drop() {
     assert!(
         runs.iter().all(|r| r["health"].is_object()),
         "every run was judged by the request: {v:#}"
+    );
+}
+
+/// apache2 in a container verified by `cap-trace --container NAME --verify --health CMD`, the
+/// health check a real request from the host into each copy's network namespace: learned with
+/// every capability, each copy re-created by the engine, judged by the request and by its
+/// workers' users. The verified set is exactly the reference minimal set (SETUID and SETGID for
+/// the privilege drop; on podman NET_BIND_SERVICE for port 80), and no copy is left.
+fn apache2_container_verified_with_its_request(engine: Engine) {
+    let test = "apache2_container_verified_with_its_request";
+    if !ready(engine, test) || !debian::available(test) {
+        return;
+    }
+    debian::image(engine);
+    let learning = Container::new(engine, test);
+    let health = format!(
+        "nsenter -t \"$CAP_TRACE_PID\" -n curl -sf --max-time 2 http://127.0.0.1/ | grep -q '{PAGE}'"
+    );
+    let bg = Background::for_engine(
+        engine,
+        &[
+            "--container",
+            &learning.name,
+            "--wait",
+            "120",
+            "--verify",
+            "--health",
+            &health,
+        ],
+    );
+    learning.run(&APACHE2, &engine.learning());
+    let (code, stderr, json) = bg.wait(Duration::from_secs(300));
+    assert_eq!(code, Some(0), "cap-trace failed: {stderr}");
+    let p: Value = podman::profiles(&json.expect("profile written")).remove(0);
+    let v = &p["verification"];
+    let mut verified = suggested(&p);
+    verified.sort();
+    eprintln!(
+        "{test} ({}): learned {}, verified {verified:?} in {} runs, {} ms",
+        engine.name(),
+        v["learned"],
+        v["runs"].as_array().map_or(0, Vec::len),
+        v["duration_ms"]
+    );
+    assert_eq!(v["verified"], true, "{stderr}\n{p:#}");
+    assert_eq!(verified, APACHE2.reference(engine), "{p:#}");
+    // Each passing run served the request (a failing one may have exited before it came).
+    let runs = v["runs"].as_array().expect("runs");
+    assert!(
+        runs.iter()
+            .filter(|r| r["passed"] == true)
+            .all(|r| r["health"]["passed"] == true),
+        "every passing run was judged by the request: {v:#}"
+    );
+    // The original still serves; every copy is gone.
+    learning
+        .serves_as_www_data(&APACHE2)
+        .unwrap_or_else(|e| panic!("the original: {e}"));
+    let out = engine
+        .cli()
+        .args(["ps", "-a", "-q", "--filter"])
+        .arg(format!("label=io.cap-trace.verify-of={}", learning.name))
+        .output()
+        .expect("run the engine's ps");
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).trim(),
+        "",
+        "copies left"
     );
 }

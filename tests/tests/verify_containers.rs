@@ -1,0 +1,144 @@
+//! `cap-trace --container NAME --verify` on podman and on the real Docker engine: the learned
+//! set proven on copies of the container that the engine re-creates from its own record, each
+//! under `--cap-drop=ALL` plus a candidate set, judged by its exit status; every copy removed,
+//! also when Ctrl-C ends verification half-way. (A server judged by its health check is in
+//! servers.rs.)
+
+// Each test file is a crate of its own, linked with every dependency of the package.
+#![allow(unused_crate_dependencies)]
+
+use std::time::{Duration, Instant};
+
+use cap_trace_tests::engine::{Engine, flags_for};
+use cap_trace_tests::podman::{self, Background};
+use cap_trace_tests::*;
+use serde_json::Value;
+
+on_both_engines!(a_batch_container_is_verified);
+
+/// A batch job with one capability of each kind: CHOWN, SETUID and SETGID needed (its `su`
+/// drops to nobody, `&&` fails the job without them), SYS_ADMIN granted in learning mode and
+/// used (`hostname`), but the job goes on when it is denied.
+const JOB: &str = "touch /tmp/x && chown 1000 /tmp/x && su -s /bin/sh nobody -c true \
+                   && { hostname verified 2>/dev/null || true; } && sleep 1";
+
+/// Copies of `name` the engine still has (running or not).
+fn copies_left(engine: Engine, name: &str) -> Vec<String> {
+    let out = engine
+        .cli()
+        .args(["ps", "-a", "--format", "{{.Names}}"])
+        .args(["--filter", &format!("label=io.cap-trace.verify-of={name}")])
+        .output()
+        .expect("run the engine's ps");
+    assert!(out.status.success(), "{out:?}");
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(str::to_owned)
+        .collect()
+}
+
+fn status<'a>(p: &'a Value, cap: &str) -> &'a str {
+    verdict(p, cap)
+        .and_then(|v| v["status"].as_str())
+        .unwrap_or("(none)")
+}
+
+fn a_batch_container_is_verified(engine: Engine) {
+    let test = "a_batch_container_is_verified";
+    if !ready(engine, test) {
+        return;
+    }
+    engine.image();
+    let name = podman::name(test);
+    let bg = Background::for_engine(engine, &["--container", &name, "--verify"]);
+    let learning: Vec<String> = engine.learning();
+    let learning: Vec<&str> = learning.iter().map(String::as_str).collect();
+    let out = engine.run(&name, &learning, JOB);
+    assert!(out.status.success(), "the learning run: {out:?}");
+    let (code, stderr, json) = bg.wait(Duration::from_secs(240));
+    assert_eq!(code, Some(0), "{stderr}");
+    let p = podman::profiles(&json.expect("profile written")).remove(0);
+    let v = &p["verification"];
+    eprintln!(
+        "{test} ({}): learned {}, verified {:?} in {} runs, {} ms",
+        engine.name(),
+        v["learned"],
+        suggested(&p),
+        v["runs"].as_array().map_or(0, Vec::len),
+        v["duration_ms"]
+    );
+    assert_eq!(v["verified"], true, "{stderr}\n{p:#}");
+    let learned: Vec<&str> = v["learned"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(Value::as_str)
+        .collect();
+    assert!(learned.contains(&"SYS_ADMIN"), "{learned:?}");
+    // Exactly the minimal set, each capability with the run that showed it.
+    assert_eq!(suggested(&p), ["CHOWN", "SETGID", "SETUID"], "{p:#}");
+    assert_eq!(p["suggestion"]["verified"], true);
+    for cap in ["CHOWN", "SETGID", "SETUID"] {
+        assert_eq!(status(&p, cap), "needed", "{cap}: {p:#}");
+    }
+    assert_eq!(status(&p, "SYS_ADMIN"), "not_needed", "{p:#}");
+    // The copies ran as the original did (its image, command, limits) and are gone.
+    assert!(
+        stderr.contains(&format!("tracing container {name}-verify-1")),
+        "{stderr}"
+    );
+    assert_eq!(copies_left(engine, &name), Vec::<String>::new());
+    // The verified flags, as printed, run the job.
+    let printed = printed_flags(&p, engine.name());
+    assert_eq!(
+        printed,
+        flags_for(&["CHOWN".into(), "SETGID".into(), "SETUID".into()])
+    );
+    let rerun = podman::name("rerun");
+    let flags: Vec<&str> = printed.iter().map(String::as_str).collect();
+    let out = engine.run(&rerun, &flags, JOB);
+    assert!(
+        out.status.success(),
+        "with the verified flags {printed:?}: {out:?}"
+    );
+}
+
+/// Ctrl-C while a copy runs: cap-trace stops, removes the copy, and says the set is not
+/// verified.
+#[test]
+fn ctrl_c_during_verification_leaves_no_copy() {
+    let engine = Engine::Podman;
+    let test = "ctrl_c_during_verification_leaves_no_copy";
+    if !ready(engine, test) {
+        return;
+    }
+    engine.image();
+    let name = podman::name(test);
+    let bg = Background::for_engine(engine, &["--container", &name, "--verify"]);
+    let out = engine.run(&name, &[], "chown 1000 /tmp && sleep 2");
+    assert!(out.status.success(), "the learning run: {out:?}");
+    // Interrupted once the first copy runs.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !bg
+        .stderr()
+        .contains(&format!("tracing container {name}-verify-1"))
+    {
+        assert!(Instant::now() < deadline, "no copy ran: {}", bg.stderr());
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let (code, stderr, json) = bg.interrupt(Duration::from_secs(60));
+    assert_eq!(copies_left(engine, &name), Vec::<String>::new(), "{stderr}");
+    assert_eq!(code, Some(0), "{stderr}");
+    let p = podman::profiles(&json.expect("profile written")).remove(0);
+    let v = &p["verification"];
+    assert_eq!(v["verified"], false, "{p:#}");
+    assert!(
+        v["problem"]
+            .as_str()
+            .is_some_and(|s| s.contains("interrupted")),
+        "{p:#}"
+    );
+    // The suggestion stays the learned one, marked as not verified.
+    assert_eq!(suggested(&p), ["CHOWN"], "{p:#}");
+    assert_eq!(p["suggestion"]["verified"], false);
+}
