@@ -384,9 +384,16 @@ fn apache2_container_verified_with_its_request(engine: Engine) {
     }
     debian::image(engine);
     let learning = Container::new(engine, test);
-    let health = format!(
-        "nsenter -t \"$CAP_TRACE_PID\" -n curl -sf --max-time 2 http://127.0.0.1/ | grep -q '{PAGE}'"
-    );
+    // The request from the host into each copy's network (Docker), or from inside each copy
+    // through the engine's exec (podman, whose API cap-trace then serves privately).
+    let request = format!("curl -sf --max-time 2 http://127.0.0.1/ | grep -q '{PAGE}'");
+    let (option, health) = match engine {
+        Engine::Docker => (
+            "--health",
+            format!("nsenter -t \"$CAP_TRACE_PID\" -n sh -c \"{request}\""),
+        ),
+        Engine::Podman => ("--health-exec", request),
+    };
     let bg = Background::for_engine(
         engine,
         &[
@@ -395,7 +402,7 @@ fn apache2_container_verified_with_its_request(engine: Engine) {
             "--wait",
             "120",
             "--verify",
-            "--health",
+            option,
             &health,
         ],
     );

@@ -54,6 +54,7 @@ pub(crate) async fn follow_containers(
         health: None,
         end_when_healthy: false,
         need_api: false,
+        keep_records: false,
     })
     .await?)
 }
@@ -91,6 +92,7 @@ async fn verify_container(args: ContainerArgs, global: &GlobalArgs) -> Result<Pr
         health: health.clone(),
         end_when_healthy: health.is_some(),
         need_api: args.health_exec.is_some(),
+        keep_records: args.verify.verify,
     };
     let mut opened = follow::open(&opts)?;
     opened.show_live(opts.on_check.take());

@@ -60,6 +60,8 @@ pub struct FollowOptions {
     /// An engine API is needed (to exec in containers, to create them): without a socket,
     /// serve podman's API privately.
     pub need_api: bool,
+    /// Keep each container's whole engine record (to re-create it for verification).
+    pub keep_records: bool,
 }
 
 /// One container being profiled (all its incarnations: restarts keep one profile).
@@ -102,6 +104,9 @@ struct Tracked {
     uids: Vec<u32>,
     /// Still running when its health check passed.
     served: bool,
+    /// A copy made for verification: its comings and goings are told in one line per run
+    /// by verification, not here (unless --verbose).
+    quiet: bool,
 }
 
 impl Tracked {
@@ -128,6 +133,7 @@ impl Tracked {
             health: None,
             uids: Vec::new(),
             served: false,
+            quiet: false,
         }
     }
 
@@ -208,6 +214,8 @@ pub(crate) struct Session {
     fresh_waiting: Vec<(u64, Check)>,
     /// Whether a status line is on the terminal now (messages clear it first).
     status_drawn: std::cell::Cell<bool>,
+    /// Keep each container's whole engine record (`--verify` re-creates it from that).
+    keep_records: bool,
 }
 
 /// How often the kernel's maps are swept and the session's own bookkeeping pruned of cgroups
@@ -345,7 +353,7 @@ impl Session {
         &mut self,
         leaf: Option<u64>,
         found: &CgroupContainer,
-        info: ContainerInfo,
+        mut info: ContainerInfo,
     ) -> Result<Option<usize>, SessionError> {
         let Some(index) = self.index_for(&info, found.pod_uid.as_deref()) else {
             return Ok(None);
@@ -401,6 +409,11 @@ impl Session {
         }
         let restart = new_start && t.starts > 1;
         let name = info.name.clone();
+        let t_quiet = t.quiet;
+        if !self.keep_records {
+            // Only verification re-creates containers from it; the daemon follows thousands.
+            info.record = None;
+        }
         t.info = Some(info);
         match (running, cgroup_id) {
             (true, Some(id)) if t.live.as_ref().is_none_or(|(live, _)| *live != id) => {
@@ -411,7 +424,7 @@ impl Session {
             }
             _ => {}
         }
-        if new_start {
+        if new_start && (self.verbose || !t_quiet) {
             let what = if restart {
                 "following restarted"
             } else {
@@ -818,7 +831,9 @@ impl Session {
                     info.running = latest.running;
                 }
             }
-            self.say(&format!("container {} exited", self.tracked[i].target));
+            if self.verbose || !self.tracked[i].quiet {
+                self.say(&format!("container {} exited", self.tracked[i].target));
+            }
             if self.follow_restarts {
                 self.watch()?;
             }
@@ -1115,7 +1130,9 @@ fn clock(d: Duration) -> String {
 impl Session {
     /// Follows one more container, by name (a verification copy about to be created).
     pub(crate) fn follow_target(&mut self, target: &str) -> Result<(), SessionError> {
-        self.tracked.push(Tracked::new(target.to_owned()));
+        let mut copy = Tracked::new(target.to_owned());
+        copy.quiet = true;
+        self.tracked.push(copy);
         self.watch()
     }
 
@@ -1393,6 +1410,7 @@ pub(crate) fn open(opts: &FollowOptions) -> Result<Opened, SessionError> {
         on_check: None,
         fresh_waiting: Vec::new(),
         status_drawn: std::cell::Cell::new(false),
+        keep_records: opts.keep_records,
     };
     s.engines.watch(s.since);
     // New container cgroups are named the moment they appear, before they can vanish.
@@ -1495,7 +1513,7 @@ pub(crate) async fn learn(
     let waiting: Vec<String> = s
         .tracked
         .iter()
-        .filter(|t| t.live.is_none())
+        .filter(|t| t.live.is_none() && (opts.verbose || !t.quiet))
         .map(|t| t.target.clone())
         .collect();
     if !waiting.is_empty() {

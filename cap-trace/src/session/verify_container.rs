@@ -100,6 +100,7 @@ pub(crate) async fn verify_learned(
         end_when_healthy: settings.health.is_some(),
         health: settings.health,
         need_api: false,
+        keep_records: false,
     };
     let mut runner = ContainerRunner::new(opened, run_opts, blueprint, api, publish)?;
     let v = verify::verify(

@@ -350,6 +350,7 @@ pub async fn command(args: DaemonArgs, global: &GlobalArgs) -> Result<u8, Failur
             health: None,
             end_when_healthy: false,
             need_api: false,
+            keep_records: false,
         },
     })
     .await?;
