@@ -89,14 +89,12 @@ pub struct ContainerArgs {
     #[command(flatten)]
     pub follow: FollowArgs,
 
-    /// With --container NAME: --verify re-creates the container from the engine's record
-    /// (fresh names NAME-verify-N, --cap-drop=ALL plus the candidate set, no restart policy)
-    /// once per run, judges each by its exit status or its health check, and removes every
-    /// copy, also on Ctrl-C. One named container; not with --all-containers.
+    // --verify, --health: for one container named with --container, not --all-containers.
     #[command(flatten)]
     pub verify: VerifyArgs,
 
-    /// Like --health, but run inside the container (`sh -c CMD` through the engine's exec).
+    /// Like --health, but run inside the container (`sh -c CMD` through the engine's exec;
+    /// for podman without an API socket, cap-trace serves its API privately meanwhile).
     #[arg(long, value_name = "CMD", conflicts_with = "health")]
     pub health_exec: Option<String>,
 
@@ -719,7 +717,10 @@ pub struct VerifyArgs {
     /// learning run did (same exit status; for a server, its --health passing) and the
     /// workload's own privilege drop still happens; a denial it goes on from is tolerated.
     /// It runs the workload again, once per capability and more: its side effects happen
-    /// again, so use it in staging; it costs (runs x workload time).
+    /// again, so use it in staging; it costs (runs x workload time). For --container NAME
+    /// (one, podman or Docker), each run is a copy the engine re-creates from its record
+    /// (NAME-verify-N, --cap-drop=ALL plus the set, no restart policy, the same mounts and
+    /// network), removed after its run, also on Ctrl-C.
     #[arg(long)]
     pub verify: bool,
 
@@ -731,7 +732,8 @@ pub struct VerifyArgs {
     /// How to tell that the workload works (a server): a shell command on the host, retried
     /// until it exits 0. $CAP_TRACE_PID is the workload's main process, e.g. `nsenter -t
     /// $CAP_TRACE_PID -n curl -sf http://127.0.0.1/`. Once it passes, the run has shown the
-    /// workload works, and cap-trace stops it (learning ends there).
+    /// workload works, and learning ends there: cap-trace stops a command it ran (a container
+    /// it leaves running; its verification copies it removes).
     #[arg(long, value_name = "CMD")]
     pub health: Option<String>,
 

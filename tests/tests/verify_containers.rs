@@ -149,3 +149,22 @@ fn ctrl_c_during_verification_leaves_no_copy() {
     assert_eq!(suggested(&p), ["CHOWN"], "{p:#}");
     assert_eq!(p["suggestion"]["verified"], false);
 }
+
+/// Verification takes one named container: anything else is a usage error (exit 2, one line).
+#[test]
+fn verification_takes_one_named_container() {
+    for args in [
+        &["--all-containers", "--verify"][..],
+        &["--container", "a", "--container", "b", "--verify"],
+        &["--all-containers", "--health", "true"],
+    ] {
+        let out = cap_trace(args);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {stderr}");
+        assert_eq!(stderr.lines().count(), 1, "{stderr}");
+        assert!(
+            stderr.starts_with("cap-trace: error: ") && stderr.contains("--container NAME"),
+            "{stderr}"
+        );
+    }
+}

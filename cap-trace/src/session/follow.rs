@@ -1173,13 +1173,13 @@ impl Session {
         Ok(())
     }
 
-    /// An API of the engine a container lives in (for exec and re-creation).
+    /// An API of the engine a container lives in (for exec and re-creation): never another
+    /// engine's, which would make its copies of an image of the same name.
     pub(crate) fn api_for(&self, engine: &str) -> Option<Api> {
         self.engines
             .apis
             .iter()
             .find(|(_, e)| e == engine)
-            .or(self.engines.apis.first())
             .map(|(a, _)| a.clone())
     }
 
@@ -1340,8 +1340,10 @@ pub(crate) fn open(opts: &FollowOptions) -> Result<Opened, SessionError> {
     let _ = crate::session::privilege::host_bounding();
     let mut engines = Engines::discover(opts.engine_socket.as_deref());
     let mut private = None;
+    // podman answering only through its command: its API served privately (a Docker API
+    // cannot exec in podman's containers).
     if opts.need_api
-        && engines.apis.is_empty()
+        && !engines.apis.iter().any(|(_, e)| e == "podman")
         && engines.clis.iter().any(|c| c.program == "podman")
     {
         let service = PrivateService::start(None).map_err(SessionError::environment)?;
