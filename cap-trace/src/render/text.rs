@@ -339,6 +339,7 @@ fn unverified_note(out: &mut String, profile: &Profile, style: Style) {
             escape::text(&command)
         ),
         (None, Some(WorkloadKind::Container)) => "cap-trace verifies commands (`cap-trace run --verify -- CMD`), not containers yet: start the container with the set less one capability at a time to find what it needs".into(),
+        (None, Some(WorkloadKind::Process | WorkloadKind::Cgroup | WorkloadKind::Unit)) => "cap-trace verifies commands (`cap-trace run --verify -- CMD`), not running workloads: run its command that way, or restart it with the set less one capability at a time".into(),
         (None, _) => "verify each source with `cap-trace run --verify`, then merge them".into(),
     };
     let _ = writeln!(
@@ -355,6 +356,9 @@ fn header(out: &mut String, profile: &Profile, style: Style) {
     let title = match w.kind {
         Some(WorkloadKind::Container) => format!("container {name}"),
         Some(WorkloadKind::Merged) => format!("merged profile {name}"),
+        Some(WorkloadKind::Process | WorkloadKind::Cgroup | WorkloadKind::Unit) => {
+            escape::text(&crate::render::attached_title(w).unwrap_or_default()).into_owned()
+        }
         // The command line as a shell reads it back: each argument one word.
         _ => match &w.command {
             Some(argv) => argv
