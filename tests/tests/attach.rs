@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-use cap_trace_tests::consumers::{systemd_setting, systemd_verify};
+use cap_trace_tests::consumers::{schema_errors, systemd_setting, systemd_verify};
 use cap_trace_tests::*;
 
 /// The cgroup v2 mount: `/sys/fs/cgroup/unified` on a hybrid host, else `/sys/fs/cgroup`.
@@ -194,6 +194,50 @@ fn a_process_tree_in_a_shared_cgroup_and_its_cgroup() {
     for mut child in [tree, sibling] {
         let _ = child.wait();
     }
+}
+
+/// A process alone in its cgroup is traced by the cgroup, until `--duration`; a cgroup until
+/// SIGTERM, which leaves the workload running. Both profiles are valid against the schema.
+#[test]
+fn a_lone_process_until_the_duration_and_a_cgroup_until_sigterm() {
+    if !privileged("a_lone_process_until_the_duration_and_a_cgroup_until_sigterm") {
+        return;
+    }
+    let dir = TempDir::new("attach-lone");
+    let name = format!("ctp-attach-lone-{}", std::process::id());
+    let cgroup = TestCgroup::new(&name);
+    std::fs::write(dir.join("go"), "").unwrap();
+    let mut lone = in_cgroup(&cgroup.path, &dir.0, "exec sleep 120");
+    let pid = lone.id().to_string();
+    let (by_pid, pid_err) = attached(&["--pid", &pid, "--duration", "1s", "--json"]);
+    let profile = profile_of(by_pid, &pid_err);
+    assert!(
+        pid_err.lock().unwrap().contains("the cgroup and below"),
+        "{}",
+        pid_err.lock().unwrap()
+    );
+    assert_eq!(profile["workload"]["kind"], "process");
+    assert_eq!(profile["workload"]["cgroup"], format!("/{name}"));
+    assert_eq!(profile["trace"]["complete"], false);
+
+    let (by_cgroup, cgroup_err) = attached(&["--cgroup", &name, "--json"]);
+    // SAFETY: plain kill(2) of the child started above.
+    unsafe { libc::kill(by_cgroup.id() as i32, libc::SIGTERM) };
+    let whole = profile_of(by_cgroup, &cgroup_err);
+    assert_eq!(whole["workload"]["kind"], "cgroup");
+    assert_eq!(whole["workload"]["pid"], lone.id());
+    assert_eq!(whole["workload"]["comm"], "sleep");
+    assert!(
+        Path::new(&format!("/proc/{pid}")).exists(),
+        "the workload goes on"
+    );
+
+    let files = [dir.join("pid.json"), dir.join("cgroup.json")];
+    std::fs::write(&files[0], profile.to_string()).unwrap();
+    std::fs::write(&files[1], whole.to_string()).unwrap();
+    assert_eq!(schema_errors(&[&files[0], &files[1]]), "");
+    let _ = lone.kill();
+    let _ = lone.wait();
 }
 
 /// A systemd service's cgroup (made here: systemd is not PID 1 on every test machine) traced

@@ -391,6 +391,11 @@ pub async fn attach(opts: AttachOptions) -> Result<Profile, SessionError> {
     let hook = probe.hook_name();
     let mut tracer = Tracer::new(probe)?;
     let key = resolved.key();
+    // Ctrl-C and SIGTERM end the trace from the moment it is said to have begun.
+    let signals = Signals {
+        interrupt: signal(SignalKind::interrupt()).map_err(SessionError::runtime)?,
+        terminate: signal(SignalKind::terminate()).map_err(SessionError::runtime)?,
+    };
     begin(&mut tracer, &resolved)?;
     if opts.verbose {
         eprintln!(
@@ -410,7 +415,7 @@ pub async fn attach(opts: AttachOptions) -> Result<Profile, SessionError> {
         .zip(boot_time())
         .map(|(start, now)| now.saturating_sub(start));
     let unattributed_before = tracer.stats()?.losses_unattributed;
-    let interrupted = wait(&mut tracer, &resolved, opts.duration).await?;
+    let interrupted = wait(&mut tracer, &resolved, opts.duration, signals).await?;
     if opts.verbose && interrupted {
         eprintln!("cap-trace: stopped; the workload goes on");
     }
@@ -500,22 +505,27 @@ fn begin(tracer: &mut Tracer, resolved: &Resolved) -> Result<(), SessionError> {
 /// How often cap-trace looks whether the workload is still there.
 const LOOK: Duration = Duration::from_millis(200);
 
+/// The signals that end a trace.
+struct Signals {
+    interrupt: tokio::signal::unix::Signal,
+    terminate: tokio::signal::unix::Signal,
+}
+
 /// Reads events until the workload is gone, the time is up or a signal came (then `true`).
 async fn wait(
     tracer: &mut Tracer,
     resolved: &Resolved,
     duration: Option<Duration>,
+    mut signals: Signals,
 ) -> Result<bool, SessionError> {
-    let mut sigint = signal(SignalKind::interrupt()).map_err(SessionError::runtime)?;
-    let mut sigterm = signal(SignalKind::terminate()).map_err(SessionError::runtime)?;
     let deadline = duration.map(|d| tokio::time::Instant::now() + d);
     let mut look = tokio::time::interval(LOOK);
     loop {
         tokio::select! {
             result = tracer.pump() => result.map_err(SessionError::runtime)?,
             () = async { tokio::time::sleep_until(deadline.expect("set")).await }, if deadline.is_some() => return Ok(false),
-            _ = sigint.recv() => return Ok(true),
-            _ = sigterm.recv() => return Ok(true),
+            _ = signals.interrupt.recv() => return Ok(true),
+            _ = signals.terminate.recv() => return Ok(true),
             _ = look.tick() => {
                 let there = match resolved.scope {
                     Scope::Cgroup => cgroup::populated(&resolved.path).unwrap_or(false),
