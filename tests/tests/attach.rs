@@ -62,8 +62,13 @@ impl Drop for TestCgroup {
 /// `sh -c script` moved into `cgroup` first (it writes its own pid into `cgroup.procs`, then
 /// waits for `go` in `dir` before it runs `after`).
 fn in_cgroup(cgroup: &Path, dir: &Path, after: &str) -> Child {
+    in_cgroup_as(cgroup, dir, "", after)
+}
+
+/// [`in_cgroup`], running `first` before it waits.
+fn in_cgroup_as(cgroup: &Path, dir: &Path, first: &str, after: &str) -> Child {
     let script = format!(
-        "echo $$ > {procs}; while [ ! -e {go} ]; do sleep 0.02; done; {after}",
+        "{first} echo $$ > {procs}; while [ ! -e {go} ]; do sleep 0.02; done; {after}",
         procs = cgroup.join("cgroup.procs").display(),
         go = dir.join("go").display()
     );
@@ -96,7 +101,7 @@ fn attached(args: &[&str]) -> (Child, std::sync::Arc<std::sync::Mutex<String>>) 
         .spawn()
         .unwrap();
     let stderr = capture_stderr(&mut child);
-    wait_for_stderr(&stderr, "cap-trace: attached", Duration::from_secs(60));
+    wait_for_stderr(&stderr, "cap-trace: attached", Duration::from_secs(180));
     (child, stderr)
 }
 
@@ -137,8 +142,15 @@ fn a_process_tree_in_a_shared_cgroup_and_its_cgroup() {
     let dir = TempDir::new("attach-tree");
     std::fs::write(dir.join("f"), "x").unwrap();
     let cgroup = TestCgroup::new(&format!("ctp-attach-{}", std::process::id()));
-    // The tree: its child (forked after cap-trace attached) chowns.
-    let tree = in_cgroup(&cgroup.path, &dir.0, "sh -c 'chown nobody f'; sleep 0.2");
+    // The tree: its child (forked after cap-trace attached) chowns. Its name holds an escape
+    // character, which the profile keeps and the report shows escaped.
+    // (A process may rename only itself.)
+    let tree = in_cgroup_as(
+        &cgroup.path,
+        &dir.0,
+        "printf 'tr\\033ee' > /proc/$$/comm;",
+        "sh -c 'chown nobody f'; sleep 0.2",
+    );
     // The sibling renices (SYS_NICE) until told to stop.
     let sibling = in_cgroup(
         &cgroup.path,
@@ -173,8 +185,17 @@ fn a_process_tree_in_a_shared_cgroup_and_its_cgroup() {
     let w = &profile["workload"];
     assert_eq!(w["kind"], "process");
     assert_eq!(w["pid"], tree.id());
-    assert_eq!(w["comm"], "sh");
+    assert_eq!(w["comm"], "tr\u{1b}ee");
+    assert_eq!(w["name"], format!("{} (tr\u{1b}ee)", tree.id()));
     assert_eq!(w["cgroup"], rel.as_str());
+    let file = dir.join("tree.json");
+    std::fs::write(&file, profile.to_string()).unwrap();
+    let report = ok(&cap_trace(["show", file.to_str().unwrap()]));
+    assert!(
+        report.starts_with(&format!("process {} (tr\\eee)\n", tree.id()))
+            && report.contains(&format!("\n  in cgroup {rel}\n")),
+        "{report}"
+    );
     assert_eq!(profile["trace"]["complete"], false);
     let why = profile["trace"]["incomplete"][0].as_str().unwrap();
     assert!(why.contains("after the process started"), "{why}");

@@ -383,6 +383,9 @@ fn header(out: &mut String, profile: &Profile, style: Style) {
         escape::text(&profile.trace.kernel)
     ));
     let _ = writeln!(out, "  {}", facts.join(", "));
+    if let (Some(cgroup), Some(WorkloadKind::Process)) = (&w.cgroup, w.kind) {
+        let _ = writeln!(out, "  in cgroup {}", escape::text(cgroup));
+    }
     if let Some(h) = &w.health {
         let _ = writeln!(
             out,
