@@ -9,6 +9,8 @@ use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use cap_trace_tests::consumers::{schema_errors, systemd_setting, systemd_verify};
+use cap_trace_tests::engine::Engine;
+use cap_trace_tests::podman;
 use cap_trace_tests::*;
 
 /// The cgroup v2 mount: `/sys/fs/cgroup/unified` on a hybrid host, else `/sys/fs/cgroup`.
@@ -259,6 +261,43 @@ fn a_lone_process_until_the_duration_and_a_cgroup_until_sigterm() {
     assert_eq!(schema_errors(&[&files[0], &files[1]]), "");
     let _ = lone.kill();
     let _ = lone.wait();
+}
+
+/// A process of a container is traced by the container's cgroup, whatever else runs in it: the
+/// CHOWN its shell's child needs after cap-trace attached, until the container exits.
+#[test]
+fn a_container_process_is_traced_by_its_container() {
+    if !privileged("a_container_process_is_traced_by_its_container")
+        || !Engine::Podman.available("a_container_process_is_traced_by_its_container")
+    {
+        return;
+    }
+    let name = podman::name("attach");
+    let started = Engine::Podman.run_detached(
+        &name,
+        &[],
+        "touch /tmp/f; while [ ! -e /tmp/go ]; do sleep 0.05; done; chown nobody /tmp/f; sleep 0.3",
+    );
+    assert!(started.status.success(), "{started:?}");
+    let inspected = Engine::Podman.inspect(&name).expect("the container");
+    let pid = inspected["State"]["Pid"]
+        .as_u64()
+        .expect("its main process")
+        .to_string();
+    let id = inspected["Id"].as_str().expect("its id").to_owned();
+    let (child, stderr) = attached(&["--pid", &pid, "--json"]);
+    Engine::Podman.touch_in(&name, "/tmp/go");
+    let profile = profile_of(child, &stderr);
+    Engine::Podman.remove(&name);
+    assert!(
+        stderr.lock().unwrap().contains("the cgroup and below"),
+        "{}",
+        stderr.lock().unwrap()
+    );
+    assert_eq!(suggested(&profile), ["CHOWN"], "{profile:#}");
+    let cgroup = profile["workload"]["cgroup"].as_str().unwrap();
+    assert!(cgroup.contains(&id), "{cgroup}");
+    assert_eq!(profile["workload"]["kind"], "process");
 }
 
 /// A systemd service's cgroup (made here: systemd is not PID 1 on every test machine) traced
