@@ -102,10 +102,14 @@ pub fn unit_name(name: &str) -> Result<String, SessionError> {
 }
 
 /// The cgroup systemd gives a system service: `system.slice/NAME.service`, and for an instance
-/// of a template (`getty@tty1.service`) `system.slice/system-getty.slice/getty@tty1.service`.
+/// of a template (`getty@tty1.service`) `system.slice/system-getty.slice/getty@tty1.service`
+/// (a `-` in the template's name is `\x2d` in its slice's, as `systemd-escape` writes it).
 pub fn unit_cgroup(unit: &str) -> String {
     match unit.split_once('@') {
-        Some((template, _)) => format!("system.slice/system-{template}.slice/{unit}"),
+        Some((template, _)) => format!(
+            "system.slice/system-{}.slice/{unit}",
+            template.replace('-', "\\x2d")
+        ),
         None => format!("system.slice/{unit}"),
     }
 }
@@ -570,6 +574,10 @@ mod tests {
         assert_eq!(
             unit_cgroup("getty@tty1.service"),
             "system.slice/system-getty.slice/getty@tty1.service"
+        );
+        assert_eq!(
+            unit_cgroup("serial-getty@ttyS0.service"),
+            r"system.slice/system-serial\x2dgetty.slice/serial-getty@ttyS0.service"
         );
     }
 
