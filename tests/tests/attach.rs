@@ -219,6 +219,58 @@ fn a_process_tree_in_a_shared_cgroup_and_its_cgroup() {
     }
 }
 
+/// A process of a traced tree that moves to another cgroup is reported as having left, and its
+/// checks there are not the tree's: the kernel's members map knows tree processes too.
+#[test]
+fn a_tree_process_that_moves_out_is_reported() {
+    if !privileged("a_tree_process_that_moves_out_is_reported") {
+        return;
+    }
+    let dir = TempDir::new("attach-moves");
+    std::fs::write(dir.join("f"), "x").unwrap();
+    let shared = TestCgroup::new(&format!("ctp-attach-shared-{}", std::process::id()));
+    let elsewhere = TestCgroup::new(&format!("ctp-attach-elsewhere-{}", std::process::id()));
+    // A sibling, so that the cgroup is shared and the process is traced as a tree.
+    let mut sibling = in_cgroup(&shared.path, &dir.0, "sleep 2");
+    let tree = in_cgroup(
+        &shared.path,
+        &dir.0,
+        &format!(
+            "sh -c 'echo $$ > {}; chown nobody f'",
+            elsewhere.path.join("cgroup.procs").display()
+        ),
+    );
+    let pid = tree.id().to_string();
+    let (child, stderr) = attached(&["--pid", &pid, "--json"]);
+    std::fs::write(dir.join("go"), "").unwrap();
+    let profile = profile_of(child, &stderr);
+    assert!(
+        stderr
+            .lock()
+            .unwrap()
+            .contains("the process and its descendants"),
+        "{}",
+        stderr.lock().unwrap()
+    );
+    let warnings = profile["warnings"].to_string();
+    assert!(
+        warnings.contains("left the traced cgroup for cgroup"),
+        "{profile:#}"
+    );
+    assert!(
+        !capabilities_checked(&profile).contains(&"CHOWN".to_owned()),
+        "{profile:#}"
+    );
+    assert!(
+        profile["trace"]["losses"]["migrated"].as_u64().unwrap_or(0) >= 1,
+        "{profile:#}"
+    );
+    let mut tree = tree;
+    let _ = tree.wait();
+    let _ = sibling.kill();
+    let _ = sibling.wait();
+}
+
 /// A process alone in its cgroup is traced by the cgroup, until `--duration`; a cgroup until
 /// SIGTERM, which leaves the workload running. Both profiles are valid against the schema.
 #[test]
