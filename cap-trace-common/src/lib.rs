@@ -72,6 +72,19 @@ pub mod traced_kind {
     /// [`Config::new_after`](super::Config)), so that it stops adding entries to the maps.
     /// Removed once the cgroup is gone.
     pub const IGNORED: u32 = 4;
+    /// A cgroup a traced process shares with others (a login shell's session): only the
+    /// processes of the trees in `TREES` are recorded, each under its tree's [`tree_key`]; the
+    /// cgroup's other tasks are not.
+    pub const TREE: u32 = 8;
+}
+
+/// Bit 63, set in every key a process tree's checks are recorded under and in no cgroup id
+/// (kernfs ids are an inode number with a generation above it that never gets near bit 63).
+pub const TREE_KEY: u64 = 1 << 63;
+
+/// The key the checks of the process tree rooted at `pid` are recorded under.
+pub const fn tree_key(pid: u32) -> u64 {
+    TREE_KEY | pid as u64
 }
 
 /// Indices of the per-CPU `STATS` array.
@@ -424,6 +437,10 @@ pub struct Settings {
     /// a cgroup's ancestors by level, until Linux 5.19).
     pub off_cgroup_level: u32,
     pub off_cgroup_ancestor_ids: u32,
+    /// Byte offsets of `task_struct.signal` and `signal_struct.live` (the threads of a process
+    /// that have not exited yet: 0 when its last thread exits).
+    pub off_task_signal: u32,
+    pub off_signal_live: u32,
 
     /// `[start, end)` of `cap_capable`, to find its frame in a kernel stack.
     pub cap_capable_start: u64,
@@ -469,6 +486,8 @@ impl Settings {
             regs_in_stack: 0,
             off_cgroup_level: 0,
             off_cgroup_ancestor_ids: 0,
+            off_task_signal: 0,
+            off_signal_live: 0,
             cap_capable_start: 0,
             cap_capable_end: 0,
             sites: [SiteRange {
@@ -633,7 +652,7 @@ const _: () = {
     assert!(size_of::<KprobeArgs>() == 24);
     assert!(size_of::<Traced>() == 8);
     assert!(size_of::<SiteRange>() == 24);
-    assert!(size_of::<Settings>() == 152 + 24 * MAX_SITES);
+    assert!(size_of::<Settings>() == 160 + 24 * MAX_SITES);
     assert!(size_of::<CgroupLosses>() == 8 * loss_kind::COUNT);
     assert!(size_of::<MigrationEvent>() == 48 + CGROUP_PATH_LEN);
     assert!(size_of::<Config>() == 24);

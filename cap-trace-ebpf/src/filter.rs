@@ -23,13 +23,28 @@
 //! elsewhere a load from the cached `css_set` could see its memory before the `css_set` now there
 //! was initialised) and `bpf_rdonly_cast`, to load from an address held as a number.
 
-use aya_ebpf::{helpers::bpf_get_current_ancestor_cgroup_id, macros::map, maps::HashMap};
-use cap_trace_common::{Config, LastCheck, Traced, traced_kind};
+use aya_ebpf::{
+    helpers::{bpf_get_current_ancestor_cgroup_id, bpf_get_current_pid_tgid},
+    macros::map,
+    maps::HashMap,
+};
+use cap_trace_common::{Config, LastCheck, TREE_KEY, Traced, traced_kind};
 
-use crate::task::{field, helper_reads, id_of, kernel_word};
+use crate::{
+    maps::BPF_F_NO_PREALLOC,
+    task::{field, helper_reads, id_of, kernel_word},
+};
 
 #[map]
 static TRACED: HashMap<u64, Traced> = HashMap::with_max_entries(16384, 0);
+
+/// The processes of the traced process trees (by process id) and the key each tree's checks are
+/// recorded under ([`cap_trace_common::tree_key`]): asked only for tasks whose own cgroup is a
+/// [`traced_kind::TREE`] one. Userspace enters a tree's processes when it starts tracing it;
+/// `members.rs` enters each process one of them forks, and removes a process when its last
+/// thread exits.
+#[map]
+pub(crate) static TREES: HashMap<u32, u64> = HashMap::with_max_entries(16384, BPF_F_NO_PREALLOC);
 
 /// Settings that change while tracing, rewritten whole by userspace. The program never writes
 /// `.data` (its own variables live in `.bss`), so userspace's writes race with nothing. A global
@@ -48,8 +63,36 @@ static mut CONFIG: Config = Config {
 /// ancestors never change), so a busy CPU skips the hash lookups. The cache is keyed by the
 /// cgroup's serial number, which is never reused: one dependent load fewer than its id, and
 /// each is a cache miss when the workload has run in between.
+///
+/// In a cgroup a traced process tree shares with other processes ([`traced_kind::TREE`]), the
+/// cgroup's answer is [`TREE_KEY`], cached like any other, and the current process is then
+/// looked up in [`TREES`]: only tasks in such a cgroup pay that lookup, every other check one
+/// comparison.
 #[inline(always)]
 pub(crate) fn traced_cgroup(task: *const u8, last: &mut LastCheck) -> Option<u64> {
+    // Plain numbers (0: not traced), not `Option`s, across the map lookup: the verifier
+    // refuses an undefined register that LLVM may keep for a `None` (DEVELOPERS.md).
+    let mut answer = cgroup_answer(task, last).unwrap_or(0);
+    if answer == TREE_KEY {
+        answer = in_tree();
+    }
+    (answer != 0).then_some(answer)
+}
+
+/// The key of the current process's tree, or 0 when it belongs to no traced one.
+#[inline(always)]
+pub(crate) fn in_tree() -> u64 {
+    let tgid = (bpf_get_current_pid_tgid() >> 32) as u32;
+    match TREES.get_ptr(&tgid) {
+        // SAFETY: from a map lookup that succeeded: valid for the whole run.
+        Some(key) => unsafe { *key },
+        None => 0,
+    }
+}
+
+/// What the current task's cgroup says (see [`traced_cgroup`]), through the per-CPU cache.
+#[inline(always)]
+fn cgroup_answer(task: *const u8, last: &mut LastCheck) -> Option<u64> {
     // SAFETY: a plain-data global the programs never write (userspace rewrites it whole).
     let generation = unsafe { core::ptr::read_volatile(&raw const CONFIG.generation) };
     let css: *const u8 = field(task, setting!(off_task_cgroups));
@@ -81,7 +124,7 @@ pub(crate) fn traced_cgroup(task: *const u8, last: &mut LastCheck) -> Option<u64
 }
 
 /// The workload `cgroup` (the current task's, whose id is `leaf`) is recorded under, from
-/// `TRACED`.
+/// `TRACED`; [`TREE_KEY`] for a cgroup whose process trees are traced (the process decides).
 #[inline(always)]
 pub(crate) fn lookup_traced(cgroup: *const u8, leaf: u64) -> Option<u64> {
     if let Some(traced) = TRACED.get_ptr(&leaf) {
@@ -89,6 +132,7 @@ pub(crate) fn lookup_traced(cgroup: *const u8, leaf: u64) -> Option<u64> {
         match unsafe { (*traced).kind } {
             traced_kind::EXACT | traced_kind::SUBTREE => return Some(leaf),
             traced_kind::IGNORED => return None,
+            traced_kind::TREE => return Some(TREE_KEY),
             _ => {}
         }
     }

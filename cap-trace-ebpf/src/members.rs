@@ -12,6 +12,10 @@
 //! (`clone3(CLONE_INTO_CGROUP)`), a [`MigrationEvent`] names it and the recorded cgroup counts a
 //! loss ([`crate::losses`]): userspace marks that profile incomplete and says which process left.
 //!
+//! A process tree traced in a cgroup it shares with others (`--pid`, [`traced_kind::TREE`]) is
+//! kept here too: a tree process's child joins `TREES` when it is forked, and a process leaves
+//! when its last thread exits (DEVELOPERS.md, "A process tree in a shared cgroup").
+//!
 //! None of this is on a check's path: forks, exits and cgroup moves pay for it (a lookup or two
 //! per fork and exit, machine-wide while cap-trace runs; moves are rare).
 
@@ -23,11 +27,11 @@ use aya_ebpf::{
     programs::RawTracePointContext,
 };
 use cap_trace_common::{
-    CGROUP_PATH_LEN, COMM_LEN, MigrationEvent, event_kind, loss_kind, stat, traced_kind,
+    CGROUP_PATH_LEN, COMM_LEN, MigrationEvent, TREE_KEY, event_kind, loss_kind, stat, traced_kind,
 };
 
 use crate::{
-    filter::{lookup_traced, new_cgroup, traced_entry},
+    filter::{TREES, in_tree, lookup_traced, new_cgroup, traced_entry},
     losses::lost,
     maps::{BPF_F_NO_PREALLOC, EVENTS},
     task::{current_task, dfl_cgroup, id_of},
@@ -206,16 +210,30 @@ pub(crate) fn on_attach(ctx: &RawTracePointContext) {
 pub(crate) fn on_fork(ctx: &RawTracePointContext) {
     let parent = current_task();
     let parent_cgroup = dfl_cgroup(parent);
-    let Some(traced) = lookup_traced(parent_cgroup, id_of(parent_cgroup)) else {
+    let Some(mut traced) = lookup_traced(parent_cgroup, id_of(parent_cgroup)) else {
         return;
     };
+    let child: u64 = ctx.arg(1);
+    if traced == TREE_KEY {
+        // A cgroup shared with other processes: a traced tree's process's child joins its
+        // tree (a thread's process is in it already); any other task's is not traced.
+        let key = in_tree();
+        if key == 0 {
+            return;
+        }
+        let tgid = read_u32(child, setting!(off_task_tgid));
+        if TREES.insert(&tgid, &key, 0).is_err() {
+            // Full: this process's checks would go unseen.
+            lost(stat::MIGRATIONS, key, loss_kind::MIGRATED);
+        }
+        traced = key;
+    }
     // The parent's own membership, when it has one, is the workload it belongs to.
     let parent_tid = bpf_get_current_pid_tgid() as u32;
     let recorded = MEMBERS.get_ptr(&parent_tid).map_or(traced, |r| {
         // SAFETY: from a map lookup that succeeded: valid for the whole run.
         unsafe { *r }
     });
-    let child: u64 = ctx.arg(1);
     let tid = read_u32(child, setting!(off_task_pid));
     let born_in = cgroup_of(child);
     if born_in == parent_cgroup as u64 {
@@ -233,8 +251,18 @@ pub(crate) fn on_fork(ctx: &RawTracePointContext) {
     }
 }
 
-/// `sched:sched_process_exit`: the exiting thread is a member no more.
+/// `sched:sched_process_exit`: the exiting thread is a member no more; when it is the last of a
+/// traced tree's process (`signal->live`, which `do_exit` decrements before this tracepoint),
+/// the process leaves its tree. One lookup for a process of no tree.
 pub(crate) fn on_exit() {
-    let tid = bpf_get_current_pid_tgid() as u32;
-    let _ = MEMBERS.remove(&tid);
+    let pid_tgid = bpf_get_current_pid_tgid();
+    let _ = MEMBERS.remove(&(pid_tgid as u32));
+    let tgid = (pid_tgid >> 32) as u32;
+    if TREES.get_ptr(&tgid).is_none() {
+        return;
+    }
+    let signal = read(current_task() as u64, setting!(off_task_signal));
+    if signal != 0 && read_u32(signal, setting!(off_signal_live)) == 0 {
+        let _ = TREES.remove(&tgid);
+    }
 }

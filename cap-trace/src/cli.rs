@@ -34,6 +34,8 @@ Examples:
   cap-trace --container web                       # until the container exits
   cap-trace --container web --container db --duration 10m
   cap-trace --all-containers --duration 1h --format json --output fleet.json
+  cap-trace --pid 4242                             # a running process, until it exits
+  cap-trace --unit nginx --duration 1h --format systemd
   cap-trace run -- chown nobody /srv/data
   cap-trace run --format json --output app.json -- ./app --selftest";
 
@@ -85,6 +87,24 @@ pub struct ContainerArgs {
     /// Ctrl-C; one profile per container (restarts keep theirs).
     #[arg(long, group = "targets", conflicts_with = "containers")]
     pub all_containers: bool,
+
+    /// Trace a process that is already running: its cgroup when it is alone there or the
+    /// cgroup is a container's, else the process and its descendants (a login shell's cgroup
+    /// holds others). Ends when they have exited (or --duration, Ctrl-C, SIGTERM); the profile
+    /// says it started late.
+    #[arg(long, value_name = "PID", group = "targets", conflicts_with_all = ["containers", "all_containers"])]
+    pub pid: Option<u32>,
+
+    /// Trace a cgroup v2 and everything below it, from now until it is empty: a path relative
+    /// to the cgroup v2 mount (`system.slice/nginx.service`) or absolute
+    /// (`/sys/fs/cgroup/...`).
+    #[arg(long, value_name = "PATH", group = "targets", conflicts_with_all = ["containers", "all_containers", "pid"])]
+    pub cgroup: Option<String>,
+
+    /// Trace a running systemd service by its unit name (`nginx` or `nginx.service`): its
+    /// cgroup `system.slice/NAME.service`; `--format systemd` renders the drop-in for it.
+    #[arg(long, value_name = "NAME.service", group = "targets", conflicts_with_all = ["containers", "all_containers", "pid", "cgroup"])]
+    pub unit: Option<String>,
 
     #[command(flatten)]
     pub follow: FollowArgs,
@@ -1054,6 +1074,21 @@ mod tests {
         );
         assert!(Cli::try_parse_from(["cap-trace", "--all-containers", "-c", "x"]).is_err());
         assert!(Cli::try_parse_from(["cap-trace", "-c", "x", "run", "--", "true"]).is_err());
+        // A running workload: one of --pid, --cgroup, --unit, alone.
+        let cli = Cli::try_parse_from(["cap-trace", "--pid", "42", "--duration", "1m"]).unwrap();
+        assert_eq!(cli.containers.pid, Some(42));
+        let cli = Cli::try_parse_from(["cap-trace", "--unit", "nginx"]).unwrap();
+        assert_eq!(cli.containers.unit.as_deref(), Some("nginx"));
+        for mixed in [
+            &["--pid", "42", "-c", "x"][..],
+            &["--pid", "42", "--cgroup", "a"],
+            &["--unit", "a", "--all-containers"],
+            &["--cgroup", "a", "--unit", "b"],
+            &["--pid", "x"],
+        ] {
+            let args = std::iter::once("cap-trace").chain(mixed.iter().copied());
+            assert!(Cli::try_parse_from(args).is_err(), "{mixed:?}");
+        }
     }
 
     #[test]

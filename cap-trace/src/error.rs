@@ -12,7 +12,7 @@ pub mod exit {
     pub const CHECK_FAILED: u8 = 1;
     /// Usage or input error: bad arguments, unknown probe or capability (or a capability
     /// number this build does not know), malformed, oversized or unreadable profile, command
-    /// not found.
+    /// not found, no such process, cgroup or service to trace (or one that cannot be).
     pub const USAGE: u8 = 2;
     /// The machine cannot trace, or the daemon cannot be reached: not root, no usable kernel
     /// hook, no BTF, no cgroup v2; a state dir in use or unusable; no or a root-only control
@@ -31,7 +31,7 @@ pub mod exit {
         ),
         (
             USAGE,
-            "usage or input error: bad arguments, unknown probe or capability (or a capability number this cap-trace does not know), malformed, oversized or unreadable profile, command not found",
+            "usage or input error: bad arguments, unknown probe or capability (or a capability number this cap-trace does not know), malformed, oversized or unreadable profile, command not found, no such process, cgroup or service to trace (or one cap-trace cannot: itself, the root cgroup)",
         ),
         (
             ENVIRONMENT,

@@ -10,8 +10,8 @@ use std::process::{Command, Output, Stdio};
 
 use serde_json::Value;
 
-use crate::TempDir;
 pub use crate::engine::python_tool;
+use crate::{TempDir, workspace_root};
 
 /// Runs `cmd` with `input` on its stdin.
 pub fn with_stdin(cmd: &mut Command, input: &[u8]) -> Output {
@@ -174,4 +174,33 @@ pub fn compose_config(tool: &Path, dir: &Path, files: &[&str]) -> Output {
         cmd.args(["-f", f]);
     }
     cmd.arg("config").output().unwrap()
+}
+
+/// The errors Debian's python3-jsonschema finds in each file against `docs/profile.schema.json`
+/// (draft 2020-12), one `FILE: PATH: MESSAGE` line each; empty when every file is valid.
+pub fn schema_errors(files: &[&Path]) -> String {
+    let script = r#"
+import json, sys, jsonschema
+schema = json.load(open(sys.argv[1]))
+jsonschema.Draft202012Validator.check_schema(schema)
+validator = jsonschema.Draft202012Validator(schema)
+for name in sys.argv[2:]:
+    document = json.load(open(name))
+    for profile in document if isinstance(document, list) else [document]:
+        for e in validator.iter_errors(profile):
+            print("%s: %s: %s" % (name, "/".join(map(str, e.absolute_path)), e.message[:300]))
+"#;
+    let out = Command::new("python3")
+        .arg("-c")
+        .arg(script)
+        .arg(workspace_root().join("docs/profile.schema.json"))
+        .args(files)
+        .output()
+        .expect("python3 runs (cargo xtask setup installs python3-jsonschema)");
+    assert!(
+        out.status.success(),
+        "the validator failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
 }

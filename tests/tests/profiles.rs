@@ -9,6 +9,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
+use cap_trace_tests::consumers::schema_errors;
 use cap_trace_tests::podman::{self, LEARNING};
 use cap_trace_tests::*;
 
@@ -113,35 +114,6 @@ fn oci_capabilities_are_accepted_by_runc() {
     let empty = serde_json::json!({"bounding": [], "effective": [], "permitted": [], "inheritable": [], "ambient": []});
     let without = run(empty, "oci-without");
     assert!(!without.status.success(), "chown worked without CAP_CHOWN");
-}
-
-/// The errors Debian's python3-jsonschema finds in each file against `docs/profile.schema.json`
-/// (draft 2020-12), one `FILE: PATH: MESSAGE` line each; empty when every file is valid.
-fn schema_errors(files: &[&Path]) -> String {
-    let script = r#"
-import json, sys, jsonschema
-schema = json.load(open(sys.argv[1]))
-jsonschema.Draft202012Validator.check_schema(schema)
-validator = jsonschema.Draft202012Validator(schema)
-for name in sys.argv[2:]:
-    document = json.load(open(name))
-    for profile in document if isinstance(document, list) else [document]:
-        for e in validator.iter_errors(profile):
-            print("%s: %s: %s" % (name, "/".join(map(str, e.absolute_path)), e.message[:300]))
-"#;
-    let out = Command::new("python3")
-        .arg("-c")
-        .arg(script)
-        .arg(workspace_root().join("docs/profile.schema.json"))
-        .args(files)
-        .output()
-        .expect("python3 runs (cargo xtask setup installs python3-jsonschema)");
-    assert!(
-        out.status.success(),
-        "the validator failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).unwrap()
 }
 
 /// A capability number this cap-trace does not know (CAP_41, from a newer kernel) is refused

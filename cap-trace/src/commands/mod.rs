@@ -2,6 +2,7 @@
 //! [`dispatch`] routes a parsed command line to its file; [`global`] is what the global
 //! options mean for every command (probe options, colours, the format and the output).
 
+pub mod attach;
 pub mod check;
 pub mod containers;
 pub mod daemon;
@@ -25,6 +26,9 @@ pub async fn dispatch(cli: Cli) -> Result<u8, Failure> {
     let global = cli.global;
     global::validate(&global, cli.command.as_ref())?;
     let Some(command) = cli.command else {
+        if let Some(target) = attach::target(&cli.containers) {
+            return attach::command(target, cli.containers, &global).await;
+        }
         return containers::command(cli.containers, &global).await;
     };
     match command {

@@ -264,6 +264,8 @@ struct KernelLayout {
     off_task_tgid: u32,
     off_regs_ret: u32,
     off_task_flags: u32,
+    off_task_signal: u32,
+    off_signal_live: u32,
     /// BTF ids of the kfunc `bpf_rdonly_cast` and of `struct pt_regs`, when the kernel has it.
     rdonly_cast: Option<(u32, u32)>,
     /// BTF id of the kfunc `bpf_task_work_schedule_resume` (or its `_impl`), when the kernel
@@ -312,6 +314,8 @@ impl KernelLayout {
         settings.cast_type = self.rdonly_cast.map_or(0, |(_, pt_regs)| pt_regs);
         settings.off_regs_ret = self.off_regs_ret;
         settings.off_task_flags = self.off_task_flags;
+        settings.off_task_signal = self.off_task_signal;
+        settings.off_signal_live = self.off_signal_live;
         // x86_64 keeps loads in program order, which the filter's check of its cached answer
         // needs (cap-trace-ebpf/src/filter.rs); it loads from numbers through bpf_rdonly_cast.
         settings.cached_chain = u32::from(cfg!(target_arch = "x86_64") && settings.cast_type != 0);
@@ -368,6 +372,8 @@ fn kernel_layout(btf: &Btf) -> Result<KernelLayout, ProbeError> {
         off_task_tgid: btf.member_offset("task_struct", "tgid").map_err(err)?,
         off_regs_ret: btf.member_offset("pt_regs", ret_reg).map_err(err)?,
         off_task_flags: btf.member_offset("task_struct", "flags").map_err(err)?,
+        off_task_signal: btf.member_offset("task_struct", "signal").map_err(err)?,
+        off_signal_live: btf.member_offset("signal_struct", "live").map_err(err)?,
         rdonly_cast: btf.func_id("bpf_rdonly_cast").zip(btf.struct_id("pt_regs")),
         task_work: task_work_kfunc(btf),
         helper_reads: helper_reads(btf).map_err(err)?,
@@ -726,6 +732,26 @@ impl Probe {
             let _ = map.insert(tid, cgroup_id, 1);
         }
         Ok(())
+    }
+
+    /// Enters processes (by process id) in the traced tree whose checks are recorded under
+    /// `key` (`tree_key`); the kernel side enters the processes they fork from now on.
+    pub fn enter_tree(&mut self, pids: &[u32], key: u64) -> Result<(), ProbeError> {
+        let map_err = |e: aya::maps::MapError| ProbeError::Map("TREES", e.to_string());
+        let mut map: HashMap<_, u32, u64> =
+            HashMap::try_from(self.ebpf.map_mut("TREES").expect("TREES map")).map_err(map_err)?;
+        for pid in pids {
+            map.insert(pid, key, 0).map_err(map_err)?;
+        }
+        Ok(())
+    }
+
+    /// The processes of the traced trees whose last thread has not exited yet (an entered
+    /// process that was already gone may be among them).
+    pub fn tree(&self) -> Vec<u32> {
+        HashMap::<_, u32, u64>::try_from(self.ebpf.map("TREES").expect("TREES map"))
+            .map(|map| map.keys().filter_map(Result::ok).collect())
+            .unwrap_or_default()
     }
 
     /// How many entries the maps hold now: checks, outcomes, traced cgroups, cgroups with

@@ -1,19 +1,19 @@
-//! The dedupe maps (`CHECKS`, `OUTCOMES`), the cgroup members' map (`MEMBERS`) and the losses per
-//! cgroup (`LOSSES`) allocate their entries as they fill (`BPF_F_NO_PREALLOC`): most runs use a
+//! The dedupe maps (`CHECKS`, `OUTCOMES`), the cgroup members' map (`MEMBERS`), the process trees
+//! (`TREES`) and the losses per cgroup (`LOSSES`) allocate their entries as they fill (`BPF_F_NO_PREALLOC`): most runs use a
 //! few hundred of their thousands of slots. Before Linux
 //! 6.1, whose BPF memory allocator made that safe in any context, the verifier accepts such a
 //! map in a tracing program but prints a kernel `WARNING` ("trace type BPF program uses run-time
 //! allocation"), which taints the kernel, panics it under `panic_on_warn`, and is refused
 //! outright on PREEMPT_RT. There the loader clears the flag in its copy of the object: the maps
 //! are then allocated whole at load time (about 7 MiB at their default sizes, 4 of them for the
-//! 65,536 slots of `MEMBERS`).
+//! 65,536 slots of `MEMBERS`, plus the 16,384 small slots of `TREES`).
 
 use object::{Object, ObjectSection, ObjectSymbol};
 
 use crate::kernel::kfunc::Patched;
 
 /// The maps allocated as they fill.
-pub(super) const GROWING_MAPS: [&str; 4] = ["CHECKS", "OUTCOMES", "MEMBERS", "LOSSES"];
+pub(super) const GROWING_MAPS: [&str; 5] = ["CHECKS", "OUTCOMES", "MEMBERS", "LOSSES", "TREES"];
 
 /// `BPF_F_NO_PREALLOC`.
 const NO_PREALLOC: u32 = 1;

@@ -146,6 +146,12 @@ pub enum WorkloadKind {
     Command,
     Container,
     Merged,
+    /// A process already running (`--pid`).
+    Process,
+    /// A cgroup (`--cgroup`).
+    Cgroup,
+    /// A systemd service (`--unit`).
+    Unit,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Default)]
@@ -166,6 +172,16 @@ pub struct Workload {
     pub image: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub command: Option<Vec<String>>,
+    /// The process traced (`--pid`), or the first process of the cgroup or service traced.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pid: Option<u32>,
+    /// That process's command name (`/proc/PID/comm`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub comm: Option<String>,
+    /// The cgroup v2 traced (or, for a process traced with its descendants, the one it shares
+    /// with others), from the cgroup v2 mount: `/system.slice/nginx.service`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cgroup: Option<String>,
     /// Exit status of the command or container's main process.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub exit_status: Option<i32>,

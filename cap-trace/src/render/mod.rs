@@ -40,6 +40,19 @@ pub fn seconds(ms: u64) -> String {
     }
 }
 
+/// What a running workload that cap-trace attached to (`--pid`, `--cgroup`, `--unit`) is
+/// called in titles, from its (unescaped) name: `process 4242 (nginx)`, `cgroup /a/b`,
+/// `service nginx.service`.
+pub fn attached_title(w: &crate::model::profile::Workload) -> Option<String> {
+    let what = match w.kind? {
+        WorkloadKind::Process => "process",
+        WorkloadKind::Cgroup => "cgroup",
+        WorkloadKind::Unit => "service",
+        _ => return None,
+    };
+    Some(format!("{what} {}", w.name))
+}
+
 /// The command that verifies a profile's workload, exactly, when there is one.
 pub fn verify_command(p: &Profile) -> Option<String> {
     let w = &p.workload;

@@ -343,6 +343,7 @@ fn unverified_note(out: &mut String, profile: &Profile, style: Style) {
             escape::text(&command)
         ),
         (None, Some(WorkloadKind::Container)) => "cap-trace verifies podman and Docker containers (`cap-trace --container NAME --verify`) and commands (`cap-trace run --verify -- CMD`); this one's engine cannot re-create it: run its workload under one of those to verify it".into(),
+        (None, Some(WorkloadKind::Process | WorkloadKind::Cgroup | WorkloadKind::Unit)) => "cap-trace verifies commands (`cap-trace run --verify -- CMD`) and containers (`cap-trace --container NAME --verify`), not running workloads: run its command or container that way, or restart it with the set less one capability at a time".into(),
         (None, _) => "verify each source with `cap-trace run --verify`, then merge them".into(),
     };
     let _ = writeln!(
@@ -359,6 +360,9 @@ fn header(out: &mut String, profile: &Profile, style: Style) {
     let title = match w.kind {
         Some(WorkloadKind::Container) => format!("container {name}"),
         Some(WorkloadKind::Merged) => format!("merged profile {name}"),
+        Some(WorkloadKind::Process | WorkloadKind::Cgroup | WorkloadKind::Unit) => {
+            escape::text(&crate::render::attached_title(w).unwrap_or_default()).into_owned()
+        }
         // The command line as a shell reads it back: each argument one word.
         _ => match &w.command {
             Some(argv) => argv
@@ -383,6 +387,9 @@ fn header(out: &mut String, profile: &Profile, style: Style) {
         escape::text(&profile.trace.kernel)
     ));
     let _ = writeln!(out, "  {}", facts.join(", "));
+    if let (Some(cgroup), Some(WorkloadKind::Process)) = (&w.cgroup, w.kind) {
+        let _ = writeln!(out, "  in cgroup {}", escape::text(cgroup));
+    }
     if let Some(h) = &w.health {
         let _ = writeln!(
             out,

@@ -222,6 +222,17 @@ impl Drop for Leaf {
     }
 }
 
+/// The processes in the cgroup at `path` itself (`cgroup.procs`), sorted.
+pub fn processes(path: &Path) -> Vec<u32> {
+    let mut pids: Vec<u32> = std::fs::read_to_string(path.join("cgroup.procs"))
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|l| l.trim().parse().ok())
+        .collect();
+    pids.sort_unstable();
+    pids
+}
+
 /// Every thread in the cgroup at `path` and the cgroups below it (`cgroup.threads`), a few
 /// levels down.
 pub fn threads(path: &Path) -> Vec<u32> {

@@ -29,6 +29,9 @@ pub fn header(p: &Profile) -> Vec<String> {
     let what = match w.kind {
         Some(WorkloadKind::Container) => format!("container {}", w.name),
         Some(WorkloadKind::Merged) => format!("the profiles merged as {}", w.name),
+        Some(WorkloadKind::Process | WorkloadKind::Cgroup | WorkloadKind::Unit) => {
+            crate::render::attached_title(w).unwrap_or_default()
+        }
         _ => format!("`{}`", w.name),
     };
     let merged = match w.sources.len() {

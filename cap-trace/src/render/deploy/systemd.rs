@@ -38,6 +38,14 @@ fn learned_as(p: &Profile) -> LearnedAs {
     }
 }
 
+/// Whether the profile is a systemd service's (`cap-trace --unit`), with a name that can be
+/// a file name.
+fn w_unit(p: &Profile) -> bool {
+    p.workload.kind == Some(WorkloadKind::Unit)
+        && !p.workload.name.contains('/')
+        && !p.workload.name.starts_with('.')
+}
+
 /// The lines for the one profile's service.
 pub fn systemd(profiles: &[Profile]) -> Result<String, RenderError> {
     let p = only_one(profiles, "systemd")?;
@@ -77,6 +85,12 @@ pub fn systemd(profiles: &[Profile]) -> Result<String, RenderError> {
         }
     };
     out.push_str(&escape::systemd_comment(&said));
+    if w_unit(p) {
+        out.push_str(&escape::systemd_comment(&format!(
+            "a drop-in for {0}: /etc/systemd/system/{0}.d/capabilities.conf, then `systemctl daemon-reload` and `systemctl restart {0}`",
+            p.workload.name
+        )));
+    }
     out.push_str("[Service]\n");
     let _ = writeln!(out, "CapabilityBoundingSet={set}");
     if matches!(learned, LearnedAs::User(..)) {
@@ -108,6 +122,25 @@ mod tests {
         let text = systemd(&[none]).unwrap();
         assert!(
             text.ends_with("[Service]\nCapabilityBoundingSet=\nNoNewPrivileges=yes\n"),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn a_unit_is_named_with_its_drop_in() {
+        let mut p = sample();
+        p.workload.kind = Some(WorkloadKind::Unit);
+        p.workload.name = "web\napp.service".into();
+        let text = systemd(&[p]).unwrap();
+        assert!(text.contains("# learned by cap-trace"), "{text}");
+        assert!(text.contains("from service web\\\\napp.service:"), "{text}");
+        assert!(
+            text.contains("# a drop-in for web\\\\napp.service: /etc/systemd/system/web\\\\napp.service.d/capabilities.conf"),
+            "{text}"
+        );
+        assert!(
+            text.lines()
+                .all(|l| l.starts_with('#') || !l.contains("web")),
             "{text}"
         );
     }

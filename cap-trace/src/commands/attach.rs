@@ -1,0 +1,41 @@
+//! `cap-trace --pid PID`, `--cgroup PATH` and `--unit NAME.service`: trace a workload that is
+//! already running, from now until it is gone (or `--duration`, Ctrl-C, SIGTERM), and print its
+//! profile, which says it started late.
+
+use crate::cli::{ContainerArgs, Format, GlobalArgs};
+use crate::commands::global::{probe_options, render_all, say_written};
+use crate::error::{Failure, exit};
+use crate::session::attach::{self, AttachOptions, Target};
+
+/// What the command line asks to attach to, if anything.
+pub(crate) fn target(args: &ContainerArgs) -> Option<Target> {
+    if let Some(pid) = args.pid {
+        return Some(Target::Pid(pid));
+    }
+    if let Some(path) = &args.cgroup {
+        return Some(Target::Cgroup(path.clone()));
+    }
+    args.unit.clone().map(Target::Unit)
+}
+
+pub async fn command(
+    target: Target,
+    args: ContainerArgs,
+    global: &GlobalArgs,
+) -> Result<u8, Failure> {
+    if global.events {
+        return Err(Failure::usage(
+            "--events is for tracing containers: leave it out with --pid, --cgroup or --unit",
+        ));
+    }
+    let profile = attach::attach(AttachOptions {
+        target,
+        duration: args.follow.duration,
+        probe: probe_options(&args.probe),
+        verbose: global.verbose,
+    })
+    .await?;
+    render_all(std::slice::from_ref(&profile), global, Format::Text, true)?;
+    say_written(global, 1);
+    Ok(exit::OK)
+}
