@@ -121,6 +121,39 @@ for probe in $works auto; do
     check "$probe: $outcomes" grep -q "$outcomes" "$p-chown.json"
 done
 
+# A process tree sharing its cgroup with another process (--pid): the kernel follows the tree
+# (its child's chown is seen), not the other process (its sethostname is not). Both wait on a
+# FIFO, making no syscalls while cap-trace attaches (under TCG, code patched while other CPUs run
+# through it can trap), and cap-trace's stderr is read from a FIFO for the same reason.
+shared=/sys/fs/cgroup/shared
+mkdir -p "$shared"
+mkfifo /tmp/tree.fifo /tmp/sibling.fifo /tmp/pid-err.fifo
+sh -c "echo \$\$ > $shared/cgroup.procs; read go < /tmp/sibling.fifo; hostname vmtest-sibling" &
+sibling=$!
+sh -c "echo \$\$ > $shared/cgroup.procs; read go < /tmp/tree.fifo; sh -c 'chown nobody /tmp/f'" &
+tree=$!
+i=0
+while [ "$(wc -l < "$shared/cgroup.procs")" -lt 2 ] && [ $i -lt 100 ]; do sleep 0.1; i=$((i + 1)); done
+cap-trace --pid "$tree" --verbose --json --output /tmp/pid.json 2> /tmp/pid-err.fifo &
+tracer=$!
+exec 3< /tmp/pid-err.fifo
+: > /tmp/pid.err
+while read -r line <&3; do
+    echo "$line" >> /tmp/pid.err
+    case $line in *"attached to"*) break ;; esac
+done
+cat <&3 >> /tmp/pid.err &
+echo go > /tmp/sibling.fifo
+echo go > /tmp/tree.fifo
+if wait "$tracer"; then
+    check "auto: --pid follows a process tree in a shared cgroup, not its neighbour" \
+        test "$(cap-trace show /tmp/pid.json --format docker)" = "--cap-drop=ALL --cap-add=CHOWN"
+else
+    fail "auto: --pid follows a process tree in a shared cgroup, not its neighbour" "cap-trace failed: $(cat /tmp/pid.err)"
+fi
+wait "$sibling"
+exec 3<&-
+
 # A backend this kernel cannot offer: a clear one-line error that names it, exit 3.
 for probe in $absent; do
     cap-trace run --probe "$probe" -- true 2> "/tmp/$probe.err"
