@@ -56,8 +56,145 @@ fn events_are_for_tracing_only() {
         "{}",
         stderr(&out)
     );
-    let out = cap_trace_env(&[], &["run", "--events", "--", "true"]);
-    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+}
+
+/// `run --events`: each new kind of check is on stdout while the command still runs (the
+/// command waits for a file the test makes only once it has seen its chown's line), the
+/// report after it; the command's own stdout goes to stderr.
+#[test]
+fn run_shows_checks_as_they_happen() {
+    use std::io::BufRead as _;
+    if !privileged("run_shows_checks_as_they_happen") {
+        return;
+    }
+    let dir = TempDir::new("live-run");
+    let (file, go) = (dir.join("f"), dir.join("go"));
+    std::fs::write(&file, "x").unwrap();
+    let script = format!(
+        "echo said-by-the-$((1+1)); chown nobody {}; while [ ! -e {} ]; do sleep 0.05; done",
+        file.display(),
+        go.display()
+    );
+    let mut child = Command::new(bin())
+        .args(["run", "--events", "--", "sh", "-c", &script])
+        .env("COLUMNS", "80")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let err = capture_stderr(&mut child);
+    let mut lines = std::io::BufReader::new(child.stdout.take().unwrap()).lines();
+    let mut live = Vec::new();
+    // Without the file the command never ends: the chown line must come while it runs.
+    let killer = {
+        let pid = child.id();
+        let go = go.clone();
+        std::thread::spawn(move || {
+            std::thread::sleep(std::time::Duration::from_secs(60));
+            if !go.exists() {
+                // SAFETY: plain kill(2) on the test's own child.
+                unsafe { libc::kill(pid as i32, libc::SIGKILL) };
+            }
+        })
+    };
+    for line in lines.by_ref() {
+        let line = line.unwrap();
+        let chown = line.contains(" CHOWN ");
+        live.push(line);
+        if chown {
+            break;
+        }
+    }
+    assert!(
+        live.last().is_some_and(|l| l.contains(" CHOWN ")),
+        "no CHOWN line while the command ran:\n{}\n{}",
+        live.join("\n"),
+        err.lock().unwrap()
+    );
+    std::fs::write(&go, "").unwrap();
+    let rest: Vec<String> = lines.map(Result::unwrap).collect();
+    assert!(child.wait().unwrap().success(), "{}", err.lock().unwrap());
+    drop(killer);
+    let header = &live[0];
+    assert!(
+        header.starts_with("TIME     WORKLOAD") && header.trim_end().ends_with("SYSCALL"),
+        "{header}"
+    );
+    let chown = live.last().unwrap();
+    let w = words(chown);
+    assert_eq!(
+        w[w.len() - 5..],
+        ["chown", "CHOWN", "granted", "yes", "fchownat"],
+        "{chown}"
+    );
+    // The workload is the command, cut to its column.
+    assert!(chown[9..].starts_with("sh -c echo sa~ "), "{chown}");
+    // The report follows, apart from the live lines; the command's words are on stderr alone.
+    let stdout = format!("{}\n{}", live.join("\n"), rest.join("\n"));
+    let report = stdout
+        .find("\n\nsh -c")
+        .expect("a report after the live lines");
+    assert!(
+        stdout[report..].contains("Suggestion: --cap-drop=ALL --cap-add=CHOWN"),
+        "{stdout}"
+    );
+    // (The report's title has the command as written, `$((1+1))`, not what it printed.)
+    assert!(!stdout.contains("said-by-the-2"), "{stdout}");
+    assert!(
+        err.lock().unwrap().contains("said-by-the-2"),
+        "{}",
+        err.lock().unwrap()
+    );
+}
+
+/// `run --events --json`: JSON lines, each check an object with `"event": "check"` under the
+/// profile's workload name, then the profile as one line.
+#[test]
+fn run_events_as_json_lines() {
+    if !privileged("run_events_as_json_lines") {
+        return;
+    }
+    let dir = TempDir::new("live-run-json");
+    let file = dir.join("f");
+    std::fs::write(&file, "x").unwrap();
+    let out = cap_trace([
+        "run",
+        "--events",
+        "--json",
+        "--",
+        "sh",
+        "-c",
+        &format!("echo said; chown nobody {}", file.display()),
+    ]);
+    let text = ok(&out);
+    let lines: Vec<serde_json::Value> = text
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}")))
+        .collect();
+    let (profile, checks) = lines.split_last().unwrap();
+    assert_eq!(profile["schema"], "cap-trace/profile", "{text}");
+    let chown = checks
+        .iter()
+        .find(|c| c["cap"] == "CHOWN")
+        .unwrap_or_else(|| panic!("no CHOWN check: {text}"));
+    for check in checks {
+        assert_eq!(check["event"], "check", "{check}");
+        assert_eq!(check["workload"], profile["workload"]["name"], "{check}");
+    }
+    assert_eq!(chown["comm"], "chown");
+    assert_eq!(chown["verdict"], "granted");
+    assert_eq!(chown["syscall"], "fchownat");
+    assert!(
+        chown["pid"].as_u64().is_some() && chown["time"].is_string(),
+        "{chown}"
+    );
+    // One line per kind: the profile counts each kind once, with its count.
+    assert_eq!(
+        checks.iter().filter(|c| c["cap"] == "CHOWN").count(),
+        1,
+        "{text}"
+    );
+    assert!(stderr(&out).contains("said"), "{}", stderr(&out));
 }
 
 #[test]

@@ -98,9 +98,9 @@ pub(crate) fn validate(global: &GlobalArgs, command: Option<&Command>) -> Result
             }
         }
     }
-    if global.events && command.is_some() {
+    if global.events && !matches!(command, None | Some(Command::Run(_))) {
         return Err(Failure::usage(format!(
-            "{name} does not take --events: it is for tracing containers"
+            "{name} does not take --events: it is for tracing containers and `run`"
         )));
     }
     if let Some(output) = &global.output {
