@@ -588,7 +588,8 @@ pub enum Command {
     /// Profiles are written atomically every --interval and when the daemon stops; a restarted
     /// daemon continues them, so a crash loses at most one interval. Once its programs are
     /// attached the daemon keeps only CAP_BPF. The control socket is root-only; the protocol is
-    /// documented in docs/control-api.md.
+    /// documented in docs/control-api.md. In the foreground on a terminal it keeps a status
+    /// line on stderr (uptime, containers, checks, losses).
     #[command(
         after_help = "Examples:\n  cap-trace daemon --state-dir /var/lib/cap-trace\n  cap-trace daemon --state-dir /var/lib/cap-trace --label app=shop --interval 10s\n  cap-trace status\n  cap-trace profile shop/web --format compose\n  cap-trace export ./profiles"
     )]

@@ -652,3 +652,213 @@ fn a_mistyped_container_name_gets_the_running_one() {
         .unwrap_or_else(|| panic!("{err}"));
     assert!(engines.contains("podman"), "{err}");
 }
+
+/// cap-trace on a terminal: run by `script` (util-linux) on a pseudo-terminal, what it writes
+/// there kept in a file (the typescript). Killed, with what it runs, if the test ends first.
+struct OnTerminal {
+    script: std::process::Child,
+    typescript: std::path::PathBuf,
+    _dir: TempDir,
+}
+
+impl OnTerminal {
+    /// Runs `command` (a shell command line) on a terminal.
+    fn start(command: &str) -> OnTerminal {
+        let dir = TempDir::new("terminal");
+        let typescript = dir.join("typescript");
+        let script = Command::new("script")
+            .args(["-qfec", command])
+            .arg(&typescript)
+            .env_remove("COLUMNS")
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .spawn()
+            .expect("run script (util-linux)");
+        OnTerminal {
+            script,
+            typescript,
+            _dir: dir,
+        }
+    }
+
+    /// What was written to the terminal so far.
+    fn text(&self) -> String {
+        String::from_utf8_lossy(&std::fs::read(&self.typescript).unwrap_or_default()).into_owned()
+    }
+
+    fn wait_for(&self, needle: &str, timeout: std::time::Duration) {
+        let deadline = std::time::Instant::now() + timeout;
+        while !self.text().contains(needle) {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "no `{needle}` in {timeout:?}: {:?}",
+                self.text()
+            );
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+    }
+
+    /// Waits for the command to end, a success within a minute; returns what it wrote.
+    fn finish(mut self) -> String {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+        loop {
+            if let Some(status) = self.script.try_wait().unwrap() {
+                assert!(status.success(), "{status}: {:?}", self.text());
+                return self.text();
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "not done in a minute: {:?}",
+                self.text()
+            );
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+    }
+}
+
+impl Drop for OnTerminal {
+    fn drop(&mut self) {
+        if self.script.try_wait().ok().flatten().is_none() {
+            // script passes a hang-up on to what it runs.
+            let _ = self.script.kill();
+            let _ = self.script.wait();
+        }
+    }
+}
+
+/// The status lines drawn in `text` (each redrawn in place: `\r`, the line, erase to the end).
+fn status_lines(text: &str) -> Vec<&str> {
+    text.split('\r')
+        .filter_map(|part| part.strip_suffix("\u{1b}[K"))
+        .filter(|line| !line.is_empty())
+        .collect()
+}
+
+/// On a terminal, a trace keeps a status line on stderr (elapsed and remaining time,
+/// containers, checks, losses), says when each container starts and exits on lines of their
+/// own, and with --output names the file written last.
+#[test]
+fn a_status_line_on_a_terminal() {
+    let engine = engine::Engine::Podman;
+    if !privileged("a_status_line_on_a_terminal")
+        || !engine.available("a_status_line_on_a_terminal")
+    {
+        return;
+    }
+    let name = podman::name("status");
+    let dir = TempDir::new("status");
+    let output = dir.join("p.json");
+    let terminal = OnTerminal::start(&format!(
+        "'{}' --container {name} --duration 8s --output '{}'",
+        bin().display(),
+        output.display()
+    ));
+    terminal.wait_for("waiting for container", std::time::Duration::from_secs(60));
+    let ran = engine.run(&name, &["--rm"], "sleep 1; chown 1 /tmp");
+    assert!(ran.status.success(), "{ran:?}");
+    let text = terminal.finish();
+    let drawn = status_lines(&text);
+    assert!(
+        drawn
+            .iter()
+            .any(|l| l.contains("s left | 1 container (1 running) | ")),
+        "{text:?}"
+    );
+    let last = drawn.last().expect("a status line");
+    assert!(
+        last.starts_with("cap-trace: ")
+            && last.contains(" left | 1 container (0 running) | ")
+            && (last.ends_with(" checks | nothing lost") || last.ends_with(" lost")),
+        "{last:?}"
+    );
+    // Messages are lines of their own, the status line taken off first.
+    let lines: Vec<&str> = text
+        .split("\r\n")
+        .map(|l| l.rsplit("\r\u{1b}[K").next().unwrap())
+        .collect();
+    for message in [
+        format!("cap-trace: tracing container {name}"),
+        format!("cap-trace: container {name} exited"),
+        format!("cap-trace: wrote 1 profile to {}", output.display()),
+    ] {
+        assert!(lines.contains(&message.as_str()), "{message}: {text:?}");
+    }
+    assert!(
+        lines
+            .iter()
+            .rev()
+            .find(|l| l.starts_with("cap-trace: "))
+            .unwrap()
+            .starts_with("cap-trace: wrote"),
+        "{text:?}"
+    );
+}
+
+/// No status line in a pipe, nor with --json (even on a terminal).
+#[test]
+fn no_status_line_in_a_pipe_or_with_json() {
+    if !privileged("no_status_line_in_a_pipe_or_with_json") {
+        return;
+    }
+    let out = cap_trace_env(&[], &["--all-containers", "--duration", "3s"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(!stderr(&out).contains('\r'), "{:?}", stderr(&out));
+    assert!(stderr(&out).contains("Ctrl-C to stop"), "{}", stderr(&out));
+    let terminal = OnTerminal::start(&format!(
+        "'{}' --all-containers --duration 3s --json",
+        bin().display()
+    ));
+    let text = terminal.finish();
+    assert!(text.contains("Ctrl-C to stop"), "{text:?}");
+    assert!(status_lines(&text).is_empty(), "{text:?}");
+    // The same on a terminal without --json draws it (what the above would have shown; given
+    // time for it, as attaching may take seconds on a loaded machine).
+    let terminal = OnTerminal::start(&format!(
+        "'{}' --all-containers --duration 6s",
+        bin().display()
+    ));
+    let text = terminal.finish();
+    assert!(!status_lines(&text).is_empty(), "{text:?}");
+}
+
+/// The daemon in the foreground on a terminal keeps a status line too (how long it has run,
+/// containers, checks, losses), and takes it off before its last line.
+#[test]
+fn the_daemon_in_the_foreground_keeps_a_status_line() {
+    if !privileged("the_daemon_in_the_foreground_keeps_a_status_line") {
+        return;
+    }
+    let dir = TempDir::new("daemon-status");
+    let pid_file = dir.join("pid");
+    let terminal = OnTerminal::start(&format!(
+        "echo $$ > '{}'; exec '{}' daemon --state-dir '{}' --socket '{}' --label cap-trace-test=status-line",
+        pid_file.display(),
+        bin().display(),
+        dir.join("state").display(),
+        dir.join("sock").display()
+    ));
+    terminal.wait_for("control socket", std::time::Duration::from_secs(60));
+    terminal.wait_for(
+        " | 0 containers (0 running) | ",
+        std::time::Duration::from_secs(10),
+    );
+    let pid: i32 = std::fs::read_to_string(&pid_file)
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    // SAFETY: plain kill(2) on the daemon this test started.
+    unsafe { libc::kill(pid, libc::SIGTERM) };
+    let text = terminal.finish();
+    let drawn = status_lines(&text);
+    assert!(
+        drawn
+            .iter()
+            .all(|l| l.starts_with("cap-trace: ") && !l.contains("left")),
+        "{text:?}"
+    );
+    assert!(
+        text.contains("\r\u{1b}[Kcap-trace: daemon stopped;"),
+        "{text:?}"
+    );
+}

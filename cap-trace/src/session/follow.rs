@@ -244,7 +244,7 @@ impl Session {
     }
 
     /// Takes the status line off the terminal, if it is on it.
-    fn clear_status(&self) {
+    pub(crate) fn clear_status(&self) {
         if self.status_drawn.replace(false) {
             eprint!("\r\x1b[K");
         }
@@ -252,7 +252,7 @@ impl Session {
 
     /// Draws the status line in place of the last: how long the trace has run (and has left),
     /// the containers, the checks counted and the losses, cut to the terminal's width.
-    fn draw_status(&self, elapsed: Duration, left: Option<Duration>) {
+    pub(crate) fn draw_status(&self, elapsed: Duration, left: Option<Duration>) {
         use std::io::Write as _;
         let stats = self.tracer.stats().unwrap_or_default();
         let named = self.tracked.iter().filter(|t| t.info.is_some()).count();
