@@ -862,3 +862,64 @@ fn the_daemon_in_the_foreground_keeps_a_status_line() {
         "{text:?}"
     );
 }
+
+/// `--duration` is kept while containers start in a burst (when engines answer slowly):
+/// `--all-containers --duration 3s` ends well within 15 s while 25 containers start.
+#[test]
+fn the_duration_is_kept_while_many_containers_start() {
+    use std::time::{Duration, Instant};
+    let engine = engine::Engine::Podman;
+    if !privileged("the_duration_is_kept_while_many_containers_start")
+        || !engine.available("the_duration_is_kept_while_many_containers_start")
+    {
+        return;
+    }
+    let dir = TempDir::new("burst");
+    let output = dir.join("profiles.json");
+    let base = podman::name("burst");
+    let names: Vec<String> = (0..25).map(|i| format!("{base}-{i}")).collect();
+    let begun = Instant::now();
+    let mut trace = Command::new(bin())
+        .args(["--all-containers", "--duration", "3s", "--json", "--output"])
+        .arg(&output)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let err = capture_stderr(&mut trace);
+    wait_for_stderr(&err, "Ctrl-C to stop", Duration::from_secs(60));
+    let burst: Vec<_> = names
+        .iter()
+        .cloned()
+        .map(|name| std::thread::spawn(move || engine.run(&name, &["--rm"], "sleep 2")))
+        .collect();
+    let status = loop {
+        if let Some(status) = trace.try_wait().unwrap() {
+            break status;
+        }
+        if begun.elapsed() > Duration::from_secs(60) {
+            let _ = trace.kill();
+            break trace.wait().unwrap();
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let took = begun.elapsed();
+    for started in burst {
+        let _ = started.join();
+    }
+    for name in &names {
+        engine.remove(name);
+    }
+    let err = err.lock().unwrap().clone();
+    assert!(status.success(), "{status}: {err}");
+    // Attaching and the report are in it too: generous, but far from what the engines' answers
+    // cost when they held the trace up (25 lookups of a second or more each under load).
+    assert!(
+        took < Duration::from_secs(15),
+        "{took:?} for --duration 3s: {err}"
+    );
+    assert!(err.contains(&format!("tracing container {base}-")), "{err}");
+    let written: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&output).unwrap()).unwrap();
+    assert!(written.is_array() || written.is_object(), "{written}");
+}
