@@ -58,6 +58,45 @@ fn events_are_for_tracing_only() {
     );
 }
 
+/// --events, --explain and --compose-lists are shown by the commands that take them alone,
+/// and refused by name elsewhere.
+#[test]
+fn options_are_offered_where_they_count() {
+    let help = |sub: &str| ok(&cap_trace_env(&[], &[sub, "--help"]));
+    let (run, show, daemon) = (help("run"), help("show"), help("daemon"));
+    for (text, option, offered) in [
+        (&run, "--events", true),
+        (&run, "--explain", true),
+        (&run, "--compose-lists", false),
+        (&show, "--events", false),
+        (&show, "--explain", true),
+        (&show, "--compose-lists", true),
+        (&daemon, "--events", false),
+        (&daemon, "--explain", false),
+        (&daemon, "--compose-lists", false),
+    ] {
+        assert_eq!(text.contains(option), offered, "{option}:\n{text}");
+    }
+    for (args, says) in [
+        (
+            &["daemon", "--state-dir", "/nonexistent", "--explain"][..],
+            "daemon does not take --explain",
+        ),
+        (
+            &["ps", "--compose-lists", "merge"][..],
+            "ps does not take --compose-lists",
+        ),
+        (
+            &["explain", "CHOWN", "--explain"][..],
+            "explain does not take --explain",
+        ),
+    ] {
+        let out = cap_trace_env(&[], args);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {}", stderr(&out));
+        assert!(stderr(&out).contains(says), "{args:?}: {}", stderr(&out));
+    }
+}
+
 /// `run --events`: each new kind of check is on stdout while the command still runs (the
 /// command waits for a file the test makes only once it has seen its chown's line), the
 /// report after it; the command's own stdout goes to stderr.
@@ -288,6 +327,33 @@ fn completions_for_each_shell() {
         "{replies}\n{}",
         String::from_utf8_lossy(&out.stderr)
     );
+    // Options --help hides are not offered: the benchmark switches, and what a subcommand
+    // refuses (a daemon writes no --format; --events is for tracing and run).
+    let complete = |words: &str| {
+        let probe = format!(
+            "source {}; COMP_WORDS=({words}); COMP_CWORD=$((${{#COMP_WORDS[@]}} - 1)); _cap__trace cap-trace \"${{COMP_WORDS[-1]}}\" \"${{COMP_WORDS[-2]}}\"; printf '%s\\n' \"${{COMPREPLY[@]}}\"",
+            path.display()
+        );
+        let out = Command::new("bash").args(["-c", &probe]).output().unwrap();
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let daemon = complete("cap-trace daemon --");
+    assert!(daemon.lines().any(|l| l == "--state-dir"), "{daemon}");
+    for hidden in [
+        "--format",
+        "--output",
+        "--events",
+        "--explain",
+        "--stream",
+        "--floor",
+    ] {
+        assert!(!daemon.lines().any(|l| l == hidden), "{hidden}: {daemon}");
+    }
+    let run = complete("cap-trace run --");
+    for shown in ["--events", "--explain", "--verify", "--format"] {
+        assert!(run.lines().any(|l| l == shown), "{shown}: {run}");
+    }
+    assert!(!run.lines().any(|l| l == "--compose-lists"), "{run}");
     let out = cap_trace_env(&[], &["completions", "tcsh"]);
     assert_eq!(out.status.code(), Some(2));
 }
