@@ -235,7 +235,8 @@ pub struct GlobalArgs {
 
     /// Live view: print each new kind of check as it happens (time, workload, pid, command,
     /// capability, verdict, audited or a probe, syscall), as text columns or, with --json, as
-    /// JSON lines; the report follows at the end. For tracing containers.
+    /// JSON lines, on stdout; the report follows at the end. For tracing containers and `run`
+    /// (whose command's own stdout then goes to stderr).
     #[arg(long, global = true)]
     pub events: bool,
 
@@ -255,11 +256,11 @@ pub struct GlobalArgs {
     #[arg(long, global = true)]
     pub explain: bool,
 
-    /// How --format compose writes cap_add: `override` (`!override`, which replaces the list
-    /// compose.yaml sets: docker compose v2, podman-compose 1.6) or `merge` (a plain list,
-    /// which compose tools merge with compose.yaml's; for docker-compose 1.x).
-    #[arg(long, value_enum, default_value_t = ComposeLists::Override, global = true, value_name = "HOW")]
-    pub compose_lists: ComposeLists,
+    /// How --format compose writes cap_add: `override` (the default: `!override`, which
+    /// replaces the list compose.yaml sets: docker compose v2, podman-compose 1.6) or `merge`
+    /// (a plain list, which compose tools merge with compose.yaml's; for docker-compose 1.x).
+    #[arg(long, value_enum, global = true, value_name = "HOW")]
+    pub compose_lists: Option<ComposeLists>,
 }
 
 #[derive(Copy, Clone, Debug, PartialEq, Eq, ValueEnum)]
@@ -348,6 +349,26 @@ const FORMATS: &[(&str, &[Format])] = {
     ]
 };
 
+/// The options every command parses that only some use, by id, with the subcommands that
+/// take them (`""`: tracing containers): `--help` and completions show them there alone, and
+/// `commands::global` refuses them elsewhere. `--compose-lists` goes with the compose format.
+const SOME_TAKE: &[(&str, &[&str])] = &[
+    ("events", &["", "run"]),
+    ("explain", &["", "run", "show", "merge", "profile"]),
+];
+
+/// Whether `subcommand` (`None`: tracing containers) takes the global option `id`.
+pub fn takes(subcommand: Option<&str>, id: &str) -> bool {
+    let name = subcommand.unwrap_or_default();
+    if id == "compose_lists" {
+        return formats(subcommand).contains(&Format::Compose);
+    }
+    SOME_TAKE
+        .iter()
+        .find(|(option, _)| *option == id)
+        .is_none_or(|(_, takers)| takers.contains(&name))
+}
+
 /// The formats a command writes (`None`: tracing containers); empty when it takes none.
 pub fn formats(subcommand: Option<&str>) -> &'static [Format] {
     let name = subcommand.unwrap_or_default();
@@ -375,7 +396,8 @@ impl Format {
 
 /// Gives each subcommand its own `--format` (the global option's definition with only the
 /// formats it writes, so `--help` never offers one it refuses), or, for those that write
-/// none, hides `--format`, `--json` and `--output` (still parsed, to be refused by name).
+/// none, hides `--format`, `--json` and `--output`; and hides the options of [`takes`] it does
+/// not take (all still parsed, to be refused by name).
 fn own_formats(subcommand: clap::Command) -> clap::Command {
     let accepted = formats(Some(subcommand.get_name()));
     let globals = GlobalArgs::augment_args(clap::Command::new("global"));
@@ -386,6 +408,11 @@ fn own_formats(subcommand: clap::Command) -> clap::Command {
             .expect("a global option")
             .clone()
     };
+    let name = subcommand.get_name().to_owned();
+    let subcommand = ["events", "explain", "compose_lists"]
+        .into_iter()
+        .filter(|id| !takes(Some(&name), id))
+        .fold(subcommand, |c, id| c.arg(global(id).hide(true)));
     if accepted.is_empty() {
         return ["format", "json", "output"]
             .into_iter()
@@ -587,7 +614,8 @@ pub enum Command {
     /// Profiles are written atomically every --interval and when the daemon stops; a restarted
     /// daemon continues them, so a crash loses at most one interval. Once its programs are
     /// attached the daemon keeps only CAP_BPF. The control socket is root-only; the protocol is
-    /// documented in docs/control-api.md.
+    /// documented in docs/control-api.md. In the foreground on a terminal it keeps a status
+    /// line on stderr (uptime, containers, checks, losses).
     #[command(
         after_help = "Examples:\n  cap-trace daemon --state-dir /var/lib/cap-trace\n  cap-trace daemon --state-dir /var/lib/cap-trace --label app=shop --interval 10s\n  cap-trace status\n  cap-trace profile shop/web --format compose\n  cap-trace export ./profiles"
     )]
@@ -946,6 +974,50 @@ mod tests {
 
     /// Every command is in the format table, and each parses exactly the formats the table
     /// gives it: what `--help` shows is what is accepted.
+    #[test]
+    fn options_only_some_commands_take_show_only_there() {
+        let mut command = Cli::command();
+        command.build();
+        let shown = |sub: &str, id: &str| {
+            let c = command.find_subcommand(sub).expect(sub);
+            c.get_arguments()
+                .find(|a| a.get_id() == id)
+                .is_some_and(|a| !a.is_hide_set())
+        };
+        for (sub, events, explain, compose_lists) in [
+            ("run", true, true, false),
+            ("show", false, true, true),
+            ("profile", false, true, true),
+            ("check", false, false, false),
+            ("explain", false, false, false),
+            ("daemon", false, false, false),
+            ("completions", false, false, false),
+        ] {
+            assert_eq!(shown(sub, "events"), events, "{sub} --events");
+            assert_eq!(shown(sub, "explain"), explain, "{sub} --explain");
+            assert_eq!(
+                shown(sub, "compose_lists"),
+                compose_lists,
+                "{sub} --compose-lists"
+            );
+        }
+        // Tracing containers takes them all.
+        for id in ["events", "explain", "compose_lists"] {
+            assert!(takes(None, id), "{id}");
+        }
+        // Hidden, still parsed: refused by name (commands::global), not as unknown.
+        let parsed = Cli::try_parse_from([
+            "cap-trace",
+            "daemon",
+            "--state-dir",
+            "d",
+            "--explain",
+            "--compose-lists",
+            "merge",
+        ]);
+        assert!(parsed.is_ok(), "{parsed:?}");
+    }
+
     #[test]
     fn each_command_parses_its_own_formats() {
         let command = Cli::command();

@@ -56,8 +56,184 @@ fn events_are_for_tracing_only() {
         "{}",
         stderr(&out)
     );
-    let out = cap_trace_env(&[], &["run", "--events", "--", "true"]);
-    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+}
+
+/// --events, --explain and --compose-lists are shown by the commands that take them alone,
+/// and refused by name elsewhere.
+#[test]
+fn options_are_offered_where_they_count() {
+    let help = |sub: &str| ok(&cap_trace_env(&[], &[sub, "--help"]));
+    let (run, show, daemon) = (help("run"), help("show"), help("daemon"));
+    for (text, option, offered) in [
+        (&run, "--events", true),
+        (&run, "--explain", true),
+        (&run, "--compose-lists", false),
+        (&show, "--events", false),
+        (&show, "--explain", true),
+        (&show, "--compose-lists", true),
+        (&daemon, "--events", false),
+        (&daemon, "--explain", false),
+        (&daemon, "--compose-lists", false),
+    ] {
+        assert_eq!(text.contains(option), offered, "{option}:\n{text}");
+    }
+    for (args, says) in [
+        (
+            &["daemon", "--state-dir", "/nonexistent", "--explain"][..],
+            "daemon does not take --explain",
+        ),
+        (
+            &["ps", "--compose-lists", "merge"][..],
+            "ps does not take --compose-lists",
+        ),
+        (
+            &["explain", "CHOWN", "--explain"][..],
+            "explain does not take --explain",
+        ),
+    ] {
+        let out = cap_trace_env(&[], args);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {}", stderr(&out));
+        assert!(stderr(&out).contains(says), "{args:?}: {}", stderr(&out));
+    }
+}
+
+/// `run --events`: each new kind of check is on stdout while the command still runs (the
+/// command waits for a file the test makes only once it has seen its chown's line), the
+/// report after it; the command's own stdout goes to stderr.
+#[test]
+fn run_shows_checks_as_they_happen() {
+    use std::io::BufRead as _;
+    if !privileged("run_shows_checks_as_they_happen") {
+        return;
+    }
+    let dir = TempDir::new("live-run");
+    let (file, go) = (dir.join("f"), dir.join("go"));
+    std::fs::write(&file, "x").unwrap();
+    let script = format!(
+        "echo said-by-the-$((1+1)); chown nobody {}; while [ ! -e {} ]; do sleep 0.05; done",
+        file.display(),
+        go.display()
+    );
+    let mut child = Command::new(bin())
+        .args(["run", "--events", "--", "sh", "-c", &script])
+        .env("COLUMNS", "80")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let err = capture_stderr(&mut child);
+    let mut lines = std::io::BufReader::new(child.stdout.take().unwrap()).lines();
+    let mut live = Vec::new();
+    // Without the file the command never ends: the chown line must come while it runs.
+    let killer = {
+        let pid = child.id();
+        let go = go.clone();
+        std::thread::spawn(move || {
+            std::thread::sleep(std::time::Duration::from_secs(60));
+            if !go.exists() {
+                // SAFETY: plain kill(2) on the test's own child.
+                unsafe { libc::kill(pid as i32, libc::SIGKILL) };
+            }
+        })
+    };
+    for line in lines.by_ref() {
+        let line = line.unwrap();
+        let chown = line.contains(" CHOWN ");
+        live.push(line);
+        if chown {
+            break;
+        }
+    }
+    assert!(
+        live.last().is_some_and(|l| l.contains(" CHOWN ")),
+        "no CHOWN line while the command ran:\n{}\n{}",
+        live.join("\n"),
+        err.lock().unwrap()
+    );
+    std::fs::write(&go, "").unwrap();
+    let rest: Vec<String> = lines.map(Result::unwrap).collect();
+    assert!(child.wait().unwrap().success(), "{}", err.lock().unwrap());
+    drop(killer);
+    let header = &live[0];
+    assert!(
+        header.starts_with("TIME     WORKLOAD") && header.trim_end().ends_with("SYSCALL"),
+        "{header}"
+    );
+    let chown = live.last().unwrap();
+    let w = words(chown);
+    assert_eq!(
+        w[w.len() - 5..],
+        ["chown", "CHOWN", "granted", "yes", "fchownat"],
+        "{chown}"
+    );
+    // The workload is the command, cut to its column.
+    assert!(chown[9..].starts_with("sh -c echo sa~ "), "{chown}");
+    // The report follows, apart from the live lines; the command's words are on stderr alone.
+    let stdout = format!("{}\n{}", live.join("\n"), rest.join("\n"));
+    let report = stdout
+        .find("\n\nsh -c")
+        .expect("a report after the live lines");
+    assert!(
+        stdout[report..].contains("Suggestion: --cap-drop=ALL --cap-add=CHOWN"),
+        "{stdout}"
+    );
+    // (The report's title has the command as written, `$((1+1))`, not what it printed.)
+    assert!(!stdout.contains("said-by-the-2"), "{stdout}");
+    assert!(
+        err.lock().unwrap().contains("said-by-the-2"),
+        "{}",
+        err.lock().unwrap()
+    );
+}
+
+/// `run --events --json`: JSON lines, each check an object with `"event": "check"` under the
+/// profile's workload name, then the profile as one line.
+#[test]
+fn run_events_as_json_lines() {
+    if !privileged("run_events_as_json_lines") {
+        return;
+    }
+    let dir = TempDir::new("live-run-json");
+    let file = dir.join("f");
+    std::fs::write(&file, "x").unwrap();
+    let out = cap_trace([
+        "run",
+        "--events",
+        "--json",
+        "--",
+        "sh",
+        "-c",
+        &format!("echo said; chown nobody {}", file.display()),
+    ]);
+    let text = ok(&out);
+    let lines: Vec<serde_json::Value> = text
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}")))
+        .collect();
+    let (profile, checks) = lines.split_last().unwrap();
+    assert_eq!(profile["schema"], "cap-trace/profile", "{text}");
+    let chown = checks
+        .iter()
+        .find(|c| c["cap"] == "CHOWN")
+        .unwrap_or_else(|| panic!("no CHOWN check: {text}"));
+    for check in checks {
+        assert_eq!(check["event"], "check", "{check}");
+        assert_eq!(check["workload"], profile["workload"]["name"], "{check}");
+    }
+    assert_eq!(chown["comm"], "chown");
+    assert_eq!(chown["verdict"], "granted");
+    assert_eq!(chown["syscall"], "fchownat");
+    assert!(
+        chown["pid"].as_u64().is_some() && chown["time"].is_string(),
+        "{chown}"
+    );
+    // One line per kind: the profile counts each kind once, with its count.
+    assert_eq!(
+        checks.iter().filter(|c| c["cap"] == "CHOWN").count(),
+        1,
+        "{text}"
+    );
+    assert!(stderr(&out).contains("said"), "{}", stderr(&out));
 }
 
 #[test]
@@ -151,6 +327,33 @@ fn completions_for_each_shell() {
         "{replies}\n{}",
         String::from_utf8_lossy(&out.stderr)
     );
+    // Options --help hides are not offered: the benchmark switches, and what a subcommand
+    // refuses (a daemon writes no --format; --events is for tracing and run).
+    let complete = |words: &str| {
+        let probe = format!(
+            "source {}; COMP_WORDS=({words}); COMP_CWORD=$((${{#COMP_WORDS[@]}} - 1)); _cap__trace cap-trace \"${{COMP_WORDS[-1]}}\" \"${{COMP_WORDS[-2]}}\"; printf '%s\\n' \"${{COMPREPLY[@]}}\"",
+            path.display()
+        );
+        let out = Command::new("bash").args(["-c", &probe]).output().unwrap();
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let daemon = complete("cap-trace daemon --");
+    assert!(daemon.lines().any(|l| l == "--state-dir"), "{daemon}");
+    for hidden in [
+        "--format",
+        "--output",
+        "--events",
+        "--explain",
+        "--stream",
+        "--floor",
+    ] {
+        assert!(!daemon.lines().any(|l| l == hidden), "{hidden}: {daemon}");
+    }
+    let run = complete("cap-trace run --");
+    for shown in ["--events", "--explain", "--verify", "--format"] {
+        assert!(run.lines().any(|l| l == shown), "{shown}: {run}");
+    }
+    assert!(!run.lines().any(|l| l == "--compose-lists"), "{run}");
     let out = cap_trace_env(&[], &["completions", "tcsh"]);
     assert_eq!(out.status.code(), Some(2));
 }
@@ -514,4 +717,275 @@ fn a_mistyped_container_name_gets_the_running_one() {
         .find_map(|l| l.strip_prefix("cap-trace: asking engines: "))
         .unwrap_or_else(|| panic!("{err}"));
     assert!(engines.contains("podman"), "{err}");
+}
+
+/// cap-trace on a terminal: run by `script` (util-linux) on a pseudo-terminal, what it writes
+/// there kept in a file (the typescript). Killed, with what it runs, if the test ends first.
+struct OnTerminal {
+    script: std::process::Child,
+    typescript: std::path::PathBuf,
+    _dir: TempDir,
+}
+
+impl OnTerminal {
+    /// Runs `command` (a shell command line) on a terminal.
+    fn start(command: &str) -> OnTerminal {
+        let dir = TempDir::new("terminal");
+        let typescript = dir.join("typescript");
+        let script = Command::new("script")
+            .args(["-qfec", command])
+            .arg(&typescript)
+            .env_remove("COLUMNS")
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .spawn()
+            .expect("run script (util-linux)");
+        OnTerminal {
+            script,
+            typescript,
+            _dir: dir,
+        }
+    }
+
+    /// What was written to the terminal so far.
+    fn text(&self) -> String {
+        String::from_utf8_lossy(&std::fs::read(&self.typescript).unwrap_or_default()).into_owned()
+    }
+
+    fn wait_for(&self, needle: &str, timeout: std::time::Duration) {
+        let deadline = std::time::Instant::now() + timeout;
+        while !self.text().contains(needle) {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "no `{needle}` in {timeout:?}: {:?}",
+                self.text()
+            );
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+    }
+
+    /// Waits for the command to end, a success within a minute; returns what it wrote.
+    fn finish(mut self) -> String {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+        loop {
+            if let Some(status) = self.script.try_wait().unwrap() {
+                assert!(status.success(), "{status}: {:?}", self.text());
+                return self.text();
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "not done in a minute: {:?}",
+                self.text()
+            );
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+    }
+}
+
+impl Drop for OnTerminal {
+    fn drop(&mut self) {
+        if self.script.try_wait().ok().flatten().is_none() {
+            // script passes a hang-up on to what it runs.
+            let _ = self.script.kill();
+            let _ = self.script.wait();
+        }
+    }
+}
+
+/// The status lines drawn in `text` (each redrawn in place: `\r`, the line, erase to the end).
+fn status_lines(text: &str) -> Vec<&str> {
+    text.split('\r')
+        .filter_map(|part| part.strip_suffix("\u{1b}[K"))
+        .filter(|line| !line.is_empty())
+        .collect()
+}
+
+/// On a terminal, a trace keeps a status line on stderr (elapsed and remaining time,
+/// containers, checks, losses), says when each container starts and exits on lines of their
+/// own, and with --output names the file written last.
+#[test]
+fn a_status_line_on_a_terminal() {
+    let engine = engine::Engine::Podman;
+    if !privileged("a_status_line_on_a_terminal")
+        || !engine.available("a_status_line_on_a_terminal")
+    {
+        return;
+    }
+    let name = podman::name("status");
+    let dir = TempDir::new("status");
+    let output = dir.join("p.json");
+    let terminal = OnTerminal::start(&format!(
+        "'{}' --container {name} --duration 8s --output '{}'",
+        bin().display(),
+        output.display()
+    ));
+    terminal.wait_for("waiting for container", std::time::Duration::from_secs(60));
+    let ran = engine.run(&name, &["--rm"], "sleep 1; chown 1 /tmp");
+    assert!(ran.status.success(), "{ran:?}");
+    let text = terminal.finish();
+    let drawn = status_lines(&text);
+    assert!(
+        drawn
+            .iter()
+            .any(|l| l.contains("s left | 1 container (1 running) | ")),
+        "{text:?}"
+    );
+    let last = drawn.last().expect("a status line");
+    assert!(
+        last.starts_with("cap-trace: ")
+            && last.contains(" left | 1 container (0 running) | ")
+            && (last.ends_with(" checks | nothing lost") || last.ends_with(" lost")),
+        "{last:?}"
+    );
+    // Messages are lines of their own, the status line taken off first.
+    let lines: Vec<&str> = text
+        .split("\r\n")
+        .map(|l| l.rsplit("\r\u{1b}[K").next().unwrap())
+        .collect();
+    for message in [
+        format!("cap-trace: tracing container {name}"),
+        format!("cap-trace: container {name} exited"),
+        format!("cap-trace: wrote 1 profile to {}", output.display()),
+    ] {
+        assert!(lines.contains(&message.as_str()), "{message}: {text:?}");
+    }
+    assert!(
+        lines
+            .iter()
+            .rev()
+            .find(|l| l.starts_with("cap-trace: "))
+            .unwrap()
+            .starts_with("cap-trace: wrote"),
+        "{text:?}"
+    );
+}
+
+/// No status line in a pipe, nor with --json (even on a terminal).
+#[test]
+fn no_status_line_in_a_pipe_or_with_json() {
+    if !privileged("no_status_line_in_a_pipe_or_with_json") {
+        return;
+    }
+    let out = cap_trace_env(&[], &["--all-containers", "--duration", "3s"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(!stderr(&out).contains('\r'), "{:?}", stderr(&out));
+    assert!(stderr(&out).contains("Ctrl-C to stop"), "{}", stderr(&out));
+    let terminal = OnTerminal::start(&format!(
+        "'{}' --all-containers --duration 3s --json",
+        bin().display()
+    ));
+    let text = terminal.finish();
+    assert!(text.contains("Ctrl-C to stop"), "{text:?}");
+    assert!(status_lines(&text).is_empty(), "{text:?}");
+    // The same on a terminal without --json draws it (what the above would have shown; given
+    // time for it, as attaching may take seconds on a loaded machine).
+    let terminal = OnTerminal::start(&format!(
+        "'{}' --all-containers --duration 6s",
+        bin().display()
+    ));
+    let text = terminal.finish();
+    assert!(!status_lines(&text).is_empty(), "{text:?}");
+}
+
+/// The daemon in the foreground on a terminal keeps a status line too (how long it has run,
+/// containers, checks, losses), and takes it off before its last line.
+#[test]
+fn the_daemon_in_the_foreground_keeps_a_status_line() {
+    if !privileged("the_daemon_in_the_foreground_keeps_a_status_line") {
+        return;
+    }
+    let dir = TempDir::new("daemon-status");
+    let pid_file = dir.join("pid");
+    let terminal = OnTerminal::start(&format!(
+        "echo $$ > '{}'; exec '{}' daemon --state-dir '{}' --socket '{}' --label cap-trace-test=status-line",
+        pid_file.display(),
+        bin().display(),
+        dir.join("state").display(),
+        dir.join("sock").display()
+    ));
+    terminal.wait_for("control socket", std::time::Duration::from_secs(60));
+    terminal.wait_for(
+        " | 0 containers (0 running) | ",
+        std::time::Duration::from_secs(10),
+    );
+    let pid: i32 = std::fs::read_to_string(&pid_file)
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    // SAFETY: plain kill(2) on the daemon this test started.
+    unsafe { libc::kill(pid, libc::SIGTERM) };
+    let text = terminal.finish();
+    let drawn = status_lines(&text);
+    assert!(
+        drawn
+            .iter()
+            .all(|l| l.starts_with("cap-trace: ") && !l.contains("left")),
+        "{text:?}"
+    );
+    assert!(
+        text.contains("\r\u{1b}[Kcap-trace: daemon stopped;"),
+        "{text:?}"
+    );
+}
+
+/// `--duration` is kept while containers start in a burst (when engines answer slowly):
+/// `--all-containers --duration 3s` ends well within 15 s while 25 containers start.
+#[test]
+fn the_duration_is_kept_while_many_containers_start() {
+    use std::time::{Duration, Instant};
+    let engine = engine::Engine::Podman;
+    if !privileged("the_duration_is_kept_while_many_containers_start")
+        || !engine.available("the_duration_is_kept_while_many_containers_start")
+    {
+        return;
+    }
+    let dir = TempDir::new("burst");
+    let output = dir.join("profiles.json");
+    let base = podman::name("burst");
+    let names: Vec<String> = (0..25).map(|i| format!("{base}-{i}")).collect();
+    let begun = Instant::now();
+    let mut trace = Command::new(bin())
+        .args(["--all-containers", "--duration", "3s", "--json", "--output"])
+        .arg(&output)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let err = capture_stderr(&mut trace);
+    wait_for_stderr(&err, "Ctrl-C to stop", Duration::from_secs(60));
+    let burst: Vec<_> = names
+        .iter()
+        .cloned()
+        .map(|name| std::thread::spawn(move || engine.run(&name, &["--rm"], "sleep 2")))
+        .collect();
+    let status = loop {
+        if let Some(status) = trace.try_wait().unwrap() {
+            break status;
+        }
+        if begun.elapsed() > Duration::from_secs(60) {
+            let _ = trace.kill();
+            break trace.wait().unwrap();
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let took = begun.elapsed();
+    for started in burst {
+        let _ = started.join();
+    }
+    for name in &names {
+        engine.remove(name);
+    }
+    let err = err.lock().unwrap().clone();
+    assert!(status.success(), "{status}: {err}");
+    // Attaching and the report are in it too: generous, but far from what the engines' answers
+    // cost when they held the trace up (25 lookups of a second or more each under load).
+    assert!(
+        took < Duration::from_secs(15),
+        "{took:?} for --duration 3s: {err}"
+    );
+    assert!(err.contains(&format!("tracing container {base}-")), "{err}");
+    let written: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&output).unwrap()).unwrap();
+    assert!(written.is_array() || written.is_object(), "{written}");
 }

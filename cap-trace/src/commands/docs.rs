@@ -9,9 +9,57 @@ use crate::render::write;
 
 pub fn completions(args: &CompletionsArgs) -> Result<u8, Failure> {
     let mut out = Vec::new();
-    clap_complete::generate(args.shell, &mut Cli::command(), "cap-trace", &mut out);
-    write::emit(None, &String::from_utf8_lossy(&out))?;
+    clap_complete::generate(args.shell, &mut completed(), BIN, &mut out);
+    let mut script = String::from_utf8_lossy(&out).into_owned();
+    if args.shell == clap_complete::Shell::Bash {
+        // clap_complete's bash script dispatches to `cap__trace__subcmd__run` but names the
+        // case `cap__subcmd__trace__subcmd__run` (a `-` in the program's name taken for a
+        // subcommand separator): without this no subcommand's options would be completed.
+        let sep = "__subcmd__";
+        script = script.replace(
+            &format!("{}{sep}", BIN.replace('-', sep)),
+            &format!("{}{sep}", BIN.replace('-', "__")),
+        );
+    }
+    write::emit(None, &script)?;
     Ok(exit::OK)
+}
+
+/// The program's name, as completions know it.
+const BIN: &str = "cap-trace";
+
+/// The command line as completions offer it: without the options and subcommands `--help`
+/// hides (benchmark switches, options a subcommand refuses), which clap_complete's generators
+/// would offer all the same.
+fn completed() -> clap::Command {
+    let mut command = Cli::command();
+    // Global options are copied into each subcommand by now.
+    command.build();
+    visible(&command)
+}
+
+/// `command` and its subcommands with only what they show in `--help`.
+fn visible(command: &clap::Command) -> clap::Command {
+    // Its own help and version flags, help subcommand included, are copied like the rest.
+    let mut out = clap::Command::new(command.get_name().to_owned())
+        .disable_help_flag(true)
+        .disable_version_flag(true)
+        .disable_help_subcommand(true);
+    if let Some(about) = command.get_about() {
+        out = out.about(about.clone());
+    }
+    if let Some(version) = command.get_version() {
+        out = out.version(version.to_owned());
+    }
+    // Each subcommand has its copies of the global options already (hidden where it does not
+    // take them): copied again, they would come back.
+    for arg in command.get_arguments().filter(|a| !a.is_hide_set()) {
+        out = out.arg(arg.clone().global(false));
+    }
+    for sub in command.get_subcommands().filter(|s| !s.is_hide_set()) {
+        out = out.subcommand(visible(sub));
+    }
+    out
 }
 
 pub fn man() -> Result<u8, Failure> {
@@ -45,4 +93,58 @@ pub fn man_page() -> String {
         );
     }
     String::from_utf8_lossy(&out).into_owned()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The long options each (sub)command's completions offer, by subcommand (`""`: the
+    /// command itself).
+    fn offered(command: &clap::Command, path: &str, into: &mut Vec<(String, String)>) {
+        for arg in command.get_arguments() {
+            if let Some(long) = arg.get_long() {
+                into.push((path.to_owned(), long.to_owned()));
+            }
+        }
+        for sub in command.get_subcommands() {
+            offered(sub, sub.get_name(), into);
+        }
+    }
+
+    #[test]
+    fn completions_offer_what_help_shows() {
+        let mut all = Cli::command();
+        all.build();
+        let mut shown = Vec::new();
+        offered(&completed(), "", &mut shown);
+        let mut every = Vec::new();
+        offered(&all, "", &mut every);
+        let hidden: Vec<_> = every.iter().filter(|o| !shown.contains(o)).collect();
+        let has = |list: &[(String, String)], sub: &str, long: &str| {
+            list.iter().any(|(s, l)| s == sub && l == long)
+        };
+        // Benchmark switches and options a subcommand refuses are not offered...
+        for (sub, long) in [
+            ("", "floor"),
+            ("run", "stream"),
+            ("daemon", "format"),
+            ("daemon", "output"),
+        ] {
+            assert!(
+                has(&every, sub, long) && !has(&shown, sub, long),
+                "{sub} --{long}"
+            );
+        }
+        // ...and what --help shows is.
+        for (sub, long) in [
+            ("", "events"),
+            ("run", "verify"),
+            ("daemon", "state-dir"),
+            ("show", "format"),
+        ] {
+            assert!(has(&shown, sub, long), "{sub} --{long}");
+        }
+        assert!(hidden.len() >= 4, "{hidden:?}");
+    }
 }

@@ -98,10 +98,18 @@ pub(crate) fn validate(global: &GlobalArgs, command: Option<&Command>) -> Result
             }
         }
     }
-    if global.events && command.is_some() {
-        return Err(Failure::usage(format!(
-            "{name} does not take --events: it is for tracing containers"
-        )));
+    for (id, given, option) in [
+        ("events", global.events, "--events"),
+        ("explain", global.explain, "--explain"),
+        (
+            "compose_lists",
+            global.compose_lists.is_some(),
+            "--compose-lists",
+        ),
+    ] {
+        if given && !crate::cli::takes(command.map(Command::name), id) {
+            return Err(Failure::usage(format!("{name} does not take {option}")));
+        }
     }
     if let Some(output) = &global.output {
         write::check_writable(output)?;
@@ -283,7 +291,7 @@ fn render(
         Format::Docker | Format::Podman => deploy::engine_flags(profiles),
         Format::Compose => compose::compose(
             profiles,
-            match global.compose_lists {
+            match global.compose_lists.unwrap_or(ComposeLists::Override) {
                 ComposeLists::Override => compose::Lists::Override,
                 ComposeLists::Merge => compose::Lists::Merge,
             },

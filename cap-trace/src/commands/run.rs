@@ -2,7 +2,7 @@
 //! `--verify`, run it again under the learned set and without each capability of it.
 
 use crate::cli::{Format, GlobalArgs, RunArgs, VerifyArgs};
-use crate::commands::global::{probe_options, render_all, say_written};
+use crate::commands::global::{live_view, probe_options, render_all, say_written};
 use crate::error::{Failure, exit};
 use crate::model::profile::{Profile, RunUser};
 use crate::session::health::HealthCheck;
@@ -50,8 +50,12 @@ pub(crate) async fn run_command(args: RunArgs, global: &GlobalArgs) -> Result<Pr
         caps: args.caps.map(|c| c.0),
         health: health.clone(),
         probe: probe_options(&args.probe),
-        command_stdout_to_stderr: format != Format::Text && global.output.is_none(),
+        // Stdout carries cap-trace's lines alone with the live view (the events, then the
+        // report) and with a machine format written there.
+        command_stdout_to_stderr: global.events
+            || (format != Format::Text && global.output.is_none()),
         verbose: global.verbose,
+        on_check: live_view(global),
     };
     let learned = launch::run(options).await?;
     let mut profile = learned.profile;

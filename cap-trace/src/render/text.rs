@@ -82,7 +82,8 @@ pub fn visible_width(s: &str) -> usize {
 }
 
 /// Each line of `text` broken at spaces so that none is wider than `width` columns, the lines
-/// a break makes indented by `hang` spaces (a hanging indent). Runs of spaces that lay out
+/// a break makes indented by `hang` spaces (a hanging indent; for a line indented deeper, two
+/// more than the line). Runs of spaces that lay out
 /// columns are kept where no break falls; a word wider than the line stays whole. A `width` of
 /// 0 leaves `text` as it is.
 pub fn wrap(text: &str, width: usize, hang: usize) -> String {
@@ -110,6 +111,8 @@ pub fn wrap_with(text: &str, width: usize, hang: usize, end: &str) -> String {
             continue;
         }
         let indent = line.len() - line.trim_start_matches(' ').len();
+        // A line's continuations hang below its own text, never left of where it starts.
+        let hang = hang.max(indent + 2).min(width * 2 / 3);
         out.push_str(&line[..indent]);
         let mut col = indent;
         let mut fresh = true;
@@ -720,6 +723,15 @@ mod tests {
             "x\n  aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa"
         );
         assert_eq!(wrap(line, 0, 4), line);
+        // A line indented deeper than the hanging indent hangs below its own text.
+        assert_eq!(
+            wrap(
+                "        the run exited with status 1 (the learning run exited with 0)",
+                40,
+                6
+            ),
+            "        the run exited with status 1\n          (the learning run exited with\n          0)"
+        );
         // Escape codes take no room.
         let bold = Style { color: true }.bold("word");
         assert_eq!(visible_width(&bold), 4);

@@ -198,6 +198,9 @@ pub(crate) struct Session {
     /// What the engine said about containers when their cgroup appeared (before a `--rm`
     /// container can vanish), by container id, and when.
     created: HashMap<String, (ContainerInfo, Instant)>,
+    /// The end of `--duration`: from then on the engines are not asked (see
+    /// [`Session::past_end`]).
+    ends_at: Option<Instant>,
     last_scan: Instant,
     /// cgroups found not to be followed that the kernel side ignores, with their paths: the
     /// entry goes when the cgroup does.
@@ -244,7 +247,7 @@ impl Session {
     }
 
     /// Takes the status line off the terminal, if it is on it.
-    fn clear_status(&self) {
+    pub(crate) fn clear_status(&self) {
         if self.status_drawn.replace(false) {
             eprint!("\r\x1b[K");
         }
@@ -252,7 +255,7 @@ impl Session {
 
     /// Draws the status line in place of the last: how long the trace has run (and has left),
     /// the containers, the checks counted and the losses, cut to the terminal's width.
-    fn draw_status(&self, elapsed: Duration, left: Option<Duration>) {
+    pub(crate) fn draw_status(&self, elapsed: Duration, left: Option<Duration>) {
         use std::io::Write as _;
         let stats = self.tracer.stats().unwrap_or_default();
         let named = self.tracked.iter().filter(|t| t.info.is_some()).count();
@@ -469,6 +472,9 @@ impl Session {
     /// New cgroups: ask the engine about containers at once, while they certainly exist.
     fn on_created(&mut self, paths: &[PathBuf]) {
         for path in paths {
+            if self.past_end() {
+                return;
+            }
             let Some(rel) = path
                 .strip_prefix(&self.root)
                 .ok()
@@ -818,8 +824,13 @@ impl Session {
             }
             self.tracked[i].live = None;
             let _ = self.tracer.probe.untrace_cgroup(id);
-            // Its exit code, if the engine still knows the container.
-            let id_str = self.tracked[i].info.as_ref().map(|info| info.id.clone());
+            // Its exit code, if the engine still knows the container (past the end, the
+            // end's settling asks instead).
+            let id_str = self.tracked[i]
+                .info
+                .as_ref()
+                .filter(|_| !self.past_end())
+                .map(|info| info.id.clone());
             if let Some(id) = id_str {
                 let since = self.since;
                 let latest = self
@@ -859,6 +870,10 @@ impl Session {
                 };
                 if t.live.is_some() {
                     continue;
+                }
+                // The time to settle is up: those not asked yet keep what is known.
+                if settle && Instant::now() >= deadline {
+                    break;
                 }
                 let id = info.id.clone();
                 let latest = self
@@ -985,6 +1000,13 @@ impl Session {
             host: sysctl::host(),
         };
         Some(profile)
+    }
+
+    /// Whether `--duration` is up: the trace is ending, and what would ask the engines about
+    /// one container after another (each answer can take a second while containers start in
+    /// a burst) is left to the end's own naming, which is bounded.
+    fn past_end(&self) -> bool {
+        self.ends_at.is_some_and(|end| Instant::now() >= end)
     }
 
     /// What a session does on every tick: names the cgroups that produced checks, and notices
@@ -1404,6 +1426,7 @@ pub(crate) fn open(opts: &FollowOptions) -> Result<Opened, SessionError> {
         asked: HashMap::new(),
         absent: HashMap::new(),
         created: HashMap::new(),
+        ends_at: opts.duration.map(|d| started + d),
         last_scan: Instant::now(),
         ignored: HashMap::new(),
         unnamed: BTreeSet::new(),
@@ -1541,6 +1564,11 @@ pub(crate) async fn learn(
     let mut drawn_at: Option<Instant> = None;
     let mut hinted = false;
     loop {
+        // Time is up, looked at on every turn: a busy loop may give timers (the tick) none.
+        let now = Instant::now();
+        if deadline.is_some_and(|d| now >= d) || limit.is_some_and(|l| now >= l) {
+            break;
+        }
         tokio::select! {
             result = opened.take_in() => result?,
             _ = sigint.recv() => { interrupted = true; break },

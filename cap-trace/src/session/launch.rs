@@ -26,11 +26,11 @@ use crate::model::profile::{Environment, Profile, TraceInfo, Workload, WorkloadK
 use crate::model::record::{Check, Losses, Outcome};
 use crate::model::text;
 use crate::model::verify::{Ending, HealthResult};
-use crate::session::SessionError;
 use crate::session::cgroup::{self, Leaf};
 use crate::session::health::{self, HealthCheck};
 use crate::session::privilege;
 use crate::session::tracer::{LAUNCHER_COMM, Migration, Tracer};
+use crate::session::{OnCheck, SessionError};
 
 /// The highest signal number on Linux (`_NSIG - 1`).
 const SIGNALS: i32 = 64;
@@ -54,6 +54,8 @@ pub struct RunOptions {
     /// Send the command's stdout to stderr (the profile goes to stdout).
     pub command_stdout_to_stderr: bool,
     pub verbose: bool,
+    /// The live view of the learning run, if asked for.
+    pub on_check: Option<OnCheck>,
 }
 
 /// What a learning run produced, plus how long attaching took (for verbose output and
@@ -126,6 +128,8 @@ pub struct Launcher {
     pub backend: Backend,
     pub hook: String,
     runs: u32,
+    /// The live view of the next runs, with the name their checks are shown under.
+    live: Option<(String, OnCheck)>,
 }
 
 impl Launcher {
@@ -156,6 +160,7 @@ impl Launcher {
                 backend,
                 hook,
                 runs: 0,
+                live: None,
             },
             attach_ms,
         ))
@@ -179,13 +184,22 @@ impl Launcher {
             },
         )?;
         let unattributed_before = self.tracer.stats()?.losses_unattributed;
+        if self.live.is_some() {
+            self.tracer.keep_fresh();
+        }
         let started = Instant::now();
         let output = Arc::new(Mutex::new(Vec::new()));
         let child = spawn_in_leaf(spec, program, &leaf, &output)?;
-        let mut waited = wait(child, &mut self.tracer, &leaf.path, spec).await?;
+        let mut live = Live {
+            leaf: leaf.id,
+            view: self.live.as_mut(),
+        };
+        let mut waited = wait(child, &mut self.tracer, &leaf.path, spec, &mut live).await?;
         let duration = started.elapsed();
         let stats = self.tracer.stats()?;
         let snapshot = self.tracer.snapshot()?;
+        // What the ring buffer held when the last process exited.
+        live.report(&mut self.tracer);
         let (checks, outcomes) = self.tracer.records_in(&snapshot, &[leaf.id]);
         let mut losses = snapshot.losses_of(&[leaf.id]);
         losses.ring_buffer = losses.ring_buffer.saturating_add(
@@ -235,6 +249,26 @@ impl Launcher {
     }
 }
 
+/// The live view of one run: its leaf cgroup, and where its fresh checks go.
+struct Live<'a> {
+    leaf: u64,
+    view: Option<&'a mut (String, OnCheck)>,
+}
+
+impl Live<'_> {
+    /// Shows each kind of check the run made for the first time since the last call.
+    fn report(&mut self, tracer: &mut Tracer) {
+        let Some((name, on_check)) = self.view.as_deref_mut() else {
+            return;
+        };
+        for (cgroup, check) in tracer.fresh_checks() {
+            if cgroup == self.leaf {
+                on_check(name, &check);
+            }
+        }
+    }
+}
+
 /// The environment of a host health check: the workload's main process.
 fn health_env(pid: Option<u32>) -> Vec<(String, String)> {
     pid.map(|p| vec![("CAP_TRACE_PID".to_owned(), p.to_string())])
@@ -255,7 +289,14 @@ pub async fn run(opts: RunOptions) -> Result<RunResult, SessionError> {
         .duration_since(UNIX_EPOCH)
         .unwrap_or_default();
     let started = Instant::now();
+    let display = opts
+        .command
+        .iter()
+        .map(|a| text::from_bytes(a.as_bytes()))
+        .collect::<Vec<_>>();
     let (mut launcher, attach_ms) = Launcher::open(&opts.probe, opts.verbose)?;
+    // The live view shows the learning run's checks under the name its profile has.
+    launcher.live = opts.on_check.map(|f| (display.join(" "), f));
     let ran = launcher
         .run(&Spec {
             command: &opts.command,
@@ -271,16 +312,14 @@ pub async fn run(opts: RunOptions) -> Result<RunResult, SessionError> {
             interruptible: false,
         })
         .await?;
+    // Verification runs are not shown.
+    launcher.live = None;
+    launcher.tracer.stop_fresh();
     let losses = ran.losses;
     if opts.verbose {
         eprintln!("cap-trace: losses: {losses:?}");
     }
     let total_checks = ran.checks.iter().map(|c| c.count).sum();
-    let display = opts
-        .command
-        .iter()
-        .map(|a| text::from_bytes(a.as_bytes()))
-        .collect::<Vec<_>>();
     let stopped = ran.ending == Some(Ending::Stopped);
     let workload = Workload {
         kind: Some(WorkloadKind::Command),
@@ -566,6 +605,7 @@ async fn wait(
     tracer: &mut Tracer,
     cgroup_path: &Path,
     spec: &Spec<'_>,
+    live: &mut Live<'_>,
 ) -> Result<Waited, SessionError> {
     let mut sigint = signal(SignalKind::interrupt()).map_err(SessionError::runtime)?;
     let mut sigterm = signal(SignalKind::terminate()).map_err(SessionError::runtime)?;
@@ -612,7 +652,10 @@ async fn wait(
                 done.map_err(SessionError::runtime)??;
                 break;
             }
-            result = tracer.pump() => result.map_err(SessionError::runtime)?,
+            result = tracer.pump() => {
+                result.map_err(SessionError::runtime)?;
+                live.report(tracer);
+            }
             result = async { health_task.as_mut().expect("set").await }, if health_task.is_some() => {
                 health_task = None;
                 let result = result.map_err(SessionError::runtime)?;

@@ -354,6 +354,11 @@ impl Tracer {
         self.collector.fresh.get_or_insert_with(Vec::new);
     }
 
+    /// Keeps no more fresh kinds of check (the live view has ended).
+    pub fn stop_fresh(&mut self) {
+        self.collector.fresh = None;
+    }
+
     /// The kinds of check seen for the first time since the last call, in the order they
     /// came, each with its cgroup id: records with a count of one, their first occurrence.
     pub fn fresh_checks(&mut self) -> Vec<(u64, Check)> {

@@ -17,8 +17,9 @@ mod index;
 mod state;
 
 use std::collections::{BTreeSet, HashMap, VecDeque};
+use std::io::IsTerminal as _;
 use std::path::PathBuf;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use tokio::net::UnixListener;
 use tokio::signal::unix::{SignalKind, signal};
@@ -74,6 +75,9 @@ struct Daemon {
     exited: VecDeque<String>,
     engines: Vec<String>,
     kept: Vec<String>,
+    /// In the foreground on a terminal: keep a status line on stderr, and when it was drawn.
+    status_line: bool,
+    drawn_at: Option<Instant>,
 }
 
 impl Daemon {
@@ -105,6 +109,8 @@ impl Daemon {
     /// reported and retried next time, and holds up no other. Exited containers whose profile
     /// is written are folded in and forgotten.
     fn persist(&mut self, s: &mut Opened) -> Result<(), Failure> {
+        // What persisting says goes on a line of its own.
+        s.session.clear_status();
         let profiles = self.current(s, None)?;
         let mut written = BTreeSet::new();
         let mut failures = Vec::new();
@@ -159,6 +165,19 @@ impl Daemon {
             }
         }
         self.persist_error = Some(error);
+    }
+
+    /// Redraws the status line (at most every second), when there is one: how long the daemon
+    /// has run, its containers, checks and losses.
+    fn draw_status(&mut self, s: &Opened) {
+        if self.status_line
+            && self
+                .drawn_at
+                .is_none_or(|t| t.elapsed() >= Duration::from_secs(1))
+        {
+            s.session.draw_status(s.started.elapsed(), None);
+            self.drawn_at = Some(Instant::now());
+        }
     }
 
     /// Notes the containers the session follows now, for `status`.
@@ -346,7 +365,8 @@ pub async fn command(args: DaemonArgs, global: &GlobalArgs) -> Result<u8, Failur
             verbose: global.verbose,
             labels: args.labels,
             on_check: None,
-            status_line: false,
+            // Sign of life in the foreground on a terminal (never under a service manager).
+            status_line: std::io::stderr().is_terminal(),
             health: None,
             end_when_healthy: false,
             need_api: false,
@@ -424,11 +444,14 @@ pub async fn daemon(opts: DaemonOptions) -> Result<(), Failure> {
         exited: VecDeque::new(),
         engines,
         kept,
+        status_line: opts.follow.status_line,
+        drawn_at: None,
     };
     d.run(&mut s, &listener).await?;
     s.session.tracer.drain();
     s.session.classify_new_cgroups()?;
     d.persist(&mut s)?;
+    s.session.clear_status();
     eprintln!(
         "cap-trace: daemon stopped; profiles in {}",
         opts.state_dir.display()
@@ -486,6 +509,7 @@ impl Daemon {
                         // Out of descriptors (or memory): make room, and wait a little rather
                         // than retry at once (the socket stays readable: that would spin).
                         if !descriptors_warned {
+                            s.session.clear_status();
                             eprintln!(
                                 "cap-trace: warning: cannot accept control connections: {e} ({} open); closing idle ones",
                                 connections.len()
@@ -514,11 +538,12 @@ impl Daemon {
                     s.session.tracer.drain();
                     s.session.classify_new_cgroups()?;
                     self.persist(s)?;
-                    eprintln!("cap-trace: SIGHUP: profiles written");
+                    s.session.say("SIGHUP: profiles written");
                 }
                 _ = tick.tick() => {
                     s.session.tick()?;
                     self.note_containers(s);
+                    self.draw_status(s);
                 }
                 _ = persist.tick() => self.persist(s)?,
             }
