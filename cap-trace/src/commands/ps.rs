@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 
 use crate::cli::{Format, GlobalArgs, PsArgs};
 use crate::commands::daemon;
-use crate::commands::global::{emit, format_refused, style};
+use crate::commands::global::{emit, format_refused, style, terminal_width};
 use crate::error::{Failure, exit};
 use crate::linux::caps;
 use crate::model::control::{DEFAULT_STATE_DIR, Request};
@@ -44,7 +44,9 @@ pub async fn command(args: &PsArgs, global: &GlobalArgs) -> Result<u8, Failure> 
             "{}\n",
             serde_json::to_string_pretty(&rows).expect("rows serialize")
         ),
-        Format::Text => render::fleet::table(&rows, style(global), global.verbose),
+        Format::Text => {
+            render::fleet::table(&rows, style(global), global.verbose, terminal_width(global))
+        }
         other => return Err(format_refused("ps", other)),
     };
     emit(global, &text)?;

@@ -4,7 +4,7 @@
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use crate::cli::{Format, GlobalArgs, ReportArgs};
-use crate::commands::global::{emit, format_refused, style};
+use crate::commands::global::{emit, format_refused, style, terminal_width};
 use crate::commands::ps::{self, Profiles};
 use crate::error::{Failure, exit};
 use crate::model::fleet::{self, Row};
@@ -54,7 +54,9 @@ pub async fn command(args: &ReportArgs, global: &GlobalArgs) -> Result<u8, Failu
             serde_json::to_string_pretty(&rows).expect("rows serialize")
         ),
         Format::Text if rows.is_empty() => "no profiles\n".to_owned(),
-        Format::Text => render::fleet::table(&rows, style(global), global.verbose),
+        Format::Text => {
+            render::fleet::table(&rows, style(global), global.verbose, terminal_width(global))
+        }
         other => return Err(format_refused("report", other)),
     };
     emit(global, &text)?;

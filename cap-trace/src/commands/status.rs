@@ -3,7 +3,7 @@
 
 use crate::cli::{Format, GlobalArgs, SocketArgs};
 use crate::commands::daemon;
-use crate::commands::global::{emit, format_refused, style};
+use crate::commands::global::{emit, format_refused, style, terminal_width};
 use crate::error::{Failure, exit};
 use crate::model::control::Request;
 use crate::render::{fleet, status};
@@ -27,7 +27,12 @@ pub async fn command(args: &SocketArgs, global: &GlobalArgs) -> Result<u8, Failu
             let mut text = status::text(&status);
             if !report.is_empty() {
                 text.push('\n');
-                text.push_str(&fleet::table(&report, style(global), global.verbose));
+                text.push_str(&fleet::table(
+                    &report,
+                    style(global),
+                    global.verbose,
+                    terminal_width(global),
+                ));
             }
             text
         }

@@ -40,7 +40,8 @@ fn pad(s: &str, width: usize) -> String {
 }
 
 /// The table, then per workload what to drop and how to deploy it.
-pub fn table(rows: &[Row], style: Style, verbose: bool) -> String {
+/// The table and each workload's details, those wrapped to `width` columns (0: not wrapped).
+pub fn table(rows: &[Row], style: Style, verbose: bool, width: usize) -> String {
     if rows.is_empty() {
         return "no running containers\n".to_owned();
     }
@@ -86,7 +87,15 @@ pub fn table(rows: &[Row], style: Style, verbose: bool) -> String {
     }
     out.push('\n');
     for (row, c) in rows.iter().zip(&cells) {
-        out.push_str(&details(row, &c[0], verbose));
+        for line in details(row, &c[0], verbose).split_inclusive('\n') {
+            // Flags broken over lines stay one shell command.
+            let end = if line.starts_with("  deploy: ") {
+                " \\"
+            } else {
+                ""
+            };
+            out.push_str(&crate::render::text::wrap_with(line, width, 4, end));
+        }
     }
     out
 }
@@ -182,7 +191,7 @@ mod tests {
             row("web", &from_mask(0x1ff_ffff_ffff), Some(&[Cap(10)])),
             row("evil\x1b[2Jname\n", defaults::DOCKER, None),
         ];
-        let out = table(&rows, Style::plain(), false);
+        let out = table(&rows, Style::plain(), false, 0);
         let lines: Vec<&str> = out.lines().collect();
         assert_eq!(
             lines[0],
@@ -205,6 +214,31 @@ mod tests {
         assert!(out.contains("  profile: web.json (complete, observed)\n"));
         assert!(out.contains("  holds: CHOWN, DAC_OVERRIDE,"));
         assert!(!out.contains('\x1b'));
-        assert_eq!(table(&[], Style::plain(), false), "no running containers\n");
+        assert_eq!(
+            table(&[], Style::plain(), false, 0),
+            "no running containers\n"
+        );
+    }
+
+    #[test]
+    fn details_fit_the_terminal() {
+        let rows = [row("web", &from_mask(0x1ff_ffff_ffff), Some(&[Cap(10)]))];
+        let out = table(&rows, Style::plain(), false, 80);
+        let details = out.split("\nweb\n").nth(1).expect("details");
+        for line in details.lines() {
+            assert!(line.chars().count() <= 80, "{line}");
+        }
+        let narrow = table(&rows, Style::plain(), false, 40);
+        assert!(
+            narrow.contains("  deploy: --cap-drop=ALL \\\n    --cap-add=NET_BIND_SERVICE\n"),
+            "{narrow}"
+        );
+        // The drop list goes on under itself, every capability still there.
+        assert!(details.contains("\n    "), "{details}");
+        let wide = table(&rows, Style::plain(), false, 0);
+        assert_eq!(
+            out.split_whitespace().collect::<Vec<_>>(),
+            wide.split_whitespace().collect::<Vec<_>>()
+        );
     }
 }
