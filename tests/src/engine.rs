@@ -272,6 +272,15 @@ impl Engine {
         assert!(out.status.success() || gone, "{out:?}");
     }
 
+    /// A guard that removes container `name` when dropped, also when the test fails half-way
+    /// (a container waiting for a file the test never made would otherwise run for ever).
+    pub fn remove_on_drop(self, name: &str) -> Removal {
+        Removal {
+            engine: self,
+            name: name.to_owned(),
+        }
+    }
+
     /// Removes a container if it exists, stopping it at once.
     pub fn remove(self, name: &str) {
         let mut cmd = self.cli();
@@ -322,6 +331,18 @@ impl Engine {
                 cmd
             }
         }
+    }
+}
+
+/// Removes its container when dropped: see [`Engine::remove_on_drop`].
+pub struct Removal {
+    engine: Engine,
+    name: String,
+}
+
+impl Drop for Removal {
+    fn drop(&mut self) {
+        self.engine.remove(&self.name);
     }
 }
 

@@ -331,6 +331,7 @@ fn a_container_process_is_traced_by_its_container() {
         "touch /tmp/f; while [ ! -e /tmp/go ]; do sleep 0.05; done; chown nobody /tmp/f; sleep 0.3",
     );
     assert!(started.status.success(), "{started:?}");
+    let _removal = Engine::Podman.remove_on_drop(&name);
     let inspected = Engine::Podman.inspect(&name).expect("the container");
     let pid = inspected["State"]["Pid"]
         .as_u64()
@@ -340,7 +341,6 @@ fn a_container_process_is_traced_by_its_container() {
     let (child, stderr) = attached(&["--pid", &pid, "--json"]);
     Engine::Podman.touch_in(&name, "/tmp/go");
     let profile = profile_of(child, &stderr);
-    Engine::Podman.remove(&name);
     assert!(
         stderr.lock().unwrap().contains("the cgroup and below"),
         "{}",

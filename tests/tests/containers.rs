@@ -311,6 +311,7 @@ fn container_already_running_is_picked_up(engine: Engine) {
         "while [ ! -e /tmp/go ]; do sleep 0.1; done; touch /tmp/f; chown nobody /tmp/f; sleep 0.3",
     );
     assert!(started.status.success(), "{started:?}");
+    let _removal = engine.remove_on_drop(&name);
     let bg = Background::for_engine(engine, &["--container", &name]);
     assert!(bg.stderr().contains("tracing"), "{}", bg.stderr());
     engine.touch_in(&name, "/tmp/go");
@@ -570,6 +571,7 @@ fn exec_set_up_is_not_the_workloads(engine: Engine) {
         "while [ ! -e /tmp/done ]; do sleep 0.1; done",
     );
     assert!(started.status.success(), "{started:?}");
+    let _removal = engine.remove_on_drop(&name);
     let bg = Background::for_engine(engine, &["--container", &name]);
     // runc exec sets the exec'd process up (namespaces, capabilities) inside the cgroup.
     let exec = engine.exec(&name, "touch /tmp/f; chown nobody /tmp/f");

@@ -240,6 +240,7 @@ fn daemon_started_beside_a_running_container(engine: Engine) {
         "while [ ! -e /tmp/go ]; do sleep 0.1; done; touch /tmp/f; chown nobody /tmp/f",
     );
     assert!(started.status.success(), "{started:?}");
+    let _removal = engine.remove_on_drop(&name);
     let daemon = start_daemon(engine, &dir, &label);
     std::thread::sleep(Duration::from_millis(500));
     engine.touch_in(&name, "/tmp/go");
