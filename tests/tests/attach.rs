@@ -397,8 +397,14 @@ fn bad_targets_are_usage_errors() {
         return;
     }
     let root_cgroup = cgroup_root().display().to_string();
-    let cases: [(&[&str], &str); 7] = [
+    let cases: [(&[&str], &str); 9] = [
         (&["--pid", "999999999"], "no such process"),
+        // Checked before the target: a running workload is not run again.
+        (&["--pid", "1", "--verify"], "cannot be run again"),
+        (
+            &["--cgroup", "x", "--health", "true"],
+            "cannot be run again",
+        ),
         (&["--pid", "2"], "in the root cgroup"),
         (&["--cgroup", "/ctp-no-such-cgroup"], "no such cgroup"),
         (&["--cgroup", &root_cgroup], "the root cgroup"),

@@ -25,7 +25,13 @@ pub async fn command(
 ) -> Result<u8, Failure> {
     if global.events {
         return Err(Failure::usage(
-            "--events is for tracing containers: leave it out with --pid, --cgroup or --unit",
+            "--events is for tracing containers and `run`: leave it out with --pid, --cgroup or --unit",
+        ));
+    }
+    // A workload cap-trace did not start cannot be started again under another set.
+    if args.verify.verify || args.verify.health.is_some() || args.health_exec.is_some() {
+        return Err(Failure::usage(
+            "--verify, --health and --health-exec are for `run` and --container NAME: a running process, cgroup or unit cannot be run again by cap-trace; verify its command with `cap-trace run --verify -- CMD`",
         ));
     }
     let profile = attach::attach(AttachOptions {
