@@ -1561,12 +1561,14 @@ pub(crate) async fn learn(
     let mut tick = tokio::time::interval(Duration::from_millis(100));
     let deadline = opts.duration.map(|d| started + d);
     let limit = opts.timeout.map(|d| started + d);
+    let time_up =
+        |now: Instant| deadline.is_some_and(|d| now >= d) || limit.is_some_and(|l| now >= l);
     let mut drawn_at: Option<Instant> = None;
     let mut hinted = false;
     loop {
         // Time is up, looked at on every turn: a busy loop may give timers (the tick) none.
         let now = Instant::now();
-        if deadline.is_some_and(|d| now >= d) || limit.is_some_and(|l| now >= l) {
+        if time_up(now) {
             break;
         }
         tokio::select! {
@@ -1586,9 +1588,7 @@ pub(crate) async fn learn(
                 if let Some(check) = &opts.health {
                     s.start_health_checks(check, &health_tx);
                 }
-                if deadline.is_some_and(|d| Instant::now() >= d)
-                    || limit.is_some_and(|l| Instant::now() >= l)
-                {
+                if time_up(Instant::now()) {
                     break;
                 }
                 if opts.status_line && drawn_at.is_none_or(|t| t.elapsed() >= Duration::from_secs(1)) {
