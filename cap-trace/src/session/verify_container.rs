@@ -204,7 +204,7 @@ impl<'a> ContainerRunner<'a> {
         loop {
             self.number += 1;
             let name = format!("{}-verify-{}", self.blueprint.name, self.number);
-            match recreate::inspect(&self.created.api, &name) {
+            match self.created.api.record(&name) {
                 Ok(None) => return Ok(name),
                 Ok(Some(_)) => {}
                 Err(e) => return Err(SessionError::runtime(format!("{e}"))),

@@ -249,6 +249,11 @@ impl Api {
         read_response(&mut reader).map_err(io)
     }
 
+    /// The engine's whole record of a container (Docker's format), if it knows it.
+    pub(crate) fn record(&self, name_or_id: &str) -> Result<Option<Value>, EngineError> {
+        self.get_json(&format!("/containers/{}/json", url_escape(name_or_id)))
+    }
+
     pub(crate) fn get_json(&self, path: &str) -> Result<Option<Value>, EngineError> {
         let (status, body) = self.get(path)?;
         match status {
@@ -278,8 +283,7 @@ impl Api {
         name_or_id: &str,
         engine: &str,
     ) -> Result<Option<ContainerInfo>, EngineError> {
-        let path = format!("/containers/{}/json", url_escape(name_or_id));
-        let Some(v) = self.get_json(&path)? else {
+        let Some(v) = self.record(name_or_id)? else {
             return Ok(None);
         };
         let mut info = parse_inspect(&v, engine)?;

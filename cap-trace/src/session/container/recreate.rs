@@ -320,11 +320,6 @@ pub fn remove(api: &Api, id: &str) -> Result<(), EngineError> {
     expect(status, &answer, &[200, 204, 404])
 }
 
-/// The raw record of a container (Docker's format).
-pub fn inspect(api: &Api, name_or_id: &str) -> Result<Option<Value>, EngineError> {
-    api.get_json(&format!("/containers/{}/json", url_escape(name_or_id)))
-}
-
 /// Runs `sh -c COMMAND` inside a container and waits for it (at most `limit`): its exit status
 /// and output.
 pub fn exec(api: &Api, id: &str, command: &str, limit: Duration) -> (Option<i32>, String) {
