@@ -122,6 +122,14 @@ pub struct ContainerArgs {
     pub probe: ProbeArgs,
 }
 
+impl ContainerArgs {
+    /// --verify, --health or --health-exec: the workload is judged (and with --verify run
+    /// again) by cap-trace.
+    pub fn judges_the_workload(&self) -> bool {
+        self.verify.verify || self.verify.health.is_some() || self.health_exec.is_some()
+    }
+}
+
 /// How containers are followed (shared by tracing and `check --container`).
 #[derive(Args, Debug, Clone)]
 pub struct FollowArgs {

@@ -29,7 +29,7 @@ pub async fn command(
         ));
     }
     // A workload cap-trace did not start cannot be started again under another set.
-    if args.verify.verify || args.verify.health.is_some() || args.health_exec.is_some() {
+    if args.judges_the_workload() {
         return Err(Failure::usage(
             "--verify, --health and --health-exec are for `run` and --container NAME: a running process, cgroup or unit cannot be run again by cap-trace; verify its command with `cap-trace run --verify -- CMD`",
         ));

@@ -11,7 +11,7 @@ use crate::session::verify_container::{self, Settings};
 use std::io::IsTerminal as _;
 
 pub async fn command(args: ContainerArgs, global: &GlobalArgs) -> Result<u8, Failure> {
-    if args.verify.verify || args.verify.health.is_some() || args.health_exec.is_some() {
+    if args.judges_the_workload() {
         let profile = verify_container(args, global).await?;
         render_all(std::slice::from_ref(&profile), global, Format::Text, true)?;
         say_written(global, 1);
@@ -38,14 +38,25 @@ pub(crate) async fn follow_containers(
     probe: &ProbeArgs,
     global: &GlobalArgs,
 ) -> Result<Vec<Profile>, Failure> {
-    Ok(follow::follow(FollowOptions {
+    Ok(follow::follow(follow_options(targets, all, &follow, probe, global)).await?)
+}
+
+/// How `--container`/`--all-containers` follow containers, as the command line says.
+fn follow_options(
+    targets: Vec<String>,
+    all: bool,
+    follow: &FollowArgs,
+    probe: &ProbeArgs,
+    global: &GlobalArgs,
+) -> FollowOptions {
+    FollowOptions {
         targets,
         all,
         duration: follow.duration,
         timeout: None,
         wait: follow.wait,
         probe: probe_options(probe),
-        engine_socket: follow.engine_socket,
+        engine_socket: follow.engine_socket.clone(),
         verbose: global.verbose,
         labels: Vec::new(),
         on_check: live_view(global),
@@ -55,8 +66,7 @@ pub(crate) async fn follow_containers(
         end_when_healthy: false,
         need_api: false,
         keep_records: false,
-    })
-    .await?)
+    }
 }
 
 /// `--container NAME --verify` (and `--health`/`--health-exec`): learns one container, ending
@@ -78,21 +88,11 @@ async fn verify_container(args: ContainerArgs, global: &GlobalArgs) -> Result<Pr
         (None, None) => None,
     };
     let mut opts = FollowOptions {
-        targets: vec![name.clone()],
-        all: false,
-        duration: args.follow.duration,
-        timeout: None,
-        wait: args.follow.wait,
-        probe: probe_options(&args.probe),
-        engine_socket: args.follow.engine_socket.clone(),
-        verbose: global.verbose,
-        labels: Vec::new(),
-        on_check: live_view(global),
-        status_line: std::io::stderr().is_terminal() && global.format() != Format::Json,
         health: health.clone(),
         end_when_healthy: health.is_some(),
         need_api: args.health_exec.is_some(),
         keep_records: args.verify.verify,
+        ..follow_options(vec![name.clone()], false, &args.follow, &args.probe, global)
     };
     let mut opened = follow::open(&opts)?;
     opened.show_live(opts.on_check.take());
