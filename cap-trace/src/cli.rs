@@ -133,8 +133,8 @@ impl ContainerArgs {
 /// How containers are followed (shared by tracing and `check --container`).
 #[derive(Args, Debug, Clone)]
 pub struct FollowArgs {
-    /// Stop after this long (e.g. 90s, 10m, 2h); containers that restart meanwhile keep one
-    /// profile.
+    /// Stop after this long (e.g. 90s, 10m, 2h), counted from when the probe is attached;
+    /// containers that restart meanwhile keep one profile.
     #[arg(long, value_name = "TIME", value_parser = parse_duration)]
     pub duration: Option<std::time::Duration>,
 

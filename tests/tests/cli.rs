@@ -877,10 +877,10 @@ fn no_status_line_in_a_pipe_or_with_json() {
     let text = terminal.finish();
     assert!(text.contains("Ctrl-C to stop"), "{text:?}");
     assert!(status_lines(&text).is_empty(), "{text:?}");
-    // The same on a terminal without --json draws it (what the above would have shown; given
-    // time for it, as attaching may take seconds on a loaded machine).
+    // The same on a terminal without --json draws it (what the above would have shown): at
+    // once, however long naming the containers that other tests start takes.
     let terminal = OnTerminal::start(&format!(
-        "'{}' --all-containers --duration 6s",
+        "'{}' --all-containers --duration 3s",
         bin().display()
     ));
     let text = terminal.finish();

@@ -1354,10 +1354,7 @@ impl Opened {
 
 /// Loads the probe, finds the engines and starts watching for containers.
 pub(crate) fn open(opts: &FollowOptions) -> Result<Opened, SessionError> {
-    let started_wall = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap_or_default();
-    let started = Instant::now();
+    let began = Instant::now();
     // Read before anything is dropped (the daemon keeps only CAP_BPF once attached).
     let _ = crate::session::privilege::host_bounding();
     let mut engines = Engines::discover(opts.engine_socket.as_deref());
@@ -1391,11 +1388,17 @@ pub(crate) fn open(opts: &FollowOptions) -> Result<Opened, SessionError> {
         containers: true,
         ..opts.probe.clone()
     })?;
+    // The trace (and `--duration`) begins once the probe is attached: loading it can take
+    // seconds on a busy machine, and they would otherwise come out of the time asked for.
+    let started_wall = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or_default();
+    let started = Instant::now();
     if opts.verbose {
         eprintln!(
             "cap-trace: attached to {} in {} ms",
             probe.hook_name(),
-            started.elapsed().as_millis()
+            began.elapsed().as_millis()
         );
         for rejected in &probe.rejected {
             eprintln!(
@@ -1564,6 +1567,16 @@ pub(crate) async fn learn(
     let time_up =
         |now: Instant| deadline.is_some_and(|d| now >= d) || limit.is_some_and(|l| now >= l);
     let mut drawn_at: Option<Instant> = None;
+    // Drawn at once, before the first turn: a tick's work (naming many new containers under
+    // load) may take seconds, and a short trace would otherwise end without one.
+    if opts.status_line {
+        let now = Instant::now();
+        opened.session.draw_status(
+            started.elapsed(),
+            deadline.map(|d| d.saturating_duration_since(now)),
+        );
+        drawn_at = Some(now);
+    }
     let mut hinted = false;
     loop {
         // Time is up, looked at on every turn: a busy loop may give timers (the tick) none.
