@@ -243,8 +243,9 @@ pub struct GlobalArgs {
 
     /// Live view: print each new kind of check as it happens (time, workload, pid, command,
     /// capability, verdict, audited or a probe, syscall), as text columns or, with --json, as
-    /// JSON lines, on stdout; the report follows at the end. For tracing containers and `run`
-    /// (whose command's own stdout then goes to stderr).
+    /// JSON lines, on stdout; the report follows at the end. For tracing containers or a running
+    /// workload (--pid, --cgroup, --unit) and `run` (whose command's own stdout then goes to
+    /// stderr).
     #[arg(long, global = true)]
     pub events: bool,
 

@@ -219,6 +219,82 @@ fn a_process_tree_in_a_shared_cgroup_and_its_cgroup() {
     }
 }
 
+/// `--events` with `--pid`: each new kind of check of the tree as it happens (the CHOWN of the
+/// child forked after cap-trace attached), none of the sibling's, then the report; as JSON
+/// lines with `--json`, the profile last.
+#[test]
+fn a_process_tree_live() {
+    if !privileged("a_process_tree_live") {
+        return;
+    }
+    let dir = TempDir::new("attach-live");
+    std::fs::write(dir.join("f"), "x").unwrap();
+    let cgroup = TestCgroup::new(&format!("ctp-attach-live-{}", std::process::id()));
+    let mut tree = in_cgroup(&cgroup.path, &dir.0, "sh -c 'chown nobody f'");
+    let mut sibling = in_cgroup(
+        &cgroup.path,
+        &dir.0,
+        "while [ ! -e stop ]; do nice -n -5 true; sleep 0.05; done",
+    );
+    let pid = tree.id().to_string();
+    let (text, text_err) = attached(&["--pid", &pid, "--events"]);
+    let (json, json_err) = attached(&["--pid", &pid, "--events", "--json"]);
+    std::fs::write(dir.join("go"), "").unwrap();
+    let _ = tree.wait();
+
+    let out = text.wait_with_output().unwrap();
+    assert!(out.status.success(), "{}", text_err.lock().unwrap());
+    let shown = stdout(&out);
+    let (events, report) = shown
+        .split_once("\n\n")
+        .expect("events, a blank line, the report");
+    let mut lines = events.lines();
+    assert!(
+        lines.next().unwrap_or_default().starts_with("TIME "),
+        "{shown}"
+    );
+    let lines: Vec<&str> = lines.collect();
+    assert!(
+        lines.iter().any(|l| {
+            let columns: Vec<&str> = l.split_whitespace().collect();
+            columns.contains(&"chown") && columns.contains(&"CHOWN") && columns.contains(&"granted")
+        }),
+        "{shown}"
+    );
+    assert!(
+        !events.contains("SYS_NICE"),
+        "the sibling's checks: {shown}"
+    );
+    assert!(
+        report.starts_with(&format!("process {pid} (sh)")),
+        "{shown}"
+    );
+
+    let out = json.wait_with_output().unwrap();
+    assert!(out.status.success(), "{}", json_err.lock().unwrap());
+    let lines: Vec<serde_json::Value> = stdout(&out)
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("a JSON line"))
+        .collect();
+    let (profile, events) = lines.split_last().expect("events, then the profile");
+    assert!(
+        events
+            .iter()
+            .all(|e| e["event"] == "check" && e["workload"] == format!("{pid} (sh)")),
+        "{events:?}"
+    );
+    assert!(
+        events
+            .iter()
+            .any(|e| e["cap"] == "CHOWN" && e["comm"] == "chown" && e["verdict"] == "granted"),
+        "{events:?}"
+    );
+    assert!(!events.iter().any(|e| e["cap"] == "SYS_NICE"), "{events:?}");
+    assert_eq!(suggested(profile), ["CHOWN"], "{profile:#}");
+    std::fs::write(dir.join("stop"), "").unwrap();
+    let _ = sibling.wait();
+}
+
 /// A process of a traced tree that moves to another cgroup is reported as having left, and its
 /// checks there are not the tree's: the kernel's members map knows tree processes too.
 #[test]

@@ -3,7 +3,7 @@
 //! profile, which says it started late.
 
 use crate::cli::{ContainerArgs, Format, GlobalArgs};
-use crate::commands::global::{probe_options, render_all, say_written};
+use crate::commands::global::{live_view, probe_options, render_all, say_written};
 use crate::error::{Failure, exit};
 use crate::session::attach::{self, AttachOptions, Target};
 
@@ -23,11 +23,6 @@ pub async fn command(
     args: ContainerArgs,
     global: &GlobalArgs,
 ) -> Result<u8, Failure> {
-    if global.events {
-        return Err(Failure::usage(
-            "--events is for tracing containers and `run`: leave it out with --pid, --cgroup or --unit",
-        ));
-    }
     // A workload cap-trace did not start cannot be started again under another set.
     if args.judges_the_workload() {
         return Err(Failure::usage(
@@ -39,6 +34,7 @@ pub async fn command(
         duration: args.follow.duration,
         probe: probe_options(&args.probe),
         verbose: global.verbose,
+        on_check: live_view(global),
     })
     .await?;
     render_all(std::slice::from_ref(&profile), global, Format::Text, true)?;

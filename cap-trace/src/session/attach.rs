@@ -18,7 +18,6 @@ use tokio::signal::unix::{SignalKind, signal};
 use crate::kernel::{Probe, ProbeOptions};
 use crate::model::profile::{Environment, Profile, TraceInfo, Workload, WorkloadKind, rfc3339};
 use crate::model::text;
-use crate::session::SessionError;
 use crate::session::cgroup;
 use crate::session::container::{
     boot_time, path as container_path, process_security, process_start,
@@ -26,6 +25,7 @@ use crate::session::container::{
 use crate::session::launch::own_userns_level;
 use crate::session::privilege;
 use crate::session::tracer::{Migration, Tracer};
+use crate::session::{OnCheck, SessionError};
 
 /// What to attach to, as given on the command line.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -40,6 +40,8 @@ pub struct AttachOptions {
     pub duration: Option<Duration>,
     pub probe: ProbeOptions,
     pub verbose: bool,
+    /// The live view (`--events`): each kind of check as it is first seen.
+    pub on_check: Option<OnCheck>,
 }
 
 /// How the kernel side picks the workload's checks out.
@@ -382,7 +384,7 @@ pub fn late_reason(resolved: &Resolved, late_by: Option<Duration>) -> String {
 
 /// Traces the target from now until it is gone (the cgroup empty, the process tree exited),
 /// `duration` is up, or Ctrl-C / SIGTERM; returns its profile.
-pub async fn attach(opts: AttachOptions) -> Result<Profile, SessionError> {
+pub async fn attach(mut opts: AttachOptions) -> Result<Profile, SessionError> {
     let root = cgroup::cgroup2_root()?;
     let resolved = resolve(&opts.target, &root)?;
     let started_wall = SystemTime::now()
@@ -400,6 +402,10 @@ pub async fn attach(opts: AttachOptions) -> Result<Profile, SessionError> {
         interrupt: signal(SignalKind::interrupt()).map_err(SessionError::runtime)?,
         terminate: signal(SignalKind::terminate()).map_err(SessionError::runtime)?,
     };
+    let mut live = opts.on_check.take().map(|f| (resolved.name.clone(), f));
+    if live.is_some() {
+        tracer.keep_fresh();
+    }
     begin(&mut tracer, &resolved)?;
     if opts.verbose {
         eprintln!(
@@ -419,12 +425,14 @@ pub async fn attach(opts: AttachOptions) -> Result<Profile, SessionError> {
         .zip(boot_time())
         .map(|(start, now)| now.saturating_sub(start));
     let unattributed_before = tracer.stats()?.losses_unattributed;
-    let interrupted = wait(&mut tracer, &resolved, opts.duration, signals).await?;
+    let interrupted = wait(&mut tracer, &resolved, opts.duration, signals, &mut live).await?;
     if opts.verbose && interrupted {
         eprintln!("cap-trace: stopped; the workload goes on");
     }
     let stats = tracer.stats()?;
     let snapshot = tracer.snapshot()?;
+    // What the ring buffer held at the end.
+    report_fresh(&mut tracer, key, &mut live);
     let (checks, outcomes) = tracer.records_in(&snapshot, &[key]);
     let mut losses = snapshot.losses_of(&[key]);
     losses.ring_buffer = losses.ring_buffer.saturating_add(
@@ -521,12 +529,16 @@ async fn wait(
     resolved: &Resolved,
     duration: Option<Duration>,
     mut signals: Signals,
+    live: &mut Option<(String, OnCheck)>,
 ) -> Result<bool, SessionError> {
     let deadline = duration.map(|d| tokio::time::Instant::now() + d);
     let mut look = tokio::time::interval(LOOK);
     loop {
         tokio::select! {
-            result = tracer.pump() => result.map_err(SessionError::runtime)?,
+            result = tracer.pump() => {
+                result.map_err(SessionError::runtime)?;
+                report_fresh(tracer, resolved.key(), live);
+            }
             () = async { tokio::time::sleep_until(deadline.expect("set")).await }, if deadline.is_some() => return Ok(false),
             _ = signals.interrupt.recv() => return Ok(true),
             _ = signals.terminate.recv() => return Ok(true),
@@ -539,6 +551,19 @@ async fn wait(
                     return Ok(false);
                 }
             }
+        }
+    }
+}
+
+/// Shows each kind of check the workload made for the first time since the last call, named
+/// as the report names it.
+fn report_fresh(tracer: &mut Tracer, key: u64, live: &mut Option<(String, OnCheck)>) {
+    let Some((name, on_check)) = live.as_mut() else {
+        return;
+    };
+    for (traced, check) in tracer.fresh_checks() {
+        if traced == key {
+            on_check(name, &check);
         }
     }
 }
