@@ -128,6 +128,28 @@ fn a_batch_container_is_verified(engine: Engine) {
     );
     assert!(!stderr.contains(&format!("{name}-verify-")), "{stderr}");
     assert_eq!(copies_left(engine, &name), Vec::<String>::new());
+    // A failed run keeps what the copy printed, read from the engine before it was removed,
+    // and the report quotes it.
+    let without_chown = v["runs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["removed"] == "CHOWN")
+        .expect("a run without CHOWN");
+    assert_eq!(without_chown["passed"], false, "{without_chown:#}");
+    let printed = without_chown["output"].as_str().unwrap_or_default();
+    assert!(
+        printed.contains("chown") && printed.contains("Operation not permitted"),
+        "{without_chown:#}"
+    );
+    let file = TempDir::new("verified-container");
+    let saved = file.join("p.json");
+    std::fs::write(&saved, p.to_string()).unwrap();
+    let report = ok(&cap_trace(["show", saved.to_str().unwrap(), "--verbose"]));
+    assert!(
+        report.contains("it printed: chown: /tmp/x: Operation not permitted"),
+        "{report}"
+    );
     // The verified flags, as printed, run the job.
     let printed = printed_flags(&p, engine.name());
     assert_eq!(printed, flags_for(&MINIMAL.map(String::from)));

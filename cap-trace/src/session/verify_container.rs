@@ -271,6 +271,13 @@ impl Runner for ContainerRunner<'_> {
             (Vec::new(), false)
         };
         let (checks, outcomes) = self.opened.session.records_of(&name)?;
+        // What the copy printed, before it is gone: a failed run's own words are evidence.
+        // (Unreadable logs leave it empty: the run is judged without them.)
+        let output = output.unwrap_or_else(|| {
+            recreate::logs(&self.created.api, &id)
+                .map(|printed| crate::session::health::tail(&printed))
+                .unwrap_or_default()
+        });
         let profile = profiles
             .iter()
             .find(|(target, _)| *target == name)
@@ -293,7 +300,7 @@ impl Runner for ContainerRunner<'_> {
             ending,
             health,
             uids,
-            output: output.unwrap_or_default(),
+            output,
             duration: started.elapsed(),
             interrupted: false,
             losses: Losses::default(),

@@ -309,6 +309,21 @@ pub fn stop(api: &Api, id: &str, grace: Duration) -> Result<(), EngineError> {
     expect(status, &answer, &[204, 304, 404])
 }
 
+/// The last lines a container printed (stdout and stderr, in the order they came), as text.
+pub fn logs(api: &Api, id: &str) -> Result<String, EngineError> {
+    let (status, stream) = api.request(
+        "GET",
+        &format!("/containers/{id}/logs?stdout=true&stderr=true&tail={LOG_LINES}"),
+        None,
+        CALL,
+    )?;
+    expect(status, &stream, &[200])?;
+    Ok(demultiplex(&stream))
+}
+
+/// How many of a copy's last lines are asked for (what is kept is cut to a few KiB after).
+const LOG_LINES: u32 = 50;
+
 /// Removes a container (running or not) and its anonymous volumes.
 pub fn remove(api: &Api, id: &str) -> Result<(), EngineError> {
     let (status, answer) = api.request(
