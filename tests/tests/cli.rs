@@ -887,6 +887,48 @@ fn no_status_line_in_a_pipe_or_with_json() {
     assert!(!status_lines(&text).is_empty(), "{text:?}");
 }
 
+/// cap-trace's messages on a terminal fit its width, their continuations indented; in a pipe
+/// each stays one line (for grep and logs).
+#[test]
+fn messages_fit_the_terminal() {
+    if !privileged("messages_fit_the_terminal") {
+        return;
+    }
+    let dir = TempDir::new("messages");
+    let file = dir.join("f");
+    std::fs::write(&file, "x").unwrap();
+    let verify = format!(
+        "'{}' run --verify -- chown nobody '{}' >/dev/null",
+        bin().display(),
+        file.display()
+    );
+    let text = OnTerminal::start(&format!("stty cols 60; {verify}")).finish();
+    // (Less the lines `script` adds around it.)
+    let lines: Vec<&str> = text
+        .lines()
+        .map(|l| l.trim_end_matches('\r'))
+        .filter(|l| !l.starts_with("Script "))
+        .collect();
+    assert!(lines.iter().all(|l| l.chars().count() <= 60), "{text:?}");
+    let failed = lines
+        .iter()
+        .position(|l| l.starts_with("cap-trace: verification run 2 without CHOWN: failed"))
+        .expect("the failed run's message");
+    assert!(
+        lines[failed + 1].starts_with("  the workload exited"),
+        "{text:?}"
+    );
+    let out = Command::new("sh").args(["-c", &verify]).output().unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        stderr(&out).lines().any(|l| l
+            .starts_with("cap-trace: verification run 2 without CHOWN: failed")
+            && l.contains("the workload exited with status 1")),
+        "{}",
+        stderr(&out)
+    );
+}
+
 /// The daemon in the foreground on a terminal keeps a status line too (how long it has run,
 /// containers, checks, losses), and takes it off before its last line.
 #[test]

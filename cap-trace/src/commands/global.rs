@@ -144,10 +144,7 @@ pub(crate) fn live_view(global: &GlobalArgs) -> Option<OnCheck> {
 /// The width text is wrapped to: `COLUMNS` when set, else the terminal's (TIOCGWINSZ) when
 /// the result goes to one, else 80. Never less than 40.
 pub(crate) fn terminal_width(global: &GlobalArgs) -> usize {
-    let columns = std::env::var("COLUMNS")
-        .ok()
-        .and_then(|c| c.trim().parse::<usize>().ok())
-        .filter(|&c| c > 0);
+    let columns = crate::session::columns_asked();
     let tty = || {
         if global.output.is_some() || !std::io::stdout().is_terminal() {
             return None;

@@ -1,6 +1,7 @@
 //! Text that comes from outside (command lines, thread names, container labels): read without
 //! losing bytes that are not UTF-8 ([`from_bytes`]), and shown without obeying what it holds
-//! ([`shown`]).
+//! ([`shown`]); and text laid out for a terminal ([`wrap`]), by the reports and the session's
+//! messages alike.
 
 use std::borrow::Cow;
 use std::fmt::Write as _;
@@ -62,6 +63,88 @@ pub fn shown(s: &str) -> Cow<'_, str> {
         }
     }
     Cow::Owned(out)
+}
+
+/// How many columns a string takes on a terminal: its characters, less the escape codes of
+/// colour (`render::text::Style`).
+pub fn visible_width(s: &str) -> usize {
+    let mut n = 0;
+    let mut in_escape = false;
+    for c in s.chars() {
+        match c {
+            '\x1b' => in_escape = true,
+            'm' if in_escape => in_escape = false,
+            _ if in_escape => {}
+            _ => n += 1,
+        }
+    }
+    n
+}
+
+/// Each line of `text` broken at spaces so that none is wider than `width` columns, the lines
+/// a break makes indented by `hang` spaces (a hanging indent; for a line indented deeper, two
+/// more than the line). Runs of spaces that lay out
+/// columns are kept where no break falls; a word wider than the line stays whole. A `width` of
+/// 0 leaves `text` as it is.
+pub fn wrap(text: &str, width: usize, hang: usize) -> String {
+    wrap_with(text, width, hang, "")
+}
+
+/// [`wrap`], ending each line a break makes with `end` (` \\` keeps a shell command one
+/// command).
+pub fn wrap_with(text: &str, width: usize, hang: usize, end: &str) -> String {
+    if width == 0 {
+        return text.to_owned();
+    }
+    // A hanging indent so deep that little fits after it helps nobody.
+    let hang = hang.min(width * 2 / 3);
+    let end_w = visible_width(end);
+    let mut out = String::with_capacity(text.len() + 16);
+    for line in text.split_inclusive('\n') {
+        let (line, newline) = match line.strip_suffix('\n') {
+            Some(l) => (l, "\n"),
+            None => (line, ""),
+        };
+        if visible_width(line) <= width {
+            out.push_str(line);
+            out.push_str(newline);
+            continue;
+        }
+        let indent = line.len() - line.trim_start_matches(' ').len();
+        // A line's continuations hang below its own text, never left of where it starts.
+        let hang = hang.max(indent + 2).min(width * 2 / 3);
+        out.push_str(&line[..indent]);
+        let mut col = indent;
+        let mut fresh = true;
+        let mut rest = &line[indent..];
+        while !rest.is_empty() {
+            let spaces = rest.len() - rest.trim_start_matches(' ').len();
+            let after = &rest[spaces..];
+            let word_len = after.find(' ').unwrap_or(after.len());
+            let word = &after[..word_len];
+            rest = &after[word_len..];
+            if word.is_empty() {
+                break;
+            }
+            let w = visible_width(word);
+            // Room for the word, and for the continuation mark if more follows.
+            let mark = if rest.trim().is_empty() { 0 } else { end_w };
+            if fresh || col + spaces + w + mark <= width {
+                out.push_str(&" ".repeat(spaces));
+                out.push_str(word);
+                col += spaces + w;
+            } else {
+                out.push_str(end);
+                out.push('\n');
+                out.push_str(&" ".repeat(hang));
+                out.push_str(word);
+                col = hang + w;
+            }
+            fresh = false;
+        }
+        out.push_str(newline);
+    }
+    out
 }
 
 #[cfg(test)]

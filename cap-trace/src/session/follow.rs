@@ -243,7 +243,7 @@ impl Session {
     /// containers as their engines and labels do: shown escaped.
     pub(crate) fn say(&self, message: &str) {
         self.clear_status();
-        eprintln!("cap-trace: {}", text::shown(message));
+        crate::session::say(message);
     }
 
     /// Takes the status line off the terminal, if it is on it.

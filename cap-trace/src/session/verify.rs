@@ -11,9 +11,9 @@ use crate::model::profile::Profile;
 use crate::model::verify::{
     Ablation, Expect, Observed, Purpose, Run, Verification, judge, last_line,
 };
-use crate::session::SessionError;
 use crate::session::health::HealthCheck;
 use crate::session::launch::{Launcher, Output, Ran, Spec, User};
+use crate::session::{SessionError, say};
 
 /// Runs the workload holding exactly a capability set.
 pub(crate) trait Runner {
@@ -33,10 +33,6 @@ pub fn run_timeout(learning: &Profile, asked: Option<Duration>) -> Duration {
         Duration::from_millis(learning.trace.duration_ms.saturating_mul(5))
             .max(Duration::from_secs(10))
     })
-}
-
-fn say(message: &str) {
-    eprintln!("cap-trace: {message}");
 }
 
 /// Why the learning run cannot be verified against, if it cannot.

@@ -12,13 +12,13 @@ use crate::linux::caps::Cap;
 use crate::model::profile::Profile;
 use crate::model::record::Losses;
 use crate::model::verify::{Ending, Verification};
-use crate::session::SessionError;
 use crate::session::container::engine::Api;
 use crate::session::container::recreate::{self, Blueprint, Created, PrivateService};
 use crate::session::follow::{self, FollowOptions, Opened};
 use crate::session::health::HealthCheck;
 use crate::session::launch::Ran;
 use crate::session::verify::{self, Runner, VerifyOptions};
+use crate::session::{SessionError, say};
 
 /// How the copies of a learned container are judged.
 pub struct Settings {
@@ -27,10 +27,6 @@ pub struct Settings {
     pub strict: bool,
     /// The longest one batch run may take (`--verify-timeout`).
     pub run_timeout: Option<Duration>,
-}
-
-fn say(message: &str) {
-    eprintln!("cap-trace: {message}");
 }
 
 /// Verifies the set learned of container `name` (followed by `opened`, which learning used) on
