@@ -12,6 +12,7 @@ pub mod docker;
 pub mod engine;
 pub mod page;
 pub mod podman;
+pub mod terminal;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};

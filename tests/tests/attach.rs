@@ -11,6 +11,7 @@ use std::time::Duration;
 use cap_trace_tests::consumers::{schema_errors, systemd_setting, systemd_verify};
 use cap_trace_tests::engine::Engine;
 use cap_trace_tests::podman;
+use cap_trace_tests::terminal::{OnTerminal, status_lines};
 use cap_trace_tests::*;
 
 /// The cgroup v2 mount: `/sys/fs/cgroup/unified` on a hybrid host, else `/sys/fs/cgroup`.
@@ -293,6 +294,42 @@ fn a_process_tree_live() {
     assert_eq!(suggested(profile), ["CHOWN"], "{profile:#}");
     std::fs::write(dir.join("stop"), "").unwrap();
     let _ = sibling.wait();
+}
+
+/// On a terminal, an attached trace keeps a status line on stderr (time left, what it traces,
+/// checks counted), takes it off at the end, and draws none with --json.
+#[test]
+fn a_status_line_on_a_terminal() {
+    if !privileged("a_status_line_on_a_terminal") {
+        return;
+    }
+    let dir = TempDir::new("attach-status");
+    let cgroup = TestCgroup::new(&format!("ctp-attach-status-{}", std::process::id()));
+    let mut lone = in_cgroup(&cgroup.path, &dir.0, "exec sleep 60");
+    let pid = lone.id();
+    let text = OnTerminal::start(&format!(
+        "'{}' --cgroup {} --duration 2s >/dev/null",
+        bin().display(),
+        cgroup.path.display()
+    ))
+    .finish();
+    let name = format!("/ctp-attach-status-{}", std::process::id());
+    assert!(
+        status_lines(&text)
+            .iter()
+            .any(|l| l.starts_with("cap-trace: ") && l.contains(&format!(" left | {name} | "))),
+        "{text:?}"
+    );
+    // Taken off before the end: nothing follows the last erase but the report's lines.
+    assert!(text.contains("\r\u{1b}[K"), "{text:?}");
+    let text = OnTerminal::start(&format!(
+        "'{}' --pid {pid} --duration 1s --json >/dev/null",
+        bin().display()
+    ))
+    .finish();
+    assert!(status_lines(&text).is_empty(), "{text:?}");
+    let _ = lone.kill();
+    let _ = lone.wait();
 }
 
 /// A process of a traced tree that moves to another cgroup is reported as having left, and its

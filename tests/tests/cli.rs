@@ -6,6 +6,7 @@
 
 use std::process::{Command, Output};
 
+use cap_trace_tests::terminal::{OnTerminal, status_lines};
 use cap_trace_tests::*;
 
 /// Runs cap-trace with `args` and these environment variables.
@@ -717,87 +718,6 @@ fn a_mistyped_container_name_gets_the_running_one() {
         .find_map(|l| l.strip_prefix("cap-trace: asking engines: "))
         .unwrap_or_else(|| panic!("{err}"));
     assert!(engines.contains("podman"), "{err}");
-}
-
-/// cap-trace on a terminal: run by `script` (util-linux) on a pseudo-terminal, what it writes
-/// there kept in a file (the typescript). Killed, with what it runs, if the test ends first.
-struct OnTerminal {
-    script: std::process::Child,
-    typescript: std::path::PathBuf,
-    _dir: TempDir,
-}
-
-impl OnTerminal {
-    /// Runs `command` (a shell command line) on a terminal.
-    fn start(command: &str) -> OnTerminal {
-        let dir = TempDir::new("terminal");
-        let typescript = dir.join("typescript");
-        let script = Command::new("script")
-            .args(["-qfec", command])
-            .arg(&typescript)
-            .env_remove("COLUMNS")
-            .stdin(std::process::Stdio::null())
-            .stdout(std::process::Stdio::null())
-            .spawn()
-            .expect("run script (util-linux)");
-        OnTerminal {
-            script,
-            typescript,
-            _dir: dir,
-        }
-    }
-
-    /// What was written to the terminal so far.
-    fn text(&self) -> String {
-        String::from_utf8_lossy(&std::fs::read(&self.typescript).unwrap_or_default()).into_owned()
-    }
-
-    fn wait_for(&self, needle: &str, timeout: std::time::Duration) {
-        let deadline = std::time::Instant::now() + timeout;
-        while !self.text().contains(needle) {
-            assert!(
-                std::time::Instant::now() < deadline,
-                "no `{needle}` in {timeout:?}: {:?}",
-                self.text()
-            );
-            std::thread::sleep(std::time::Duration::from_millis(50));
-        }
-    }
-
-    /// Waits for the command to end, a success within a minute; returns what it wrote.
-    fn finish(mut self) -> String {
-        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
-        loop {
-            if let Some(status) = self.script.try_wait().unwrap() {
-                assert!(status.success(), "{status}: {:?}", self.text());
-                return self.text();
-            }
-            assert!(
-                std::time::Instant::now() < deadline,
-                "not done in a minute: {:?}",
-                self.text()
-            );
-            std::thread::sleep(std::time::Duration::from_millis(50));
-        }
-    }
-}
-
-impl Drop for OnTerminal {
-    fn drop(&mut self) {
-        if self.script.try_wait().ok().flatten().is_none() {
-            // script passes a hang-up on to what it runs.
-            let _ = self.script.kill();
-            let _ = self.script.wait();
-        }
-    }
-}
-
-/// The status lines drawn in `text` (each redrawn in place: `\r`, the line, erase to the end).
-fn status_lines(text: &str) -> Vec<&str> {
-    text.split('\r')
-        .filter_map(|part| part.strip_suffix("\u{1b}[K"))
-        .filter(|line| !line.is_empty())
-        .collect()
 }
 
 /// On a terminal, a trace keeps a status line on stderr (elapsed and remaining time,

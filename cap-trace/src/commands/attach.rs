@@ -2,6 +2,8 @@
 //! already running, from now until it is gone (or `--duration`, Ctrl-C, SIGTERM), and print its
 //! profile, which says it started late.
 
+use std::io::IsTerminal as _;
+
 use crate::cli::{ContainerArgs, Format, GlobalArgs};
 use crate::commands::global::{live_view, probe_options, render_all, say_written};
 use crate::error::{Failure, exit};
@@ -35,6 +37,7 @@ pub async fn command(
         probe: probe_options(&args.probe),
         verbose: global.verbose,
         on_check: live_view(global),
+        status_line: std::io::stderr().is_terminal() && global.format() != Format::Json,
     })
     .await?;
     render_all(std::slice::from_ref(&profile), global, Format::Text, true)?;

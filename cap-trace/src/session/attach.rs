@@ -24,6 +24,7 @@ use crate::session::container::{
 };
 use crate::session::launch::own_userns_level;
 use crate::session::privilege;
+use crate::session::status::StatusLine;
 use crate::session::tracer::{Migration, Tracer};
 use crate::session::{OnCheck, SessionError};
 
@@ -42,6 +43,8 @@ pub struct AttachOptions {
     pub verbose: bool,
     /// The live view (`--events`): each kind of check as it is first seen.
     pub on_check: Option<OnCheck>,
+    /// Keep a status line on stderr (a terminal, and not `--json`).
+    pub status_line: bool,
 }
 
 /// How the kernel side picks the workload's checks out.
@@ -402,21 +405,16 @@ pub async fn attach(mut opts: AttachOptions) -> Result<Profile, SessionError> {
         interrupt: signal(SignalKind::interrupt()).map_err(SessionError::runtime)?,
         terminate: signal(SignalKind::terminate()).map_err(SessionError::runtime)?,
     };
-    let mut live = opts.on_check.take().map(|f| (resolved.name.clone(), f));
-    if live.is_some() {
+    let mut shown = Shown {
+        live: opts.on_check.take().map(|f| (resolved.name.clone(), f)),
+        status: StatusLine::new(opts.status_line),
+    };
+    if shown.live.is_some() {
         tracer.keep_fresh();
     }
     begin(&mut tracer, &resolved)?;
     if opts.verbose {
-        eprintln!(
-            "cap-trace: attached to {hook}; tracing {} ({}, cgroup {})",
-            text::shown(&resolved.name),
-            match resolved.scope {
-                Scope::Cgroup => "the cgroup and below",
-                Scope::Tree { .. } => "the process and its descendants",
-            },
-            text::shown(&resolved.cgroup)
-        );
+        eprintln!("cap-trace: attached to {hook}; {}", tracing(&resolved));
     }
     let security = resolved.pid.map(process_security).unwrap_or_default();
     let late_by = resolved
@@ -425,14 +423,16 @@ pub async fn attach(mut opts: AttachOptions) -> Result<Profile, SessionError> {
         .zip(boot_time())
         .map(|(start, now)| now.saturating_sub(start));
     let unattributed_before = tracer.stats()?.losses_unattributed;
-    let interrupted = wait(&mut tracer, &resolved, opts.duration, signals, &mut live).await?;
+    let interrupted = wait(&mut tracer, &resolved, opts.duration, signals, &mut shown).await;
+    shown.status.clear();
+    let interrupted = interrupted?;
     if opts.verbose && interrupted {
         eprintln!("cap-trace: stopped; the workload goes on");
     }
     let stats = tracer.stats()?;
     let snapshot = tracer.snapshot()?;
     // What the ring buffer held at the end.
-    report_fresh(&mut tracer, key, &mut live);
+    shown.report_fresh(&mut tracer, key);
     let (checks, outcomes) = tracer.records_in(&snapshot, &[key]);
     let mut losses = snapshot.losses_of(&[key]);
     losses.ring_buffer = losses.ring_buffer.saturating_add(
@@ -481,6 +481,20 @@ pub async fn attach(mut opts: AttachOptions) -> Result<Profile, SessionError> {
     })
 }
 
+/// What is traced, for `--verbose`: `tracing 4242 (sh) (the process and its descendants,
+/// cgroup /user.slice/...)`.
+fn tracing(resolved: &Resolved) -> String {
+    format!(
+        "tracing {} ({}, cgroup {})",
+        text::shown(&resolved.name),
+        match resolved.scope {
+            Scope::Cgroup => "the cgroup and below",
+            Scope::Tree { .. } => "the process and its descendants",
+        },
+        text::shown(&resolved.cgroup)
+    )
+}
+
 /// Starts tracing the target: its cgroup in `TRACED`, its tasks of now in `MEMBERS` (and its
 /// processes in `TREES`), so that the kernel side follows them from here.
 fn begin(tracer: &mut Tracer, resolved: &Resolved) -> Result<(), SessionError> {
@@ -523,21 +537,52 @@ struct Signals {
     terminate: tokio::signal::unix::Signal,
 }
 
-/// Reads events until the workload is gone, the time is up or a signal came (then `true`).
+/// What a trace shows while it runs: the live view and the status line.
+struct Shown {
+    live: Option<(String, OnCheck)>,
+    status: StatusLine,
+}
+
+impl Shown {
+    /// Shows each kind of check the workload made for the first time since the last call,
+    /// named as the report names it.
+    fn report_fresh(&mut self, tracer: &mut Tracer, key: u64) {
+        let Some((name, on_check)) = self.live.as_mut() else {
+            return;
+        };
+        let fresh: Vec<_> = tracer
+            .fresh_checks()
+            .into_iter()
+            .filter(|(traced, _)| *traced == key)
+            .collect();
+        if !fresh.is_empty() {
+            self.status.clear();
+        }
+        for (_, check) in fresh {
+            on_check(name, &check);
+        }
+    }
+}
+
+/// Reads events until the workload is gone, the time is up or a signal came (then `true`),
+/// keeping the status line (redrawn each second) and the live view.
 async fn wait(
     tracer: &mut Tracer,
     resolved: &Resolved,
     duration: Option<Duration>,
     mut signals: Signals,
-    live: &mut Option<(String, OnCheck)>,
+    shown: &mut Shown,
 ) -> Result<bool, SessionError> {
-    let deadline = duration.map(|d| tokio::time::Instant::now() + d);
+    let started = tokio::time::Instant::now();
+    let deadline = duration.map(|d| started + d);
     let mut look = tokio::time::interval(LOOK);
+    let what = text::shown(&resolved.name).into_owned();
+    let mut drawn_at: Option<tokio::time::Instant> = None;
     loop {
         tokio::select! {
             result = tracer.pump() => {
                 result.map_err(SessionError::runtime)?;
-                report_fresh(tracer, resolved.key(), live);
+                shown.report_fresh(tracer, resolved.key());
             }
             () = async { tokio::time::sleep_until(deadline.expect("set")).await }, if deadline.is_some() => return Ok(false),
             _ = signals.interrupt.recv() => return Ok(true),
@@ -550,20 +595,14 @@ async fn wait(
                 if !there {
                     return Ok(false);
                 }
+                let now = tokio::time::Instant::now();
+                if drawn_at.is_none_or(|t| now - t >= Duration::from_secs(1)) {
+                    let stats = tracer.stats().unwrap_or_default();
+                    let left = deadline.map(|d| d.saturating_duration_since(now));
+                    shown.status.draw(now - started, left, &what, &stats);
+                    drawn_at = Some(now);
+                }
             }
-        }
-    }
-}
-
-/// Shows each kind of check the workload made for the first time since the last call, named
-/// as the report names it.
-fn report_fresh(tracer: &mut Tracer, key: u64, live: &mut Option<(String, OnCheck)>) {
-    let Some((name, on_check)) = live.as_mut() else {
-        return;
-    };
-    for (traced, check) in tracer.fresh_checks() {
-        if traced == key {
-            on_check(name, &check);
         }
     }
 }

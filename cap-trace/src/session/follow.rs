@@ -29,6 +29,7 @@ use crate::session::container::path::{self as cpath, CgroupContainer, Runtime};
 use crate::session::container::recreate::{self, PrivateService};
 use crate::session::container::{self, ContainerInfo, Engines, Lookup};
 use crate::session::health::{self, HealthCheck};
+use crate::session::status::StatusLine;
 use crate::session::sysctl;
 use crate::session::tracer::{Migration, Snapshot, Tracer};
 use crate::session::{MAX_WAITING_CHECKS, OnCheck, SessionError};
@@ -215,8 +216,8 @@ pub(crate) struct Session {
     /// The live view, and the fresh checks of cgroups not named yet.
     on_check: Option<OnCheck>,
     fresh_waiting: Vec<(u64, Check)>,
-    /// Whether a status line is on the terminal now (messages clear it first).
-    status_drawn: std::cell::Cell<bool>,
+    /// The status line on a terminal (messages clear it first).
+    status: StatusLine,
     /// Keep each container's whole engine record (`--verify` re-creates it from that).
     keep_records: bool,
 }
@@ -248,37 +249,20 @@ impl Session {
 
     /// Takes the status line off the terminal, if it is on it.
     pub(crate) fn clear_status(&self) {
-        if self.status_drawn.replace(false) {
-            eprint!("\r\x1b[K");
-        }
+        self.status.clear();
     }
 
     /// Draws the status line in place of the last: how long the trace has run (and has left),
     /// the containers, the checks counted and the losses, cut to the terminal's width.
     pub(crate) fn draw_status(&self, elapsed: Duration, left: Option<Duration>) {
-        use std::io::Write as _;
-        let stats = self.tracer.stats().unwrap_or_default();
         let named = self.tracked.iter().filter(|t| t.info.is_some()).count();
         let running = self.tracked.iter().filter(|t| t.live.is_some()).count();
-        let mut line = format!("cap-trace: {}", clock(elapsed));
-        if let Some(left) = left {
-            line.push_str(&format!(", {} left", clock(left)));
-        }
-        line.push_str(&format!(
-            " | {named} container{} ({running} running) | {} checks | ",
-            if named == 1 { "" } else { "s" },
-            stats.checks
-        ));
-        line.push_str(&match stats.losses() {
-            0 => "nothing lost".to_owned(),
-            n => format!("{n} lost"),
-        });
-        let width = stderr_width().saturating_sub(1);
-        let line: String = line.chars().take(width).collect();
-        let mut err = std::io::stderr().lock();
-        let _ = write!(err, "\r{line}\x1b[K");
-        let _ = err.flush();
-        self.status_drawn.set(true);
+        let what = format!(
+            "{named} container{} ({running} running)",
+            if named == 1 { "" } else { "s" }
+        );
+        let stats = self.tracer.stats().unwrap_or_default();
+        self.status.draw(elapsed, left, &what, &stats);
     }
 
     /// Starts recording every task of a cgroup created from now on.
@@ -1027,9 +1011,7 @@ impl Session {
         let Some(on_check) = self.on_check.as_mut() else {
             return;
         };
-        if self.status_drawn.replace(false) {
-            eprint!("\r\x1b[K");
-        }
+        self.status.clear();
         let mut fresh = std::mem::take(&mut self.fresh_waiting);
         fresh.extend(self.tracer.fresh_checks());
         for (id, check) in fresh {
@@ -1136,16 +1118,6 @@ impl Session {
             self.tracked[index] = Tracked::new(target);
         }
         Ok(())
-    }
-}
-
-/// `42s`, `3m07s`, `1h02m`.
-fn clock(d: Duration) -> String {
-    let s = d.as_secs();
-    match s {
-        0..60 => format!("{s}s"),
-        60..3600 => format!("{}m{:02}s", s / 60, s % 60),
-        _ => format!("{}h{:02}m", s / 3600, s % 3600 / 60),
     }
 }
 
@@ -1312,10 +1284,6 @@ impl ContainerProbe {
         (result, uids)
     }
 }
-/// The width of the terminal on stderr (80 if it cannot be told).
-fn stderr_width() -> usize {
-    crate::session::terminal_columns(libc::STDERR_FILENO).unwrap_or(80)
-}
 
 /// Everything a follow session runs on.
 pub(crate) struct Opened {
@@ -1437,7 +1405,7 @@ pub(crate) fn open(opts: &FollowOptions) -> Result<Opened, SessionError> {
         unattributed_seen: 0,
         on_check: None,
         fresh_waiting: Vec::new(),
-        status_drawn: std::cell::Cell::new(false),
+        status: StatusLine::new(opts.status_line),
         keep_records: opts.keep_records,
     };
     s.engines.watch(s.since);

@@ -9,6 +9,7 @@ pub mod health;
 pub mod launch;
 pub mod privilege;
 pub mod procs;
+pub(crate) mod status;
 pub mod sysctl;
 pub mod tracer;
 pub mod verify;
