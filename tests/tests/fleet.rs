@@ -4,6 +4,7 @@
 // Each test file is a crate of its own, linked with every dependency of the package.
 #![allow(unused_crate_dependencies)]
 
+use std::os::unix::process::CommandExt as _;
 use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
@@ -699,15 +700,18 @@ fn ps_all_matches_commands_outside_containers_to_their_run_profiles() {
     args.push("--");
     args.extend(command);
     ok(&cap_trace(&args));
+    // In a process group of its own, killed whole at the end: its `sleep` too.
     let mut child = Command::new(command[0])
         .args(&command[1..])
         .env("STAY", "1")
+        .process_group(0)
         .spawn()
         .unwrap();
     struct Kill<'a>(&'a mut std::process::Child);
     impl Drop for Kill<'_> {
         fn drop(&mut self) {
-            let _ = self.0.kill();
+            // SAFETY: plain kill(2) of the group the child leads.
+            unsafe { libc::kill(-(self.0.id() as i32), libc::SIGKILL) };
             let _ = self.0.wait();
         }
     }
