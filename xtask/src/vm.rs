@@ -469,7 +469,11 @@ fn qemu(arch: Arch) -> Command {
             // Without cmpxchg16b: with it, Linux 6.12 crashed at random under this qemu's
             // (7.2) TCG (3 boots of 6, in its allocator, with corrupt flags); without it the
             // kernel falls back to an emulation of the instruction and boots every time.
-            cmd.args(["-accel", "tcg", "-cpu", "qemu64,-cx16"]);
+            // One host thread for both vCPUs: with a thread each, a vCPU may run code the other
+            // has just patched (the kernel's int3-based live patching of its own text) from a
+            // stale translation, and Linux 6.12 took an `int3` Oops and panicked (once at boot,
+            // in `sched_clock_cpu`; once while cap-trace attached).
+            cmd.args(["-accel", "tcg,thread=single", "-cpu", "qemu64,-cx16"]);
         }
         Arch::Aarch64 => {
             cmd = Command::new("qemu-system-aarch64");
