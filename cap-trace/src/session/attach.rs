@@ -577,7 +577,6 @@ async fn wait(
     let deadline = duration.map(|d| started + d);
     let mut look = tokio::time::interval(LOOK);
     let what = text::shown(&resolved.name).into_owned();
-    let mut drawn_at: Option<tokio::time::Instant> = None;
     loop {
         tokio::select! {
             result = tracer.pump() => {
@@ -595,12 +594,11 @@ async fn wait(
                 if !there {
                     return Ok(false);
                 }
-                let now = tokio::time::Instant::now();
-                if drawn_at.is_none_or(|t| now - t >= Duration::from_secs(1)) {
+                if shown.status.due() {
+                    let now = tokio::time::Instant::now();
                     let stats = tracer.stats().unwrap_or_default();
                     let left = deadline.map(|d| d.saturating_duration_since(now));
                     shown.status.draw(now - started, left, &what, &stats);
-                    drawn_at = Some(now);
                 }
             }
         }

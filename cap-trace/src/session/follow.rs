@@ -252,9 +252,13 @@ impl Session {
         self.status.clear();
     }
 
-    /// Draws the status line in place of the last: how long the trace has run (and has left),
-    /// the containers, the checks counted and the losses, cut to the terminal's width.
+    /// Draws the status line in place of the last, when one is due (at most once a second):
+    /// how long the trace has run (and has left), the containers, the checks counted and the
+    /// losses, cut to the terminal's width.
     pub(crate) fn draw_status(&self, elapsed: Duration, left: Option<Duration>) {
+        if !self.status.due() {
+            return;
+        }
         let named = self.tracked.iter().filter(|t| t.info.is_some()).count();
         let running = self.tracked.iter().filter(|t| t.live.is_some()).count();
         let what = format!(
@@ -1534,16 +1538,13 @@ pub(crate) async fn learn(
     let limit = opts.timeout.map(|d| started + d);
     let time_up =
         |now: Instant| deadline.is_some_and(|d| now >= d) || limit.is_some_and(|l| now >= l);
-    let mut drawn_at: Option<Instant> = None;
+    let left = |now: Instant| deadline.map(|d| d.saturating_duration_since(now));
     // Drawn at once, before the first turn: a tick's work (naming many new containers under
     // load) may take seconds, and a short trace would otherwise end without one.
     if opts.status_line {
-        let now = Instant::now();
-        opened.session.draw_status(
-            started.elapsed(),
-            deadline.map(|d| d.saturating_duration_since(now)),
-        );
-        drawn_at = Some(now);
+        opened
+            .session
+            .draw_status(started.elapsed(), left(Instant::now()));
     }
     let mut hinted = false;
     loop {
@@ -1572,10 +1573,8 @@ pub(crate) async fn learn(
                 if time_up(Instant::now()) {
                     break;
                 }
-                if opts.status_line && drawn_at.is_none_or(|t| t.elapsed() >= Duration::from_secs(1)) {
-                    let now = Instant::now();
-                    s.draw_status(started.elapsed(), deadline.map(|d| d.saturating_duration_since(now)));
-                    drawn_at = Some(now);
+                if opts.status_line {
+                    s.draw_status(started.elapsed(), left(Instant::now()));
                 }
                 let never_seen = s.tracked.iter().filter(|t| t.starts == 0).count();
                 if !opts.all && never_seen > 0 {

@@ -5,14 +5,17 @@
 
 use std::cell::Cell;
 use std::io::Write as _;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use crate::kernel::Stats;
 
 #[derive(Debug, Default)]
 pub(crate) struct StatusLine {
     on: bool,
+    /// On the terminal now (other lines take it off first).
     drawn: Cell<bool>,
+    /// When it was last drawn: it is redrawn at most once a second.
+    drawn_at: Cell<Option<Instant>>,
 }
 
 impl StatusLine {
@@ -20,7 +23,18 @@ impl StatusLine {
         StatusLine {
             on,
             drawn: Cell::new(false),
+            drawn_at: Cell::new(None),
         }
+    }
+
+    /// Whether there is a line to draw now: on, and not drawn in the last second (callers
+    /// gather what it says only then).
+    pub(crate) fn due(&self) -> bool {
+        self.on
+            && self
+                .drawn_at
+                .get()
+                .is_none_or(|t| t.elapsed() >= Duration::from_secs(1))
     }
 
     /// Draws the line in place of the last: `cap-trace: ELAPSED[, LEFT left] | WHAT | N checks
@@ -52,6 +66,7 @@ impl StatusLine {
         let _ = write!(err, "\r{line}\x1b[K");
         let _ = err.flush();
         self.drawn.set(true);
+        self.drawn_at.set(Some(Instant::now()));
     }
 
     /// Takes the line off the terminal, if it is on it.

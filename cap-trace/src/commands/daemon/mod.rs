@@ -19,7 +19,7 @@ mod state;
 use std::collections::{BTreeSet, HashMap, VecDeque};
 use std::io::IsTerminal as _;
 use std::path::PathBuf;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use tokio::net::UnixListener;
 use tokio::signal::unix::{SignalKind, signal};
@@ -75,9 +75,6 @@ struct Daemon {
     exited: VecDeque<String>,
     engines: Vec<String>,
     kept: Vec<String>,
-    /// In the foreground on a terminal: keep a status line on stderr, and when it was drawn.
-    status_line: bool,
-    drawn_at: Option<Instant>,
 }
 
 impl Daemon {
@@ -165,19 +162,6 @@ impl Daemon {
             }
         }
         self.persist_error = Some(error);
-    }
-
-    /// Redraws the status line (at most every second), when there is one: how long the daemon
-    /// has run, its containers, checks and losses.
-    fn draw_status(&mut self, s: &Opened) {
-        if self.status_line
-            && self
-                .drawn_at
-                .is_none_or(|t| t.elapsed() >= Duration::from_secs(1))
-        {
-            s.session.draw_status(s.started.elapsed(), None);
-            self.drawn_at = Some(Instant::now());
-        }
     }
 
     /// Notes the containers the session follows now, for `status`.
@@ -444,8 +428,6 @@ pub async fn daemon(opts: DaemonOptions) -> Result<(), Failure> {
         exited: VecDeque::new(),
         engines,
         kept,
-        status_line: opts.follow.status_line,
-        drawn_at: None,
     };
     d.run(&mut s, &listener).await?;
     s.session.tracer.drain();
@@ -543,7 +525,9 @@ impl Daemon {
                 _ = tick.tick() => {
                     s.session.tick()?;
                     self.note_containers(s);
-                    self.draw_status(s);
+                    // In the foreground on a terminal (at most once a second): how long the
+                    // daemon has run, its containers, checks and losses.
+                    s.session.draw_status(s.started.elapsed(), None);
                 }
                 _ = persist.tick() => self.persist(s)?,
             }
