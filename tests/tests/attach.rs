@@ -93,6 +93,16 @@ fn in_cgroup_as(cgroup: &Path, dir: &Path, first: &str, after: &str) -> Child {
     panic!("{} did not enter {}", child.id(), cgroup.display());
 }
 
+/// A sibling in `cgroup` that renices (SYS_NICE checks a tree's trace must not take) until
+/// `stop` appears in `dir`.
+fn renicing_sibling(cgroup: &Path, dir: &Path) -> Child {
+    in_cgroup(
+        cgroup,
+        dir,
+        "while [ ! -e stop ]; do nice -n -5 true; sleep 0.05; done",
+    )
+}
+
 /// cap-trace with `args` in the background, once it says it has attached (`--verbose`).
 fn attached(args: &[&str]) -> (Child, std::sync::Arc<std::sync::Mutex<String>>) {
     let mut child = Command::new(bin())
@@ -155,11 +165,7 @@ fn a_process_tree_in_a_shared_cgroup_and_its_cgroup() {
         "sh -c 'chown nobody f'; sleep 0.2",
     );
     // The sibling renices (SYS_NICE) until told to stop.
-    let sibling = in_cgroup(
-        &cgroup.path,
-        &dir.0,
-        "while [ ! -e stop ]; do nice -n -5 true; sleep 0.05; done",
-    );
+    let sibling = renicing_sibling(&cgroup.path, &dir.0);
     let pid = tree.id().to_string();
     let (by_pid, pid_err) = attached(&["--pid", &pid, "--json"]);
     let rel = format!("/ctp-attach-{}", std::process::id());
@@ -232,11 +238,7 @@ fn a_process_tree_live() {
     std::fs::write(dir.join("f"), "x").unwrap();
     let cgroup = TestCgroup::new(&format!("ctp-attach-live-{}", std::process::id()));
     let mut tree = in_cgroup(&cgroup.path, &dir.0, "sh -c 'chown nobody f'");
-    let mut sibling = in_cgroup(
-        &cgroup.path,
-        &dir.0,
-        "while [ ! -e stop ]; do nice -n -5 true; sleep 0.05; done",
-    );
+    let mut sibling = renicing_sibling(&cgroup.path, &dir.0);
     let pid = tree.id().to_string();
     let (text, text_err) = attached(&["--pid", &pid, "--events"]);
     let (json, json_err) = attached(&["--pid", &pid, "--events", "--json"]);
