@@ -7,10 +7,14 @@
 //! with a test case). A full stack walk (`bpf_get_stack`, ORC unwinding) costs about a
 //! microsecond, so it is only the slow path: the programs read the raw stack words above the
 //! tracepoint's frame and take the return addresses where a walk once found them
-//! ([`StackLayout`]). The return address into `cap_capable` must be there exactly, else the check
-//! goes down the slow path (which learns the layout again), so a wrong layout can only cost time,
-//! never a wrong answer. The repeat path reads the same words by the same layout
-//! ([`quick_frames`]).
+//! ([`StackLayout`]). The positions move whenever another tracer attaches to or leaves the
+//! tracepoint (see `Stored`); the return address into `cap_capable` must be where the layout says,
+//! else the check goes down the slow path, which learns the layout again. Two more guards keep a
+//! layout that no longer holds from giving a wrong answer: the positions are stored in one word,
+//! so none is ever paired with another layout's, and callers the table does not know, as read by
+//! the layout, are walked again ([`classify_stack`]): stale words at a wrong position would name
+//! an unknown caller, and unknown callers are rare. The repeat path reads the same words by the
+//! same layout ([`quick_frames`]).
 //!
 //! Intermediate results go through the per-CPU scratch area rather than registers: values read
 //! back from map memory are opaque to the verifier ([`opaque`]), which keeps it from verifying the
@@ -34,17 +38,19 @@ pub(crate) fn classify_stack<C: EbpfContext>(ctx: &C, scratch: &mut Scratch) -> 
     scratch.f1 = 0;
     scratch.f2 = 0;
     scratch.used_f2 = 0;
-    if !fast_frames(ctx, scratch) && !slow_frames(ctx, scratch) {
+    let fast = fast_frames(ctx, scratch);
+    if !fast && !slow_frames(ctx, scratch) {
         return (check_flags::AUDIT_UNKNOWN, 0);
     }
-    let f1 = opaque(&scratch.f1);
-    let f2 = opaque(&scratch.f2);
-    find_site(f1, scratch);
-    let mut class = opaque(&scratch.class);
-    if class == u64::from(site_class::FORWARD) {
-        scratch.used_f2 = 1;
-        find_site(f2, scratch);
-        class = opaque(&scratch.class);
+    let mut class = classify_frames(scratch);
+    if fast && class == 0 {
+        // The table does not know the words where the layout put the callers: a caller it
+        // does not list, or a layout that no longer holds. Only a walk can tell.
+        scratch.used_f2 = 0;
+        if !slow_frames(ctx, scratch) {
+            return (check_flags::AUDIT_UNKNOWN, 0);
+        }
+        class = classify_frames(scratch);
     }
     let rule = opaque(&scratch.rule) as u32;
     if class == u64::from(site_class::AUDIT) {
@@ -57,6 +63,26 @@ pub(crate) fn classify_stack<C: EbpfContext>(ctx: &C, scratch: &mut Scratch) -> 
         // Unknown (or FORWARD twice): keep the frames so userspace can name the call site.
         (check_flags::AUDIT_UNKNOWN, 0)
     }
+}
+
+/// The site class of the frames in `scratch.f1/f2` (0: unknown, or FORWARD twice), its rule in
+/// `scratch.rule`.
+#[inline(always)]
+fn classify_frames(scratch: &mut Scratch) -> u64 {
+    let f1 = opaque(&scratch.f1);
+    let f2 = opaque(&scratch.f2);
+    find_site(f1, scratch);
+    let class = opaque(&scratch.class);
+    if class == u64::from(site_class::FORWARD) {
+        scratch.used_f2 = 1;
+        find_site(f2, scratch);
+        let class = opaque(&scratch.class);
+        if class == u64::from(site_class::FORWARD) {
+            return 0;
+        }
+        return class;
+    }
+    class
 }
 
 const RAW_WORDS: usize = 32;
@@ -104,9 +130,7 @@ struct Found {
     f2_at: u64,
 }
 
-/// Stack layout learned by the slow path. The addresses are kernel constants and the positions
-/// depend only on which tracepoint machinery runs, so concurrent writers agree.
-#[repr(C)]
+/// Stack layout learned by the slow path, as the fast path reads it ([`layout`]).
 #[derive(Copy, Clone)]
 pub(crate) struct StackLayout {
     /// Return address into `cap_capable` (0: no layout learned yet).
@@ -121,19 +145,59 @@ pub(crate) struct StackLayout {
     pub(crate) f2_at: u64,
 }
 
+/// The layout as stored. The two return addresses are kernel constants. The positions are not:
+/// the tracepoint calls a lone program directly but goes through an iterator (a frame more)
+/// when several are attached, so every tracer that comes or goes moves them all. They are one
+/// word, written at once, so that no reader ever pairs positions of two layouts.
+#[repr(C)]
+struct Stored {
+    ra_cap: u64,
+    ra_fwd: u64,
+    /// `LEARNED` | `ra_cap_at` | `f1_at` << 8 | `f2_at` << 16 (0: not learned).
+    positions: u64,
+}
+
+const LEARNED: u64 = 1 << 63;
+
 #[unsafe(no_mangle)]
-static mut STACK_LAYOUT: StackLayout = StackLayout {
+static mut STACK_LAYOUT: Stored = Stored {
     ra_cap: 0,
     ra_fwd: 0,
-    ra_cap_at: 0,
-    f1_at: 0,
-    f2_at: 0,
+    positions: 0,
 };
 
 #[inline(always)]
 pub(crate) fn layout() -> StackLayout {
-    // SAFETY: plain words; concurrent writers store the same layout (see `STACK_LAYOUT`).
-    unsafe { core::ptr::read_volatile(&raw const STACK_LAYOUT) }
+    // SAFETY: aligned plain words of a global; the positions are one word (see `Stored`).
+    let (ra_cap, ra_fwd, positions) = unsafe {
+        (
+            core::ptr::read_volatile(&raw const STACK_LAYOUT.ra_cap),
+            core::ptr::read_volatile(&raw const STACK_LAYOUT.ra_fwd),
+            core::ptr::read_volatile(&raw const STACK_LAYOUT.positions),
+        )
+    };
+    StackLayout {
+        ra_cap: if positions & LEARNED != 0 { ra_cap } else { 0 },
+        ra_fwd,
+        ra_cap_at: positions & 0xff,
+        f1_at: (positions >> 8) & 0xff,
+        f2_at: (positions >> 16) & 0xff,
+    }
+}
+
+/// Stores a layout: the constants first, then the positions in one write.
+#[inline(always)]
+fn store_layout(learned: &StackLayout) {
+    // SAFETY: aligned plain words of a global; every writer stores the same constants, and the
+    // positions in one write (see `Stored`).
+    unsafe {
+        core::ptr::write_volatile(&raw mut STACK_LAYOUT.ra_cap, learned.ra_cap);
+        core::ptr::write_volatile(&raw mut STACK_LAYOUT.ra_fwd, learned.ra_fwd);
+        core::ptr::write_volatile(
+            &raw mut STACK_LAYOUT.positions,
+            LEARNED | learned.ra_cap_at | learned.f1_at << 8 | learned.f2_at << 16,
+        );
+    }
 }
 
 /// Where the raw stack words start: the tracepoint's own frame.
@@ -281,17 +345,27 @@ fn learn_layout<C: EbpfContext>(ctx: &C, scratch: &mut Scratch, ra_cap: u64) {
     if ra_cap_at == u64::MAX || f1_at == u64::MAX {
         return;
     }
-    let mut current = layout();
-    current.ra_cap = ra_cap;
-    current.ra_cap_at = ra_cap_at;
-    current.f1_at = f1_at;
+    let old = layout();
+    let mut learned = StackLayout {
+        ra_cap,
+        ra_fwd: old.ra_fwd,
+        ra_cap_at,
+        f1_at,
+        f2_at: 0,
+    };
     find_site(f1, scratch);
     if f2_at != u64::MAX && opaque(&scratch.class) == u64::from(site_class::FORWARD) {
-        current.ra_fwd = f1;
-        current.f2_at = f2_at;
+        learned.ra_fwd = f1;
+        learned.f2_at = f2_at;
+    } else if old.ra_cap != 0 && old.f2_at > old.f1_at {
+        // Not seen on this stack: `f2` is as far above `f1` as before (the frame of
+        // security_capable), wherever the tracepoint's machinery moved both.
+        let carried = old.f2_at - old.f1_at + f1_at;
+        if carried < RAW_WORDS as u64 {
+            learned.f2_at = carried;
+        }
     }
-    // SAFETY: plain words; every writer stores the same layout (see `STACK_LAYOUT`).
-    unsafe { core::ptr::write_volatile(&raw mut STACK_LAYOUT, current) };
+    store_layout(&learned);
 }
 
 /// Binary search of the sorted call-site ranges: class and rule into `scratch` (0 if none).

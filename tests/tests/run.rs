@@ -523,3 +523,45 @@ fn a_process_that_leaves_the_traced_cgroup_makes_the_profile_incomplete_and_is_n
     assert_eq!(p["trace"]["complete"], true, "{p:#}");
     assert_eq!(suggested(&p), ["CHOWN"]);
 }
+
+/// The kernel side reads who called `cap_capable` from raw stack words, at positions a stack
+/// walk found; every tracer that attaches to the tracepoint or leaves it moves those positions
+/// (the kernel calls a lone program directly, several through an iterator). A trace that sees
+/// other tracers come and go still names every call site, as it does alone.
+#[test]
+fn call_sites_stay_known_while_other_tracers_come_and_go() {
+    if !privileged("call_sites_stay_known_while_other_tracers_come_and_go") {
+        return;
+    }
+    let dir = TempDir::new("sites");
+    let d = dir.join("d");
+    // Every round: checks that security_capable forwards (chown, chmod: its caller decides)
+    // and others it does not (exec's memory probe), so the layout is learned from both.
+    let script = format!(
+        "end=$(( $(date +%s) + 10 )); while [ $(date +%s) -lt $end ]; do \
+         mkdir -p {d}; chown 1:1 {d}; chmod 700 {d}; rmdir {d}; done",
+        d = d.display()
+    );
+    let traced = std::thread::spawn(move || run_profile(&[], &["sh", "-c", &script]));
+    let mut others = 0;
+    while !traced.is_finished() {
+        ok(&cap_trace(["run", "--", "true"]));
+        others += 1;
+    }
+    let profile = traced.join().expect("the traced run");
+    let unknown: Vec<String> = profile["checks"]
+        .as_array()
+        .expect("checks")
+        .iter()
+        .filter(|c| c["audit"] == "unknown")
+        .map(|c| format!("{} {} {}", c["cap"], c["comm"], c["site"]))
+        .collect();
+    assert!(
+        unknown.is_empty(),
+        "{others} other traces came and went; call sites not known: {unknown:#?}"
+    );
+    assert!(others >= 2, "{others} other traces");
+    for cap in ["CHOWN", "FOWNER"] {
+        assert!(verdict(&profile, cap).is_some(), "{cap}: {profile:#}");
+    }
+}
