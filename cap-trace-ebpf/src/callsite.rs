@@ -7,13 +7,12 @@
 //! with a test case). A full stack walk (`bpf_get_stack`, ORC unwinding) costs about a
 //! microsecond, so it is only the slow path: the programs read the raw stack words above the
 //! tracepoint's frame and take the return addresses where a walk once found them
-//! ([`StackLayout`]). The positions move whenever another tracer attaches to or leaves the
-//! tracepoint (see `Stored`); the return address into `cap_capable` must be where the layout says,
-//! else the check goes down the slow path, which learns the layout again. Two more guards keep a
-//! layout that no longer holds from giving a wrong answer: the positions are stored in one word,
-//! so none is ever paired with another layout's, and callers the table does not know, as read by
-//! the layout, are walked again ([`classify_stack`]): stale words at a wrong position would name
-//! an unknown caller, and unknown callers are rare. The repeat path reads the same words by the
+//! ([`StackLayout`]). The positions move whenever another tracer attaches to the tracepoint or
+//! leaves it (see `Stored`). Three things keep a moved layout from giving a wrong answer: the
+//! return address into `cap_capable` must be where the layout says, else the check goes down the
+//! slow path, which learns the layout again; `f2`, which not every walk sees, is carried by its
+//! distance from `f1`, which nothing moves; and a caller the table does not know, as read by the
+//! layout, is walked again ([`classify_stack`]). The repeat path reads the same words by the
 //! same layout ([`quick_frames`]).
 //!
 //! Intermediate results go through the per-CPU scratch area rather than registers: values read
